@@ -1,0 +1,157 @@
+//! Building and running the whole service: database, scheduler and HTTP
+//! server, wired from a [`Config`]. `main` only parses arguments and calls
+//! this; tests build the same [`App`] on port 0 with a manual clock.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::domain::RequestState;
+use crate::http::{self, HttpState};
+use crate::jobs::{Scheduler, SchedulerOptions};
+use crate::notify::{LogNotifier, Notifier};
+use crate::providers::Providers;
+use crate::service::Service;
+use crate::store::Db;
+
+/// The parts that tests swap out.
+pub struct Deps {
+    /// Where time comes from.
+    pub clock: SharedClock,
+    /// Where notices go.
+    pub notifier: Arc<dyn Notifier>,
+    /// Providers to use instead of building them from the config.
+    pub providers: Option<Providers>,
+    /// Scheduler tunables.
+    pub scheduler: SchedulerOptions,
+}
+
+impl Default for Deps {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            notifier: Arc::new(LogNotifier),
+            providers: None,
+            scheduler: SchedulerOptions::default(),
+        }
+    }
+}
+
+/// A built, not yet running, jitbot.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    db: Db,
+    service: Service,
+    scheduler: Scheduler,
+    router: axum::Router,
+}
+
+impl App {
+    /// Connects and migrates the database, refuses a config that would
+    /// orphan live grants, builds providers and binds the listener.
+    pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
+        let db = Db::connect(config.database.url.expose(), config.database.max_connections)
+            .await
+            .context("cannot open database.url")?;
+        db.migrate().await.context("cannot migrate the database")?;
+        let orphans = grants_orphaned_by(&config, &db).await.context("cannot read live grants")?;
+        if !orphans.is_empty() {
+            anyhow::bail!(orphan_message(&orphans));
+        }
+        let providers = match deps.providers {
+            Some(p) => p,
+            None => Providers::from_config(&config).context("cannot build providers")?,
+        };
+        let config = Arc::new(config);
+        let wake = Arc::new(Notify::new());
+        let service = Service::new(db.clone(), config.clone(), wake.clone());
+        let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, deps.notifier, wake, deps.scheduler);
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let router = http::router(HttpState { db: db.clone() });
+        Ok(Self { listener, addr, db, service, scheduler, router })
+    }
+
+    /// The port actually bound (tests bind port 0).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The use cases.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The scheduler (tests drain it directly).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves HTTP and runs the scheduler until `shutdown` resolves, then
+    /// lets running jobs finish and closes the pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let scheduler = self.scheduler.clone();
+        let mut sched_rx = stop_rx.clone();
+        let sched = tokio::spawn(async move {
+            scheduler.run(async move { while sched_rx.changed().await.is_ok() && !*sched_rx.borrow() {} }).await;
+        });
+        let mut http_rx = stop_rx;
+        tracing::info!(addr = %self.addr, "jitbot listening");
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { while http_rx.changed().await.is_ok() && !*http_rx.borrow() {} });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        server.await.context("http server task")?.context("http server")?;
+        sched.await.context("scheduler task")?;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Requests that may still hold access in a target but whose role or
+/// provider is no longer configured: removing them from the config would
+/// leave nobody able to revoke.
+pub async fn grants_orphaned_by(config: &Config, db: &Db) -> anyhow::Result<Vec<String>> {
+    let live = db.requests_in_states(&RequestState::MAY_HOLD_ACCESS).await?;
+    Ok(live
+        .into_iter()
+        .filter_map(|r| {
+            let role_gone = !config.roles.contains_key(r.role.as_str());
+            let provider_gone = !config.providers.contains_key(&r.provider);
+            (role_gone || provider_gone).then(|| {
+                let what = if provider_gone {
+                    format!("provider {:?}", r.provider)
+                } else {
+                    format!("role {:?}", r.role.as_str())
+                };
+                format!("request {} ({}, {}) still needs {what}", r.id, r.role, r.state)
+            })
+        })
+        .collect())
+}
+
+/// The operator-facing refusal for [`grants_orphaned_by`].
+pub fn orphan_message(orphans: &[String]) -> String {
+    format!(
+        "the config removes roles or providers that live grants still depend on; \
+         revoke them first (or restore the config entries):\n  {}",
+        orphans.join("\n  ")
+    )
+}

@@ -1,0 +1,301 @@
+//! The `jitbot` command line: `serve`, `migrate`, `check-config`, `audit`
+//! and `link`. Each subcommand is a thin call into the library; errors are
+//! printed for an operator and turned into a non-zero exit.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, App, Deps};
+use crate::audit::{self, Actor};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::domain::{Identity, SlackUser, Timestamp};
+use crate::service::Service;
+use crate::store::Db;
+
+/// jitbot: just-in-time access approval in Slack.
+#[derive(Debug, Parser)]
+#[command(name = "jitbot", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The config file option shared by subcommands.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Path of jitbot.toml.
+    #[arg(long, short, env = "JITBOT_CONFIG", default_value = "jitbot.toml")]
+    pub config: PathBuf,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bot: HTTP server and job scheduler (migrates the database first).
+    Serve(ConfigArg),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArg),
+    /// Validate a config file (and, if its database exists, that no live grant depends on a removed role or provider).
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Inspect the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage identity links by hand (bootstrap; every change is audited).
+    #[command(subcommand)]
+    Link(LinkCommand),
+}
+
+/// `jitbot audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit 1 naming the first broken or missing row.
+    Verify(ConfigArg),
+    /// Write audit events as JSON lines.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only events at or after this RFC 3339 time (e.g. 2026-01-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `jitbot link ...`.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Tie a Slack user to an identity, with groups.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Slack workspace id (T...).
+        #[arg(long)]
+        team: String,
+        /// Slack user id (U...).
+        #[arg(long)]
+        user: String,
+        /// Email of the identity.
+        #[arg(long)]
+        email: String,
+        /// IdP subject (`sub`); defaults to the email.
+        #[arg(long)]
+        subject: Option<String>,
+        /// IdP issuer the subject belongs to.
+        #[arg(long, default_value = "manual")]
+        issuer: String,
+        /// Comma-separated IdP groups.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        groups: Vec<String>,
+    },
+    /// List links.
+    List(ConfigArg),
+    /// Remove a link.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Slack workspace id (T...).
+        #[arg(long)]
+        team: String,
+        /// Slack user id (U...).
+        #[arg(long)]
+        user: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cli_actor() -> Actor {
+    Actor::Cli(std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config.database.url.expose(), config.database.max_connections)
+        .await
+        .context("cannot open database.url")?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+fn service(db: Db, config: Config) -> Service {
+    Service::new(db, std::sync::Arc::new(config), std::sync::Arc::new(tokio::sync::Notify::new()))
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(c) => {
+            let config = Config::load(&c.config)?;
+            let app = App::build(config, Deps::default()).await?;
+            app.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate(c) => {
+            let config = Config::load(&c.config)?;
+            open(&config).await?;
+            println!("database is up to date");
+        }
+        Command::CheckConfig { file } => return check_config(&file).await,
+        Command::Audit(AuditCommand::Verify(c)) => {
+            let config = Config::load(&c.config)?;
+            let db = open(&config).await?;
+            match audit::verify(&db).await {
+                Ok(n) => println!("audit chain intact: {n} events verified"),
+                Err(e) => {
+                    eprintln!("audit chain BROKEN: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Export { config, since, output }) => {
+            let config = Config::load(&config.config)?;
+            let db = open(&config).await?;
+            let after = match since {
+                None => 0,
+                Some(s) => {
+                    let t = Timestamp::parse_rfc3339(&s).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+                    db.audit_seq_at(t.millis()).await?.map(|seq| seq - 1).unwrap_or(i64::MAX)
+                }
+            };
+            let mut out: Box<dyn Write> = match output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = audit::export(&db, after, &mut out).await?;
+            eprintln!("exported {n} events");
+        }
+        Command::Link(LinkCommand::Add { config, team, user, email, subject, issuer, groups }) => {
+            let config = Config::load(&config.config)?;
+            let slack = SlackUser::parse(&team, &user).map_err(anyhow::Error::msg)?;
+            if !email.contains('@') {
+                anyhow::bail!("--email: {email:?} is not an email address");
+            }
+            let groups: BTreeSet<String> =
+                groups.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
+            let identity = Identity { slack, issuer, subject: subject.unwrap_or_else(|| email.clone()), email, groups };
+            let db = open(&config).await?;
+            service(db, config).add_link(&identity, &cli_actor(), SystemClock.now()).await?;
+            println!(
+                "linked {} to {} (groups: {})",
+                identity.slack,
+                identity.email,
+                identity.groups.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        Command::Link(LinkCommand::List(c)) => {
+            let config = Config::load(&c.config)?;
+            let db = open(&config).await?;
+            let links = db.links().await?;
+            if links.is_empty() {
+                println!("no identity links");
+            }
+            for l in links {
+                println!(
+                    "{}/{}\t{}\t{}\t{}\tgroups={}\tconfirmed={}",
+                    l.team_id,
+                    l.user_id,
+                    l.email,
+                    l.subject,
+                    l.source,
+                    l.groups()?.into_iter().collect::<Vec<_>>().join(","),
+                    l.confirmed_at()
+                );
+            }
+        }
+        Command::Link(LinkCommand::Remove { config, team, user }) => {
+            let config = Config::load(&config.config)?;
+            let slack = SlackUser::parse(&team, &user).map_err(anyhow::Error::msg)?;
+            let db = open(&config).await?;
+            if service(db, config).remove_link(&slack, &cli_actor(), SystemClock.now()).await? {
+                println!("removed the link of {slack}");
+            } else {
+                eprintln!("{slack} has no link");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates the file; then, if the database it names already exists,
+/// refuses removals that would orphan live grants.
+async fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let url = config.database.url.expose().to_owned();
+    let exists = match sqlite_file(&url) {
+        Some(path) => path.exists(),
+        None => true,
+    };
+    if exists {
+        let check = async {
+            let db = Db::connect(&url, 1).await?;
+            let orphans = app::grants_orphaned_by(&config, &db).await;
+            db.close().await;
+            orphans
+        };
+        match check.await {
+            Ok(orphans) if !orphans.is_empty() => {
+                eprintln!("{}: {}", file.display(), app::orphan_message(&orphans));
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("note: could not check live grants in the database: {e:#}"),
+        }
+    }
+    println!("{}: ok ({} roles, {} providers)", file.display(), config.roles.len(), config.providers.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The file behind a `sqlite:` URL, or `None` for other backends.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

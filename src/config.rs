@@ -1,0 +1,508 @@
+//! `jitbot.toml`: the typed configuration, `${VAR}` secret expansion,
+//! environment overrides and validation.
+//!
+//! Every error names the file and the offending key (and the line where the
+//! TOML parser or a table header can tell it), because the person reading it
+//! is an operator whose bot just refused to start. What lives elsewhere: the
+//! rules a role's settings feed ([`crate::domain::policy`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::{AccessDuration, RoleName, RolePolicy};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ConfigError {
+    /// The file that was read.
+    pub path: PathBuf,
+    /// What is wrong, naming the key (and line where known).
+    pub message: String,
+}
+
+/// A secret value from the config: `"${ENV_VAR}"` references are expanded when
+/// the file is read, and `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// The plain value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(SecretString::from(s.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        expand_env(&raw).map(|s| Secret(SecretString::from(s))).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces each `${NAME}` with the environment variable `NAME`. A missing
+/// variable is an error rather than an empty string: an empty signing secret
+/// would silently accept forged requests.
+pub fn expand_env(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed ${{ in {raw:?}"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("${{{name}}} is not a valid environment variable reference"));
+        }
+        let value = std::env::var(name)
+            .map_err(|_| format!("environment variable {name} is not set (referenced as ${{{name}}})"))?;
+        if value.is_empty() {
+            return Err(format!("environment variable {name} is empty"));
+        }
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn access_duration<'de, D: Deserializer<'de>>(d: D) -> Result<AccessDuration, D::Error> {
+    let raw = String::deserialize(d)?;
+    AccessDuration::parse(&raw).map_err(serde::de::Error::custom)
+}
+
+fn std_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let raw = String::deserialize(d)?;
+    humantime::parse_duration(&raw)
+        .map_err(|_| serde::de::Error::custom(format!("{raw:?} is not a duration (like 10s, 5m)")))
+}
+
+/// The whole `jitbot.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: where jitbot listens.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[database]`: where state lives.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// `[policy]`: rules that are not per role.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `[providers.NAME]`: the systems access is granted in.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[roles.NAME]`: what can be requested.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The socket the HTTP server binds (`/healthz`, `/readyz`, and later `/slack/*`, `/oidc/*`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The address browsers use to reach jitbot; used in links jitbot sends.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_public_url() -> String {
+    "http://localhost:8080".to_owned()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), public_url: default_public_url() }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://jitbot.db` (created if missing) or `postgres://...`. A secret
+    /// because a PostgreSQL URL may carry a password.
+    #[serde(default = "default_database_url")]
+    pub url: Secret,
+    /// Upper bound of pooled connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_database_url() -> Secret {
+    Secret::from("sqlite://jitbot.db")
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: default_database_url(), max_connections: default_max_connections() }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// IdP groups whose members may revoke anyone's grant.
+    #[serde(default)]
+    pub admin_groups: BTreeSet<String>,
+}
+
+/// `[providers.NAME]`: one target system, chosen by `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProviderConfig {
+    /// Calls an HTTPS endpoint with a signed JSON body to grant and revoke.
+    Webhook(WebhookProviderConfig),
+}
+
+/// `kind = "webhook"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookProviderConfig {
+    /// Where grant and revoke calls are POSTed.
+    pub url: String,
+    /// The HMAC key the receiver verifies signatures with.
+    pub secret: Secret,
+    /// Sent as `Jitbot-Key-Id` so a receiver can hold two keys while rotating.
+    #[serde(default = "default_key_id")]
+    pub key_id: String,
+    /// How long one call may take before it counts as failed (and is retried).
+    #[serde(default = "default_webhook_timeout", deserialize_with = "std_duration")]
+    pub timeout: Duration,
+}
+
+fn default_key_id() -> String {
+    "k1".to_owned()
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[roles.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// One line that tells requesters what the role gives.
+    pub description: String,
+    /// The `[providers.NAME]` that grants it.
+    pub provider: String,
+    /// IdP groups allowed to ask.
+    pub requesters: BTreeSet<String>,
+    /// IdP groups allowed to approve.
+    pub approvers: BTreeSet<String>,
+    /// Distinct approvals needed.
+    #[serde(default = "default_approvals_required")]
+    pub approvals_required: u32,
+    /// Used when the requester names no duration.
+    #[serde(deserialize_with = "access_duration")]
+    pub default_duration: AccessDuration,
+    /// The longest grant that may be asked for.
+    #[serde(deserialize_with = "access_duration")]
+    pub max_duration: AccessDuration,
+    /// The shortest acceptable reason, in characters.
+    #[serde(default = "default_reason_min_length")]
+    pub reason_min_length: usize,
+}
+
+fn default_approvals_required() -> u32 {
+    1
+}
+
+fn default_reason_min_length() -> usize {
+    4
+}
+
+/// Environment variables that override single keys, for container
+/// deployments where the file is baked into an image.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("JITBOT_SERVER_LISTEN", "server.listen"),
+    ("JITBOT_SERVER_PUBLIC_URL", "server.public_url"),
+    ("JITBOT_DATABASE_URL", "database.url"),
+];
+
+impl Config {
+    /// Reads, parses, applies environment overrides and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: path.to_owned(), message: format!("cannot read the config file: {e}") })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError { path: path.to_owned(), message };
+        let mut config: Config = toml::from_str(text).map_err(|e| err(describe_toml_error(&e)))?;
+        config.apply_env_overrides().map_err(&err)?;
+        config.validate(text).map_err(err)?;
+        Ok(config)
+    }
+
+    fn apply_env_overrides(&mut self) -> Result<(), String> {
+        for (var, key) in ENV_OVERRIDES {
+            let Ok(value) = std::env::var(var) else { continue };
+            match *key {
+                "server.listen" => {
+                    self.server.listen = value.parse().map_err(|_| {
+                        format!("{var} (overriding {key}): {value:?} is not an address like 127.0.0.1:8080")
+                    })?;
+                }
+                "server.public_url" => self.server.public_url = value,
+                "database.url" => self.database.url = Secret::from(value.as_str()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, text: &str) -> Result<(), String> {
+        let at = |table: &str, key: Option<&str>| match locate(text, table, key) {
+            Some(line) => format!("line {line}: "),
+            None => String::new(),
+        };
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(format!(
+                "{}database.url must start with sqlite:// or postgres://",
+                at("database", Some("url"))
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(format!(
+                "{}database.max_connections must be at least 1",
+                at("database", Some("max_connections"))
+            ));
+        }
+        if !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://")) {
+            return Err(format!(
+                "{}server.public_url must be an http:// or https:// URL",
+                at("server", Some("public_url"))
+            ));
+        }
+        for (name, provider) in &self.providers {
+            let table = format!("providers.{name}");
+            RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
+            match provider {
+                ProviderConfig::Webhook(w) => {
+                    let url = reqwest::Url::parse(&w.url).map_err(|e| {
+                        format!("{}{table}.url: {:?} is not a URL: {e}", at(&table, Some("url")), w.url)
+                    })?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(format!("{}{table}.url must be http:// or https://", at(&table, Some("url"))));
+                    }
+                    if w.secret.expose().len() < 16 {
+                        return Err(format!(
+                            "{}{table}.secret must be at least 16 characters: receivers trust whoever knows it",
+                            at(&table, Some("secret"))
+                        ));
+                    }
+                    if w.key_id.is_empty()
+                        || !w.key_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(format!(
+                            "{}{table}.key_id must be letters, digits, '-' or '_'",
+                            at(&table, Some("key_id"))
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, role) in &self.roles {
+            let table = format!("roles.{name}");
+            RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
+            if !self.providers.contains_key(&role.provider) {
+                let known = self.providers.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(format!(
+                    "{}{table}.provider: there is no [providers.{}] (configured providers: {})",
+                    at(&table, Some("provider")),
+                    role.provider,
+                    if known.is_empty() { "none".to_owned() } else { known }
+                ));
+            }
+            if role.requesters.is_empty() {
+                return Err(format!(
+                    "{}{table}.requesters must name at least one IdP group",
+                    at(&table, Some("requesters"))
+                ));
+            }
+            if role.approvers.is_empty() {
+                return Err(format!(
+                    "{}{table}.approvers must name at least one IdP group",
+                    at(&table, Some("approvers"))
+                ));
+            }
+            if role.approvals_required == 0 || role.approvals_required > 10 {
+                return Err(format!(
+                    "{}{table}.approvals_required must be between 1 and 10",
+                    at(&table, Some("approvals_required"))
+                ));
+            }
+            if role.default_duration > role.max_duration {
+                return Err(format!(
+                    "{}{table}.default_duration ({}) is longer than max_duration ({})",
+                    at(&table, Some("default_duration")),
+                    role.default_duration,
+                    role.max_duration
+                ));
+            }
+            if role.max_duration.get() > Duration::from_secs(30 * 86_400) {
+                return Err(format!("{}{table}.max_duration may be at most 30 days", at(&table, Some("max_duration"))));
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy of a configured role, or `None` for an unknown name.
+    pub fn role_policy(&self, name: &RoleName) -> Option<RolePolicy> {
+        let role = self.roles.get(name.as_str())?;
+        Some(RolePolicy {
+            role: name.clone(),
+            requesters: role.requesters.clone(),
+            approvers: role.approvers.clone(),
+            approvals_required: role.approvals_required,
+            default_duration: role.default_duration,
+            max_duration: role.max_duration,
+            reason_min_length: role.reason_min_length,
+        })
+    }
+}
+
+/// The toml crate already names the line, column and key; keep its text but
+/// drop the trailing newline so the message reads as one block.
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_owned()
+}
+
+/// Finds the 1-based line of `key` inside `[table]` (or of the header itself),
+/// so semantic errors point where the parser's errors do.
+fn locate(text: &str, table: &str, key: Option<&str>) -> Option<usize> {
+    let wanted_headers = header_spellings(table);
+    let mut in_table = false;
+    let mut header_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let header = line.split('#').next().unwrap_or("").trim();
+            in_table = wanted_headers.iter().any(|h| h == header);
+            if in_table {
+                header_line = Some(i + 1);
+                if key.is_none() {
+                    return header_line;
+                }
+            }
+            continue;
+        }
+        if let (true, Some(k)) = (in_table, key) {
+            let name = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if line.contains('=') && name == k {
+                return Some(i + 1);
+            }
+        }
+    }
+    header_line
+}
+
+fn header_spellings(table: &str) -> Vec<String> {
+    let mut out = vec![format!("[{table}]")];
+    if let Some((head, name)) = table.split_once('.') {
+        out.push(format!("[{head}.\"{name}\"]"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("jitbot.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[providers.ops-hook]
+kind = "webhook"
+url = "https://ops.example.com/jit"
+secret = "0123456789abcdef0123"
+
+[roles.prod-db-readonly]
+description = "Read-only SQL on production"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+"#;
+
+    #[test]
+    fn a_minimal_config_parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database.url.expose(), "sqlite://jitbot.db");
+        let role = c.roles.get("prod-db-readonly").unwrap();
+        assert_eq!(role.approvals_required, 1);
+        assert_eq!(role.max_duration.to_string(), "4h");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = GOOD.replace("max_duration = \"4h\"", "max_duration = \"4h\"\nmax_durration = \"5h\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("max_durration"), "{e}");
+        assert!(e.contains("line 14"), "{e}");
+        assert!(e.starts_with("jitbot.toml:"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse(&GOOD.replace("\"4h\"", "\"forever\"")).unwrap_err().to_string();
+        assert!(e.contains("forever") && e.contains("line 13"), "{e}");
+        let e = parse(&GOOD.replace("provider = \"ops-hook\"", "provider = \"nope\"")).unwrap_err().to_string();
+        assert!(e.contains("line 9") && e.contains("roles.prod-db-readonly.provider"), "{e}");
+        let e = parse(&GOOD.replace("\"30m\"", "\"8h\"")).unwrap_err().to_string();
+        assert!(e.contains("default_duration") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn secrets_expand_from_the_environment_and_stay_redacted() {
+        // SAFETY: tests in this module use distinct variable names.
+        unsafe { std::env::set_var("JITBOT_TEST_HOOK_SECRET", "s3cr3t-s3cr3t-s3cr3t") };
+        let c = parse(&GOOD.replace("\"0123456789abcdef0123\"", "\"${JITBOT_TEST_HOOK_SECRET}\"")).unwrap();
+        let ProviderConfig::Webhook(w) = c.providers.get("ops-hook").unwrap();
+        assert_eq!(w.secret.expose(), "s3cr3t-s3cr3t-s3cr3t");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let e =
+            parse(&GOOD.replace("\"0123456789abcdef0123\"", "\"${JITBOT_TEST_UNSET_VAR}\"")).unwrap_err().to_string();
+        assert!(e.contains("JITBOT_TEST_UNSET_VAR is not set"), "{e}");
+    }
+}

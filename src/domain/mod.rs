@@ -1,0 +1,18 @@
+//! Pure types and rules of jitbot: identifiers, instants and durations,
+//! the access-request state machine and policy evaluation.
+//!
+//! Nothing in here performs I/O or reads the clock: every function that needs
+//! the current time takes `now` as an argument, so the rules are tested by
+//! passing instants rather than by sleeping.
+
+pub mod ids;
+pub mod policy;
+pub mod request;
+pub mod state;
+pub mod time;
+
+pub use ids::{RequestId, RoleName, SlackUser};
+pub use policy::{Identity, PolicyError, RolePolicy};
+pub use request::AccessRequest;
+pub use state::RequestState;
+pub use time::{AccessDuration, Timestamp};

@@ -1,0 +1,48 @@
+//! An access request as the rest of the program sees it: typed, validated,
+//! loaded from the store.
+
+use super::ids::{RequestId, RoleName, SlackUser};
+use super::state::RequestState;
+use super::time::{AccessDuration, Timestamp};
+
+/// One ask for a role, at some point in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// The request number.
+    pub id: RequestId,
+    /// Who asked.
+    pub requester: SlackUser,
+    /// The requester's IdP issuer when they asked.
+    pub requester_issuer: String,
+    /// The requester's IdP subject when they asked.
+    pub requester_subject: String,
+    /// The requester's verified email when they asked.
+    pub requester_email: String,
+    /// What they asked for.
+    pub role: RoleName,
+    /// The provider that grants it (copied from the role when asked, so a
+    /// later config change cannot redirect the revocation).
+    pub provider: String,
+    /// How long access lasts once approved.
+    pub duration: AccessDuration,
+    /// Why, in the requester's words.
+    pub reason: String,
+    /// An optional ticket reference.
+    pub ticket: Option<String>,
+    /// Approvals needed, copied from the role when asked.
+    pub approvals_required: u32,
+    /// Where the request is now.
+    pub state: RequestState,
+    /// Why it is in this state, when that needs saying (a denial reason, a provider error).
+    pub state_detail: Option<String>,
+    /// When it was asked.
+    pub created_at: Timestamp,
+    /// When it was approved, denied, cancelled or timed out.
+    pub decided_at: Option<Timestamp>,
+    /// When the provider applied the grant.
+    pub granted_at: Option<Timestamp>,
+    /// When access ends (set at approval).
+    pub expires_at: Option<Timestamp>,
+    /// When access actually ended, or the request otherwise finished.
+    pub ended_at: Option<Timestamp>,
+}

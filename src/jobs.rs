@@ -1,0 +1,612 @@
+//! The durable scheduler: everything that must happen later, or that talks
+//! to another system, is a row in `jobs` written by the transaction that
+//! decided it, and is run from here.
+//!
+//! The loop claims due jobs with a fenced lease, runs them with bounded
+//! concurrency, renews leases while they run, and retries failures with
+//! capped exponential backoff. When idle it sleeps until the next due job
+//! through the [`Clock`], so it costs no CPU and a test's manual clock wakes
+//! it; a commit that schedules sooner work wakes it early.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::audit::{self, Actor, AuditAction};
+use crate::clock::SharedClock;
+use crate::domain::{AccessRequest, RequestId, RequestState};
+use crate::notify::{Notice, NoticeKind, Notifier};
+use crate::providers::{ApprovedGrant, GrantTarget, ProviderError, Providers};
+use crate::service::schedule;
+use crate::store::{Db, JobRow, StoreError, TransitionFields};
+
+/// Grant attempts before a request is marked `grant_failed` (about 2.5
+/// minutes of retrying with the default backoff).
+pub const GRANT_ATTEMPTS: i64 = 6;
+/// Failed revocation attempts after which people are alerted. Revocation is
+/// never abandoned: it keeps retrying at the backoff cap.
+pub const REVOKE_ALERT_AFTER: i64 = 3;
+/// Notice delivery attempts before giving up on that notice.
+pub const NOTIFY_ATTEMPTS: i64 = 8;
+/// The first retry delay; it doubles per attempt.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// The longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// How long a revocation waits for a grant call that is still in flight.
+pub const WAIT_FOR_GRANT: Duration = Duration::from_secs(5);
+/// The scheduler re-reads the queue at least this often even with nothing
+/// due, so jobs written by another replica are picked up.
+pub const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Apply the grant of a request in `granting`.
+    Grant,
+    /// Remove the access of a request (at expiry, or early).
+    Revoke,
+    /// Tell people about a change.
+    Notify(NoticeKind),
+}
+
+impl JobKind {
+    /// The stored kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+            Self::Notify(_) => "notify",
+        }
+    }
+
+    /// The stored payload.
+    pub fn payload(self) -> String {
+        match self {
+            Self::Notify(kind) => json!({ "notice": kind }).to_string(),
+            _ => "{}".to_owned(),
+        }
+    }
+
+    fn parse(row: &JobRow) -> Option<Self> {
+        match row.kind.as_str() {
+            "grant" => Some(Self::Grant),
+            "revoke" => Some(Self::Revoke),
+            "notify" => {
+                let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
+                serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Tunables of the scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Jobs run at once by this replica.
+    pub concurrency: usize,
+    /// How long a claim lasts without renewal. Longer than any provider
+    /// timeout, so a healthy slow call is never taken over.
+    pub lease: Duration,
+    /// How often a running job's lease is renewed (real time).
+    pub renew_every: Duration,
+    /// Names this replica in the `worker` column.
+    pub worker_id: String,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            lease: Duration::from_secs(60),
+            renew_every: Duration::from_secs(15),
+            worker_id: format!("jitbot-{}", std::process::id()),
+        }
+    }
+}
+
+/// Capped exponential backoff for the `attempt`-th failure, with a small
+/// per-job spread so retries of many jobs do not arrive at once.
+pub fn backoff(attempt: i64, job_id: i64) -> Duration {
+    let exp = u32::try_from(attempt.clamp(1, 20) - 1).unwrap_or(0);
+    let delay = BACKOFF_BASE.saturating_mul(2u32.saturating_pow(exp)).min(BACKOFF_CAP);
+    delay + Duration::from_millis(u64::try_from(job_id.rem_euclid(1000)).unwrap_or(0))
+}
+
+/// Runs jobs.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    clock: SharedClock,
+    providers: Providers,
+    notifier: Arc<dyn Notifier>,
+    wake: Arc<Notify>,
+    options: SchedulerOptions,
+}
+
+/// How one run of a job ended, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Finished.
+    Done,
+    /// Put back for a later attempt.
+    Retried,
+    /// Gave up.
+    Failed,
+    /// Another worker owns the job now; nothing was written.
+    LostLease,
+}
+
+/// Why running a job could not even record its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Scheduler {
+    /// Builds a scheduler; `wake` is the handle the service notifies after commits.
+    pub fn new(
+        db: Db,
+        clock: SharedClock,
+        providers: Providers,
+        notifier: Arc<dyn Notifier>,
+        wake: Arc<Notify>,
+        options: SchedulerOptions,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options }) }
+    }
+
+    /// Claims the jobs due now and runs them to completion; returns how many
+    /// ran. Tests call this (or [`Scheduler::drain`]) instead of the loop.
+    pub async fn run_due_once(&self) -> Result<usize, JobError> {
+        let now = self.inner.clock.now();
+        let lease_until = now.plus(self.inner.options.lease);
+        let limit = i64::try_from(self.inner.options.concurrency).unwrap_or(16);
+        let jobs = self.inner.db.claim_jobs(&self.inner.options.worker_id, now, lease_until, limit).await?;
+        let n = jobs.len();
+        let mut set = JoinSet::new();
+        for job in jobs {
+            let this = self.clone();
+            set.spawn(async move { this.run_claimed(job).await });
+        }
+        while let Some(res) = set.join_next().await {
+            if let Ok(Err(e)) = res {
+                tracing::warn!(error = %e, "job outcome could not be recorded; it will be retried when its lease ends");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs due jobs until none is due at the current clock time.
+    pub async fn drain(&self) -> Result<usize, JobError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_due_once().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// The scheduler loop, until `shutdown` resolves. Jobs already running
+    /// finish (their leases would hand them to another replica otherwise).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let semaphore = Arc::new(Semaphore::new(self.inner.options.concurrency));
+        let mut running = JoinSet::new();
+        let mut db_failures: u32 = 0;
+        loop {
+            while running.try_join_next().is_some() {}
+            let free = semaphore.available_permits();
+            let claimed = if free == 0 {
+                Ok(Vec::new())
+            } else {
+                let now = self.inner.clock.now();
+                let limit = i64::try_from(free).unwrap_or(1);
+                self.inner
+                    .db
+                    .claim_jobs(&self.inner.options.worker_id, now, now.plus(self.inner.options.lease), limit)
+                    .await
+            };
+            let claimed = match claimed {
+                Ok(c) => {
+                    if db_failures > 0 {
+                        tracing::info!("database reachable again; scheduler resumed");
+                    }
+                    db_failures = 0;
+                    c
+                }
+                Err(e) => {
+                    db_failures = db_failures.saturating_add(1);
+                    let pause = Duration::from_millis(500u64.saturating_mul(1 << db_failures.min(6)));
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot claim jobs");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue,
+                        _ = &mut shutdown => break,
+                    }
+                }
+            };
+            let full_batch = free > 0 && claimed.len() == free;
+            for job in claimed {
+                let Ok(permit) = semaphore.clone().acquire_owned().await else { break };
+                let this = self.clone();
+                running.spawn(async move {
+                    if let Err(e) = this.run_claimed(job).await {
+                        tracing::warn!(error = %e, "job outcome could not be recorded; it will be retried when its lease ends");
+                    }
+                    drop(permit);
+                    this.inner.wake.notify_one();
+                });
+            }
+            if full_batch {
+                continue;
+            }
+            let now = self.inner.clock.now();
+            let recheck = now.plus(IDLE_RECHECK);
+            let next = match self.inner.db.next_job_wake().await {
+                Ok(Some(t)) => t.min(recheck),
+                Ok(None) => recheck,
+                Err(_) => now.plus(Duration::from_secs(1)),
+            };
+            // Nothing claimable is due before `next`: wait for it, for new work, or for a free slot.
+            if next <= now && semaphore.available_permits() > 0 {
+                // Due work exists but the claim saw none (another replica took it): yield briefly.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = &mut shutdown => break,
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = self.inner.clock.sleep_until(next) => {}
+                _ = self.inner.wake.notified() => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Runs one claimed job, renewing its lease while it runs.
+    async fn run_claimed(&self, job: JobRow) -> Result<JobOutcome, JobError> {
+        let renew = {
+            let this = self.clone();
+            let (id, attempt) = (job.id, job.attempt);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(this.inner.options.renew_every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let until = this.inner.clock.now().plus(this.inner.options.lease);
+                    match this.inner.db.renew_job(id, attempt, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job_id = id, "lease lost to another worker");
+                            break;
+                        }
+                        Err(e) => tracing::warn!(job_id = id, error = %e, "lease renewal failed"),
+                    }
+                }
+            })
+        };
+        let result = self.execute(&job).await;
+        renew.abort();
+        match &result {
+            Ok(outcome) => {
+                tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, ?outcome, "job ran")
+            }
+            Err(e) => tracing::warn!(job_id = job.id, kind = %job.kind, error = %e, "job failed to record"),
+        }
+        result
+    }
+
+    async fn execute(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Some(kind) = JobKind::parse(job) else {
+            return self.fail(job, "unknown job kind or payload").await;
+        };
+        let Some(request_id) = job.request_id.map(RequestId::new) else {
+            return self.fail(job, "job has no request").await;
+        };
+        let Some(request) = self.inner.db.request(request_id).await? else {
+            return self.fail(job, "request not found").await;
+        };
+        match kind {
+            JobKind::Grant => self.grant(job, request).await,
+            JobKind::Revoke => self.revoke(job, request).await,
+            JobKind::Notify(kind) => self.notify(job, request, kind).await,
+        }
+    }
+
+    async fn complete(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        let ok = tx.complete_job(job.id, job.attempt, now).await?;
+        tx.commit().await?;
+        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
+    }
+
+    async fn fail(&self, job: &JobRow, error: &str) -> Result<JobOutcome, JobError> {
+        tracing::error!(job_id = job.id, kind = %job.kind, error, "job failed permanently");
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        let ok = tx.fail_job(job.id, job.attempt, error, now).await?;
+        tx.commit().await?;
+        Ok(if ok { JobOutcome::Failed } else { JobOutcome::LostLease })
+    }
+
+    async fn grant(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        let now = self.inner.clock.now();
+        let id = request.id;
+        // Re-checked at run time: a grant never happens after its revocation
+        // started, nor after the access would already have expired.
+        if request.state != RequestState::Granting {
+            return self.complete(job).await;
+        }
+        let target = GrantTarget::of(&request);
+        let expired = request.expires_at.is_none_or(|t| now >= t);
+        let Some(target) = target.filter(|_| !expired) else {
+            let mut tx = self.inner.db.begin().await?;
+            if !tx.complete_job(job.id, job.attempt, now).await? {
+                return Ok(JobOutcome::LostLease);
+            }
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::System,
+                AuditAction::GrantSkipped,
+                Some(id),
+                json!({"why": "expired before it could be granted"}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(JobOutcome::Done);
+        };
+        // Take the request's row lock once more before calling out: a
+        // revocation that committed first is seen here, and one that comes
+        // after sees this job's live lease and waits for the call to finish.
+        let still_granting = {
+            let mut tx = self.inner.db.begin().await?;
+            let ok = tx.lock_request(id, Some(RequestState::Granting), now).await?;
+            tx.commit().await?;
+            ok
+        };
+        if !still_granting {
+            return self.complete(job).await;
+        }
+        let result = match self.inner.providers.get(&request.provider) {
+            Some(provider) => provider.grant(&ApprovedGrant::new(target), now).await,
+            None => Err(ProviderError {
+                message: format!("provider {} is not configured", request.provider),
+                retryable: false,
+            }),
+        };
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        match result {
+            Ok(()) => {
+                if !tx.complete_job(job.id, job.attempt, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                let fields = TransitionFields { granted_at: Some(now), ..Default::default() };
+                if tx.transition(id, RequestState::Active, &fields, now).await? {
+                    schedule(&mut tx, JobKind::Notify(NoticeKind::Granted), id, now, now).await?;
+                    audit::append(
+                        &mut tx,
+                        now,
+                        &Actor::System,
+                        AuditAction::GrantApplied,
+                        Some(id),
+                        json!({"provider": request.provider}),
+                    )
+                    .await?;
+                } else {
+                    // Revoked while the call was in flight: the revocation job
+                    // (which waited for this call) removes what was just applied.
+                    audit::append(
+                        &mut tx,
+                        now,
+                        &Actor::System,
+                        AuditAction::GrantApplied,
+                        Some(id),
+                        json!({"provider": request.provider, "note": "applied while a revocation was pending"}),
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                self.inner.wake.notify_one();
+                Ok(JobOutcome::Done)
+            }
+            Err(e) if job.attempt < GRANT_ATTEMPTS && e.retryable => {
+                let due = now.plus(backoff(job.attempt, job.id));
+                if !tx.retry_job(job.id, job.attempt, due, &e.message).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantAttemptFailed,
+                    Some(id),
+                    json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(JobOutcome::Retried)
+            }
+            Err(e) => {
+                if !tx.fail_job(job.id, job.attempt, &e.message, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                let fields = TransitionFields { detail: Some(e.message.clone()), ..Default::default() };
+                if tx.transition(id, RequestState::GrantFailed, &fields, now).await? {
+                    // Clean up anything half-applied now rather than at expiry.
+                    tx.expedite_revoke(id, now).await?;
+                    schedule(&mut tx, JobKind::Notify(NoticeKind::GrantFailed), id, now, now).await?;
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantFailed,
+                    Some(id),
+                    json!({"attempt": job.attempt, "error": e.message}),
+                )
+                .await?;
+                tx.commit().await?;
+                self.inner.wake.notify_one();
+                Ok(JobOutcome::Failed)
+            }
+        }
+    }
+
+    async fn revoke(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        let id = request.id;
+        if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        {
+            let mut tx = self.inner.db.begin().await?;
+            tx.lock_request(id, None, now).await?;
+            if tx.grant_in_flight(id, now).await? {
+                // Let the grant call finish first, so it cannot land after us.
+                if !tx
+                    .retry_job(job.id, job.attempt, now.plus(WAIT_FOR_GRANT), "waiting for a grant call in flight")
+                    .await?
+                {
+                    return Ok(JobOutcome::LostLease);
+                }
+                tx.commit().await?;
+                return Ok(JobOutcome::Retried);
+            }
+            if matches!(request.state, RequestState::Granting | RequestState::Active | RequestState::GrantFailed) {
+                let detail = if request.state == RequestState::GrantFailed { None } else { Some("expired".to_owned()) };
+                let fields = TransitionFields { detail, ..Default::default() };
+                tx.transition(id, RequestState::Revoking, &fields, now).await?;
+            }
+            tx.commit().await?;
+        }
+        let Some(target) = GrantTarget::of(&request) else {
+            return self.fail(job, "request has no expiry; nothing was granted").await;
+        };
+        let result = match self.inner.providers.get(&request.provider) {
+            Some(provider) => provider.revoke(&target, now).await,
+            None => Err(ProviderError {
+                message: format!("provider {} is not configured: access may still exist", request.provider),
+                retryable: true,
+            }),
+        };
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        match result {
+            Ok(()) => {
+                if !tx.complete_job(job.id, job.attempt, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                let early = request.expires_at.is_some_and(|t| now < t);
+                let fields = TransitionFields { ended_at: Some(now), ..Default::default() };
+                if tx.transition(id, RequestState::Revoked, &fields, now).await? {
+                    schedule(&mut tx, JobKind::Notify(NoticeKind::Revoked), id, now, now).await?;
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::RevokeApplied,
+                    Some(id),
+                    json!({"provider": request.provider, "early": early}),
+                )
+                .await?;
+                tx.commit().await?;
+                self.inner.wake.notify_one();
+                Ok(JobOutcome::Done)
+            }
+            Err(e) => {
+                // Never abandoned: a revocation that silently stops is the worst bug a JIT tool can have.
+                let due = now.plus(backoff(job.attempt, job.id));
+                if !tx.retry_job(job.id, job.attempt, due, &e.message).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                if job.attempt == REVOKE_ALERT_AFTER {
+                    let fields = TransitionFields { detail: Some(e.message.clone()), ..Default::default() };
+                    if tx.transition(id, RequestState::RevokeFailed, &fields, now).await? {
+                        schedule(&mut tx, JobKind::Notify(NoticeKind::RevokeFailing), id, now, now).await?;
+                    }
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::RevokeAttemptFailed,
+                    Some(id),
+                    json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(JobOutcome::Retried)
+            }
+        }
+    }
+
+    async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
+        let approvals = self.inner.db.approvals(request.id).await?;
+        let notice = Notice { kind, request, approvals };
+        match self.inner.notifier.notify(&notice).await {
+            Ok(()) => self.complete(job).await,
+            Err(e) if job.attempt < NOTIFY_ATTEMPTS => {
+                let now = self.inner.clock.now();
+                let delay = e.retry_after.unwrap_or_else(|| backoff(job.attempt, job.id));
+                tracing::warn!(job_id = job.id, error = %e, retry_in = ?delay, "notice not delivered; will retry");
+                let mut tx = self.inner.db.begin().await?;
+                let ok = tx.retry_job(job.id, job.attempt, now.plus(delay), &e.message).await?;
+                tx.commit().await?;
+                Ok(if ok { JobOutcome::Retried } else { JobOutcome::LostLease })
+            }
+            Err(e) => self.fail(job, &e.message).await,
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1, 0), Duration::from_secs(5));
+        assert_eq!(backoff(2, 0), Duration::from_secs(10));
+        assert_eq!(backoff(4, 0), Duration::from_secs(40));
+        assert_eq!(backoff(30, 0), BACKOFF_CAP);
+        assert_eq!(backoff(1, 1234), Duration::from_millis(5234));
+    }
+
+    #[test]
+    fn job_kinds_round_trip_through_rows() {
+        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::Notify(NoticeKind::Granted)] {
+            let row = JobRow {
+                id: 1,
+                kind: kind.name().into(),
+                request_id: Some(1),
+                payload: kind.payload(),
+                attempt: 1,
+                due_at: 0,
+            };
+            assert_eq!(JobKind::parse(&row), Some(kind));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! jitbot: just-in-time access approval in Slack, on top of identity federation.
+//!
+//! # A short tour
+//!
+//! - [`domain`]: pure types and rules (ids, durations, the request state
+//!   machine, policy). No I/O, no clock.
+//! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets.
+//! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
+//! - [`service`]: the use cases (request, approve, deny, cancel, revoke,
+//!   link). One transaction per transition, with its audit event and jobs.
+//! - [`jobs`]: the durable scheduler that grants, revokes and notifies after
+//!   commit, with fenced leases and capped backoff.
+//! - [`providers`]: adapters that apply and remove access (webhook today).
+//! - [`notify`]: what people are told, behind a trait the transports implement.
+//! - [`audit`]: the hash-chained audit trail, verify and export.
+//! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
+//! - [`clock`]: the only reader of the wall clock.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod notify;
+pub mod providers;
+pub mod service;
+pub mod store;

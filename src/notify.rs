@@ -1,0 +1,85 @@
+//! Notices: what people are told about a request (the approval card, the
+//! requester's DMs, alerts), behind a [`Notifier`] trait so the workflow
+//! never knows about Slack.
+//!
+//! Notices are only ever sent from jobs: the transaction that changes a
+//! request writes a `notify` job, and the job loads the request as it is
+//! when the job runs, so a retried or late notice never shows stale state.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::AccessRequest;
+use crate::store::ApprovalRow;
+
+/// Which change a notice reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A new request needs approvers.
+    RequestCreated,
+    /// An approval was recorded, more are needed.
+    ApprovalRecorded,
+    /// Enough approvals: access is being granted.
+    Approved,
+    /// An approver said no.
+    Denied,
+    /// The requester withdrew.
+    Cancelled,
+    /// Access is live.
+    Granted,
+    /// The grant could not be applied.
+    GrantFailed,
+    /// Access ended.
+    Revoked,
+    /// Revocation keeps failing: people must look.
+    RevokeFailing,
+}
+
+/// One notice, with the request as it is now.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// What happened.
+    pub kind: NoticeKind,
+    /// The request, freshly loaded.
+    pub request: AccessRequest,
+    /// Its decisions so far.
+    pub approvals: Vec<ApprovalRow>,
+}
+
+/// Why a notice could not be delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct NotifyError {
+    /// What went wrong (safe to log).
+    pub message: String,
+    /// When the receiver asked us to come back (Slack's `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+/// Delivers notices. Failures are retried by the job system and never undo
+/// the transition that caused them.
+#[async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    /// Delivers one notice.
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError>;
+}
+
+/// Writes notices to the log: the notifier when no chat transport is configured.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+        tracing::info!(
+            request_id = notice.request.id.get(),
+            kind = ?notice.kind,
+            state = %notice.request.state,
+            role = %notice.request.role,
+            "notice"
+        );
+        Ok(())
+    }
+}

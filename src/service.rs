@@ -1,0 +1,510 @@
+//! The use cases: request, approve, deny, cancel, revoke, and the
+//! administrator's link changes.
+//!
+//! Each use case is one transaction that makes a conditional state change,
+//! schedules the jobs that change implies (grant, revocation at expiry,
+//! notices) and appends its audit event. Work that talks to other systems
+//! never happens here: it happens in [`crate::jobs`], after commit. This
+//! module knows nothing about Slack; transports parse their payloads into
+//! these calls and render the results.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::audit::{self, Actor, AuditAction};
+use crate::config::Config;
+use crate::domain::{
+    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, SlackUser, Timestamp,
+};
+use crate::jobs::JobKind;
+use crate::notify::NoticeKind;
+use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
+
+/// Why a use case refused or failed. `Display` is written for the person who
+/// acted; internal causes are logged, not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The acting Slack user has no identity link.
+    #[error("you have not linked your Slack account to your company identity yet")]
+    NotLinked,
+    /// No such role in the config.
+    #[error("there is no role called {role:?} (roles: {known})")]
+    UnknownRole {
+        /// What was asked for.
+        role: String,
+        /// What exists.
+        known: String,
+    },
+    /// The policy said no.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The person already has an open request for the role.
+    #[error("{}", describe_open(.existing))]
+    AlreadyOpen {
+        /// The open request.
+        existing: Box<AccessRequest>,
+    },
+    /// No such request.
+    #[error("there is no request {0}")]
+    NotFound(RequestId),
+    /// The request is no longer in a state where this is possible.
+    #[error("request {id} is already {}", .state.describe())]
+    AlreadyDecided {
+        /// The request.
+        id: RequestId,
+        /// Where it is now.
+        state: RequestState,
+    },
+    /// This approver already decided on this request.
+    #[error("you already decided on request {0}")]
+    AlreadyVoted(RequestId),
+    /// The actor may not do this.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The database is busy or unreachable; nothing was written.
+    #[error("jitbot is busy right now and nothing was changed: please try again in a moment")]
+    Unavailable,
+    /// An internal failure; details are in the log.
+    #[error("something went wrong inside jitbot; the administrators can find the details in its log")]
+    Internal(#[source] StoreError),
+}
+
+fn describe_open(r: &AccessRequest) -> String {
+    match (r.state, r.expires_at) {
+        (RequestState::Active, Some(t)) => {
+            format!("you already have {} access until {t} (request {})", r.role, r.id)
+        }
+        (RequestState::Pending, _) => {
+            format!("you already have request {} for {} waiting for approval", r.id, r.role)
+        }
+        (state, _) => format!("you already have request {} for {} ({})", r.id, r.role, state.describe()),
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ServiceError::Unavailable
+            }
+            other => {
+                tracing::error!(error = ?other, "store error");
+                ServiceError::Internal(other)
+            }
+        }
+    }
+}
+
+/// Shorthand.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// A request as asked for, already parsed from its transport.
+#[derive(Debug, Clone)]
+pub struct RequestCommand {
+    /// Who asks.
+    pub requester: SlackUser,
+    /// Which role (as typed; checked against the config here).
+    pub role: String,
+    /// How long, if said; the role's default otherwise.
+    pub duration: Option<AccessDuration>,
+    /// Why.
+    pub reason: String,
+    /// Optional ticket reference.
+    pub ticket: Option<String>,
+    /// The delivery's idempotency key: a retried delivery returns the first
+    /// delivery's request instead of making a second one.
+    pub client_key: Option<String>,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone)]
+pub enum ApprovalOutcome {
+    /// Recorded; more approvals are needed.
+    Recorded {
+        /// The request.
+        request: AccessRequest,
+        /// Approvals so far.
+        approvals: u32,
+    },
+    /// That was the last approval needed: grant and revocation are scheduled.
+    Approved(AccessRequest),
+}
+
+/// The use cases, over a database, the config and a wake-up for the scheduler.
+#[derive(Clone)]
+pub struct Service {
+    db: Db,
+    config: Arc<Config>,
+    wake: Arc<Notify>,
+}
+
+impl Service {
+    /// Builds the service. `wake` is notified after every commit that
+    /// scheduled jobs, so the scheduler does not wait for its next timer.
+    pub fn new(db: Db, config: Arc<Config>, wake: Arc<Notify>) -> Self {
+        Self { db, config, wake }
+    }
+
+    /// The database (read models for transports).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn identity(&self, user: &SlackUser) -> ServiceResult<Identity> {
+        let link = self.db.link(user).await?.ok_or(ServiceError::NotLinked)?;
+        Ok(link.identity()?)
+    }
+
+    fn role(&self, name: &str) -> ServiceResult<(RoleName, crate::domain::RolePolicy, String)> {
+        let unknown = || ServiceError::UnknownRole {
+            role: name.to_owned(),
+            known: self.config.roles.keys().cloned().collect::<Vec<_>>().join(", "),
+        };
+        let role = RoleName::parse(name).map_err(|_| unknown())?;
+        let policy = self.config.role_policy(&role).ok_or_else(unknown)?;
+        let provider = self.config.roles.get(role.as_str()).map(|r| r.provider.clone()).ok_or_else(unknown)?;
+        Ok((role, policy, provider))
+    }
+
+    async fn load(&self, id: RequestId) -> ServiceResult<AccessRequest> {
+        self.db.request(id).await?.ok_or(ServiceError::NotFound(id))
+    }
+
+    /// `/jit request`: checks the policy and creates a pending request.
+    #[tracing::instrument(skip_all, fields(requester = %cmd.requester, role = %cmd.role))]
+    pub async fn request(&self, cmd: RequestCommand, now: Timestamp) -> ServiceResult<AccessRequest> {
+        if let Some(key) = &cmd.client_key
+            && let Some(existing) = self.db.request_by_client_key(key).await?
+        {
+            return Ok(existing);
+        }
+        let requester = self.identity(&cmd.requester).await?;
+        let (role, policy, provider) = self.role(&cmd.role)?;
+        let duration = policy.check_request(&requester, cmd.duration, &cmd.reason)?;
+        if let Some(existing) = self.db.open_request(&cmd.requester, &role).await? {
+            return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
+        }
+        let mut tx = self.db.begin().await?;
+        let new = NewRequest {
+            requester: &requester,
+            role: &role,
+            provider: &provider,
+            duration,
+            reason: cmd.reason.trim(),
+            ticket: cmd.ticket.as_deref(),
+            approvals_required: policy.approvals_required,
+            client_key: cmd.client_key.as_deref(),
+        };
+        let id = match tx.insert_request(&new, now).await {
+            Ok(id) => id,
+            Err(StoreError::Conflict) => {
+                // Lost a race with a concurrent ask (or a retried delivery).
+                tx.rollback().await?;
+                if let Some(key) = &cmd.client_key
+                    && let Some(existing) = self.db.request_by_client_key(key).await?
+                {
+                    return Ok(existing);
+                }
+                let existing = self.db.open_request(&cmd.requester, &role).await?;
+                return Err(match existing {
+                    Some(existing) => ServiceError::AlreadyOpen { existing: Box::new(existing) },
+                    None => ServiceError::Unavailable,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Slack(cmd.requester.clone()),
+            AuditAction::RequestCreated,
+            Some(id),
+            json!({
+                "role": role.as_str(),
+                "provider": provider,
+                "duration": duration.to_string(),
+                "reason": cmd.reason.trim(),
+                "ticket": cmd.ticket,
+                "approvals_required": policy.approvals_required,
+                "requester": {"email": requester.email, "subject": requester.subject, "issuer": requester.issuer},
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// Loads what a decider needs and checks the policy (again, at decision
+    /// time: group membership may have changed since the request).
+    async fn check_decider(&self, id: RequestId, approver: &SlackUser) -> ServiceResult<(AccessRequest, Identity)> {
+        let approver = self.identity(approver).await?;
+        let request = self.load(id).await?;
+        if request.state != RequestState::Pending {
+            return Err(ServiceError::AlreadyDecided { id, state: request.state });
+        }
+        let policy = self.config.role_policy(&request.role).ok_or_else(|| {
+            ServiceError::NotAllowed(format!(
+                "role {} is no longer configured; the request cannot be decided",
+                request.role
+            ))
+        })?;
+        let requester = Identity {
+            slack: request.requester.clone(),
+            issuer: request.requester_issuer.clone(),
+            subject: request.requester_subject.clone(),
+            email: request.requester_email.clone(),
+            groups: Default::default(),
+        };
+        policy.check_approver(&approver, &requester)?;
+        Ok((request, approver))
+    }
+
+    /// An approver's **Approve**. Exactly one of any number of concurrent
+    /// final approvals moves the request on; the others are told it was
+    /// already decided.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), approver = %approver))]
+    pub async fn approve(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<ApprovalOutcome> {
+        let (request, approver_identity) = self.check_decider(id, approver).await?;
+        // The requester must still be allowed to hold the role.
+        let policy = self.config.role_policy(&request.role).ok_or(ServiceError::NotFound(id))?;
+        match self.db.link(&request.requester).await? {
+            Some(link) => policy.check_requester(&link.identity()?).map_err(|_| {
+                ServiceError::NotAllowed(format!(
+                    "the requester is no longer in a group allowed to request {}; the request cannot be approved",
+                    request.role
+                ))
+            })?,
+            None => {
+                return Err(ServiceError::NotAllowed(
+                    "the requester's identity link was removed; the request cannot be approved".into(),
+                ));
+            }
+        }
+
+        let mut tx = self.db.begin().await?;
+        if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        match tx.insert_approval(id, &approver_identity, "approve", None, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                tx.rollback().await?;
+                return Err(ServiceError::AlreadyVoted(id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let count = tx.count_approvals(id).await?;
+        let actor = Actor::Slack(approver.clone());
+        let outcome_approved = count >= request.approvals_required;
+        if outcome_approved {
+            let expires_at = now.plus(request.duration.get());
+            let fields = TransitionFields { decided_at: Some(now), expires_at: Some(expires_at), ..Default::default() };
+            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
+                return self.already_decided(tx, id).await;
+            }
+            // The revocation exists from the moment the request enters
+            // `granting`: a crash anywhere after this commit still revokes.
+            schedule(&mut tx, JobKind::Grant, id, now, now).await?;
+            schedule(&mut tx, JobKind::Revoke, id, expires_at, now).await?;
+            schedule(&mut tx, JobKind::Notify(NoticeKind::Approved), id, now, now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                &actor,
+                AuditAction::RequestApproved,
+                Some(id),
+                json!({"approvals": count, "required": request.approvals_required, "expires_at": expires_at.to_string()}),
+            )
+            .await?;
+        } else {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::ApprovalRecorded), id, now, now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                &actor,
+                AuditAction::ApprovalRecorded,
+                Some(id),
+                json!({"approvals": count, "required": request.approvals_required}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.wake.notify_one();
+        let request = self.load(id).await?;
+        Ok(if outcome_approved {
+            ApprovalOutcome::Approved(request)
+        } else {
+            ApprovalOutcome::Recorded { request, approvals: count }
+        })
+    }
+
+    async fn already_decided<T>(&self, tx: Tx, id: RequestId) -> ServiceResult<T> {
+        tx.rollback().await?;
+        let state = self.load(id).await?.state;
+        Err(ServiceError::AlreadyDecided { id, state })
+    }
+
+    /// An approver's **Deny**: one denial ends the request.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), approver = %approver))]
+    pub async fn deny(
+        &self,
+        id: RequestId,
+        approver: &SlackUser,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> ServiceResult<AccessRequest> {
+        let (_, approver_identity) = self.check_decider(id, approver).await?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        let mut tx = self.db.begin().await?;
+        if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        match tx.insert_approval(id, &approver_identity, "deny", reason, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                tx.rollback().await?;
+                return Err(ServiceError::AlreadyVoted(id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            ended_at: Some(now),
+            detail: reason.map(str::to_owned),
+            ..Default::default()
+        };
+        if !tx.transition(id, RequestState::Denied, &fields, now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::Denied), id, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Slack(approver.clone()),
+            AuditAction::RequestDenied,
+            Some(id),
+            json!({"reason": reason}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// The requester withdraws a pending request.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
+    pub async fn cancel(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
+        let request = self.load(id).await?;
+        if &request.requester != actor {
+            return Err(ServiceError::NotAllowed(format!("only the requester can cancel request {id}")));
+        }
+        let mut tx = self.db.begin().await?;
+        let fields = TransitionFields { decided_at: Some(now), ended_at: Some(now), ..Default::default() };
+        if !tx.transition(id, RequestState::Cancelled, &fields, now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
+        audit::append(&mut tx, now, &Actor::Slack(actor.clone()), AuditAction::RequestCancelled, Some(id), json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// Ends access before its expiry: the requester ("I'm done") or a member
+    /// of `policy.admin_groups`. The revocation job is made due at once.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
+    pub async fn revoke(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
+        let request = self.load(id).await?;
+        let is_requester = &request.requester == actor;
+        if !is_requester {
+            let actor_identity = self.identity(actor).await?;
+            if !actor_identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
+                return Err(ServiceError::NotAllowed(format!(
+                    "only the requester or a jitbot administrator can revoke request {id}"
+                )));
+            }
+        }
+        if !matches!(request.state, RequestState::Granting | RequestState::Active | RequestState::GrantFailed) {
+            return Err(ServiceError::AlreadyDecided { id, state: request.state });
+        }
+        let detail =
+            if is_requester { "ended early by the requester".to_owned() } else { format!("revoked early by {actor}") };
+        let mut tx = self.db.begin().await?;
+        let fields = TransitionFields { detail: Some(detail.clone()), ..Default::default() };
+        if !tx.transition(id, RequestState::Revoking, &fields, now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        tx.expedite_revoke(id, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Slack(actor.clone()),
+            AuditAction::RevokeRequested,
+            Some(id),
+            json!({"detail": detail}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// Creates or replaces an identity link by hand (`jitbot link add`).
+    pub async fn add_link(&self, identity: &Identity, actor: &Actor, now: Timestamp) -> ServiceResult<()> {
+        let mut tx = self.db.begin().await?;
+        tx.upsert_link(identity, "admin", now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::LinkAdded,
+            None,
+            json!({
+                "slack": identity.slack.to_string(),
+                "issuer": identity.issuer,
+                "subject": identity.subject,
+                "email": identity.email,
+                "groups": identity.groups,
+                "source": "admin",
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes an identity link (`jitbot link remove`); `false` if none existed.
+    pub async fn remove_link(&self, user: &SlackUser, actor: &Actor, now: Timestamp) -> ServiceResult<bool> {
+        let mut tx = self.db.begin().await?;
+        if !tx.delete_link(user).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        audit::append(&mut tx, now, actor, AuditAction::LinkRemoved, None, json!({"slack": user.to_string()})).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Writes one job for request `id` into the transaction.
+pub(crate) async fn schedule(
+    tx: &mut Tx,
+    kind: JobKind,
+    id: RequestId,
+    due: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.insert_job(kind.name(), Some(id), &kind.payload(), due, now).await?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Storage of the hash-chained audit log. The chain rules live in
+//! [`crate::audit`]; this file only reads and writes rows.
+
+use super::{Db, StoreResult, Tx, on_conn};
+
+/// One stored audit event.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRow {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    /// When, epoch milliseconds.
+    pub at: i64,
+    /// Who (`slack:T/U`, `cli:NAME`, `system`).
+    pub actor: String,
+    /// What (`request.created`, `grant.applied`, ...).
+    pub action: String,
+    /// The request concerned, if any.
+    pub request_id: Option<i64>,
+    /// Details as JSON text.
+    pub detail: String,
+    /// Hash of the previous row.
+    pub prev_hash: String,
+    /// Hash of this row.
+    pub hash: String,
+}
+
+/// The chain's head: the newest sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditHead {
+    /// Newest sequence number (0 when empty).
+    pub seq: i64,
+    /// Newest hash (the genesis hash when empty).
+    pub hash: String,
+}
+
+impl Tx {
+    /// Takes the next sequence number and locks the head row until commit;
+    /// returns the new number and the previous hash. Concurrent appenders
+    /// queue here, which is what keeps the chain linear.
+    pub async fn lock_audit_head(&mut self) -> StoreResult<AuditHead> {
+        Ok(on_conn!(tx self, |c| {
+            sqlx::query_as::<_, AuditHead>("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(c)
+                .await?
+        }))
+    }
+
+    /// Writes a row and moves the head's hash to it.
+    pub async fn insert_audit_row(&mut self, row: &AuditRow) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO audit_events (seq, at, actor, action, request_id, detail, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(row.seq)
+            .bind(row.at)
+            .bind(&row.actor)
+            .bind(&row.action)
+            .bind(row.request_id)
+            .bind(&row.detail)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+                .bind(&row.hash)
+                .execute(c)
+                .await?;
+        });
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Up to `limit` rows with `seq > after`, in order.
+    pub async fn audit_rows_after(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, AuditRow>("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(c)
+                .await?
+        }))
+    }
+
+    /// Rows of one request, in order (what a card or an auditor shows).
+    pub async fn audit_rows_for_request(&self, request_id: i64) -> StoreResult<Vec<AuditRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, AuditRow>("SELECT * FROM audit_events WHERE request_id = $1 ORDER BY seq")
+                .bind(request_id)
+                .fetch_all(c)
+                .await?
+        }))
+    }
+
+    /// The first row at or after instant `at_ms`, to start an export there.
+    pub async fn audit_seq_at(&self, at_ms: i64) -> StoreResult<Option<i64>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE at >= $1")
+                .bind(at_ms)
+                .fetch_one(c)
+                .await?
+        }))
+    }
+
+    /// The current head.
+    pub async fn audit_head(&self) -> StoreResult<AuditHead> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, AuditHead>("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(c)
+                .await?
+        }))
+    }
+}

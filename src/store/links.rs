@@ -1,0 +1,131 @@
+//! Identity links: a Slack user tied to an IdP identity.
+
+use std::collections::BTreeSet;
+
+use crate::domain::{Identity, SlackUser, Timestamp};
+
+use super::{Db, StoreError, StoreResult, Tx, on_conn};
+
+/// A stored identity link.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkRow {
+    /// Slack workspace.
+    pub team_id: String,
+    /// Slack user.
+    pub user_id: String,
+    /// IdP issuer.
+    pub issuer: String,
+    /// IdP subject.
+    pub subject: String,
+    /// Verified email.
+    pub email: String,
+    /// Groups as a JSON array.
+    pub groups_json: String,
+    /// `admin` (created with `jitbot link add`) or `oidc`.
+    pub source: String,
+    /// When the person last authenticated at the IdP, if known.
+    pub auth_time: Option<i64>,
+    /// When the groups were last confirmed.
+    pub confirmed_at: i64,
+    /// When the link was first made.
+    pub created_at: i64,
+}
+
+impl LinkRow {
+    /// The groups, parsed.
+    pub fn groups(&self) -> StoreResult<BTreeSet<String>> {
+        serde_json::from_str(&self.groups_json)
+            .map_err(|e| StoreError::Corrupt(format!("groups of link {}/{}: {e}", self.team_id, self.user_id)))
+    }
+
+    /// The identity this link vouches for.
+    pub fn identity(&self) -> StoreResult<Identity> {
+        Ok(Identity {
+            slack: SlackUser::parse(&self.team_id, &self.user_id).map_err(StoreError::Corrupt)?,
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            email: self.email.clone(),
+            groups: self.groups()?,
+        })
+    }
+
+    /// When the groups were last confirmed.
+    pub fn confirmed_at(&self) -> Timestamp {
+        Timestamp::from_millis(self.confirmed_at)
+    }
+}
+
+impl Tx {
+    /// Creates or replaces the link of `identity.slack`.
+    pub async fn upsert_link(&mut self, identity: &Identity, source: &str, now: Timestamp) -> StoreResult<()> {
+        let groups = serde_json::to_string(&identity.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO identity_links
+                   (team_id, user_id, issuer, subject, email, groups_json, source, auth_time, confirmed_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET
+                   issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
+                   groups_json = excluded.groups_json, source = excluded.source,
+                   confirmed_at = excluded.confirmed_at",
+            )
+            .bind(identity.slack.team_id())
+            .bind(identity.slack.user_id())
+            .bind(&identity.issuer)
+            .bind(&identity.subject)
+            .bind(&identity.email)
+            .bind(&groups)
+            .bind(source)
+            .bind(now.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes a link; returns whether one existed.
+    pub async fn delete_link(&mut self, user: &SlackUser) -> StoreResult<bool> {
+        let done = on_conn!(tx self, |c| {
+            sqlx::query("DELETE FROM identity_links WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Reads a link inside the transaction.
+    pub async fn link(&mut self, user: &SlackUser) -> StoreResult<Option<LinkRow>> {
+        Ok(on_conn!(tx self, |c| {
+            sqlx::query_as::<_, LinkRow>("SELECT * FROM identity_links WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+}
+
+impl Db {
+    /// Reads the link of a Slack user.
+    pub async fn link(&self, user: &SlackUser) -> StoreResult<Option<LinkRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, LinkRow>("SELECT * FROM identity_links WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+
+    /// Every link, ordered by workspace and user.
+    pub async fn links(&self) -> StoreResult<Vec<LinkRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, LinkRow>("SELECT * FROM identity_links ORDER BY team_id, user_id")
+                .fetch_all(c)
+                .await?
+        }))
+    }
+}

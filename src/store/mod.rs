@@ -1,0 +1,219 @@
+//! Persistence with sqlx on SQLite (the embedded default) and PostgreSQL.
+//!
+//! One SQL text serves both backends (sqlx accepts `$1` placeholders on
+//! SQLite too); the [`on_conn!`] macro expands a query body once per backend,
+//! so nothing is copy-pasted and the `Any` driver's type gaps are avoided.
+//! Write transactions on SQLite start with `BEGIN IMMEDIATE` so a writer
+//! waits for the lock (bounded by `busy_timeout`) instead of failing midway.
+//!
+//! What lives here: connecting, migrations, and the statements. What does
+//! not: deciding which transition is allowed (see [`crate::domain::state`])
+//! and what a transition implies (see [`crate::service`]).
+
+mod audit_rows;
+mod jobs;
+mod links;
+mod requests;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+pub use audit_rows::{AuditHead, AuditRow};
+pub use jobs::{JobRow, JobState};
+pub use links::LinkRow;
+pub use requests::{ApprovalRow, NewRequest, TransitionFields};
+
+/// How long a request-path caller waits for a connection or a write lock
+/// before answering "try again": well under Slack's 3-second deadline.
+pub const DB_WAIT: Duration = Duration::from_millis(2000);
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is busy, restarting or unreachable; the caller should say
+    /// "try again" and nothing was written.
+    #[error("the database is busy or unreachable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness rule refused the write (the caller decides what that means).
+    #[error("a conflicting row exists")]
+    Conflict,
+    /// A row held a value this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Anything else; logged, never shown to users.
+    #[error("database error")]
+    Internal(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) => {
+                // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6);
+                // PostgreSQL's "cannot connect now" and admin shutdown classes.
+                let code = db.code().unwrap_or_default();
+                let busy = matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
+                    || code.starts_with("57P")
+                    || code.starts_with("08");
+                if busy { StoreError::Unavailable(e) } else { StoreError::Internal(e) }
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            _ => StoreError::Internal(e),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A connection pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// The embedded default.
+    Sqlite(SqlitePool),
+    /// The production backend.
+    Postgres(PgPool),
+}
+
+/// An open write transaction on one of the two backends.
+pub enum Tx {
+    /// SQLite, begun with `BEGIN IMMEDIATE`.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// PostgreSQL, read committed.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to the backend's connection (or pool), once
+/// per backend. The body is the same text for both: that is the point.
+macro_rules! on_conn {
+    (tx $tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+    (db $db:expr, |$c:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(p) => {
+                let $c = p;
+                $body
+            }
+            $crate::store::Db::Postgres(p) => {
+                let $c = p;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_conn;
+
+impl Db {
+    /// Connects to `url` (`sqlite://...` or `postgres://...`). A SQLite file
+    /// is created if missing and put in WAL mode.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Internal)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(DB_WAIT)
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(DB_WAIT)
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Internal)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(DB_WAIT)
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Db::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await.map_err(StoreError::Migrate),
+            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await.map_err(StoreError::Migrate),
+        }
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_conn!(db self, |c| {
+            sqlx::query("SELECT 1").execute(c).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Whether this is PostgreSQL (some statements add row locking there).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+}
+
+impl Tx {
+    /// Commits the transaction.
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls the transaction back (dropping it does too; this says so explicitly).
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Builds `$first, $first+1, ...` for `n` values, for `IN (...)` lists whose
+/// values are bound rather than spliced.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,328 @@
+//! Access requests and approvals.
+
+use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, RoleName, SlackUser, Timestamp};
+
+use super::{Db, StoreError, StoreResult, Tx, on_conn, placeholders};
+
+#[derive(Debug, sqlx::FromRow)]
+struct RequestRow {
+    id: i64,
+    team_id: String,
+    requester_id: String,
+    requester_issuer: String,
+    requester_subject: String,
+    requester_email: String,
+    role: String,
+    provider: String,
+    duration_ms: i64,
+    reason: String,
+    ticket: Option<String>,
+    approvals_required: i64,
+    state: String,
+    state_detail: Option<String>,
+    created_at: i64,
+    decided_at: Option<i64>,
+    granted_at: Option<i64>,
+    expires_at: Option<i64>,
+    ended_at: Option<i64>,
+}
+
+impl TryFrom<RequestRow> for AccessRequest {
+    type Error = StoreError;
+
+    fn try_from(r: RequestRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("request {}: {what}", r.id));
+        Ok(AccessRequest {
+            id: RequestId::new(r.id),
+            requester: SlackUser::parse(&r.team_id, &r.requester_id).map_err(|e| corrupt(&e))?,
+            requester_issuer: r.requester_issuer,
+            requester_subject: r.requester_subject,
+            requester_email: r.requester_email,
+            role: RoleName::parse(&r.role).map_err(|e| corrupt(&e))?,
+            provider: r.provider,
+            duration: AccessDuration::from_millis(r.duration_ms),
+            reason: r.reason,
+            ticket: r.ticket,
+            approvals_required: u32::try_from(r.approvals_required).map_err(|_| corrupt("approvals_required"))?,
+            state: RequestState::parse(&r.state).ok_or_else(|| corrupt("unknown state"))?,
+            state_detail: r.state_detail,
+            created_at: Timestamp::from_millis(r.created_at),
+            decided_at: r.decided_at.map(Timestamp::from_millis),
+            granted_at: r.granted_at.map(Timestamp::from_millis),
+            expires_at: r.expires_at.map(Timestamp::from_millis),
+            ended_at: r.ended_at.map(Timestamp::from_millis),
+        })
+    }
+}
+
+/// The fields of a request about to be created.
+#[derive(Debug, Clone)]
+pub struct NewRequest<'a> {
+    /// Who asks; their IdP identity is copied from the link.
+    pub requester: &'a crate::domain::Identity,
+    /// The role.
+    pub role: &'a RoleName,
+    /// The role's provider.
+    pub provider: &'a str,
+    /// The checked duration.
+    pub duration: AccessDuration,
+    /// The reason.
+    pub reason: &'a str,
+    /// Optional ticket.
+    pub ticket: Option<&'a str>,
+    /// Approvals needed.
+    pub approvals_required: u32,
+    /// Idempotency key of the delivery that asked, if any.
+    pub client_key: Option<&'a str>,
+}
+
+/// The columns a transition may set besides the state.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionFields {
+    /// Sets `decided_at`.
+    pub decided_at: Option<Timestamp>,
+    /// Sets `granted_at`.
+    pub granted_at: Option<Timestamp>,
+    /// Sets `expires_at`.
+    pub expires_at: Option<Timestamp>,
+    /// Sets `ended_at`.
+    pub ended_at: Option<Timestamp>,
+    /// Sets `state_detail` (a reason or an error summary).
+    pub detail: Option<String>,
+}
+
+/// One approver's decision as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRow {
+    /// Approver workspace.
+    pub team_id: String,
+    /// Approver user.
+    pub approver_id: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Optional comment.
+    pub comment: Option<String>,
+    /// When.
+    pub created_at: i64,
+}
+
+fn open_slot(user: &SlackUser, role: &RoleName) -> String {
+    format!("{}/{}/{}", user.team_id(), user.user_id(), role.as_str())
+}
+
+impl Tx {
+    /// Inserts a pending request. `Err(Conflict)` means the person already has
+    /// an open request for this role, or this client key was already used.
+    pub async fn insert_request(&mut self, new: &NewRequest<'_>, now: Timestamp) -> StoreResult<RequestId> {
+        let slot = open_slot(&new.requester.slack, new.role);
+        let id: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
+                "INSERT INTO access_requests
+                   (team_id, requester_id, requester_issuer, requester_subject, requester_email,
+                    role, provider, duration_ms, reason, ticket, approvals_required, state,
+                    open_slot, client_key, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+                 RETURNING id",
+            )
+            .bind(new.requester.slack.team_id())
+            .bind(new.requester.slack.user_id())
+            .bind(&new.requester.issuer)
+            .bind(&new.requester.subject)
+            .bind(&new.requester.email)
+            .bind(new.role.as_str())
+            .bind(new.provider)
+            .bind(new.duration.millis())
+            .bind(new.reason)
+            .bind(new.ticket)
+            .bind(i64::from(new.approvals_required))
+            .bind(RequestState::Pending.as_str())
+            .bind(&slot)
+            .bind(new.client_key)
+            .bind(now.millis())
+            .fetch_one(c)
+            .await?
+        });
+        Ok(RequestId::new(id))
+    }
+
+    /// Reads a request inside the transaction.
+    pub async fn request(&mut self, id: RequestId) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(tx self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE id = $1")
+                .bind(id.get())
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// Moves request `id` to `to` if it is currently in one of `to`'s allowed
+    /// source states. Returns `false` (and changes nothing) otherwise: the
+    /// caller lost a race or the request already moved on.
+    pub async fn transition(
+        &mut self,
+        id: RequestId,
+        to: RequestState,
+        fields: &TransitionFields,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let from = to.allowed_sources();
+        if from.is_empty() {
+            return Ok(false);
+        }
+        // The open slot is released when the request ends, so the person may ask again.
+        let slot = if to.is_terminal() { "open_slot = NULL," } else { "" };
+        let sql = format!(
+            "UPDATE access_requests SET state = $1, {slot}
+               decided_at = COALESCE($2, decided_at),
+               granted_at = COALESCE($3, granted_at),
+               expires_at = COALESCE($4, expires_at),
+               ended_at = COALESCE($5, ended_at),
+               state_detail = COALESCE($6, state_detail),
+               updated_at = $7
+             WHERE id = $8 AND state IN ({})",
+            placeholders(9, from.len())
+        );
+        let n = on_conn!(tx self, |c| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(to.as_str())
+                .bind(fields.decided_at.map(Timestamp::millis))
+                .bind(fields.granted_at.map(Timestamp::millis))
+                .bind(fields.expires_at.map(Timestamp::millis))
+                .bind(fields.ended_at.map(Timestamp::millis))
+                .bind(fields.detail.as_deref())
+                .bind(now.millis())
+                .bind(id.get());
+            for s in from {
+                q = q.bind(s.as_str());
+            }
+            q.execute(c).await?.rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Locks request `id` for the rest of the transaction, if it is in
+    /// `state` (any state when `None`). Concurrent deciders and jobs queue on
+    /// this row lock, so whoever comes second sees what the first committed.
+    pub async fn lock_request(
+        &mut self,
+        id: RequestId,
+        state: Option<RequestState>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query("UPDATE access_requests SET updated_at = $2 WHERE id = $1 AND ($3 IS NULL OR state = $3)")
+                .bind(id.get())
+                .bind(now.millis())
+                .bind(state.map(RequestState::as_str))
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records one approver's decision. `Err(Conflict)` means this approver
+    /// already decided on this request.
+    pub async fn insert_approval(
+        &mut self,
+        id: RequestId,
+        approver: &crate::domain::Identity,
+        decision: &str,
+        comment: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO approvals (request_id, team_id, approver_id, approver_subject, decision, comment, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id.get())
+            .bind(approver.slack.team_id())
+            .bind(approver.slack.user_id())
+            .bind(&approver.subject)
+            .bind(decision)
+            .bind(comment)
+            .bind(now.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// How many distinct approvals request `id` has.
+    pub async fn count_approvals(&mut self, id: RequestId) -> StoreResult<u32> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND decision = 'approve'")
+                .bind(id.get())
+                .fetch_one(c)
+                .await?
+        });
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+impl Db {
+    /// Reads a request.
+    pub async fn request(&self, id: RequestId) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE id = $1")
+                .bind(id.get())
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// The open request of `user` for `role`, if any.
+    pub async fn open_request(&self, user: &SlackUser, role: &RoleName) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE open_slot = $1")
+                .bind(open_slot(user, role))
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// The request created by the delivery with this idempotency key.
+    pub async fn request_by_client_key(&self, key: &str) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE client_key = $1")
+                .bind(key)
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// Requests in any of `states`, oldest first.
+    pub async fn requests_in_states(&self, states: &[RequestState]) -> StoreResult<Vec<AccessRequest>> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT * FROM access_requests WHERE state IN ({}) ORDER BY id", placeholders(1, states.len()));
+        let rows = on_conn!(db self, |c| {
+            let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql.clone()));
+            for s in states {
+                q = q.bind(s.as_str());
+            }
+            q.fetch_all(c).await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
+    /// The decisions on request `id`, in order.
+    pub async fn approvals(&self, id: RequestId) -> StoreResult<Vec<ApprovalRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, ApprovalRow>(
+                "SELECT team_id, approver_id, decision, comment, created_at
+                 FROM approvals WHERE request_id = $1 ORDER BY created_at, approver_id",
+            )
+            .bind(id.get())
+            .fetch_all(c)
+            .await?
+        }))
+    }
+}

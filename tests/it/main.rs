@@ -1,0 +1,11 @@
+//! The one integration-test binary: the real app on port 0, a manual clock,
+//! a real webhook receiver, a temp SQLite file per test.
+
+mod support;
+
+mod audit_trail;
+mod cli;
+mod concurrency;
+mod crash;
+mod lifecycle;
+mod scheduler;

@@ -1,1 +1,207 @@
-//! placeholder
+//! The `jitbot` binary as an operator uses it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{TestApp, config_text, user};
+
+fn jitbot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(args)
+        .env("OPS_HOOK_SECRET", "example-secret-0123456789")
+        .env_remove("JITBOT_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("jitbot.example.toml").display().to_string()
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let out = jitbot(&["check-config", &example()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ok (2 roles, 1 providers)"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_the_offending_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(&path, example.replace("max_duration = \"4h\"", "max_duration = \"4 hours-ish\"")).unwrap();
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("broken.toml") && stderr.contains("line 43") && stderr.contains("max_duration"), "{stderr}");
+
+    std::fs::write(&path, example.replace("approvals_required = 1", "approvals_required = 1\napprover_groups = [\"x\"]"))
+        .unwrap();
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown field `approver_groups`"), "{stderr}");
+
+    let out = jitbot(&["check-config", dir.path().join("missing.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("cannot read the config file"));
+}
+
+#[tokio::test]
+async fn check_config_refuses_removing_a_role_that_has_a_live_grant() {
+    let t = TestApp::spawn().await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    let full = config_text(&t.db_url, &t.hook.url);
+    let start = full.find("[roles.prod-db-readonly]").unwrap();
+    let end = full.find("[roles.prod-admin]").unwrap();
+    let without = format!("{}{}", &full[..start], &full[end..]);
+    let path = t.dir.path().join("smaller.toml");
+    std::fs::write(&path, &without).unwrap();
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("request {}", req.id)) && stderr.contains("prod-db-readonly"), "{stderr}");
+
+    // Once revoked, the role may go.
+    t.service().revoke(req.id, &user("U0ALICE"), t.now()).await.unwrap();
+    t.drain().await;
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+#[test]
+fn links_are_added_listed_removed_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let cfg = dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    let out = jitbot(&[
+        "link", "add", "--config", cfg, "--team", "T0WORK", "--user", "U0ALICE", "--email", "alice@example.com",
+        "--groups", "engineering,sre-leads",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = jitbot(&["link", "list", "--config", cfg]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("T0WORK/U0ALICE") && stdout.contains("groups=engineering,sre-leads"), "{stdout}");
+
+    let out = jitbot(&["link", "add", "--config", cfg, "--team", "T0WORK", "--user", "bad id", "--email", "x@y"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("is not a Slack user id"));
+
+    let out = jitbot(&["link", "remove", "--config", cfg, "--team", "T0WORK", "--user", "U0ALICE"]);
+    assert!(out.status.success());
+    let out = jitbot(&["link", "remove", "--config", cfg, "--team", "T0WORK", "--user", "U0ALICE"]);
+    assert_eq!(out.status.code(), Some(1), "removing a missing link is reported");
+
+    let out = jitbot(&["audit", "export", "--config", cfg]);
+    let (stdout, _) = text(&out);
+    let actions: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[0]["action"], "link.added");
+    assert!(actions[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    assert_eq!(actions[0]["detail"]["groups"], serde_json::json!(["engineering", "sre-leads"]));
+    assert_eq!(actions[1]["action"], "link.removed");
+
+    let out = jitbot(&["audit", "verify", "--config", cfg]);
+    assert!(out.status.success());
+    assert!(text(&out).0.contains("2 events verified"));
+}
+
+#[tokio::test]
+async fn audit_verify_and_export_on_a_real_history() {
+    let t = TestApp::spawn().await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    let cfg = t.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let out = jitbot(&["audit", "verify", "--config", cfg]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // --since keeps only newer events (the links were made at the same instant, so use a later one).
+    let out = jitbot(&["audit", "export", "--config", cfg, "--since", "2026-01-01T00:00:00Z"]);
+    assert_eq!(text(&out).0.lines().count(), 8);
+    let out = jitbot(&["audit", "export", "--config", cfg, "--since", "2026-01-02T00:00:00Z"]);
+    assert_eq!(text(&out).0.lines().count(), 0);
+    let out = jitbot(&["audit", "export", "--config", cfg, "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--since"));
+
+    let jitbot::store::Db::Sqlite(pool) = t.app.db() else { panic!() };
+    sqlx::query("DROP TRIGGER audit_events_no_update").execute(pool).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'slack:T0WORK/U0MALLORY' WHERE seq = 7").execute(pool).await.unwrap();
+    let out = jitbot(&["audit", "verify", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("audit row 7 was altered"), "{:?}", text(&out));
+}
+
+/// Kills the child if the test panics, so no server outlives its test.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_starts_answers_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let cfg = dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("JITBOT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if let Some(i) = line.find("addr=") {
+            addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+        seen.push(line);
+    }
+    let addr = addr.unwrap_or_else(|| panic!("serve logs the address it listens on; it printed {seen:?}"));
+    let response = http_get(&addr, "/readyz");
+    assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("ready\n"), "{response}");
+    assert!(dir.path().join("jitbot.db").exists(), "the SQLite file is created on first start");
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
+}

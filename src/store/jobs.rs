@@ -175,15 +175,25 @@ impl Db {
     ) -> StoreResult<Vec<JobRow>> {
         // PostgreSQL: concurrent claimers skip each other's rows instead of
         // waiting. SQLite: the single UPDATE is atomic under its write lock.
+        //
+        // Notices about one request are delivered in the order they were
+        // written (a card must be posted before it can be updated): a notice
+        // is not claimed while an earlier one for the same request is unfinished.
         const SQLITE: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2
-             WHERE id IN (SELECT id FROM jobs
-                          WHERE (state = 'queued' AND due_at <= $3) OR (state = 'running' AND lease_until <= $3)
-                          ORDER BY due_at, id LIMIT $4)
+             WHERE id IN (SELECT j.id FROM jobs j
+                          WHERE ((j.state = 'queued' AND j.due_at <= $3) OR (j.state = 'running' AND j.lease_until <= $3))
+                            AND NOT (j.kind = 'notify' AND EXISTS (
+                                SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
+                                  AND e.id < j.id AND e.state IN ('queued', 'running')))
+                          ORDER BY j.due_at, j.id LIMIT $4)
              RETURNING id, kind, request_id, payload, attempt, due_at";
         const POSTGRES: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2
-             WHERE id IN (SELECT id FROM jobs
-                          WHERE (state = 'queued' AND due_at <= $3) OR (state = 'running' AND lease_until <= $3)
-                          ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             WHERE id IN (SELECT j.id FROM jobs j
+                          WHERE ((j.state = 'queued' AND j.due_at <= $3) OR (j.state = 'running' AND j.lease_until <= $3))
+                            AND NOT (j.kind = 'notify' AND EXISTS (
+                                SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
+                                  AND e.id < j.id AND e.state IN ('queued', 'running')))
+                          ORDER BY j.due_at, j.id LIMIT $4 FOR UPDATE SKIP LOCKED)
              RETURNING id, kind, request_id, payload, attempt, due_at";
         let sql = if self.is_postgres() { POSTGRES } else { SQLITE };
         Ok(on_conn!(db self, |c| {
@@ -212,12 +222,16 @@ impl Db {
     }
 
     /// When the scheduler next has something to do: the earliest due queued
-    /// job or the earliest lease to expire.
+    /// job or the earliest lease to expire. Notices waiting behind an earlier
+    /// notice do not count: the earlier one's completion wakes the scheduler.
     pub async fn next_job_wake(&self) -> StoreResult<Option<Timestamp>> {
         let t: Option<i64> = on_conn!(db self, |c| {
             sqlx::query_scalar(
-                "SELECT MIN(CASE WHEN state = 'queued' THEN due_at ELSE lease_until END)
-                 FROM jobs WHERE state IN ('queued', 'running')",
+                "SELECT MIN(CASE WHEN j.state = 'queued' THEN j.due_at ELSE j.lease_until END)
+                 FROM jobs j WHERE j.state IN ('queued', 'running')
+                   AND NOT (j.state = 'queued' AND j.kind = 'notify' AND EXISTS (
+                       SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
+                         AND e.id < j.id AND e.state IN ('queued', 'running')))",
             )
             .fetch_one(c)
             .await?

@@ -40,10 +40,16 @@ fn check_config_names_the_offending_key_and_line() {
     let out = jitbot(&["check-config", path.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("broken.toml") && stderr.contains("line 43") && stderr.contains("max_duration"), "{stderr}");
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("line 43") && stderr.contains("max_duration"),
+        "{stderr}"
+    );
 
-    std::fs::write(&path, example.replace("approvals_required = 1", "approvals_required = 1\napprover_groups = [\"x\"]"))
-        .unwrap();
+    std::fs::write(
+        &path,
+        example.replace("approvals_required = 1", "approvals_required = 1\napprover_groups = [\"x\"]"),
+    )
+    .unwrap();
     let out = jitbot(&["check-config", path.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
@@ -87,8 +93,18 @@ fn links_are_added_listed_removed_and_audited() {
     let cfg = cfg.to_str().unwrap();
 
     let out = jitbot(&[
-        "link", "add", "--config", cfg, "--team", "T0WORK", "--user", "U0ALICE", "--email", "alice@example.com",
-        "--groups", "engineering,sre-leads",
+        "link",
+        "add",
+        "--config",
+        cfg,
+        "--team",
+        "T0WORK",
+        "--user",
+        "U0ALICE",
+        "--email",
+        "alice@example.com",
+        "--groups",
+        "engineering,sre-leads",
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
     let out = jitbot(&["link", "list", "--config", cfg]);

@@ -238,7 +238,12 @@ impl TestApp {
         self.service().add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.now()).await.unwrap();
     }
 
-    pub async fn request(&self, who: &str, role: &str, duration: Option<&str>) -> Result<jitbot::domain::AccessRequest, jitbot::service::ServiceError> {
+    pub async fn request(
+        &self,
+        who: &str,
+        role: &str,
+        duration: Option<&str>,
+    ) -> Result<jitbot::domain::AccessRequest, jitbot::service::ServiceError> {
         self.service()
             .request(
                 RequestCommand {

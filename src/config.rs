@@ -262,16 +262,26 @@ impl Config {
 
     /// Parses config text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_overrides(path, text, &|var| std::env::var(var).ok())
+    }
+
+    /// Like [`Config::parse`], with the [`ENV_OVERRIDES`] variables read
+    /// through `lookup` instead of the process environment.
+    pub fn parse_with_overrides(
+        path: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError { path: path.to_owned(), message };
         let mut config: Config = toml::from_str(text).map_err(|e| err(describe_toml_error(&e)))?;
-        config.apply_env_overrides().map_err(&err)?;
+        config.apply_env_overrides(lookup).map_err(&err)?;
         config.validate(text).map_err(err)?;
         Ok(config)
     }
 
-    fn apply_env_overrides(&mut self) -> Result<(), String> {
+    fn apply_env_overrides(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
         for (var, key) in ENV_OVERRIDES {
-            let Ok(value) = std::env::var(var) else { continue };
+            let Some(value) = lookup(var) else { continue };
             match *key {
                 "server.listen" => {
                     self.server.listen = value.parse().map_err(|_| {
@@ -491,6 +501,15 @@ max_duration = "4h"
         assert!(e.contains("line 9") && e.contains("roles.prod-db-readonly.provider"), "{e}");
         let e = parse(&GOOD.replace("\"30m\"", "\"8h\"")).unwrap_err().to_string();
         assert!(e.contains("default_duration") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_replace_single_keys() {
+        let with = |value: &'static str| move |var: &str| (var == "JITBOT_SERVER_LISTEN").then(|| value.to_owned());
+        let c = Config::parse_with_overrides(Path::new("jitbot.toml"), GOOD, &with("0.0.0.0:9999")).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9999");
+        let e = Config::parse_with_overrides(Path::new("jitbot.toml"), GOOD, &with("nowhere")).unwrap_err().to_string();
+        assert!(e.contains("JITBOT_SERVER_LISTEN") && e.contains("server.listen"), "{e}");
     }
 
     #[test]

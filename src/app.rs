@@ -18,14 +18,17 @@ use crate::jobs::{Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
 use crate::service::Service;
+use crate::slack::routes::SlackState;
+use crate::slack::{SlackApi, SlackNotifier};
 use crate::store::Db;
 
 /// The parts that tests swap out.
 pub struct Deps {
     /// Where time comes from.
     pub clock: SharedClock,
-    /// Where notices go.
-    pub notifier: Arc<dyn Notifier>,
+    /// Where notices go; `None` means Slack when `[slack]` is configured,
+    /// the log otherwise.
+    pub notifier: Option<Arc<dyn Notifier>>,
     /// Providers to use instead of building them from the config.
     pub providers: Option<Providers>,
     /// Scheduler tunables.
@@ -34,12 +37,7 @@ pub struct Deps {
 
 impl Default for Deps {
     fn default() -> Self {
-        Self {
-            clock: Arc::new(SystemClock),
-            notifier: Arc::new(LogNotifier),
-            providers: None,
-            scheduler: SchedulerOptions::default(),
-        }
+        Self { clock: Arc::new(SystemClock), notifier: None, providers: None, scheduler: SchedulerOptions::default() }
     }
 }
 
@@ -72,12 +70,29 @@ impl App {
         let config = Arc::new(config);
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
-        let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, deps.notifier, wake, deps.scheduler);
+        let slack_api = match &config.slack {
+            Some(slack) => Some(SlackApi::new(slack).context("cannot build the Slack client")?),
+            None => None,
+        };
+        let notifier: Arc<dyn Notifier> = match (deps.notifier, &slack_api) {
+            (Some(n), _) => n,
+            (None, Some(api)) => {
+                Arc::new(SlackNotifier::new(api.clone(), db.clone(), config.clone(), deps.clock.clone()))
+            }
+            (None, None) => Arc::new(LogNotifier),
+        };
+        let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler);
+        let slack_state = slack_api.map(|api| SlackState {
+            service: service.clone(),
+            clock: deps.clock.clone(),
+            config: config.clone(),
+            api,
+        });
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let router = http::router(HttpState { db: db.clone() });
+        let router = http::router(HttpState { db: db.clone() }, slack_state);
         Ok(Self { listener, addr, db, service, scheduler, router })
     }
 

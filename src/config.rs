@@ -108,6 +108,8 @@ pub struct Config {
     /// `[policy]`: rules that are not per role.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[slack]`: the Slack app. Without it jitbot runs headless (notices go to the log).
+    pub slack: Option<SlackConfig>,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -178,6 +180,52 @@ pub struct PolicyConfig {
     pub admin_groups: BTreeSet<String>,
 }
 
+/// How Slack reaches jitbot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    /// Slack POSTs to `/slack/commands`, `/slack/interactions`, `/slack/events`.
+    Http,
+}
+
+/// `[slack]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Transport; `http` (Socket Mode is planned).
+    pub mode: SlackMode,
+    /// The bot token (`xoxb-...`) for Web API calls.
+    pub bot_token: Secret,
+    /// The app's signing secret; every request from Slack is checked against it.
+    pub signing_secret: Secret,
+    /// Base URL of the Web API; tests point it at a local fake.
+    #[serde(default = "default_slack_api_url")]
+    pub api_url: String,
+    /// The one workspace served; requests from any other are refused.
+    pub team_id: String,
+    /// Default channel for approval cards.
+    pub approvals_channel: String,
+    /// Optional channel that receives a line for every decision and alerts.
+    pub audit_channel: Option<String>,
+}
+
+fn default_slack_api_url() -> String {
+    "https://slack.com/api".to_owned()
+}
+
+impl SlackConfig {
+    /// The only host a `response_url` may point at: Slack's hooks host, or
+    /// the host of a custom `api_url` (a local fake Slack in tests).
+    pub fn response_url_host(&self) -> String {
+        match reqwest::Url::parse(&self.api_url) {
+            Ok(u) if u.host_str() != Some("slack.com") => {
+                format!("{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default())
+            }
+            _ => "hooks.slack.com".to_owned(),
+        }
+    }
+}
+
 /// `[providers.NAME]`: one target system, chosen by `kind`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -234,6 +282,8 @@ pub struct RoleConfig {
     /// The shortest acceptable reason, in characters.
     #[serde(default = "default_reason_min_length")]
     pub reason_min_length: usize,
+    /// Where this role's approval cards go, instead of `slack.approvals_channel`.
+    pub approvals_channel: Option<String>,
 }
 
 fn default_approvals_required() -> u32 {
@@ -320,6 +370,45 @@ impl Config {
                 at("server", Some("public_url"))
             ));
         }
+        if let Some(slack) = &self.slack {
+            let is_id = |s: &str, first: &[char]| {
+                s.len() >= 2 && s.starts_with(first) && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            };
+            if !is_id(&slack.team_id, &['T', 'E']) {
+                return Err(format!(
+                    "{}slack.team_id must be a Slack workspace id like T0123ABCD",
+                    at("slack", Some("team_id"))
+                ));
+            }
+            if !is_id(&slack.approvals_channel, &['C', 'G']) {
+                return Err(format!(
+                    "{}slack.approvals_channel must be a channel id like C0123ABCD (not a #name)",
+                    at("slack", Some("approvals_channel"))
+                ));
+            }
+            if let Some(ch) = &slack.audit_channel
+                && !is_id(ch, &['C', 'G'])
+            {
+                return Err(format!(
+                    "{}slack.audit_channel must be a channel id like C0123ABCD",
+                    at("slack", Some("audit_channel"))
+                ));
+            }
+            let api = reqwest::Url::parse(&slack.api_url)
+                .map_err(|e| format!("{}slack.api_url is not a URL: {e}", at("slack", Some("api_url"))))?;
+            if !matches!(api.scheme(), "http" | "https") || slack.api_url.ends_with('/') {
+                return Err(format!(
+                    "{}slack.api_url must be an http(s) URL without a trailing slash",
+                    at("slack", Some("api_url"))
+                ));
+            }
+            if !slack.bot_token.expose().starts_with("xoxb-") {
+                return Err(format!(
+                    "{}slack.bot_token must be a bot token (xoxb-...)",
+                    at("slack", Some("bot_token"))
+                ));
+            }
+        }
         for (name, provider) in &self.providers {
             let table = format!("providers.{name}");
             RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
@@ -358,6 +447,14 @@ impl Config {
                     at(&table, Some("provider")),
                     role.provider,
                     if known.is_empty() { "none".to_owned() } else { known }
+                ));
+            }
+            if let Some(ch) = &role.approvals_channel
+                && !(ch.len() >= 2 && ch.starts_with(['C', 'G']) && ch.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                return Err(format!(
+                    "{}{table}.approvals_channel must be a channel id like C0123ABCD",
+                    at(&table, Some("approvals_channel"))
                 ));
             }
             if role.requesters.is_empty() {

@@ -1,5 +1,5 @@
-//! The HTTP surface: health and readiness today; Slack's and the IdP's
-//! endpoints mount here as those transports arrive.
+//! The HTTP surface: health, readiness and Slack's endpoints; the IdP's
+//! endpoints mount here when they arrive.
 //!
 //! One error type, [`HttpError`], turns failures into statuses and logs the
 //! cause of a 500 without returning it.
@@ -35,9 +35,13 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Builds the router.
-pub fn router(state: HttpState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+/// Builds the router; Slack's endpoints are mounted when `[slack]` is configured.
+pub fn router(state: HttpState, slack: Option<crate::slack::routes::SlackState>) -> Router {
+    let router = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state);
+    match slack {
+        Some(slack) => router.merge(crate::slack::routes::router(slack)),
+        None => router,
+    }
 }
 
 /// Liveness: the process answers.

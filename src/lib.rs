@@ -12,6 +12,7 @@
 //!   commit, with fenced leases and capped backoff.
 //! - [`providers`]: adapters that apply and remove access (webhook today).
 //! - [`notify`]: what people are told, behind a trait the transports implement.
+//! - [`slack`]: Slack over HTTP: signatures, commands, buttons, Block Kit, Web API.
 //! - [`audit`]: the hash-chained audit trail, verify and export.
 //! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.
@@ -30,4 +31,5 @@ pub mod jobs;
 pub mod notify;
 pub mod providers;
 pub mod service;
+pub mod slack;
 pub mod store;

@@ -5,6 +5,7 @@
 //! the current time takes `now` as an argument, so the rules are tested by
 //! passing instants rather than by sleeping.
 
+pub mod command;
 pub mod ids;
 pub mod policy;
 pub mod request;

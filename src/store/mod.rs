@@ -14,6 +14,7 @@ mod audit_rows;
 mod jobs;
 mod links;
 mod requests;
+mod slack_cards;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use audit_rows::{AuditHead, AuditRow};
 pub use jobs::{JobRow, JobState};
 pub use links::LinkRow;
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
+pub use slack_cards::CardRow;
 
 /// How long a request-path caller waits for a connection or a write lock
 /// before answering "try again": well under Slack's 3-second deadline.

@@ -285,6 +285,21 @@ impl Db {
         row.map(AccessRequest::try_from).transpose()
     }
 
+    /// The open requests of `user` (pending or holding access), oldest first.
+    pub async fn open_requests_of(&self, user: &SlackUser) -> StoreResult<Vec<AccessRequest>> {
+        let rows = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>(
+                "SELECT * FROM access_requests
+                 WHERE team_id = $1 AND requester_id = $2 AND open_slot IS NOT NULL ORDER BY id",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
     /// The request created by the delivery with this idempotency key.
     pub async fn request_by_client_key(&self, key: &str) -> StoreResult<Option<AccessRequest>> {
         let row = on_conn!(db self, |c| {

@@ -280,7 +280,7 @@ async fn build(db_url: &str, hook: &WebhookReceiver, clock: &ManualClock, notifi
     let config = Config::parse(std::path::Path::new("test.toml"), &config_text(db_url, &hook.url)).unwrap();
     let deps = Deps {
         clock: Arc::new(clock.clone()),
-        notifier: Arc::new(notifier.clone()),
+        notifier: Some(Arc::new(notifier.clone())),
         providers: None,
         scheduler: SchedulerOptions { worker_id: "test".into(), ..Default::default() },
     };

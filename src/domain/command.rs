@@ -1,0 +1,127 @@
+//! The `/jit` command grammar, independent of how the text arrived.
+//!
+//! ```text
+//! /jit request <role> [duration] <reason...>
+//! /jit list | revoke <id> | cancel <id> | whoami | help
+//! ```
+
+use super::ids::RequestId;
+use super::time::AccessDuration;
+
+/// A parsed `/jit` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JitCommand {
+    /// Ask for a role.
+    Request {
+        /// The role name as typed.
+        role: String,
+        /// The duration, when given.
+        duration: Option<AccessDuration>,
+        /// Why.
+        reason: String,
+    },
+    /// Show my requests and what waits for my approval.
+    List,
+    /// End access early.
+    Revoke(RequestId),
+    /// Withdraw a pending request.
+    Cancel(RequestId),
+    /// Show my identity link.
+    Whoami,
+    /// Explain the commands.
+    Help,
+}
+
+/// Usage lines, shown with every grammar error.
+pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for access, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`\n\
+`/jit list` your requests and those waiting for your approval\n\
+`/jit revoke <id>` end access early\n\
+`/jit cancel <id>` withdraw a pending request\n\
+`/jit whoami` your linked identity and groups\n\
+`/jit help` this help";
+
+/// Why the text is not a command; the message is for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
+fn looks_like_duration(token: &str) -> bool {
+    token.chars().next().is_some_and(|c| c.is_ascii_digit()) && token.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+fn request_id(word: &str, rest: &[&str]) -> Result<RequestId, CommandError> {
+    match rest {
+        [id] => RequestId::parse(id).ok_or_else(|| {
+            CommandError(format!("{id:?} is not a request number. Usage: `/jit {word} <id>`, e.g. `/jit {word} 12`"))
+        }),
+        _ => Err(CommandError(format!("Usage: `/jit {word} <id>`, e.g. `/jit {word} 12`"))),
+    }
+}
+
+/// Parses the text after `/jit`.
+pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let Some((first, rest)) = words.split_first() else { return Ok(JitCommand::Help) };
+    match first.to_ascii_lowercase().as_str() {
+        "help" | "?" => Ok(JitCommand::Help),
+        "list" | "ls" => Ok(JitCommand::List),
+        "whoami" => Ok(JitCommand::Whoami),
+        "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
+        "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
+        "request" | "req" => {
+            let Some((role, rest)) = rest.split_first() else {
+                return Err(CommandError(
+                    "Which role? Usage: `/jit request <role> [duration] <reason>`, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`".into(),
+                ));
+            };
+            let (duration, rest) = match rest.split_first() {
+                Some((d, tail)) if looks_like_duration(d) => {
+                    (Some(AccessDuration::parse(d).map_err(CommandError)?), tail)
+                }
+                _ => (None, rest),
+            };
+            let reason = rest.join(" ");
+            if reason.is_empty() {
+                return Err(CommandError(format!(
+                    "Please say why you need {role}: `/jit request {role} [duration] <reason>`"
+                )));
+            }
+            Ok(JitCommand::Request { role: role.to_string(), duration, reason })
+        }
+        other => Err(CommandError(format!("I don't know `{other}`. Here is what I understand:\n{USAGE}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_with_and_without_duration() {
+        assert_eq!(
+            parse("request prod-db-readonly 30m debugging INC-4821").unwrap(),
+            JitCommand::Request {
+                role: "prod-db-readonly".into(),
+                duration: Some(AccessDuration::parse("30m").unwrap()),
+                reason: "debugging INC-4821".into()
+            }
+        );
+        assert_eq!(
+            parse("  request   prod-db-readonly fixing  the thing ").unwrap(),
+            JitCommand::Request { role: "prod-db-readonly".into(), duration: None, reason: "fixing the thing".into() }
+        );
+        assert!(parse("request prod 10s because").unwrap_err().0.contains("too short"));
+        assert!(parse("request prod 30m").unwrap_err().0.contains("say why"));
+        assert!(parse("request").unwrap_err().0.contains("Which role"));
+    }
+
+    #[test]
+    fn other_commands_parse() {
+        assert_eq!(parse("").unwrap(), JitCommand::Help);
+        assert_eq!(parse("list").unwrap(), JitCommand::List);
+        assert_eq!(parse("revoke #12").unwrap(), JitCommand::Revoke(RequestId::new(12)));
+        assert_eq!(parse("cancel 3").unwrap(), JitCommand::Cancel(RequestId::new(3)));
+        assert!(parse("revoke twelve").unwrap_err().0.contains("not a request number"));
+        assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
+    }
+}

@@ -1,0 +1,140 @@
+//! The Slack Web API as jitbot uses it: post and update messages (through
+//! slack-morphism, against the configurable `api_url`) and answer on a
+//! `response_url` (only on Slack's hooks host).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::views::Message;
+use crate::config::SlackConfig;
+use crate::notify::NotifyError;
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// A failed Web API call, with Slack's `Retry-After` when it sent one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SlackApiError {
+    /// What went wrong; never contains tokens.
+    pub message: String,
+    /// How long Slack asked us to wait (HTTP 429).
+    pub retry_after: Option<Duration>,
+}
+
+impl From<SlackApiError> for NotifyError {
+    fn from(e: SlackApiError) -> Self {
+        NotifyError { message: e.message, retry_after: e.retry_after }
+    }
+}
+
+fn describe(e: SlackClientError) -> SlackApiError {
+    let (message, retry_after) = match e {
+        SlackClientError::RateLimitError(r) => ("Slack rate limit (HTTP 429)".to_owned(), r.retry_after),
+        SlackClientError::ApiError(a) => (format!("Slack API error: {}", a.code), None),
+        SlackClientError::HttpError(h) => (format!("Slack answered HTTP {}", h.status_code.as_u16()), None),
+        other => (format!("cannot reach Slack: {}", first_line(&other.to_string())), None),
+    };
+    SlackApiError { message, retry_after }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// The Web API client.
+#[derive(Clone)]
+pub struct SlackApi {
+    client: Arc<SlackClient<Connector>>,
+    token: SlackApiToken,
+    response_host: String,
+    http: reqwest::Client,
+}
+
+impl SlackApi {
+    /// Builds the client for `config.api_url`. Plain `http://` is allowed
+    /// only because tests point `api_url` at a local fake.
+    pub fn new(config: &SlackConfig) -> anyhow::Result<Self> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?;
+        let https = if config.api_url.starts_with("http://") {
+            builder.https_or_http().enable_http1().build()
+        } else {
+            builder.https_only().enable_http1().build()
+        };
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(&config.api_url);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            client: Arc::new(SlackClient::new(connector)),
+            token: SlackApiToken::new(SlackApiTokenValue(config.bot_token.expose().to_owned())),
+            response_host: config.response_url_host(),
+            http,
+        })
+    }
+
+    fn content(msg: &Message) -> Result<SlackMessageContent, SlackApiError> {
+        let mut content = SlackMessageContent::new().with_text(msg.text.clone());
+        if !msg.blocks.is_empty() {
+            let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(msg.blocks.clone()))
+                .map_err(|e| SlackApiError { message: format!("cannot encode blocks: {e}"), retry_after: None })?;
+            content = content.with_blocks(blocks);
+        }
+        Ok(content)
+    }
+
+    /// Posts a message; returns its `ts`. A user id as `channel` posts to
+    /// that user's DM with the app.
+    pub async fn post_message(&self, channel: &str, msg: &Message) -> Result<String, SlackApiError> {
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), Self::content(msg)?);
+        let session = self.client.open_session(&self.token);
+        let resp = session.chat_post_message(&req).await.map_err(describe)?;
+        Ok(resp.ts.0)
+    }
+
+    /// Replaces a posted message.
+    pub async fn update_message(&self, channel: &str, ts: &str, msg: &Message) -> Result<(), SlackApiError> {
+        let req = SlackApiChatUpdateRequest::new(channel.into(), Self::content(msg)?, SlackTs(ts.to_owned()));
+        let session = self.client.open_session(&self.token);
+        session.chat_update(&req).await.map_err(describe)?;
+        Ok(())
+    }
+
+    /// Whether `url` is a `response_url` jitbot may follow.
+    pub fn response_url_allowed(&self, url: &str) -> bool {
+        let Ok(u) = reqwest::Url::parse(url) else { return false };
+        let host = format!("{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default());
+        let scheme_ok = u.scheme() == "https" || (u.scheme() == "http" && self.response_host != "hooks.slack.com");
+        scheme_ok && host == self.response_host
+    }
+
+    /// Sends an ephemeral answer to the person who acted, through the
+    /// `response_url` of their interaction. Any other host is refused.
+    pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), SlackApiError> {
+        if !self.response_url_allowed(response_url) {
+            return Err(SlackApiError {
+                message: "response_url is not on Slack's hooks host".into(),
+                retry_after: None,
+            });
+        }
+        let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        let resp = self.http.post(response_url).json(&body).send().await.map_err(|e| SlackApiError {
+            message: format!("cannot reach the response_url: {}", if e.is_timeout() { "timed out" } else { "failed" }),
+            retry_after: None,
+        })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(SlackApiError {
+                message: format!("response_url answered HTTP {}", resp.status().as_u16()),
+                retry_after: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The Slack [`Notifier`]: posts the approval card when a request is made,
+//! updates it in place on every later notice, DMs the requester and writes
+//! to the audit channel. Runs only inside notify jobs, so every failure is
+//! retried (after Slack's `Retry-After` on 429) and never undoes a transition.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::api::SlackApi;
+use super::views;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
+use crate::store::{CardRow, Db};
+
+/// Delivers notices to Slack.
+pub struct SlackNotifier {
+    api: SlackApi,
+    db: Db,
+    config: Arc<Config>,
+    clock: SharedClock,
+}
+
+impl SlackNotifier {
+    /// Builds the notifier.
+    pub fn new(api: SlackApi, db: Db, config: Arc<Config>, clock: SharedClock) -> Self {
+        Self { api, db, config, clock }
+    }
+
+    fn channel_for(&self, role: &str) -> Option<String> {
+        let slack = self.config.slack.as_ref()?;
+        Some(
+            self.config
+                .roles
+                .get(role)
+                .and_then(|r| r.approvals_channel.clone())
+                .unwrap_or_else(|| slack.approvals_channel.clone()),
+        )
+    }
+
+    async fn card(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let r = &notice.request;
+        let description = self.config.roles.get(r.role.as_str()).map(|c| c.description.as_str()).unwrap_or("");
+        let msg = views::approval_card(r, &notice.approvals, description);
+        let existing = self.db.card(r.id).await.map_err(store_err)?;
+        match existing {
+            Some(card) => self.api.update_message(&card.channel, &card.ts, &msg).await?,
+            None if notice.kind == NoticeKind::RequestCreated => {
+                let Some(channel) = self.channel_for(r.role.as_str()) else { return Ok(()) };
+                let ts = self.api.post_message(&channel, &msg).await?;
+                self.db.save_card(r.id, &CardRow { channel, ts }, self.clock.now()).await.map_err(store_err)?;
+            }
+            // No card to update (it was never posted): the DM and audit line still go out.
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+fn store_err(e: crate::store::StoreError) -> NotifyError {
+    NotifyError { message: format!("database: {e}"), retry_after: None }
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+        self.card(notice).await?;
+        let r = &notice.request;
+        if let Some(dm) = views::requester_dm(notice.kind, r, &notice.approvals) {
+            self.api.post_message(r.requester.user_id(), &dm).await?;
+        }
+        if let Some(slack) = &self.config.slack {
+            let alert_channel = slack.audit_channel.clone().or_else(|| {
+                // A failing revocation must reach people even without an audit channel.
+                (notice.kind == NoticeKind::RevokeFailing).then(|| self.channel_for(r.role.as_str())).flatten()
+            });
+            if let (Some(channel), Some(line)) = (alert_channel, views::audit_line(notice.kind, r, &notice.approvals)) {
+                self.api.post_message(&channel, &line).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,350 @@
+//! `POST /slack/commands`, `/slack/interactions`, `/slack/events`.
+//!
+//! Every request is signature-checked on its raw body first (401 and nothing
+//! written on failure), then its workspace is checked against
+//! `slack.team_id`. Handlers only read and write the database through the
+//! service and answer at once; Web API calls happen in jobs, except the
+//! best-effort ephemeral answer to a click, which is posted to its
+//! `response_url` from a spawned task after the acknowledgement.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use super::api::SlackApi;
+use super::payloads::{self, SlashCommand};
+use super::signature;
+use super::views::{escape, slack_date};
+use crate::clock::SharedClock;
+use crate::config::{Config, SlackConfig};
+use crate::domain::command::{self, JitCommand, USAGE};
+use crate::domain::{RequestId, RequestState, SlackUser};
+use crate::service::{ApprovalOutcome, RequestCommand, Service, ServiceError};
+
+/// Slack payloads are small; anything bigger is not from Slack.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// What the Slack handlers share.
+#[derive(Clone)]
+pub struct SlackState {
+    /// The use cases.
+    pub service: Service,
+    /// For the signature window and `now`.
+    pub clock: SharedClock,
+    /// The whole config (roles for help texts).
+    pub config: Arc<Config>,
+    /// For ephemeral answers on `response_url`.
+    pub api: SlackApi,
+}
+
+impl SlackState {
+    fn slack(&self) -> &SlackConfig {
+        // The router is only mounted when `[slack]` is configured.
+        match &self.config.slack {
+            Some(s) => s,
+            None => unreachable!("slack routes mounted without [slack]"),
+        }
+    }
+}
+
+/// Why a Slack request was refused before reaching the workflow.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("invalid signature")]
+    Signature(#[from] signature::SignatureError),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("this jitbot serves another Slack workspace")]
+    ForeignTeam,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Refusal::Signature(e) => {
+                tracing::warn!(reason = %e, "refused a Slack request with a bad signature");
+                StatusCode::UNAUTHORIZED
+            }
+            Refusal::Malformed(e) => {
+                tracing::warn!(error = %e, "refused a malformed Slack request");
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::ForeignTeam => StatusCode::FORBIDDEN,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// Mounts the three endpoints.
+pub fn router(state: SlackState) -> Router {
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn verify(state: &SlackState, headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    signature::verify(
+        state.slack().signing_secret.expose().as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        body,
+        state.clock.now(),
+    )?;
+    Ok(())
+}
+
+fn is_retry(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-slack-retry-num")
+}
+
+fn ephemeral(text: String) -> Response {
+    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
+}
+
+async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
+    verify(&state, &headers, &body)?;
+    let cmd = payloads::parse_command(&body).map_err(Refusal::Malformed)?;
+    if cmd.team_id != state.slack().team_id {
+        tracing::warn!(team = %cmd.team_id, "slash command from another workspace refused");
+        return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".into()));
+    }
+    let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
+    Ok(ephemeral(run_command(&state, &user, &cmd).await))
+}
+
+/// Explains a refusal to the person who acted.
+fn explain(e: &ServiceError, user: &SlackUser) -> String {
+    match e {
+        ServiceError::NotLinked => format!(
+            "You have not linked your Slack account to your company identity yet, so jitbot cannot check your groups. \
+             Ask a jitbot administrator to link you:\n`jitbot link add --team {} --user {} --email <your email> --groups <your groups>`",
+            user.team_id(),
+            user.user_id()
+        ),
+        other => {
+            let mut text = other.to_string();
+            if let Some(first) = text.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            format!(":no_entry: {}.", escape(text.trim_end_matches('.')))
+        }
+    }
+}
+
+async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -> String {
+    let parsed = match command::parse(&cmd.text) {
+        Ok(c) => c,
+        Err(e) => return e.0,
+    };
+    let now = state.clock.now();
+    let service = &state.service;
+    match parsed {
+        JitCommand::Help => help(state, user).await,
+        JitCommand::Request { role, duration, reason } => {
+            let request = RequestCommand {
+                requester: user.clone(),
+                role,
+                duration,
+                reason,
+                ticket: None,
+                client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
+            };
+            match service.request(request, now).await {
+                Ok(r) => {
+                    let channel = state
+                        .config
+                        .roles
+                        .get(r.role.as_str())
+                        .and_then(|c| c.approvals_channel.clone())
+                        .unwrap_or_else(|| state.slack().approvals_channel.clone());
+                    format!(
+                        "Request #{} for `{}` ({}) sent to <#{channel}> for approval. You will get a DM when it is decided.",
+                        r.id.get(),
+                        r.role,
+                        r.duration
+                    )
+                }
+                Err(e) => explain(&e, user),
+            }
+        }
+        JitCommand::List => list(state, user).await,
+        JitCommand::Revoke(id) => match service.revoke(id, user, now).await {
+            Ok(r) if &r.requester == user => {
+                format!(
+                    "Ending your `{}` access (request #{}) now. You will get a DM when it is done.",
+                    r.role,
+                    id.get()
+                )
+            }
+            Ok(r) => {
+                format!("Revoking <@{}>'s `{}` access (request #{}) now.", r.requester.user_id(), r.role, id.get())
+            }
+            Err(e) => explain(&e, user),
+        },
+        JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
+            Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role),
+            Err(e) => explain(&e, user),
+        },
+        JitCommand::Whoami => match service.db().link(user).await {
+            Ok(Some(link)) => format!(
+                "You are linked to *{}* (subject `{}` at `{}`).\nGroups: {}\nLast confirmed {}.",
+                escape(&link.email),
+                escape(&link.subject),
+                escape(&link.issuer),
+                link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                slack_date(link.confirmed_at())
+            ),
+            Ok(None) => explain(&ServiceError::NotLinked, user),
+            Err(e) => explain(&ServiceError::from(e), user),
+        },
+    }
+}
+
+async fn help(state: &SlackState, user: &SlackUser) -> String {
+    let mut text = format!("*jitbot* gives you temporary, approved access.\n{USAGE}");
+    if let Ok(Some(link)) = state.service.db().link(user).await
+        && let Ok(identity) = link.identity()
+    {
+        let mine: Vec<String> = state
+            .config
+            .roles
+            .iter()
+            .filter(|(name, _)| {
+                crate::domain::RoleName::parse(name)
+                    .ok()
+                    .and_then(|n| state.config.role_policy(&n))
+                    .is_some_and(|p| p.check_requester(&identity).is_ok())
+            })
+            .map(|(name, role)| format!("• `{name}`: {} (up to {})", escape(&role.description), role.max_duration))
+            .collect();
+        if mine.is_empty() {
+            text.push_str("\n\nYour groups do not allow you to request any role.");
+        } else {
+            text.push_str(&format!("\n\n*Roles you can request*\n{}", mine.join("\n")));
+        }
+    }
+    text
+}
+
+async fn list(state: &SlackState, user: &SlackUser) -> String {
+    let db = state.service.db();
+    let mine = match db.open_requests_of(user).await {
+        Ok(r) => r,
+        Err(e) => return explain(&ServiceError::from(e), user),
+    };
+    let mut text = String::new();
+    if mine.is_empty() {
+        text.push_str("You have no open requests.");
+    } else {
+        text.push_str("*Your requests*");
+        for r in &mine {
+            let when = match (r.state, r.expires_at) {
+                (RequestState::Active, Some(t)) => format!("active until {}", slack_date(t)),
+                (state, _) => state.describe().to_owned(),
+            };
+            text.push_str(&format!("\n• #{} `{}` ({}): {when}", r.id.get(), r.role, r.duration));
+        }
+    }
+    let approver = match db.link(user).await.ok().flatten().and_then(|l| l.identity().ok()) {
+        Some(i) => i,
+        None => return text,
+    };
+    let waiting: Vec<String> = db
+        .requests_in_states(&[RequestState::Pending])
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| {
+            let requester = crate::domain::Identity {
+                slack: r.requester.clone(),
+                issuer: r.requester_issuer.clone(),
+                subject: r.requester_subject.clone(),
+                email: r.requester_email.clone(),
+                groups: Default::default(),
+            };
+            state.config.role_policy(&r.role).is_some_and(|p| p.check_approver(&approver, &requester).is_ok())
+        })
+        .map(|r| format!("\n• #{} <@{}> `{}` for {}", r.id.get(), r.requester.user_id(), r.role, r.duration))
+        .collect();
+    if !waiting.is_empty() {
+        text.push_str("\n\n*Waiting for your approval*");
+        text.push_str(&waiting.concat());
+    }
+    text
+}
+
+async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, Refusal> {
+    verify(&state, &headers, &body)?;
+    let interaction = payloads::parse_interaction(&body).map_err(Refusal::Malformed)?;
+    if interaction.team_id() != Some(state.slack().team_id.as_str()) {
+        tracing::warn!(team = ?interaction.team_id(), "interaction from another workspace refused");
+        return Err(Refusal::ForeignTeam);
+    }
+    if interaction.kind != "block_actions" {
+        return Ok(StatusCode::OK);
+    }
+    let user = SlackUser::parse(interaction.team_id().unwrap_or_default(), &interaction.user.id)
+        .map_err(Refusal::Malformed)?;
+    for action in &interaction.actions {
+        let Some(id) = action.value.as_deref().and_then(RequestId::parse) else { continue };
+        let now = state.clock.now();
+        let answer = match action.action_id.as_str() {
+            "approve" => match state.service.approve(id, &user, now).await {
+                Ok(ApprovalOutcome::Approved(r)) => Some(format!(
+                    "You approved request #{}: granting <@{}> `{}` for {} now.",
+                    id.get(),
+                    r.requester.user_id(),
+                    r.role,
+                    r.duration
+                )),
+                Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(format!(
+                    "Your approval of request #{} is recorded ({approvals} of {}).",
+                    id.get(),
+                    request.approvals_required
+                )),
+                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
+                Err(e) => Some(explain(&e, &user)),
+            },
+            "deny" => match state.service.deny(id, &user, None, now).await {
+                Ok(_) => Some(format!("You denied request #{}.", id.get())),
+                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
+                Err(e) => Some(explain(&e, &user)),
+            },
+            _ => None,
+        };
+        if let (Some(text), Some(url)) = (answer, interaction.response_url.clone()) {
+            let api = state.api.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api.respond(&url, &text).await {
+                    tracing::warn!(error = %e, "could not answer the click");
+                }
+            });
+        }
+    }
+    Ok(StatusCode::OK)
+}
+
+async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
+    verify(&state, &headers, &body)?;
+    let envelope: payloads::EventEnvelope =
+        serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(format!("malformed event: {e}")))?;
+    match envelope.kind.as_str() {
+        "url_verification" => Ok(Json(json!({"challenge": envelope.challenge.unwrap_or_default()})).into_response()),
+        _ => {
+            if envelope.team_id.as_deref() != Some(state.slack().team_id.as_str()) {
+                return Err(Refusal::ForeignTeam);
+            }
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Messages as templates: each function renders one kind of message to
+//! Block Kit plus a plain-text fallback (what notifications and screen
+//! readers show). Times use Slack's `<!date^...>` so every reader sees their
+//! own time zone. User-typed text is escaped and cut to Slack's limits.
+
+use serde_json::{Value, json};
+
+use crate::domain::{AccessRequest, RequestState, Timestamp};
+use crate::notify::NoticeKind;
+use crate::store::ApprovalRow;
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The plain-text fallback.
+    pub text: String,
+    /// Block Kit blocks (empty for plain messages).
+    pub blocks: Vec<Value>,
+}
+
+impl Message {
+    fn plain(text: String) -> Self {
+        Self { text, blocks: Vec::new() }
+    }
+}
+
+/// Escapes the three characters Slack's mrkdwn treats as control characters.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A time every reader sees in their own zone, with a UTC fallback.
+pub fn slack_date(t: Timestamp) -> String {
+    let fallback = jiff::Timestamp::from_second(t.seconds())
+        .map(|ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| t.to_string());
+    format!("<!date^{}^{{date_short_pretty}} at {{time}}|{fallback}>", t.seconds())
+}
+
+fn mention(user_id: &str) -> String {
+    format!("<@{user_id}>")
+}
+
+fn approvers(approvals: &[ApprovalRow], decision: &str) -> Vec<String> {
+    approvals.iter().filter(|a| a.decision == decision).map(|a| mention(&a.approver_id)).collect()
+}
+
+/// The card's status line for the request's current state.
+pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+    let approved_by = approvers(approvals, "approve").join(", ");
+    let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
+    match r.state {
+        RequestState::Pending => {
+            let n = approvers(approvals, "approve").len();
+            if n == 0 {
+                format!(":hourglass_flowing_sand: Waiting for approval (0 of {})", r.approvals_required)
+            } else {
+                format!(":hourglass_flowing_sand: {n} of {} approvals: {approved_by}", r.approvals_required)
+            }
+        }
+        RequestState::Approved | RequestState::Granting => {
+            format!(":white_check_mark: Approved by {approved_by} · granting access…")
+        }
+        RequestState::Active => match r.expires_at {
+            Some(t) => format!(":white_check_mark: Approved by {approved_by} · active until {}", slack_date(t)),
+            None => format!(":white_check_mark: Approved by {approved_by} · active"),
+        },
+        RequestState::Revoking => format!(":lock: Approved by {approved_by} · revoking access…"),
+        RequestState::Revoked => {
+            let when = r.ended_at.map(slack_date).unwrap_or_default();
+            match detail.filter(|d| d != "expired") {
+                Some(d) => format!(":lock: Access ended {when} ({d}) · approved by {approved_by}"),
+                None => format!(":lock: Access expired {when} · approved by {approved_by}"),
+            }
+        }
+        RequestState::Denied => {
+            let by = approvers(approvals, "deny").join(", ");
+            match detail {
+                Some(d) => format!(":x: Denied by {by}: {d}"),
+                None => format!(":x: Denied by {by}"),
+            }
+        }
+        RequestState::Cancelled => ":no_entry_sign: Cancelled by the requester".to_owned(),
+        RequestState::TimedOut => ":hourglass: Timed out: nobody decided in time".to_owned(),
+        RequestState::GrantFailed => {
+            format!(":warning: Approved by {approved_by}, but the grant failed: {}", detail.unwrap_or_default())
+        }
+        RequestState::RevokeFailed => {
+            format!(":rotating_light: Revocation is failing and is being retried: {}", detail.unwrap_or_default())
+        }
+    }
+}
+
+/// The approval card in the approvers' channel. Buttons only while pending.
+pub fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str) -> Message {
+    let id = r.id.get();
+    let status = status_line(r, approvals);
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(r.requester.user_id()))}),
+        json!({"type": "mrkdwn", "text": format!("*Role*\n`{}`", r.role)}),
+        json!({"type": "mrkdwn", "text": format!("*Duration*\n{}", r.duration)}),
+        json!({"type": "mrkdwn", "text": format!("*Approvals needed*\n{}", r.approvals_required)}),
+    ];
+    if let Some(ticket) = &r.ticket {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", escape(&truncate(ticket, 200)))}));
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request #{id}"), "emoji": true}}),
+        json!({"type": "section", "fields": fields}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n>{}", escape(&truncate(&r.reason, 2500)).replace('\n', "\n>"))}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "{} · requested {} · {}",
+            escape(&truncate(description, 300)),
+            slack_date(r.created_at),
+            r.requester_email
+        )}]}),
+        json!({"type": "section", "block_id": format!("status:{id}"), "text": {"type": "mrkdwn", "text": truncate(&status, 3000)}}),
+    ];
+    if r.state == RequestState::Pending {
+        blocks.push(json!({
+            "type": "actions",
+            "block_id": format!("decide:{id}"),
+            "elements": [
+                {"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
+                 "text": {"type": "plain_text", "text": "Approve", "emoji": true}},
+                {"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
+                 "text": {"type": "plain_text", "text": "Deny", "emoji": true}},
+            ]
+        }));
+    }
+    let text = format!(
+        "Access request #{id}: {} asks for {} for {} — {}",
+        mention(r.requester.user_id()),
+        r.role,
+        r.duration,
+        r.state.describe()
+    );
+    Message { text, blocks }
+}
+
+/// What the requester is told in a DM, if anything, for this notice.
+pub fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+    let id = r.id.get();
+    let text = match kind {
+        NoticeKind::Granted => format!(
+            ":white_check_mark: Your `{}` access (request #{id}) is active until {}. Approved by {}. Done early? `/jit revoke {id}`",
+            r.role,
+            r.expires_at.map(slack_date).unwrap_or_default(),
+            approvers(approvals, "approve").join(", ")
+        ),
+        NoticeKind::Denied => {
+            let by = approvers(approvals, "deny").join(", ");
+            match &r.state_detail {
+                Some(reason) => format!(
+                    ":x: Your request #{id} for `{}` was denied by {by}: {}",
+                    r.role,
+                    escape(&truncate(reason, 1000))
+                ),
+                None => format!(":x: Your request #{id} for `{}` was denied by {by}.", r.role),
+            }
+        }
+        NoticeKind::GrantFailed => format!(
+            ":warning: Your request #{id} for `{}` was approved, but granting it failed: {}. Nothing is active; the administrators are alerted.",
+            r.role,
+            escape(r.state_detail.as_deref().unwrap_or("unknown error"))
+        ),
+        NoticeKind::Revoked => format!(":lock: Your `{}` access (request #{id}) has ended.", r.role),
+        _ => return None,
+    };
+    Some(Message::plain(text))
+}
+
+/// The one-line record for the audit channel, if this notice deserves one.
+pub fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+    let who = mention(r.requester.user_id());
+    let id = r.id.get();
+    let text = match kind {
+        NoticeKind::Approved => format!(
+            "#{id} {who} `{}` for {}: approved by {}",
+            r.role,
+            r.duration,
+            approvers(approvals, "approve").join(", ")
+        ),
+        NoticeKind::Denied => {
+            format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, "deny").join(", "))
+        }
+        NoticeKind::Granted => format!("#{id} {who} `{}`: granted", r.role),
+        NoticeKind::Revoked => format!("#{id} {who} `{}`: revoked", r.role),
+        NoticeKind::GrantFailed => format!(
+            ":warning: #{id} {who} `{}`: grant FAILED: {}",
+            r.role,
+            escape(r.state_detail.as_deref().unwrap_or(""))
+        ),
+        NoticeKind::RevokeFailing => revoke_alert(r).text,
+        _ => return None,
+    };
+    Some(Message::plain(text))
+}
+
+/// The alert for a revocation that keeps failing.
+pub fn revoke_alert(r: &AccessRequest) -> Message {
+    Message::plain(format!(
+        ":rotating_light: Revocation of request #{} ({} `{}`) keeps failing: {}. jitbot keeps retrying; access may still exist in the target.",
+        r.id.get(),
+        mention(r.requester.user_id()),
+        r.role,
+        escape(r.state_detail.as_deref().unwrap_or("unknown error"))
+    ))
+}

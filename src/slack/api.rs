@@ -138,3 +138,36 @@ impl SlackApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, SlackMode};
+
+    fn api(api_url: &str) -> SlackApi {
+        SlackApi::new(&SlackConfig {
+            mode: SlackMode::Http,
+            bot_token: Secret::from("xoxb-1"),
+            signing_secret: Secret::from("s"),
+            api_url: api_url.into(),
+            team_id: "T0WORK".into(),
+            approvals_channel: "C0APPROVALS".into(),
+            audit_channel: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn response_urls_are_only_followed_on_slacks_hooks_host() {
+        let real = api("https://slack.com/api");
+        assert!(real.response_url_allowed("https://hooks.slack.com/actions/T0WORK/1/abc"));
+        assert!(!real.response_url_allowed("http://hooks.slack.com/actions/T0WORK/1/abc"));
+        assert!(!real.response_url_allowed("https://hooks.slack.com.evil.example/actions"));
+        assert!(!real.response_url_allowed("https://169.254.169.254/latest/meta-data"));
+        assert!(!real.response_url_allowed("not a url"));
+        let fake = api("http://127.0.0.1:4000/api");
+        assert!(fake.response_url_allowed("http://127.0.0.1:4000/hooks/x"));
+        assert!(!fake.response_url_allowed("http://127.0.0.1:4001/hooks/x"));
+        assert!(!fake.response_url_allowed("https://hooks.slack.com/actions/x"));
+    }
+}

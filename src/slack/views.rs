@@ -39,6 +39,22 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// Cuts already-escaped mrkdwn to at most `max` characters without leaving
+/// half an entity (`&am…`) at the end.
+pub fn fit(mrkdwn: &str, max: usize) -> String {
+    let mut out = truncate(mrkdwn, max);
+    if out.chars().count() < mrkdwn.chars().count() {
+        out.pop();
+        if let Some(amp) = out.rfind('&')
+            && !out[amp..].contains(';')
+        {
+            out.truncate(amp);
+        }
+        out.push('…');
+    }
+    out
+}
+
 /// A time every reader sees in their own zone, with a UTC fallback.
 pub fn slack_date(t: Timestamp) -> String {
     let fallback = jiff::Timestamp::from_second(t.seconds())
@@ -117,14 +133,14 @@ pub fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: 
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request #{id}"), "emoji": true}}),
         json!({"type": "section", "fields": fields}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n>{}", escape(&truncate(&r.reason, 2500)).replace('\n', "\n>"))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!("*Reason*\n>{}", escape(&r.reason).replace('\n', "\n>")), 3000)}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
             "{} · requested {} · {}",
             escape(&truncate(description, 300)),
             slack_date(r.created_at),
             r.requester_email
         )}]}),
-        json!({"type": "section", "block_id": format!("status:{id}"), "text": {"type": "mrkdwn", "text": truncate(&status, 3000)}}),
+        json!({"type": "section", "block_id": format!("status:{id}"), "text": {"type": "mrkdwn", "text": fit(&status, 3000)}}),
     ];
     if r.state == RequestState::Pending {
         blocks.push(json!({
@@ -216,4 +232,24 @@ pub fn revoke_alert(r: &AccessRequest) -> Message {
         r.role,
         escape(r.state_detail.as_deref().unwrap_or("unknown error"))
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_is_escaped_and_cut_without_half_entities() {
+        assert_eq!(escape("<@U1> & <!channel>"), "&lt;@U1&gt; &amp; &lt;!channel&gt;");
+        assert_eq!(fit("abc", 5), "abc");
+        assert_eq!(fit("abcdef", 5), "abcd…");
+        assert_eq!(fit("ab&amp;cdef", 5), "ab…");
+        assert_eq!(truncate("héllo", 3), "hé…");
+    }
+
+    #[test]
+    fn dates_render_for_each_readers_zone_with_a_utc_fallback() {
+        let t = Timestamp::parse_rfc3339("2026-01-01T00:30:00Z").unwrap();
+        assert_eq!(slack_date(t), "<!date^1767227400^{date_short_pretty} at {time}|2026-01-01 00:30 UTC>");
+    }
 }

@@ -1,6 +1,8 @@
 //! The one integration-test binary: the real app on port 0, a manual clock,
 //! a real webhook receiver, a temp SQLite file per test.
 
+mod fake_slack;
+mod slack_support;
 mod support;
 
 mod audit_trail;
@@ -9,3 +11,5 @@ mod concurrency;
 mod crash;
 mod lifecycle;
 mod scheduler;
+mod slack_contract;
+mod slack_http;

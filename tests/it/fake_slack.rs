@@ -1,0 +1,329 @@
+//! A local fake of the Slack Web API: records every call, answers with the
+//! shapes Slack documents (HTTP 200 + `{"ok": ...}`, 429 with `Retry-After`),
+//! keeps posted messages so tests can read a card's current content, and
+//! rejects Block Kit that breaks Slack's documented limits with
+//! `invalid_blocks`, as Slack does.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub const BOT_TOKEN: &str = "xoxb-test-0000-token";
+
+/// A scripted failure for the next call of a method.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    RateLimited { retry_after_secs: u64 },
+    ServerError,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    pub method: String,
+    pub body: Value,
+    pub ok: bool,
+}
+
+#[derive(Default)]
+struct FakeState {
+    calls: Vec<ApiCall>,
+    messages: BTreeMap<(String, String), Value>,
+    next_ts: u64,
+    failures: HashMap<String, VecDeque<Failure>>,
+    violations: Vec<String>,
+    responses: Vec<(String, Value)>,
+}
+
+#[derive(Clone)]
+pub struct FakeSlack {
+    state: Arc<Mutex<FakeState>>,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl FakeSlack {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(FakeState { next_ts: 1, ..Default::default() }));
+        let app = axum::Router::new()
+            .route("/api/{method}", axum::routing::post(api))
+            .route("/hooks/{*path}", axum::routing::post(hook))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { state, base }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.base)
+    }
+
+    pub fn response_url(&self, n: u32) -> String {
+        format!("{}/hooks/actions/T0WORK/{n}/secret", self.base)
+    }
+
+    pub fn fail_next(&self, method: &str, failure: Failure) {
+        self.state.lock().unwrap().failures.entry(method.to_owned()).or_default().push_back(failure);
+    }
+
+    pub fn calls(&self, method: &str) -> Vec<ApiCall> {
+        self.state.lock().unwrap().calls.iter().filter(|c| c.method == method).cloned().collect()
+    }
+
+    /// Successful posts to a channel (or user DM), oldest first.
+    pub fn posts_to(&self, channel: &str) -> Vec<Value> {
+        self.calls("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.ok && c.body["channel"] == channel)
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// Every message currently in a channel, oldest first.
+    pub fn messages_in(&self, channel: &str) -> Vec<Value> {
+        self.state.lock().unwrap().messages.iter().filter(|((c, _), _)| c == channel).map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Bodies posted to response URLs.
+    pub fn responses(&self) -> Vec<Value> {
+        self.state.lock().unwrap().responses.iter().map(|(_, b)| b.clone()).collect()
+    }
+
+    /// Block Kit or protocol violations seen (tests assert this stays empty).
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response()
+}
+
+fn slack_error(error: &str, errors: Vec<String>) -> Response {
+    ok(json!({"ok": false, "error": error, "errors": errors}))
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
+    let json_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if json_type {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    } else {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        let mut map = serde_json::Map::new();
+        for (k, v) in pairs {
+            let parsed =
+                if k == "blocks" { serde_json::from_str(&v).unwrap_or(Value::String(v)) } else { Value::String(v) };
+            map.insert(k, parsed);
+        }
+        Value::Object(map)
+    }
+}
+
+async fn api(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = parse_body(&headers, &body);
+    let mut s = state.lock().unwrap();
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if auth != format!("Bearer {BOT_TOKEN}") {
+        s.violations.push(format!("{method}: missing or wrong bot token"));
+        s.calls.push(ApiCall { method, body, ok: false });
+        return slack_error("invalid_auth", vec![]);
+    }
+    if let Some(f) = s.failures.get_mut(&method).and_then(VecDeque::pop_front) {
+        s.calls.push(ApiCall { method, body, ok: false });
+        return match f {
+            Failure::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("content-type", "application/json; charset=utf-8"), ("retry-after", &retry_after_secs.to_string())],
+                json!({"ok": false, "error": "ratelimited"}).to_string(),
+            )
+                .into_response(),
+            Failure::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "upstream error").into_response(),
+        };
+    }
+    let result = match method.as_str() {
+        "chat.postMessage" | "chat.update" => check_message(&body),
+        other => Err(("unknown_method".to_owned(), vec![format!("the fake does not implement {other}")])),
+    };
+    if let Err((error, errors)) = result {
+        s.violations.push(format!("{method}: {error}: {}", errors.join("; ")));
+        s.calls.push(ApiCall { method, body, ok: false });
+        return slack_error(&error, errors);
+    }
+    let channel = body["channel"].as_str().unwrap_or("").to_owned();
+    let content = json!({"type": "message", "text": body["text"], "blocks": body.get("blocks").cloned().unwrap_or(json!([])), "user": "U0BOT", "bot_id": "B0FAKE"});
+    let response = match method.as_str() {
+        "chat.postMessage" => {
+            // Posting to a user id lands in the app's DM with them.
+            let channel = if channel.starts_with('U') || channel.starts_with('W') {
+                format!("D{}", &channel[1..])
+            } else {
+                channel
+            };
+            let ts = format!("1767225600.{:06}", s.next_ts);
+            s.next_ts += 1;
+            let mut message = content.clone();
+            message["ts"] = json!(ts);
+            s.messages.insert((channel.clone(), ts.clone()), message.clone());
+            json!({"ok": true, "channel": channel, "ts": ts, "message": message})
+        }
+        _ => {
+            let ts = body["ts"].as_str().unwrap_or("").to_owned();
+            if !s.messages.contains_key(&(channel.clone(), ts.clone())) {
+                s.calls.push(ApiCall { method, body, ok: false });
+                return slack_error("message_not_found", vec![]);
+            }
+            let mut message = content.clone();
+            message["ts"] = json!(ts);
+            s.messages.insert((channel.clone(), ts.clone()), message);
+            json!({"ok": true, "channel": channel, "ts": ts, "text": body["text"], "message": content})
+        }
+    };
+    s.calls.push(ApiCall { method, body, ok: true });
+    ok(response)
+}
+
+async fn hook(State(state): State<Arc<Mutex<FakeState>>>, Path(path): Path<String>, body: Bytes) -> StatusCode {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.lock().unwrap().responses.push((path, body));
+    StatusCode::OK
+}
+
+/// Checks a message against Slack's documented limits.
+fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
+    let mut errors = Vec::new();
+    if body["channel"].as_str().is_none_or(str::is_empty) {
+        return Err(("channel_not_found".into(), vec![]));
+    }
+    let text = body["text"].as_str().unwrap_or("");
+    let blocks = body.get("blocks").and_then(Value::as_array).cloned().unwrap_or_default();
+    if text.is_empty() && blocks.is_empty() {
+        return Err(("no_text".into(), vec![]));
+    }
+    if text.chars().count() > 40_000 {
+        return Err(("msg_too_long".into(), vec![]));
+    }
+    if blocks.len() > 50 {
+        errors.push("no more than 50 items allowed [json-pointer:/blocks]".into());
+    }
+    let mut block_ids = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let at = format!("/blocks/{i}");
+        if let Some(id) = b.get("block_id").and_then(Value::as_str) {
+            if id.len() > 255 {
+                errors.push(format!("block_id must be at most 255 characters [{at}/block_id]"));
+            }
+            if block_ids.contains(&id) {
+                errors.push(format!("block_id must be unique [{at}/block_id]"));
+            }
+            block_ids.push(id);
+        }
+        match b["type"].as_str().unwrap_or("") {
+            "header" => check_text(&b["text"], &format!("{at}/text"), 150, true, &mut errors),
+            "section" => {
+                let has_text = b.get("text").is_some();
+                let fields = b.get("fields").and_then(Value::as_array);
+                if !has_text && fields.is_none() {
+                    errors.push(format!("section needs text or fields [{at}]"));
+                }
+                if has_text {
+                    check_text(&b["text"], &format!("{at}/text"), 3000, false, &mut errors);
+                }
+                if let Some(fields) = fields {
+                    if fields.len() > 10 {
+                        errors.push(format!("no more than 10 fields allowed [{at}/fields]"));
+                    }
+                    for (j, f) in fields.iter().enumerate() {
+                        check_text(f, &format!("{at}/fields/{j}"), 2000, false, &mut errors);
+                    }
+                }
+            }
+            "context" => {
+                let elements = b["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > 10 {
+                    errors.push(format!("context needs 1 to 10 elements [{at}/elements]"));
+                }
+                for (j, e) in elements.iter().enumerate() {
+                    check_text(e, &format!("{at}/elements/{j}"), 3000, false, &mut errors);
+                }
+            }
+            "actions" => {
+                let elements = b["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > 25 {
+                    errors.push(format!("actions needs 1 to 25 elements [{at}/elements]"));
+                }
+                let mut action_ids = Vec::new();
+                for (j, e) in elements.iter().enumerate() {
+                    let at = format!("{at}/elements/{j}");
+                    if e["type"] != "button" {
+                        errors.push(format!("unsupported element type in the fake [{at}]"));
+                        continue;
+                    }
+                    check_text(&e["text"], &format!("{at}/text"), 75, true, &mut errors);
+                    let action_id = e["action_id"].as_str().unwrap_or("");
+                    if action_id.is_empty() || action_id.len() > 255 {
+                        errors.push(format!("action_id must be 1 to 255 characters [{at}/action_id]"));
+                    }
+                    if action_ids.contains(&action_id) {
+                        errors.push(format!("action_id must be unique in the block [{at}/action_id]"));
+                    }
+                    action_ids.push(action_id);
+                    if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
+                        errors.push(format!("value must be at most 2000 characters [{at}/value]"));
+                    }
+                    if let Some(style) = e.get("style").and_then(Value::as_str)
+                        && style != "primary"
+                        && style != "danger"
+                    {
+                        errors.push(format!("style must be primary or danger [{at}/style]"));
+                    }
+                }
+            }
+            "divider" => {}
+            other => errors.push(format!("unknown block type {other:?} [{at}/type]")),
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
+}
+
+fn check_text(t: &Value, at: &str, max: usize, plain_only: bool, errors: &mut Vec<String>) {
+    let kind = t["type"].as_str().unwrap_or("");
+    let text = t["text"].as_str().unwrap_or("");
+    if kind != "plain_text" && (plain_only || kind != "mrkdwn") {
+        errors.push(format!(
+            "text type must be {} [{at}/type]",
+            if plain_only { "plain_text" } else { "plain_text or mrkdwn" }
+        ));
+    }
+    if text.is_empty() {
+        errors.push(format!("text must not be empty [{at}/text]"));
+    }
+    if text.chars().count() > max {
+        errors.push(format!("must be less than {} characters [{at}/text]", max + 1));
+    }
+}
+
+#[test]
+fn the_fake_rejects_blocks_that_break_slacks_limits() {
+    let long = "x".repeat(3001);
+    let body = json!({"channel": "C1", "text": "t", "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": long}},
+        {"type": "header", "text": {"type": "mrkdwn", "text": "h"}},
+        {"type": "actions", "elements": [{"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "y".repeat(76)}}]},
+        {"type": "bogus"}
+    ]});
+    let (error, errors) = check_message(&body).unwrap_err();
+    assert_eq!(error, "invalid_blocks");
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(check_message(&json!({"channel": "C1", "text": "hello"})).is_ok());
+}

@@ -1,0 +1,153 @@
+//! Checks against Slack's own artefacts: the app manifest against Slack's
+//! published JSON Schema, and every message template against the official
+//! `slack_sdk` Block Kit models. Both run in Python; `.ci/run` installs the
+//! packages into a virtual environment and points `JITBOT_PYTHON` at it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jitbot::domain::{AccessDuration, AccessRequest, RequestId, RequestState, RoleName, SlackUser, Timestamp};
+use jitbot::notify::NoticeKind;
+use jitbot::slack::views;
+use jitbot::store::ApprovalRow;
+use serde_json::{Value, json};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with jsonschema, PyYAML and slack_sdk; `None` (with a notice)
+/// on a laptop without them; a failure in CI.
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("JITBOT_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+    let ok = Command::new(&candidate)
+        .args(["-c", "import jsonschema, yaml, slack_sdk"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(candidate);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but {} lacks jsonschema/PyYAML/slack_sdk: set JITBOT_PYTHON (see .ci/run)",
+            candidate.display()
+        );
+    }
+    eprintln!("NOTICE: skipping a Slack contract check: install tests/tools/requirements.txt and set JITBOT_PYTHON");
+    None
+}
+
+fn run(python: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(python).args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_manifest_is_valid_against_slacks_schema() {
+    let Some(py) = python() else { return };
+    let tool = root().join("tests/tools/check_manifest.py");
+    let schema = root().join("tests/fixtures/slack/manifest.schema.1.0.0.json");
+    let (ok, out) =
+        run(&py, &[tool.to_str().unwrap(), root().join("manifest.yaml").to_str().unwrap(), schema.to_str().unwrap()]);
+    assert!(ok, "{out}");
+
+    // And the checker does catch a broken manifest.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(root().join("manifest.yaml")).unwrap();
+    std::fs::write(&bad, text.replace("is_enabled: true", "is_enabled: yes-please")).unwrap();
+    let (ok, out) = run(&py, &[tool.to_str().unwrap(), bad.to_str().unwrap(), schema.to_str().unwrap()]);
+    assert!(!ok && out.contains("interactivity"), "{out}");
+}
+
+#[test]
+fn the_manifest_declares_exactly_what_the_code_uses() {
+    let Some(py) = python() else { return };
+    let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let (ok, out) = run(&py, &["-c", script, root().join("manifest.yaml").to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let m: Value = serde_json::from_str(&out).unwrap();
+    let commands = m["features"]["slash_commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0]["command"], "/jit");
+    assert!(commands[0]["url"].as_str().unwrap().ends_with("/slack/commands"));
+    assert!(m["settings"]["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
+    assert!(m["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
+    // Only the scopes the Web API calls need: chat.postMessage/chat.update and the command.
+    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["commands", "chat:write"]));
+    assert_eq!(m["settings"]["socket_mode_enabled"], false);
+}
+
+fn request(state: RequestState) -> AccessRequest {
+    let t = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    AccessRequest {
+        id: RequestId::new(123_456),
+        requester: SlackUser::parse("T0WORK", "U0ALICE").unwrap(),
+        requester_issuer: "https://idp.example".into(),
+        requester_subject: "alice".into(),
+        requester_email: "alice@example.com".into(),
+        role: RoleName::parse(&"r".repeat(64)).unwrap(),
+        provider: "ops-hook".into(),
+        duration: AccessDuration::parse("1h30m").unwrap(),
+        // Longer than any Slack text limit, with characters that need escaping.
+        reason: "<script>&debugging</script>\n".repeat(500),
+        ticket: Some("INC-4821 <urgent>".into()),
+        approvals_required: 10,
+        state,
+        state_detail: Some("x".repeat(5000)),
+        created_at: t,
+        decided_at: Some(t),
+        granted_at: Some(t),
+        expires_at: Some(t),
+        ended_at: Some(t),
+    }
+}
+
+#[test]
+fn every_message_template_passes_slack_sdk_validation() {
+    let Some(py) = python() else { return };
+    let approvals: Vec<ApprovalRow> = (0..10)
+        .map(|i| ApprovalRow {
+            team_id: "T0WORK".into(),
+            approver_id: format!("U0APPROVER{i}"),
+            decision: if i == 9 { "deny".into() } else { "approve".into() },
+            comment: Some("no".repeat(800)),
+            created_at: 0,
+        })
+        .collect();
+    let mut messages = Vec::new();
+    let kinds = [
+        NoticeKind::RequestCreated,
+        NoticeKind::ApprovalRecorded,
+        NoticeKind::Approved,
+        NoticeKind::Denied,
+        NoticeKind::Cancelled,
+        NoticeKind::Granted,
+        NoticeKind::GrantFailed,
+        NoticeKind::Revoked,
+        NoticeKind::RevokeFailing,
+    ];
+    for state in RequestState::ALL {
+        let r = request(state);
+        let card = views::approval_card(&r, &approvals, &"d".repeat(1000));
+        messages.push(json!({"name": format!("card/{state}"), "text": card.text, "blocks": card.blocks}));
+        for kind in kinds {
+            for (what, msg) in
+                [("dm", views::requester_dm(kind, &r, &approvals)), ("audit", views::audit_line(kind, &r, &approvals))]
+            {
+                if let Some(m) = msg {
+                    assert!(m.text.chars().count() <= 40_000);
+                    messages
+                        .push(json!({"name": format!("{what}/{kind:?}/{state}"), "text": m.text, "blocks": m.blocks}));
+                }
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("messages.json");
+    std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();
+    let tool = root().join("tests/tools/check_blocks.py");
+    let (ok, out) = run(&py, &[tool.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("{} messages checked, 0 problems", messages.len())), "{out}");
+}

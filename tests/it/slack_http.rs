@@ -1,0 +1,296 @@
+//! Slack over HTTP, end to end: signed requests to the real server, the
+//! scheduler loop running, a fake Slack Web API and a webhook target.
+
+use std::time::Duration;
+
+use jitbot::domain::RequestId;
+use serde_json::Value;
+
+use crate::fake_slack::Failure;
+use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, eventually, fixture, slack_sign};
+
+fn texts(v: &Value) -> String {
+    // All visible text of a message, for assertions.
+    let mut out = v["text"].as_str().unwrap_or("").to_owned();
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(t)) = m.get("text") {
+                    out.push('\n');
+                    out.push_str(t);
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v["blocks"], &mut out);
+    out
+}
+
+fn buttons(card: &Value) -> Vec<(String, String)> {
+    card["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .map(|e| (e["action_id"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_approve_grant_expire_over_slack() {
+    let env = SlackEnv::start().await;
+    let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging INC-4821").await;
+    assert_eq!(
+        reply,
+        "Request #1 for `prod-db-readonly` (30m) sent to <#C0APPROVALS> for approval. You will get a DM when it is decided."
+    );
+    let id = RequestId::new(1);
+
+    let card = eventually("the approval card", || env.card(id)).await;
+    let text = texts(&card);
+    for needle in ["<@U0ALICE>", "prod-db-readonly", "30m", "debugging INC-4821", "Waiting for approval (0 of 1)"] {
+        assert!(text.contains(needle), "card lacks {needle:?}: {text}");
+    }
+    assert_eq!(buttons(&card), vec![("approve".into(), "1".into()), ("deny".into(), "1".into())]);
+    assert!(card["text"].as_str().unwrap().contains("asks for prod-db-readonly"), "plain-text fallback");
+
+    assert_eq!(env.click("U0BOB", "approve", id).await, 200);
+    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    let card =
+        eventually("the card to show the grant", || env.card(id).filter(|c| texts(c).contains("active until <!date^")))
+            .await;
+    assert!(texts(&card).contains("Approved by <@U0BOB>"), "{}", texts(&card));
+    assert!(buttons(&card).is_empty(), "decided cards have no buttons");
+    let dm = eventually("the requester's DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    assert!(texts(&dm).contains("is active until <!date^"), "{}", texts(&dm));
+    let answer = eventually("the ephemeral answer to the click", || env.slack.responses().first().cloned()).await;
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert!(answer["text"].as_str().unwrap().starts_with("You approved request #1"), "{answer}");
+
+    env.clock.advance(Duration::from_secs(31 * 60));
+    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the card to show the end", || env.card(id).filter(|c| texts(c).contains("Access expired"))).await;
+    eventually("the end DM", || (env.slack.posts_to("U0ALICE").len() == 2).then_some(())).await;
+    assert!(texts(&env.slack.posts_to("U0ALICE")[1]).contains("has ended"));
+    // The audit channel got a line per decision.
+    eventually("audit lines", || (env.slack.posts_to(AUDIT).len() == 3).then_some(())).await;
+    assert_eq!(env.slack.calls("chat.postMessage").iter().filter(|c| c.body["channel"] == APPROVALS).count(), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_updates_the_card_and_tells_the_requester() {
+    let env = SlackEnv::start().await;
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let id = RequestId::new(1);
+    eventually("card", || env.card(id)).await;
+    assert_eq!(env.click("U0CAROL", "deny", id).await, 200);
+    eventually("denied card", || env.card(id).filter(|c| texts(c).contains("Denied by <@U0CAROL>"))).await;
+    let dm = eventually("DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    assert!(texts(&dm).contains("was denied by <@U0CAROL>"));
+    assert!(env.hook.calls().is_empty());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_missing_or_stale_signatures_get_401_and_change_nothing() {
+    let env = SlackEnv::start().await;
+    let body = env.command_body("T0WORK", "U0ALICE", "request prod-db-readonly debugging", None);
+
+    let mut s = env.signed(body.clone(), "application/x-www-form-urlencoded");
+    s.signature = Some(slack_sign(s.timestamp, "something else"));
+    assert_eq!(env.send("/slack/commands", s).await.status(), 401);
+
+    let mut s = env.signed(body.clone(), "application/x-www-form-urlencoded");
+    s.signature = None;
+    assert_eq!(env.send("/slack/commands", s).await.status(), 401);
+
+    // Correctly signed, but six minutes old: a replay.
+    let old = env.now_secs() - 360;
+    let s = crate::slack_support::Signed {
+        signature: Some(slack_sign(old, &body)),
+        body: body.clone(),
+        content_type: "application/x-www-form-urlencoded",
+        timestamp: old,
+        retry: false,
+    };
+    assert_eq!(env.send("/slack/commands", s).await.status(), 401);
+
+    let click = env.click_body("T0WORK", "U0BOB", "approve", RequestId::new(1));
+    let mut s = env.signed(click, "application/x-www-form-urlencoded");
+    s.signature = Some("v0=00".into());
+    assert_eq!(env.send("/slack/interactions", s).await.status(), 401);
+
+    assert_eq!(env.request_count().await, 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(env.slack.calls("chat.postMessage").is_empty());
+    // The same body, properly signed, works: the refusals were about the signature.
+    let s = env.signed(body, "application/x-www-form-urlencoded");
+    assert_eq!(env.send("/slack/commands", s).await.status(), 200);
+    assert_eq!(env.request_count().await, 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_workspaces_are_refused() {
+    let env = SlackEnv::start().await;
+    let body = env.command_body("T0OTHER", "U0ALICE", "request prod-db-readonly debugging", None);
+    let resp = env.send("/slack/commands", env.signed(body, "application/x-www-form-urlencoded")).await;
+    assert_eq!(resp.status(), 200);
+    let json: Value = resp.json().await.unwrap();
+    assert!(json["text"].as_str().unwrap().contains("another Slack workspace"));
+    assert_eq!(env.request_count().await, 0);
+
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let click = env.click_body("T0OTHER", "U0BOB", "approve", RequestId::new(1));
+    let resp = env.send("/slack/interactions", env.signed(click, "application/x-www-form-urlencoded")).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(env.state(RequestId::new(1)).await, "pending");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_approval_and_outsiders_are_refused_with_an_explanation() {
+    let env = SlackEnv::start().await;
+    env.link("U0ALICE", "alice", &["engineering", "sre-leads"]).await;
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let id = RequestId::new(1);
+    assert_eq!(env.click("U0ALICE", "approve", id).await, 200);
+    assert_eq!(env.click("U0MALLORY", "approve", id).await, 200);
+    let answers = eventually("both answers", || {
+        let r = env.slack.responses();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let answers: Vec<String> = answers.iter().map(|a| a["text"].as_str().unwrap().to_owned()).collect();
+    assert!(answers.contains(&":no_entry: You cannot approve your own request.".to_owned()), "{answers:?}");
+    assert!(answers.iter().any(|a| a.contains("You may not approve prod-db-readonly")), "{answers:?}");
+    assert_eq!(env.state(id).await, "pending");
+    assert!(env.db.approvals(id).await.unwrap().is_empty());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_clicks_and_retried_deliveries_count_once() {
+    let env = SlackEnv::start().await;
+    env.command("U0ALICE", "request prod-admin needs two approvers").await;
+    let id = RequestId::new(1);
+    assert_eq!(env.click("U0BOB", "approve", id).await, 200);
+    assert_eq!(env.click("U0BOB", "approve", id).await, 200);
+    // Slack retrying the same click: acknowledged, counted once, and no second answer.
+    let mut retry = env.signed(env.click_body("T0WORK", "U0BOB", "approve", id), "application/x-www-form-urlencoded");
+    retry.retry = true;
+    assert_eq!(env.send("/slack/interactions", retry).await.status(), 200);
+    let answers = eventually("answers", || {
+        let r = env.slack.responses();
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.slack.responses().len(), 2, "the retried delivery is answered silently");
+    assert!(
+        answers.iter().any(|a| a["text"].as_str().unwrap().contains("already decided on request #1")),
+        "{answers:?}"
+    );
+    assert_eq!(env.db.approvals(id).await.unwrap().len(), 1);
+    assert_eq!(env.state(id).await, "pending");
+
+    // A retried slash command delivery (same trigger_id) makes no second request.
+    let body = env.command_body("T0WORK", "U0ALICE", "request prod-db-readonly debugging", Some("trigger-same"));
+    let first: Value = env
+        .send("/slack/commands", env.signed(body.clone(), "application/x-www-form-urlencoded"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut again = env.signed(body, "application/x-www-form-urlencoded");
+    again.retry = true;
+    let second: Value = env.send("/slack/commands", again).await.json().await.unwrap();
+    assert_eq!(first["text"], second["text"]);
+    assert!(first["text"].as_str().unwrap().starts_with("Request #2"));
+    assert_eq!(env.request_count().await, 2);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_answering_429_then_200_still_gets_the_card_posted() {
+    let env = SlackEnv::start().await;
+    env.slack.fail_next("chat.postMessage", Failure::RateLimited { retry_after_secs: 30 });
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let id = RequestId::new(1);
+    eventually("the rate-limited attempt", || (env.slack.calls("chat.postMessage").len() == 1).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(env.card(id).is_none(), "nothing posted before Retry-After");
+    env.clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(env.card(id).is_none(), "Retry-After is honoured");
+    env.clock.advance(Duration::from_secs(2));
+    eventually("the card after Retry-After", || env.card(id)).await;
+    assert_eq!(env.slack.calls("chat.postMessage").len(), 2);
+
+    // A 5xx is retried with backoff too, and the transition it reports stands.
+    env.slack.fail_next("chat.update", Failure::ServerError);
+    assert_eq!(env.click("U0BOB", "approve", id).await, 200);
+    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    env.clock.advance(Duration::from_secs(6));
+    eventually("the card update after the 5xx", || env.card(id).filter(|c| texts(c).contains("Approved by"))).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_helpfully() {
+    let env = SlackEnv::start().await;
+    let help = env.command("U0ALICE", "help").await;
+    assert!(help.contains("/jit request <role> [duration] <reason>"), "{help}");
+    assert!(help.contains("`prod-db-readonly`: Read-only SQL on production"), "{help}");
+    assert!(env.command("U0ALICE", "").await.contains("/jit list"));
+
+    let unknown = env.command("U0ALICE", "frobnicate now").await;
+    assert!(unknown.starts_with("I don't know `frobnicate`"), "{unknown}");
+    let malformed = env.command("U0ALICE", "request prod-db-readonly 30m").await;
+    assert!(malformed.contains("say why"), "{malformed}");
+    let too_long = env.command("U0ALICE", "request prod-db-readonly 9h because").await;
+    assert!(too_long.contains("longer than the 4h maximum"), "{too_long}");
+    let no_role = env.command("U0ALICE", "request prod-everything because").await;
+    assert!(no_role.contains("no role called \"prod-everything\""), "{no_role}");
+
+    let unlinked = env.command("U0STRANGER", "request prod-db-readonly debugging").await;
+    assert!(
+        unlinked.contains("not linked") && unlinked.contains("jitbot link add --team T0WORK --user U0STRANGER"),
+        "{unlinked}"
+    );
+
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let mine = env.command("U0ALICE", "list").await;
+    assert!(mine.contains("#1 `prod-db-readonly` (30m): waiting for approval"), "{mine}");
+    let theirs = env.command("U0BOB", "list").await;
+    assert!(theirs.contains("Waiting for your approval") && theirs.contains("#1 <@U0ALICE>"), "{theirs}");
+
+    let whoami = env.command("U0ALICE", "whoami").await;
+    assert!(whoami.contains("alice@example.com") && whoami.contains("engineering"), "{whoami}");
+
+    assert_eq!(env.command("U0MALLORY", "cancel 1").await, ":no_entry: Only the requester can cancel request #1.");
+    assert_eq!(env.command("U0ALICE", "cancel 1").await, "Request #1 for `prod-db-readonly` cancelled.");
+    env.command("U0ALICE", "request prod-db-readonly debugging again").await;
+    env.click("U0BOB", "approve", RequestId::new(2)).await;
+    eventually("grant", || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
+    let revoke = env.command("U0ALICE", "revoke 2").await;
+    assert!(revoke.starts_with("Ending your `prod-db-readonly` access (request #2) now"), "{revoke}");
+    eventually("early revocation", || (env.hook.count("revoke", RequestId::new(2)) == 1).then_some(())).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_url_verification_is_answered() {
+    let env = SlackEnv::start().await;
+    let body = fixture("url_verification.json");
+    let resp = env.send("/slack/events", env.signed(body, "application/json")).await;
+    assert_eq!(resp.status(), 200);
+    let json: Value = resp.json().await.unwrap();
+    assert_eq!(json["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    env.stop().await;
+}

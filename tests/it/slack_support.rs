@@ -1,0 +1,239 @@
+//! `SlackEnv`: the real app serving HTTP on port 0 with its scheduler loop
+//! running, a fake Slack Web API, a webhook target and a manual clock; plus
+//! a client that signs requests the way Slack does, built from the payload
+//! fixtures in `tests/fixtures/slack/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use jitbot::app::{App, Deps};
+use jitbot::clock::{Clock, ManualClock};
+use jitbot::config::Config;
+use jitbot::domain::{Identity, RequestId};
+use jitbot::jobs::SchedulerOptions;
+use jitbot::service::Service;
+use jitbot::store::Db;
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::fake_slack::{BOT_TOKEN, FakeSlack};
+use crate::support::{WebhookReceiver, config_text, start_time, user};
+
+pub const SIGNING_SECRET: &str = "test-signing-secret-abcdef";
+pub const APPROVALS: &str = "C0APPROVALS";
+pub const AUDIT: &str = "C0AUDIT";
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/fixtures/slack/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+pub fn slack_config_text(db_url: &str, hook_url: &str, api_url: &str) -> String {
+    format!(
+        "{}\n[slack]\nmode = \"http\"\nbot_token = \"{BOT_TOKEN}\"\nsigning_secret = \"{SIGNING_SECRET}\"\napi_url = \"{api_url}\"\nteam_id = \"T0WORK\"\napprovals_channel = \"{APPROVALS}\"\naudit_channel = \"{AUDIT}\"\n",
+        config_text(db_url, hook_url)
+    )
+}
+
+pub struct SlackEnv {
+    pub _dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub hook: WebhookReceiver,
+    pub slack: FakeSlack,
+    pub base: String,
+    pub service: Service,
+    pub db: Db,
+    http: reqwest::Client,
+    triggers: AtomicU32,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A signed request as Slack would send it.
+pub struct Signed {
+    pub body: String,
+    pub content_type: &'static str,
+    pub timestamp: i64,
+    pub signature: Option<String>,
+    pub retry: bool,
+}
+
+pub fn slack_sign(timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SIGNING_SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl SlackEnv {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+        let hook = WebhookReceiver::start().await;
+        let slack = FakeSlack::start().await;
+        let clock = ManualClock::new(start_time());
+        let config =
+            Config::parse(std::path::Path::new("test.toml"), &slack_config_text(&db_url, &hook.url, &slack.api_url()))
+                .unwrap();
+        let deps = Deps {
+            clock: Arc::new(clock.clone()),
+            notifier: None,
+            providers: None,
+            scheduler: SchedulerOptions { worker_id: "slack-test".into(), ..Default::default() },
+        };
+        let app = App::build(config, deps).await.unwrap();
+        let service = app.service().clone();
+        let db = app.db().clone();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let env = Self {
+            _dir: dir,
+            clock,
+            hook,
+            slack,
+            base,
+            service,
+            db,
+            http: reqwest::Client::new(),
+            triggers: AtomicU32::new(1),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        env.link("U0ALICE", "alice", &["engineering"]).await;
+        env.link("U0BOB", "bob", &["sre-leads"]).await;
+        env.link("U0CAROL", "carol", &["sre-leads"]).await;
+        env.link("U0MALLORY", "mallory", &["sales"]).await;
+        env
+    }
+
+    pub async fn link(&self, user_id: &str, name: &str, groups: &[&str]) {
+        let identity = Identity {
+            slack: user(user_id),
+            issuer: "https://idp.example".into(),
+            subject: name.into(),
+            email: format!("{name}@example.com"),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        self.service.add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.clock.now()).await.unwrap();
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now().seconds()
+    }
+
+    /// A slash command body built from the documented fixture.
+    pub fn command_body(&self, team: &str, user_id: &str, text: &str, trigger: Option<&str>) -> String {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(fixture("slash_command.form").trim()).unwrap();
+        let n = self.triggers.fetch_add(1, Ordering::SeqCst);
+        let pairs: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match k.as_str() {
+                    "team_id" => team.to_owned(),
+                    "user_id" => user_id.to_owned(),
+                    "command" => "/jit".to_owned(),
+                    "text" => text.to_owned(),
+                    "channel_id" => "C0GENERAL".to_owned(),
+                    "response_url" => self.slack.response_url(n),
+                    "trigger_id" => trigger.map(str::to_owned).unwrap_or_else(|| format!("trigger-{n}")),
+                    _ => v,
+                };
+                (k, v)
+            })
+            .collect();
+        serde_urlencoded::to_string(pairs).unwrap()
+    }
+
+    /// A `block_actions` body built from the documented fixture.
+    pub fn click_body(&self, team: &str, user_id: &str, action: &str, request: RequestId) -> String {
+        let mut payload: Value = serde_json::from_str(&fixture("block_actions.json")).unwrap();
+        let n = self.triggers.fetch_add(1, Ordering::SeqCst);
+        payload["user"]["id"] = user_id.into();
+        payload["user"]["team_id"] = team.into();
+        payload["team"]["id"] = team.into();
+        payload["channel"]["id"] = APPROVALS.into();
+        payload["response_url"] = self.slack.response_url(n).into();
+        payload["actions"][0]["action_id"] = action.into();
+        payload["actions"][0]["block_id"] = format!("decide:{}", request.get()).into();
+        payload["actions"][0]["value"] = request.get().to_string().into();
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+    }
+
+    pub fn signed(&self, body: String, content_type: &'static str) -> Signed {
+        let timestamp = self.now_secs();
+        let signature = Some(slack_sign(timestamp, &body));
+        Signed { body, content_type, timestamp, signature, retry: false }
+    }
+
+    pub async fn send(&self, path: &str, s: Signed) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", s.content_type)
+            .header("x-slack-request-timestamp", s.timestamp.to_string());
+        if let Some(sig) = s.signature {
+            req = req.header("x-slack-signature", sig);
+        }
+        if s.retry {
+            req = req.header("x-slack-retry-num", "1").header("x-slack-retry-reason", "http_timeout");
+        }
+        req.body(s.body).send().await.unwrap()
+    }
+
+    /// Runs `/jit <text>` as `user_id` and returns the ephemeral text.
+    pub async fn command(&self, user_id: &str, text: &str) -> String {
+        let body = self.command_body("T0WORK", user_id, text, None);
+        let resp = self.send("/slack/commands", self.signed(body, "application/x-www-form-urlencoded")).await;
+        assert_eq!(resp.status(), 200);
+        let json: Value = resp.json().await.unwrap();
+        assert_eq!(json["response_type"], "ephemeral");
+        json["text"].as_str().unwrap().to_owned()
+    }
+
+    /// Clicks a card button as `user_id`.
+    pub async fn click(&self, user_id: &str, action: &str, request: RequestId) -> u16 {
+        let body = self.click_body("T0WORK", user_id, action, request);
+        self.send("/slack/interactions", self.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+    }
+
+    pub async fn request_count(&self) -> usize {
+        let states = jitbot::domain::RequestState::ALL;
+        self.db.requests_in_states(&states).await.unwrap().len()
+    }
+
+    pub async fn state(&self, id: RequestId) -> String {
+        self.db.request(id).await.unwrap().unwrap().state.to_string()
+    }
+
+    /// The current content of the request's approval card.
+    pub fn card(&self, id: RequestId) -> Option<Value> {
+        self.slack
+            .messages_in(APPROVALS)
+            .into_iter()
+            .find(|m| m["blocks"][0]["text"]["text"].as_str() == Some(&format!("Access request #{}", id.get())))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+        }
+        assert_eq!(self.slack.violations(), Vec::<String>::new(), "Slack would have refused some calls");
+    }
+}
+
+/// Polls `f` until it holds (for effects of background jobs), up to 5 s.
+pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..250 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -10,6 +10,8 @@ fn jitbot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jitbot"))
         .args(args)
         .env("OPS_HOOK_SECRET", "example-secret-0123456789")
+        .env("SLACK_BOT_TOKEN", "xoxb-example")
+        .env("SLACK_SIGNING_SECRET", "example-signing-secret")
         .env_remove("JITBOT_DATABASE_URL")
         .output()
         .unwrap()
@@ -41,7 +43,7 @@ fn check_config_names_the_offending_key_and_line() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("broken.toml") && stderr.contains("line 43") && stderr.contains("max_duration"),
+        stderr.contains("broken.toml") && stderr.contains("line 54") && stderr.contains("max_duration"),
         "{stderr}"
     );
 

@@ -42,7 +42,7 @@ impl SlackNotifier {
     async fn card(&self, notice: &Notice) -> Result<(), NotifyError> {
         let r = &notice.request;
         let description = self.config.roles.get(r.role.as_str()).map(|c| c.description.as_str()).unwrap_or("");
-        let msg = views::approval_card(r, &notice.approvals, description);
+        let msg = views::ApprovalCard { request: r, approvals: &notice.approvals, description }.render();
         let existing = self.db.card(r.id).await.map_err(store_err)?;
         match existing {
             Some(card) => self.api.update_message(&card.channel, &card.ts, &msg).await?,
@@ -67,7 +67,8 @@ impl Notifier for SlackNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
         self.card(notice).await?;
         let r = &notice.request;
-        if let Some(dm) = views::requester_dm(notice.kind, r, &notice.approvals) {
+        if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()
+        {
             self.api.post_message(r.requester.user_id(), &dm).await?;
         }
         if let Some(slack) = &self.config.slack {
@@ -75,7 +76,8 @@ impl Notifier for SlackNotifier {
                 // A failing revocation must reach people even without an audit channel.
                 (notice.kind == NoticeKind::RevokeFailing).then(|| self.channel_for(r.role.as_str())).flatten()
             });
-            if let (Some(channel), Some(line)) = (alert_channel, views::audit_line(notice.kind, r, &notice.approvals)) {
+            let line = views::AuditLine { kind: notice.kind, request: r, approvals: &notice.approvals }.render();
+            if let (Some(channel), Some(line)) = (alert_channel, line) {
                 self.api.post_message(&channel, &line).await?;
             }
         }

@@ -118,7 +118,57 @@ pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
 }
 
 /// The approval card in the approvers' channel. Buttons only while pending.
-pub fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str) -> Message {
+pub struct ApprovalCard<'a> {
+    /// The request, as it is now.
+    pub request: &'a AccessRequest,
+    /// Its decisions so far.
+    pub approvals: &'a [ApprovalRow],
+    /// The role's description from the config.
+    pub description: &'a str,
+}
+
+impl ApprovalCard<'_> {
+    /// Renders the card.
+    pub fn render(&self) -> Message {
+        approval_card(self.request, self.approvals, self.description)
+    }
+}
+
+/// A DM to the requester about a notice (only some notices send one).
+pub struct RequesterDm<'a> {
+    /// What happened.
+    pub kind: NoticeKind,
+    /// The request, as it is now.
+    pub request: &'a AccessRequest,
+    /// Its decisions.
+    pub approvals: &'a [ApprovalRow],
+}
+
+impl RequesterDm<'_> {
+    /// Renders the DM, or `None` when this notice sends none.
+    pub fn render(&self) -> Option<Message> {
+        requester_dm(self.kind, self.request, self.approvals)
+    }
+}
+
+/// A line in the audit channel (decisions, grants, revocations, alerts).
+pub struct AuditLine<'a> {
+    /// What happened.
+    pub kind: NoticeKind,
+    /// The request, as it is now.
+    pub request: &'a AccessRequest,
+    /// Its decisions.
+    pub approvals: &'a [ApprovalRow],
+}
+
+impl AuditLine<'_> {
+    /// Renders the line, or `None` when this notice writes none.
+    pub fn render(&self) -> Option<Message> {
+        audit_line(self.kind, self.request, self.approvals)
+    }
+}
+
+fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str) -> Message {
     let id = r.id.get();
     let status = status_line(r, approvals);
     let mut fields = vec![
@@ -164,8 +214,7 @@ pub fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: 
     Message { text, blocks }
 }
 
-/// What the requester is told in a DM, if anything, for this notice.
-pub fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
     let id = r.id.get();
     let text = match kind {
         NoticeKind::Granted => format!(
@@ -196,8 +245,7 @@ pub fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRo
     Some(Message::plain(text))
 }
 
-/// The one-line record for the audit channel, if this notice deserves one.
-pub fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
     let who = mention(r.requester.user_id());
     let id = r.id.get();
     let text = match kind {
@@ -223,8 +271,7 @@ pub fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]
     Some(Message::plain(text))
 }
 
-/// The alert for a revocation that keeps failing.
-pub fn revoke_alert(r: &AccessRequest) -> Message {
+fn revoke_alert(r: &AccessRequest) -> Message {
     Message::plain(format!(
         ":rotating_light: Revocation of request #{} ({} `{}`) keeps failing: {}. jitbot keeps retrying; access may still exist in the target.",
         r.id.get(),

@@ -129,12 +129,14 @@ fn every_message_template_passes_slack_sdk_validation() {
     ];
     for state in RequestState::ALL {
         let r = request(state);
-        let card = views::approval_card(&r, &approvals, &"d".repeat(1000));
+        let description = "d".repeat(1000);
+        let card = views::ApprovalCard { request: &r, approvals: &approvals, description: &description }.render();
         messages.push(json!({"name": format!("card/{state}"), "text": card.text, "blocks": card.blocks}));
         for kind in kinds {
-            for (what, msg) in
-                [("dm", views::requester_dm(kind, &r, &approvals)), ("audit", views::audit_line(kind, &r, &approvals))]
-            {
+            for (what, msg) in [
+                ("dm", views::RequesterDm { kind, request: &r, approvals: &approvals }.render()),
+                ("audit", views::AuditLine { kind, request: &r, approvals: &approvals }.render()),
+            ] {
                 if let Some(m) = msg {
                     assert!(m.text.chars().count() <= 40_000);
                     messages

@@ -14,6 +14,8 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::domain::RequestState;
 use crate::http::{self, HttpState};
+use crate::idp::routes::IdpState;
+use crate::idp::{IdpRefresher, Oidc, TokenCipher};
 use crate::jobs::{Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
@@ -81,7 +83,33 @@ impl App {
             }
             (None, None) => Arc::new(LogNotifier),
         };
-        let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler);
+        let mut scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler);
+        let mut idp_state = None;
+        if let (Some(idp), Some(api)) = (&config.idp, &slack_api) {
+            let oidc = Arc::new(Oidc::new(idp, &config.server.public_url, deps.clock.clone())?);
+            // A failed discovery is not fatal: linking reports it and retries,
+            // everything else keeps working.
+            if let Err(e) = oidc.discover().await {
+                tracing::error!(issuer = %idp.issuer, error = %e, "OIDC discovery failed; /jit link will retry");
+            }
+            let cipher = match &idp.token_encryption_key {
+                Some(key) => Some(TokenCipher::from_base64(key.expose()).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            scheduler = scheduler.with_refresher(Arc::new(IdpRefresher {
+                oidc: oidc.clone(),
+                cipher: cipher.clone(),
+                db: db.clone(),
+            }));
+            idp_state = Some(IdpState {
+                oidc,
+                service: service.clone(),
+                clock: deps.clock.clone(),
+                config: config.clone(),
+                slack: api.clone(),
+                cipher,
+            });
+        }
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),
@@ -92,7 +120,10 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let router = http::router(HttpState { db: db.clone() }, slack_state);
+        let mut router = http::router(HttpState { db: db.clone() }, slack_state);
+        if let Some(idp_state) = idp_state {
+            router = router.merge(crate::idp::routes::router(idp_state));
+        }
         Ok(Self { listener, addr, db, service, scheduler, router })
     }
 

@@ -49,6 +49,8 @@ pub enum AuditAction {
     LinkAdded,
     /// An identity link was removed.
     LinkRemoved,
+    /// A link's groups were re-read with its refresh token.
+    LinkRefreshed,
     /// A request was made.
     RequestCreated,
     /// One approver approved (not yet enough approvals).
@@ -81,6 +83,7 @@ impl AuditAction {
         match self {
             Self::LinkAdded => "link.added",
             Self::LinkRemoved => "link.removed",
+            Self::LinkRefreshed => "link.refreshed",
             Self::RequestCreated => "request.created",
             Self::ApprovalRecorded => "request.approval_recorded",
             Self::RequestApproved => "request.approved",

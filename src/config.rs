@@ -110,6 +110,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[slack]`: the Slack app. Without it jitbot runs headless (notices go to the log).
     pub slack: Option<SlackConfig>,
+    /// `[idp]`: the OpenID Connect identity provider. Without it links are
+    /// made by hand (`jitbot link add`) and never go stale.
+    pub idp: Option<IdpConfig>,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -178,6 +181,64 @@ pub struct PolicyConfig {
     /// IdP groups whose members may revoke anyone's grant.
     #[serde(default)]
     pub admin_groups: BTreeSet<String>,
+}
+
+/// `[idp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpConfig {
+    /// The issuer URL, exactly as the IdP's discovery document states it.
+    pub issuer: String,
+    /// jitbot's client id at the IdP.
+    pub client_id: String,
+    /// jitbot's client secret at the IdP.
+    pub client_secret: Secret,
+    /// Shown on the "Sign in with ..." button.
+    #[serde(default = "default_idp_name")]
+    pub display_name: String,
+    /// The claim that carries group names (ID token or userinfo).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Scopes requested at sign-in. Add `offline_access` to get refresh
+    /// tokens (groups are then re-checked without a new sign-in).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Requesting and approving need a link confirmed this recently.
+    #[serde(default = "default_link_max_age", deserialize_with = "std_duration")]
+    pub link_max_age: Duration,
+    /// Approving needs groups confirmed this recently.
+    #[serde(default = "default_groups_max_age", deserialize_with = "std_duration")]
+    pub groups_max_age: Duration,
+    /// The ID token's verified email must equal the Slack profile email.
+    #[serde(default = "default_true")]
+    pub require_email_match: bool,
+    /// Base64 of 32 random bytes; encrypts refresh tokens at rest. Required
+    /// when `scopes` has `offline_access`.
+    pub token_encryption_key: Option<Secret>,
+}
+
+fn default_idp_name() -> String {
+    "your company account".to_owned()
+}
+
+fn default_groups_claim() -> String {
+    "groups".to_owned()
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".to_owned(), "email".to_owned(), "profile".to_owned()]
+}
+
+fn default_link_max_age() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+fn default_groups_max_age() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How Slack reaches jitbot.
@@ -250,6 +311,10 @@ pub struct WebhookProviderConfig {
     pub timeout: Duration,
 }
 
+fn opt_std_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    std_duration(d).map(Some)
+}
+
 fn default_key_id() -> String {
     "k1".to_owned()
 }
@@ -284,6 +349,12 @@ pub struct RoleConfig {
     pub reason_min_length: usize,
     /// Where this role's approval cards go, instead of `slack.approvals_channel`.
     pub approvals_channel: Option<String>,
+    /// The requester must have authenticated at the IdP this recently.
+    #[serde(default, deserialize_with = "opt_std_duration")]
+    pub step_up: Option<Duration>,
+    /// With `step_up`: approvers must have authenticated this recently too.
+    #[serde(default)]
+    pub approver_step_up: bool,
 }
 
 fn default_approvals_required() -> u32 {
@@ -409,6 +480,29 @@ impl Config {
                 ));
             }
         }
+        if let Some(idp) = &self.idp {
+            let issuer = reqwest::Url::parse(&idp.issuer)
+                .map_err(|e| format!("{}idp.issuer is not a URL: {e}", at("idp", Some("issuer"))))?;
+            if !matches!(issuer.scheme(), "http" | "https") {
+                return Err(format!("{}idp.issuer must be an https:// URL", at("idp", Some("issuer"))));
+            }
+            if !idp.scopes.iter().any(|s| s == "openid") {
+                return Err(format!("{}idp.scopes must include \"openid\"", at("idp", Some("scopes"))));
+            }
+            if idp.scopes.iter().any(|s| s == "offline_access") && idp.token_encryption_key.is_none() {
+                return Err(format!(
+                    "{}idp.token_encryption_key is required when idp.scopes has offline_access (refresh tokens are encrypted at rest)",
+                    at("idp", None)
+                ));
+            }
+            if let Some(key) = &idp.token_encryption_key {
+                crate::idp::TokenCipher::from_base64(key.expose())
+                    .map_err(|e| format!("{}idp.token_encryption_key: {e}", at("idp", Some("token_encryption_key"))))?;
+            }
+            if self.slack.is_none() {
+                return Err(format!("{}[idp] needs [slack]: people start linking with /jit link", at("idp", None)));
+            }
+        }
         for (name, provider) in &self.providers {
             let table = format!("providers.{name}");
             RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
@@ -455,6 +549,15 @@ impl Config {
                 return Err(format!(
                     "{}{table}.approvals_channel must be a channel id like C0123ABCD",
                     at(&table, Some("approvals_channel"))
+                ));
+            }
+            if role.step_up.is_some() && self.idp.is_none() {
+                return Err(format!("{}{table}.step_up needs an [idp] to sign in with", at(&table, Some("step_up"))));
+            }
+            if role.approver_step_up && role.step_up.is_none() {
+                return Err(format!(
+                    "{}{table}.approver_step_up needs {table}.step_up (how recent the sign-in must be)",
+                    at(&table, Some("approver_step_up"))
                 ));
             }
             if role.requesters.is_empty() {

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::clock::SharedClock;
-use crate::domain::{AccessRequest, RequestId, RequestState};
-use crate::notify::{Notice, NoticeKind, Notifier};
+use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser};
+use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use crate::providers::{ApprovedGrant, GrantTarget, ProviderError, Providers};
 use crate::service::schedule;
 use crate::store::{Db, JobRow, StoreError, TransitionFields};
@@ -50,6 +50,10 @@ pub enum JobKind {
     Revoke,
     /// Tell people about a change.
     Notify(NoticeKind),
+    /// Send one person a direct message (payload: team, user, text).
+    DirectMessage,
+    /// Re-read a person's groups with their refresh token (payload: team, user).
+    RefreshLink,
 }
 
 impl JobKind {
@@ -59,10 +63,12 @@ impl JobKind {
             Self::Grant => "grant",
             Self::Revoke => "revoke",
             Self::Notify(_) => "notify",
+            Self::DirectMessage => "direct_message",
+            Self::RefreshLink => "refresh_link",
         }
     }
 
-    /// The stored payload.
+    /// The stored payload of request jobs (person jobs carry a [`PersonPayload`]).
     pub fn payload(self) -> String {
         match self {
             Self::Notify(kind) => json!({ "notice": kind }).to_string(),
@@ -74,6 +80,8 @@ impl JobKind {
         match row.kind.as_str() {
             "grant" => Some(Self::Grant),
             "revoke" => Some(Self::Revoke),
+            "direct_message" => Some(Self::DirectMessage),
+            "refresh_link" => Some(Self::RefreshLink),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -129,6 +137,7 @@ struct Inner {
     notifier: Arc<dyn Notifier>,
     wake: Arc<Notify>,
     options: SchedulerOptions,
+    refresher: Option<Arc<dyn LinkRefresher>>,
 }
 
 /// How one run of a job ended, for logs and tests.
@@ -162,7 +171,27 @@ impl Scheduler {
         wake: Arc<Notify>,
         options: SchedulerOptions,
     ) -> Self {
-        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options }) }
+        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options, refresher: None }) }
+    }
+
+    /// Adds the IdP refresher (when `[idp]` is configured).
+    pub fn with_refresher(self, refresher: Arc<dyn LinkRefresher>) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.refresher = Some(refresher);
+                inner
+            }
+            Err(shared) => Inner {
+                db: shared.db.clone(),
+                clock: shared.clock.clone(),
+                providers: shared.providers.clone(),
+                notifier: shared.notifier.clone(),
+                wake: shared.wake.clone(),
+                options: shared.options.clone(),
+                refresher: Some(refresher),
+            },
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     /// Claims the jobs due now and runs them to completion; returns how many
@@ -313,6 +342,11 @@ impl Scheduler {
         let Some(kind) = JobKind::parse(job) else {
             return self.fail(job, "unknown job kind or payload").await;
         };
+        match kind {
+            JobKind::DirectMessage => return self.direct_message(job).await,
+            JobKind::RefreshLink => return self.refresh_link(job).await,
+            _ => {}
+        }
         let Some(request_id) = job.request_id.map(RequestId::new) else {
             return self.fail(job, "job has no request").await;
         };
@@ -323,6 +357,43 @@ impl Scheduler {
             JobKind::Grant => self.grant(job, request).await,
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Notify(kind) => self.notify(job, request, kind).await,
+            JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
+        }
+    }
+
+    async fn direct_message(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(payload) = serde_json::from_str::<PersonPayload>(&job.payload) else {
+            return self.fail(job, "malformed direct message payload").await;
+        };
+        let Ok(user) = SlackUser::parse(&payload.team_id, &payload.user_id) else {
+            return self.fail(job, "malformed user in payload").await;
+        };
+        let result = self.inner.notifier.direct_message(&user, payload.text.as_deref().unwrap_or("")).await;
+        self.finish_delivery(job, result).await
+    }
+
+    async fn refresh_link(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(payload) = serde_json::from_str::<PersonPayload>(&job.payload) else {
+            return self.fail(job, "malformed refresh payload").await;
+        };
+        let Ok(user) = SlackUser::parse(&payload.team_id, &payload.user_id) else {
+            return self.fail(job, "malformed user in payload").await;
+        };
+        let Some(refresher) = self.inner.refresher.clone() else {
+            return self.fail(job, "no identity provider is configured").await;
+        };
+        match refresher.refresh(&user, self.inner.clock.now()).await {
+            Ok(()) => self.complete(job).await,
+            Err(e) if job.attempt < NOTIFY_ATTEMPTS => {
+                let now = self.inner.clock.now();
+                let due = now.plus(backoff(job.attempt, job.id));
+                tracing::warn!(job_id = job.id, error = %e, "group refresh failed; will retry");
+                let mut tx = self.inner.db.begin().await?;
+                let ok = tx.retry_job(job.id, job.attempt, due, &e).await?;
+                tx.commit().await?;
+                Ok(if ok { JobOutcome::Retried } else { JobOutcome::LostLease })
+            }
+            Err(e) => self.fail(job, &e).await,
         }
     }
 
@@ -560,7 +631,14 @@ impl Scheduler {
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.inner.db.approvals(request.id).await?;
         let notice = Notice { kind, request, approvals };
-        match self.inner.notifier.notify(&notice).await {
+        let result = self.inner.notifier.notify(&notice).await;
+        self.finish_delivery(job, result).await
+    }
+
+    /// Completes a delivery job, or retries it (after the receiver's
+    /// `Retry-After` when it gave one) until its attempts run out.
+    async fn finish_delivery(&self, job: &JobRow, result: Result<(), NotifyError>) -> Result<JobOutcome, JobError> {
+        match result {
             Ok(()) => self.complete(job).await,
             Err(e) if job.attempt < NOTIFY_ATTEMPTS => {
                 let now = self.inner.clock.now();
@@ -576,10 +654,24 @@ impl Scheduler {
     }
 }
 
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// Payload of jobs about one person.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PersonPayload {
+    /// Workspace.
+    pub team_id: String,
+    /// User.
+    pub user_id: String,
+    /// Message text (direct messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Re-reads a person's groups at the IdP (implemented by [`crate::idp`]).
+#[async_trait::async_trait]
+pub trait LinkRefresher: Send + Sync + 'static {
+    /// Refreshes the link of `user`: updates groups, or ends the link when
+    /// the IdP refuses the refresh token. `Err` means "try again later".
+    async fn refresh(&self, user: &SlackUser, now: crate::domain::Timestamp) -> Result<(), String>;
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod idp;
 pub mod jobs;
 pub mod notify;
 pub mod providers;

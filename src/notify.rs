@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::AccessRequest;
+use crate::domain::{AccessRequest, SlackUser};
 use crate::store::ApprovalRow;
 
 /// Which change a notice reports.
@@ -64,6 +64,13 @@ pub struct NotifyError {
 pub trait Notifier: Send + Sync + 'static {
     /// Delivers one notice.
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError>;
+
+    /// Sends one person a direct message not tied to a request (link
+    /// confirmations, "sign in again").
+    async fn direct_message(&self, user: &SlackUser, text: &str) -> Result<(), NotifyError> {
+        tracing::info!(user = %user, text, "direct message");
+        Ok(())
+    }
 }
 
 /// Writes notices to the log: the notifier when no chat transport is configured.

@@ -9,6 +9,7 @@
 //! these calls and render the results.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
@@ -63,6 +64,22 @@ pub enum ServiceError {
     /// The actor may not do this.
     #[error("{0}")]
     NotAllowed(String),
+    /// The person must sign in at the IdP (again): the link is stale, or the
+    /// role needs a recent authentication. The transport offers a sign-in button.
+    #[error("{reason}")]
+    SignInRequired {
+        /// Why, for the person.
+        reason: String,
+        /// How recent the authentication must be (step-up), if that is the reason.
+        max_age: Option<Duration>,
+    },
+    /// The person's groups are being re-checked with the IdP (a refresh job
+    /// was scheduled); asking again shortly will use the fresh groups.
+    #[error(
+        "jitbot is re-checking your groups with the identity provider; please try again in a few seconds \
+         (if this keeps happening, the identity provider may be unreachable)"
+    )]
+    GroupsRefreshing,
     /// The database is busy or unreachable; nothing was written.
     #[error("jitbot is busy right now and nothing was changed: please try again in a moment")]
     Unavailable,
@@ -100,6 +117,18 @@ impl From<StoreError> for ServiceError {
 
 /// Shorthand.
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// How long a `/jit link` sign-in link works.
+pub const LINK_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// What an identity is about to be used for; decides how fresh it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Asking for access: the link must be within `link_max_age`.
+    Request,
+    /// Approving, denying, revoking others: groups within `groups_max_age`.
+    Decide,
+}
 
 /// A request as asked for, already parsed from its transport.
 #[derive(Debug, Clone)]
@@ -158,9 +187,137 @@ impl Service {
         &self.config
     }
 
-    async fn identity(&self, user: &SlackUser) -> ServiceResult<Identity> {
+    /// The identity behind `user`, if it is fresh enough for `purpose`.
+    /// Without `[idp]`, links are made by hand and never go stale.
+    async fn identity(
+        &self,
+        user: &SlackUser,
+        purpose: Purpose,
+        step_up: Option<Duration>,
+        now: Timestamp,
+    ) -> ServiceResult<Identity> {
         let link = self.db.link(user).await?.ok_or(ServiceError::NotLinked)?;
+        if let Some(idp) = &self.config.idp {
+            let max_age = match purpose {
+                Purpose::Request => idp.link_max_age,
+                Purpose::Decide => idp.groups_max_age.min(idp.link_max_age),
+            };
+            if link.confirmed_at().plus(max_age) < now {
+                if link.refresh_token.is_some() {
+                    self.schedule_refresh(user, now).await?;
+                    return Err(ServiceError::GroupsRefreshing);
+                }
+                return Err(ServiceError::SignInRequired {
+                    reason: format!(
+                        "your sign-in with {} is more than {} old; sign in again to continue",
+                        idp.display_name,
+                        humantime::format_duration(max_age)
+                    ),
+                    max_age: None,
+                });
+            }
+            if let Some(step_up) = step_up {
+                let recent = link.auth_time().is_some_and(|t| t.plus(step_up) >= now);
+                if !recent {
+                    return Err(ServiceError::SignInRequired {
+                        reason: format!(
+                            "this role needs you to have signed in with {} within the last {}; sign in again to continue",
+                            idp.display_name,
+                            humantime::format_duration(step_up)
+                        ),
+                        max_age: Some(step_up),
+                    });
+                }
+            }
+        }
         Ok(link.identity()?)
+    }
+
+    /// Schedules one group refresh for `user`, unless one is already queued or running.
+    async fn schedule_refresh(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
+        let payload = serde_json::to_string(&crate::jobs::PersonPayload {
+            team_id: user.team_id().to_owned(),
+            user_id: user.user_id().to_owned(),
+            text: None,
+        })
+        .unwrap_or_default();
+        let mut tx = self.db.begin().await?;
+        if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
+            tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
+        }
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Issues a single-use sign-in link token for `user` (stored hashed),
+    /// valid for [`LINK_TOKEN_TTL`]. `max_age` asks the IdP for a fresh
+    /// authentication (step-up).
+    pub async fn start_link(
+        &self,
+        user: &SlackUser,
+        max_age: Option<Duration>,
+        now: Timestamp,
+    ) -> ServiceResult<String> {
+        let token = crate::idp::random_token();
+        let max_age_ms = max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.db
+            .insert_link_token(&crate::idp::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
+            .await?;
+        Ok(token)
+    }
+
+    /// Stores the link a verified OIDC sign-in established, consuming its
+    /// link token; DMs the person the result.
+    pub async fn link_from_oidc(
+        &self,
+        token_hash: &str,
+        identity: &Identity,
+        auth_time: Option<Timestamp>,
+        sealed_refresh_token: Option<&str>,
+        now: Timestamp,
+    ) -> ServiceResult<()> {
+        let mut tx = self.db.begin().await?;
+        if !tx.consume_link_token(token_hash, now).await? {
+            tx.rollback().await?;
+            return Err(ServiceError::NotAllowed(
+                "this sign-in link was already used or has expired; run /jit link in Slack for a new one".into(),
+            ));
+        }
+        tx.upsert_link_with(identity, "oidc", auth_time, sealed_refresh_token, now).await?;
+        let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "Linked as {} — groups: {}.",
+            identity.email,
+            if groups.is_empty() { "none".to_owned() } else { groups }
+        );
+        let payload = serde_json::to_string(&crate::jobs::PersonPayload {
+            team_id: identity.slack.team_id().to_owned(),
+            user_id: identity.slack.user_id().to_owned(),
+            text: Some(text),
+        })
+        .unwrap_or_default();
+        tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Slack(identity.slack.clone()),
+            AuditAction::LinkAdded,
+            None,
+            json!({
+                "slack": identity.slack.to_string(),
+                "issuer": identity.issuer,
+                "subject": identity.subject,
+                "email": identity.email,
+                "groups": identity.groups,
+                "auth_time": auth_time.map(|t| t.to_string()),
+                "source": "oidc",
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     fn role(&self, name: &str) -> ServiceResult<(RoleName, crate::domain::RolePolicy, String)> {
@@ -186,8 +343,9 @@ impl Service {
         {
             return Ok(existing);
         }
-        let requester = self.identity(&cmd.requester).await?;
         let (role, policy, provider) = self.role(&cmd.role)?;
+        let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
+        let requester = self.identity(&cmd.requester, Purpose::Request, step_up, now).await?;
         let duration = policy.check_request(&requester, cmd.duration, &cmd.reason)?;
         if let Some(existing) = self.db.open_request(&cmd.requester, &role).await? {
             return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
@@ -246,9 +404,16 @@ impl Service {
 
     /// Loads what a decider needs and checks the policy (again, at decision
     /// time: group membership may have changed since the request).
-    async fn check_decider(&self, id: RequestId, approver: &SlackUser) -> ServiceResult<(AccessRequest, Identity)> {
-        let approver = self.identity(approver).await?;
+    async fn check_decider(
+        &self,
+        id: RequestId,
+        approver: &SlackUser,
+        now: Timestamp,
+    ) -> ServiceResult<(AccessRequest, Identity)> {
         let request = self.load(id).await?;
+        let step_up =
+            self.config.roles.get(request.role.as_str()).filter(|r| r.approver_step_up).and_then(|r| r.step_up);
+        let approver = self.identity(approver, Purpose::Decide, step_up, now).await?;
         if request.state != RequestState::Pending {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
@@ -274,7 +439,7 @@ impl Service {
     /// already decided.
     #[tracing::instrument(skip_all, fields(request_id = id.get(), approver = %approver))]
     pub async fn approve(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<ApprovalOutcome> {
-        let (request, approver_identity) = self.check_decider(id, approver).await?;
+        let (request, approver_identity) = self.check_decider(id, approver, now).await?;
         // The requester must still be allowed to hold the role.
         let policy = self.config.role_policy(&request.role).ok_or(ServiceError::NotFound(id))?;
         match self.db.link(&request.requester).await? {
@@ -363,7 +528,7 @@ impl Service {
         reason: Option<&str>,
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
-        let (_, approver_identity) = self.check_decider(id, approver).await?;
+        let (_, approver_identity) = self.check_decider(id, approver, now).await?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let mut tx = self.db.begin().await?;
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
@@ -428,7 +593,7 @@ impl Service {
         let request = self.load(id).await?;
         let is_requester = &request.requester == actor;
         if !is_requester {
-            let actor_identity = self.identity(actor).await?;
+            let actor_identity = self.identity(actor, Purpose::Decide, None, now).await?;
             if !actor_identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
                 return Err(ServiceError::NotAllowed(format!(
                     "only the requester or a jitbot administrator can revoke request {id}"

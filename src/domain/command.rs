@@ -28,6 +28,10 @@ pub enum JitCommand {
     Cancel(RequestId),
     /// Show my identity link.
     Whoami,
+    /// Link my Slack account to the IdP.
+    Link,
+    /// Remove my link.
+    Unlink,
     /// Explain the commands.
     Help,
 }
@@ -37,7 +41,9 @@ pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for acces
 `/jit list` your requests and those waiting for your approval\n\
 `/jit revoke <id>` end access early\n\
 `/jit cancel <id>` withdraw a pending request\n\
+`/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
+`/jit unlink` remove your link\n\
 `/jit help` this help";
 
 /// Why the text is not a command; the message is for the person who typed it.
@@ -66,6 +72,8 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "help" | "?" => Ok(JitCommand::Help),
         "list" | "ls" => Ok(JitCommand::List),
         "whoami" => Ok(JitCommand::Whoami),
+        "link" | "login" => Ok(JitCommand::Link),
+        "unlink" => Ok(JitCommand::Unlink),
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
         "request" | "req" => {

@@ -47,6 +47,15 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(200).collect()
 }
 
+/// What jitbot reads from a Slack profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackProfile {
+    /// Display name (or real name, or handle).
+    pub display_name: String,
+    /// Profile email, when visible to the app.
+    pub email: Option<String>,
+}
+
 /// The Web API client.
 #[derive(Clone)]
 pub struct SlackApi {
@@ -106,6 +115,24 @@ impl SlackApi {
         Ok(())
     }
 
+    /// A user's display name and profile email (`users.info`; the email needs
+    /// the `users:read.email` scope).
+    pub async fn user_profile(&self, user_id: &str) -> Result<SlackProfile, SlackApiError> {
+        let req = SlackApiUsersInfoRequest::new(SlackUserId(user_id.to_owned()));
+        let session = self.client.open_session(&self.token);
+        let user = session.users_info(&req).await.map_err(describe)?.user;
+        let (display, real, email) = match user.profile {
+            Some(p) => (p.display_name, p.real_name, p.email.map(|e| e.0)),
+            None => (None, None, None),
+        };
+        let display_name = [display, real, user.name]
+            .into_iter()
+            .flatten()
+            .find(|n| !n.is_empty())
+            .unwrap_or_else(|| user_id.to_owned());
+        Ok(SlackProfile { display_name, email })
+    }
+
     /// Whether `url` is a `response_url` jitbot may follow.
     pub fn response_url_allowed(&self, url: &str) -> bool {
         let Ok(u) = reqwest::Url::parse(url) else { return false };
@@ -116,14 +143,22 @@ impl SlackApi {
 
     /// Sends an ephemeral answer to the person who acted, through the
     /// `response_url` of their interaction. Any other host is refused.
-    pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), SlackApiError> {
+    pub async fn respond(
+        &self,
+        response_url: &str,
+        text: &str,
+        blocks: &[serde_json::Value],
+    ) -> Result<(), SlackApiError> {
         if !self.response_url_allowed(response_url) {
             return Err(SlackApiError {
                 message: "response_url is not on Slack's hooks host".into(),
                 retry_after: None,
             });
         }
-        let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        let mut body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        if !blocks.is_empty() {
+            body["blocks"] = serde_json::Value::Array(blocks.to_vec());
+        }
         let resp = self.http.post(response_url).json(&body).send().await.map_err(|e| SlackApiError {
             message: format!("cannot reach the response_url: {}", if e.is_timeout() { "timed out" } else { "failed" }),
             retry_after: None,

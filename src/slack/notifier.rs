@@ -83,4 +83,10 @@ impl Notifier for SlackNotifier {
         }
         Ok(())
     }
+
+    async fn direct_message(&self, user: &crate::domain::SlackUser, text: &str) -> Result<(), NotifyError> {
+        let msg = views::Message { text: text.to_owned(), blocks: Vec::new() };
+        self.api.post_message(user.user_id(), &msg).await?;
+        Ok(())
+    }
 }

@@ -107,8 +107,77 @@ fn is_retry(headers: &HeaderMap) -> bool {
     headers.contains_key("x-slack-retry-num")
 }
 
-fn ephemeral(text: String) -> Response {
-    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
+/// An ephemeral answer: text, and sometimes a sign-in button.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// The text (also the fallback when there are blocks).
+    pub text: String,
+    /// Block Kit blocks, when the answer has a button.
+    pub blocks: Vec<serde_json::Value>,
+}
+
+impl From<String> for Reply {
+    fn from(text: String) -> Self {
+        Self { text, blocks: Vec::new() }
+    }
+}
+
+fn ephemeral(reply: impl Into<Reply>) -> Response {
+    let reply = reply.into();
+    if reply.blocks.is_empty() {
+        Json(json!({"response_type": "ephemeral", "text": reply.text})).into_response()
+    } else {
+        Json(json!({"response_type": "ephemeral", "text": reply.text, "blocks": reply.blocks})).into_response()
+    }
+}
+
+/// A message with a "Sign in" button carrying a fresh single-use link token.
+async fn sign_in_reply(
+    state: &SlackState,
+    user: &SlackUser,
+    text: String,
+    max_age: Option<std::time::Duration>,
+) -> Reply {
+    let Some(idp) = &state.config.idp else { return text.into() };
+    let now = state.clock.now();
+    let token = match state.service.start_link(user, max_age, now).await {
+        Ok(t) => t,
+        Err(e) => return explain(&e, user).into(),
+    };
+    let url = format!("{}/oidc/link/{token}", state.config.server.public_url.trim_end_matches('/'));
+    let label = super::views::truncate(&format!("Sign in with {}", idp.display_name), 75);
+    Reply {
+        blocks: vec![
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": super::views::fit(&escape(&text), 3000)}}),
+            json!({"type": "actions", "elements": [{"type": "button", "action_id": "sign_in", "url": url, "style": "primary",
+                "text": {"type": "plain_text", "text": label}}]}),
+            json!({"type": "context", "elements": [{"type": "mrkdwn", "text": "The link works once, for 10 minutes, and only for you."}]}),
+        ],
+        text: format!("{text} {url}"),
+    }
+}
+
+/// Explains a refusal, offering a sign-in button when signing in fixes it.
+async fn answer_error(state: &SlackState, e: &ServiceError, user: &SlackUser) -> Reply {
+    match e {
+        ServiceError::SignInRequired { reason, max_age } => {
+            let mut text = reason.clone();
+            if let Some(first) = text.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            sign_in_reply(state, user, format!("{text}."), *max_age).await
+        }
+        ServiceError::NotLinked if state.config.idp.is_some() => {
+            sign_in_reply(
+                state,
+                user,
+                "You have not linked your Slack account to your company identity yet, so jitbot cannot check your groups. Sign in once to link it.".into(),
+                None,
+            )
+            .await
+        }
+        other => explain(other, user).into(),
+    }
 }
 
 async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
@@ -116,7 +185,7 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
     let cmd = payloads::parse_command(&body).map_err(Refusal::Malformed)?;
     if cmd.team_id != state.slack().team_id {
         tracing::warn!(team = %cmd.team_id, "slash command from another workspace refused");
-        return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".into()));
+        return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".to_owned()));
     }
     let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
     Ok(ephemeral(run_command(&state, &user, &cmd).await))
@@ -141,15 +210,32 @@ fn explain(e: &ServiceError, user: &SlackUser) -> String {
     }
 }
 
-async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -> String {
+async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -> Reply {
     let parsed = match command::parse(&cmd.text) {
         Ok(c) => c,
-        Err(e) => return e.0,
+        Err(e) => return e.0.into(),
     };
     let now = state.clock.now();
     let service = &state.service;
     match parsed {
-        JitCommand::Help => help(state, user).await,
+        JitCommand::Help => help(state, user).await.into(),
+        JitCommand::Link => match &state.config.idp {
+            Some(idp) => {
+                sign_in_reply(
+                    state,
+                    user,
+                    format!("Link your Slack account to {} so jitbot can check your groups.", idp.display_name),
+                    None,
+                )
+                .await
+            }
+            None => "Linking through an identity provider is not set up here; ask a jitbot administrator to link you with `jitbot link add`.".to_owned().into(),
+        },
+        JitCommand::Unlink => match state.service.remove_link(user, &crate::audit::Actor::Slack(user.clone()), now).await {
+            Ok(true) => "Your link was removed. Run `/jit link` to link again.".to_owned().into(),
+            Ok(false) => "You have no link.".to_owned().into(),
+            Err(e) => explain(&e, user).into(),
+        },
         JitCommand::Request { role, duration, reason } => {
             let request = RequestCommand {
                 requester: user.clone(),
@@ -173,11 +259,12 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                         r.role,
                         r.duration
                     )
+                    .into()
                 }
-                Err(e) => explain(&e, user),
+                Err(e) => answer_error(state, &e, user).await,
             }
         }
-        JitCommand::List => list(state, user).await,
+        JitCommand::List => list(state, user).await.into(),
         JitCommand::Revoke(id) => match service.revoke(id, user, now).await {
             Ok(r) if &r.requester == user => {
                 format!(
@@ -185,15 +272,17 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                     r.role,
                     id.get()
                 )
+                .into()
             }
             Ok(r) => {
                 format!("Revoking <@{}>'s `{}` access (request #{}) now.", r.requester.user_id(), r.role, id.get())
+                    .into()
             }
-            Err(e) => explain(&e, user),
+            Err(e) => answer_error(state, &e, user).await,
         },
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
-            Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role),
-            Err(e) => explain(&e, user),
+            Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
+            Err(e) => explain(&e, user).into(),
         },
         JitCommand::Whoami => match service.db().link(user).await {
             Ok(Some(link)) => format!(
@@ -203,9 +292,10 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                 escape(&link.issuer),
                 link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
                 slack_date(link.confirmed_at())
-            ),
-            Ok(None) => explain(&ServiceError::NotLinked, user),
-            Err(e) => explain(&ServiceError::from(e), user),
+            )
+            .into(),
+            Ok(None) => answer_error(state, &ServiceError::NotLinked, user).await,
+            Err(e) => explain(&ServiceError::from(e), user).into(),
         },
     }
 }
@@ -298,34 +388,34 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
     for action in &interaction.actions {
         let Some(id) = action.value.as_deref().and_then(RequestId::parse) else { continue };
         let now = state.clock.now();
-        let answer = match action.action_id.as_str() {
+        let answer: Option<Reply> = match action.action_id.as_str() {
             "approve" => match state.service.approve(id, &user, now).await {
-                Ok(ApprovalOutcome::Approved(r)) => Some(format!(
+                Ok(ApprovalOutcome::Approved(r)) => Some(Reply::from(format!(
                     "You approved request #{}: granting <@{}> `{}` for {} now.",
                     id.get(),
                     r.requester.user_id(),
                     r.role,
                     r.duration
-                )),
-                Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(format!(
+                ))),
+                Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(Reply::from(format!(
                     "Your approval of request #{} is recorded ({approvals} of {}).",
                     id.get(),
                     request.approvals_required
-                )),
+                ))),
                 Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
-                Err(e) => Some(explain(&e, &user)),
+                Err(e) => Some(answer_error(&state, &e, &user).await),
             },
             "deny" => match state.service.deny(id, &user, None, now).await {
-                Ok(_) => Some(format!("You denied request #{}.", id.get())),
+                Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
                 Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
-                Err(e) => Some(explain(&e, &user)),
+                Err(e) => Some(answer_error(&state, &e, &user).await),
             },
             _ => None,
         };
-        if let (Some(text), Some(url)) = (answer, interaction.response_url.clone()) {
+        if let (Some(reply), Some(url)) = (answer, interaction.response_url.clone()) {
             let api = state.api.clone();
             tokio::spawn(async move {
-                if let Err(e) = api.respond(&url, &text).await {
+                if let Err(e) = api.respond(&url, &reply.text, &reply.blocks).await {
                     tracing::warn!(error = %e, "could not answer the click");
                 }
             });

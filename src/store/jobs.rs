@@ -130,6 +130,21 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Whether a job of `kind` with exactly `payload` is queued or running
+    /// (one refresh per person at a time).
+    pub async fn person_job_pending(&mut self, kind: &str, payload: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state IN ('queued', 'running')",
+            )
+            .bind(kind)
+            .bind(payload)
+            .fetch_one(c)
+            .await?
+        });
+        Ok(n > 0)
+    }
+
     /// Makes the queued revocation of a request due at once (early revoke).
     pub async fn expedite_revoke(&mut self, request: RequestId, now: Timestamp) -> StoreResult<()> {
         on_conn!(tx self, |c| {

@@ -29,6 +29,8 @@ pub struct LinkRow {
     pub confirmed_at: i64,
     /// When the link was first made.
     pub created_at: i64,
+    /// The IdP refresh token, encrypted (see `crate::idp::TokenCipher`).
+    pub refresh_token: Option<String>,
 }
 
 impl LinkRow {
@@ -53,21 +55,40 @@ impl LinkRow {
     pub fn confirmed_at(&self) -> Timestamp {
         Timestamp::from_millis(self.confirmed_at)
     }
+
+    /// When the person last authenticated at the IdP, if known.
+    pub fn auth_time(&self) -> Option<Timestamp> {
+        self.auth_time.map(Timestamp::from_millis)
+    }
 }
 
 impl Tx {
     /// Creates or replaces the link of `identity.slack`.
     pub async fn upsert_link(&mut self, identity: &Identity, source: &str, now: Timestamp) -> StoreResult<()> {
+        self.upsert_link_with(identity, source, None, None, now).await
+    }
+
+    /// Creates or replaces a link with its IdP `auth_time` and encrypted
+    /// refresh token (OIDC sign-in).
+    pub async fn upsert_link_with(
+        &mut self,
+        identity: &Identity,
+        source: &str,
+        auth_time: Option<Timestamp>,
+        refresh_token: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let groups = serde_json::to_string(&identity.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         on_conn!(tx self, |c| {
             sqlx::query(
                 "INSERT INTO identity_links
-                   (team_id, user_id, issuer, subject, email, groups_json, source, auth_time, confirmed_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)
+                   (team_id, user_id, issuer, subject, email, groups_json, source, auth_time, confirmed_at, created_at,
+                    refresh_token)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10)
                  ON CONFLICT (team_id, user_id) DO UPDATE SET
                    issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
-                   groups_json = excluded.groups_json, source = excluded.source,
-                   confirmed_at = excluded.confirmed_at",
+                   groups_json = excluded.groups_json, source = excluded.source, auth_time = excluded.auth_time,
+                   confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token",
             )
             .bind(identity.slack.team_id())
             .bind(identity.slack.user_id())
@@ -77,6 +98,8 @@ impl Tx {
             .bind(&groups)
             .bind(source)
             .bind(now.millis())
+            .bind(auth_time.map(Timestamp::millis))
+            .bind(refresh_token)
             .execute(c)
             .await?;
         });

@@ -13,6 +13,7 @@
 mod audit_rows;
 mod jobs;
 mod links;
+mod oidc;
 mod requests;
 mod slack_cards;
 
@@ -26,6 +27,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 pub use audit_rows::{AuditHead, AuditRow};
 pub use jobs::{JobRow, JobState};
 pub use links::LinkRow;
+pub use oidc::{LinkTokenRow, LoginRow};
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
 pub use slack_cards::CardRow;
 

@@ -1,0 +1,534 @@
+//! Identity federation over OpenID Connect: discovery, the authorization
+//! code flow with PKCE, ID token verification, groups from the ID token or
+//! userinfo, and refresh.
+//!
+//! What lives elsewhere: the browser-facing pages ([`routes`]), the link
+//! rows ([`crate::store`]), and the rules that use links
+//! ([`crate::service`]).
+
+pub mod routes;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce as AesNonce};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AdditionalClaims, AuthenticationFlow, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
+    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse as _,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
+
+use crate::clock::SharedClock;
+use crate::config::IdpConfig;
+use crate::domain::Timestamp;
+
+/// Every claim the IdP sent beyond the standard ones; the groups claim is
+/// read from here by its configured name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraClaims {
+    /// Claim name to value.
+    #[serde(flatten)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AdditionalClaims for ExtraClaims {}
+
+type Fields = IdTokenFields<
+    ExtraClaims,
+    EmptyExtraTokenFields,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+type Tokens = StandardTokenResponse<Fields, CoreTokenType>;
+type OidcClient = Client<
+    ExtraClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    Tokens,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// A fresh random token, URL-safe: link tokens, states, browser bindings.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// How tokens are stored: hex SHA-256. A leaked table gives nobody a usable token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Encrypts refresh tokens at rest (AES-256-GCM, random nonce per value).
+#[derive(Clone)]
+pub struct TokenCipher(Aes256Gcm);
+
+impl TokenCipher {
+    /// Builds the cipher from base64 of 32 bytes.
+    pub fn from_base64(key: &str) -> Result<Self, String> {
+        let bytes =
+            STANDARD.decode(key.trim()).map_err(|_| "must be base64 (e.g. `openssl rand -base64 32`)".to_owned())?;
+        if bytes.len() != 32 {
+            return Err(format!("must decode to 32 bytes, not {}", bytes.len()));
+        }
+        Aes256Gcm::new_from_slice(&bytes).map(Self).map_err(|_| "invalid key".to_owned())
+    }
+
+    /// Encrypts; the output is `base64(nonce || ciphertext)`.
+    pub fn seal(&self, plain: &str) -> Result<String, String> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .0
+            .encrypt(AesNonce::from_slice(&nonce), plain.as_bytes())
+            .map_err(|_| "encryption failed".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(STANDARD.encode(out))
+    }
+
+    /// Decrypts what [`TokenCipher::seal`] produced.
+    pub fn open(&self, sealed: &str) -> Result<String, String> {
+        let bytes = STANDARD.decode(sealed).map_err(|_| "not base64".to_owned())?;
+        if bytes.len() < 13 {
+            return Err("too short".into());
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let plain = self.0.decrypt(AesNonce::from_slice(nonce), ct).map_err(|_| "wrong key or tampered".to_owned())?;
+        String::from_utf8(plain).map_err(|_| "not UTF-8".to_owned())
+    }
+}
+
+/// Why a sign-in failed. Messages are shown on the error page: they never
+/// carry codes, tokens or secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// Discovery or a network call to the IdP failed.
+    #[error("the identity provider cannot be reached right now ({0}); please try again later")]
+    Unavailable(String),
+    /// The IdP refused the code exchange (wrong or reused code, PKCE mismatch).
+    #[error("the identity provider refused the sign-in ({0})")]
+    Refused(String),
+    /// The ID token failed verification.
+    #[error("the identity provider's answer could not be verified: {0}")]
+    Invalid(String),
+    /// The IdP said the refresh token is no longer valid.
+    #[error("the identity provider ended this sign-in")]
+    InvalidGrant,
+}
+
+/// What a verified sign-in or refresh established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    /// `iss`.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+    /// The email, if the IdP sent one.
+    pub email: Option<String>,
+    /// Whether the IdP verified that email.
+    pub email_verified: bool,
+    /// Groups from the configured claim.
+    pub groups: BTreeSet<String>,
+    /// When the person authenticated at the IdP.
+    pub auth_time: Option<Timestamp>,
+    /// A refresh token, when the IdP issued one.
+    pub refresh_token: Option<String>,
+}
+
+/// A login waiting for the IdP to send the browser back.
+#[derive(Debug, Clone)]
+pub struct StartedLogin {
+    /// Where to send the browser.
+    pub authorize_url: String,
+    /// The `state` value (stored hashed).
+    pub state: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier.
+    pub pkce_verifier: String,
+}
+
+/// The OpenID Connect client. Discovery happens at start-up and again when
+/// it failed before or an ID token names an unknown signing key.
+pub struct Oidc {
+    config: IdpConfigView,
+    http: openidconnect::reqwest::Client,
+    client: RwLock<Option<Arc<OidcClient>>>,
+    clock: SharedClock,
+}
+
+/// The parts of `[idp]` the client needs, copied so the client owns them.
+#[derive(Debug, Clone)]
+struct IdpConfigView {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    groups_claim: String,
+    scopes: Vec<String>,
+    redirect_url: String,
+}
+
+fn groups_from(claims: &ExtraClaims, name: &str) -> Option<BTreeSet<String>> {
+    match claims.claims.get(name)? {
+        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+        serde_json::Value::String(s) => {
+            Some(s.split([',', ' ']).filter(|g| !g.is_empty()).map(str::to_owned).collect())
+        }
+        _ => None,
+    }
+}
+
+/// openidconnect speaks chrono; this is the one conversion point.
+fn chrono_of(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.millis()).unwrap_or_default()
+}
+
+impl Oidc {
+    /// Builds the client; discovery is attempted by [`Oidc::discover`].
+    pub fn new(config: &IdpConfig, public_url: &str, clock: SharedClock) -> anyhow::Result<Self> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            config: IdpConfigView {
+                issuer: config.issuer.clone(),
+                client_id: config.client_id.clone(),
+                client_secret: config.client_secret.expose().to_owned(),
+                groups_claim: config.groups_claim.clone(),
+                scopes: config.scopes.clone(),
+                redirect_url: format!("{}/oidc/callback", public_url.trim_end_matches('/')),
+            },
+            http,
+            client: RwLock::new(None),
+            clock,
+        })
+    }
+
+    /// Fetches the discovery document and keys. Failure is reported and
+    /// retried on the next sign-in; the rest of the bot keeps working.
+    pub async fn discover(&self) -> Result<Arc<OidcClient>, OidcError> {
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("discovery failed: {}", short(&e))))?;
+        let redirect =
+            RedirectUrl::new(self.config.redirect_url.clone()).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        // Build through the core client type, then re-type with our claims.
+        let client: OidcClient = Client::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.client_id.clone()),
+            Some(ClientSecret::new(self.config.client_secret.clone())),
+        )
+        .set_redirect_uri(redirect);
+        let client = Arc::new(client);
+        *self.client.write().await = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn client(&self) -> Result<Arc<OidcClient>, OidcError> {
+        if let Some(c) = self.client.read().await.clone() {
+            return Ok(c);
+        }
+        self.discover().await
+    }
+
+    /// Starts a login: a fresh `state`, nonce and PKCE pair. `max_age`
+    /// forces a fresh authentication (step-up).
+    pub async fn start(&self, max_age: Option<Duration>) -> Result<StartedLogin, OidcError> {
+        let client = self.client().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
+            req = req.add_scope(Scope::new(scope.clone()));
+        }
+        if self.config.scopes.iter().any(|s| s == "offline_access") {
+            // Refresh tokens are only issued after explicit consent.
+            req = req.add_prompt(CoreAuthPrompt::Consent);
+        }
+        if let Some(max_age) = max_age {
+            req = req.set_max_age(max_age);
+        }
+        let (url, state, nonce) = req.url();
+        Ok(StartedLogin {
+            authorize_url: url.to_string(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// Exchanges the code, verifies the ID token (signature, `iss`, `aud`,
+    /// `exp`, `nonce`, `at_hash`, and `auth_time` against `max_age`) and
+    /// reads the groups, from userinfo when the ID token lacks them.
+    pub async fn finish(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+        max_age: Option<Duration>,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        let client = self.client().await?;
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| OidcError::Invalid(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| describe_token_error(&e))?;
+        self.identity_from(client, &tokens, Some(nonce), max_age).await
+    }
+
+    /// Uses a refresh token to re-read the person's groups.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<VerifiedIdentity, OidcError> {
+        let client = self.client().await?;
+        let tokens = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+            .map_err(|e| OidcError::Invalid(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match describe_token_error(&e) {
+                OidcError::Refused(msg) if msg.contains("invalid_grant") => OidcError::InvalidGrant,
+                other => other,
+            })?;
+        let mut identity = self.identity_from(client, &tokens, None, None).await?;
+        if identity.refresh_token.is_none() {
+            // The IdP kept the old one (no rotation).
+            identity.refresh_token = Some(refresh_token.to_owned());
+        }
+        Ok(identity)
+    }
+
+    async fn identity_from(
+        &self,
+        mut client: Arc<OidcClient>,
+        tokens: &Tokens,
+        nonce: Option<&str>,
+        max_age: Option<Duration>,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        let id_token = tokens.id_token().ok_or_else(|| OidcError::Invalid("no ID token in the response".into()))?;
+        let now = self.clock.now();
+        let mut rediscovered = false;
+        let claims = loop {
+            let mut verifier = client.id_token_verifier().set_time_fn(move || chrono_of(now));
+            if let Some(max_age) = max_age {
+                verifier = verifier.set_auth_time_verifier_fn(move |auth_time| match auth_time {
+                    Some(t)
+                        if now.millis() - t.timestamp_millis()
+                            <= i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX) =>
+                    {
+                        Ok(())
+                    }
+                    Some(_) => Err("you signed in too long ago for this role; sign in again".to_owned()),
+                    None => Err("the identity provider did not say when you signed in".to_owned()),
+                });
+            }
+            let expected_nonce = nonce.map(|n| Nonce::new(n.to_owned()));
+            let result = match &expected_nonce {
+                Some(n) => id_token.claims(&verifier, n).cloned(),
+                // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
+                None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())).cloned(),
+            };
+            drop(verifier);
+            match result {
+                Ok(c) => break c,
+                Err(openidconnect::ClaimsVerificationError::SignatureVerification(
+                    openidconnect::SignatureVerificationError::NoMatchingKey,
+                )) if !rediscovered => {
+                    // The IdP rotated its keys: fetch them once more.
+                    rediscovered = true;
+                    client = self.discover().await?;
+                }
+                Err(e) => return Err(OidcError::Invalid(describe_claims_error(&e))),
+            }
+        };
+        if let Some(expected) = claims.access_token_hash() {
+            let verifier = client.id_token_verifier();
+            let alg = id_token.signing_alg().map_err(|e| OidcError::Invalid(e.to_string()))?;
+            let key = id_token.signing_key(&verifier).map_err(|e| OidcError::Invalid(e.to_string()))?;
+            let actual = openidconnect::AccessTokenHash::from_token(tokens.access_token(), alg, key)
+                .map_err(|e| OidcError::Invalid(e.to_string()))?;
+            if &actual != expected {
+                return Err(OidcError::Invalid("the access token does not match the ID token's at_hash".into()));
+            }
+        }
+        let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim);
+        let mut email = claims.email().map(|e| e.as_str().to_owned());
+        let mut email_verified = claims.email_verified().unwrap_or(false);
+        if groups.is_none() || email.is_none() {
+            // Some IdPs put scope claims only in userinfo.
+            let info: openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim> = client
+                .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
+                .map_err(|e| OidcError::Invalid(e.to_string()))?
+                .request_async(&self.http)
+                .await
+                .map_err(|e| OidcError::Unavailable(format!("userinfo failed: {}", short(&e))))?;
+            if groups.is_none() {
+                groups = groups_from(info.additional_claims(), &self.config.groups_claim);
+            }
+            if email.is_none() {
+                email = info.email().map(|e| e.as_str().to_owned());
+                email_verified = info.email_verified().unwrap_or(false);
+            }
+        }
+        Ok(VerifiedIdentity {
+            issuer: claims.issuer().as_str().to_owned(),
+            subject: claims.subject().as_str().to_owned(),
+            email,
+            email_verified,
+            groups: groups.unwrap_or_default(),
+            auth_time: claims.auth_time().map(|t| Timestamp::from_millis(t.timestamp_millis())),
+            refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+        })
+    }
+}
+
+fn short(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg.chars().take(300).collect()
+}
+
+fn describe_token_error<RE: std::error::Error + 'static>(
+    e: &openidconnect::RequestTokenError<RE, StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+) -> OidcError {
+    match e {
+        openidconnect::RequestTokenError::ServerResponse(r) => OidcError::Refused(r.error().as_ref().to_owned()),
+        openidconnect::RequestTokenError::Request(inner) => OidcError::Unavailable(short(inner)),
+        other => OidcError::Refused(short(other)),
+    }
+}
+
+fn describe_claims_error(e: &openidconnect::ClaimsVerificationError) -> String {
+    use openidconnect::ClaimsVerificationError as E;
+    match e {
+        E::Expired(_) => "the ID token has expired".into(),
+        E::InvalidAudience(_) => "the ID token was issued for another application (audience)".into(),
+        E::InvalidIssuer(_) => "the ID token comes from another issuer".into(),
+        E::InvalidNonce(_) => "the ID token does not belong to this sign-in (nonce mismatch)".into(),
+        E::InvalidAuthTime(msg) => msg.clone(),
+        E::SignatureVerification(_) => "the ID token's signature is not valid".into(),
+        other => short(other),
+    }
+}
+
+/// Re-reads groups with stored refresh tokens (the `refresh_link` job).
+pub struct IdpRefresher {
+    /// The OIDC client.
+    pub oidc: Arc<Oidc>,
+    /// Decrypts and re-encrypts refresh tokens.
+    pub cipher: Option<TokenCipher>,
+    /// Where links live.
+    pub db: crate::store::Db,
+}
+
+impl IdpRefresher {
+    async fn end_link(&self, user: &crate::domain::SlackUser, why: &str, now: Timestamp) -> Result<(), String> {
+        let store = |e: crate::store::StoreError| e.to_string();
+        let mut tx = self.db.begin().await.map_err(store)?;
+        if tx.delete_link(user).await.map_err(store)? {
+            let payload = serde_json::to_string(&crate::jobs::PersonPayload {
+                team_id: user.team_id().to_owned(),
+                user_id: user.user_id().to_owned(),
+                text: Some(format!(
+                    "Your jitbot link ended: {why}. Run /jit link to sign in again before you request or approve access."
+                )),
+            })
+            .unwrap_or_default();
+            tx.insert_job(crate::jobs::JobKind::DirectMessage.name(), None, &payload, now, now).await.map_err(store)?;
+            crate::audit::append(
+                &mut tx,
+                now,
+                &crate::audit::Actor::System,
+                crate::audit::AuditAction::LinkRemoved,
+                None,
+                serde_json::json!({"slack": user.to_string(), "reason": why}),
+            )
+            .await
+            .map_err(store)?;
+        }
+        tx.commit().await.map_err(store)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::LinkRefresher for IdpRefresher {
+    async fn refresh(&self, user: &crate::domain::SlackUser, now: Timestamp) -> Result<(), String> {
+        let store = |e: crate::store::StoreError| e.to_string();
+        let Some(link) = self.db.link(user).await.map_err(store)? else { return Ok(()) };
+        let Some(sealed) = link.refresh_token.as_deref() else { return Ok(()) };
+        let Some(cipher) = &self.cipher else { return Err("no token_encryption_key configured".into()) };
+        let Ok(token) = cipher.open(sealed) else {
+            return self.end_link(user, "its stored sign-in could not be read (the encryption key changed)", now).await;
+        };
+        match self.oidc.refresh(&token).await {
+            Ok(fresh) if fresh.subject != link.subject => {
+                self.end_link(user, "the identity provider returned a different identity", now).await
+            }
+            Ok(fresh) => {
+                let groups_json = serde_json::to_string(&fresh.groups).map_err(|e| e.to_string())?;
+                let sealed = fresh.refresh_token.as_deref().map(|t| cipher.seal(t)).transpose()?;
+                let before = link.groups().map_err(store)?;
+                let mut tx = self.db.begin().await.map_err(store)?;
+                tx.confirm_link(user, &groups_json, fresh.auth_time.map(Timestamp::millis), sealed.as_deref(), now)
+                    .await
+                    .map_err(store)?;
+                crate::audit::append(
+                    &mut tx,
+                    now,
+                    &crate::audit::Actor::System,
+                    crate::audit::AuditAction::LinkRefreshed,
+                    None,
+                    serde_json::json!({"slack": user.to_string(), "groups_before": before, "groups": fresh.groups}),
+                )
+                .await
+                .map_err(store)?;
+                tx.commit().await.map_err(store)
+            }
+            Err(OidcError::InvalidGrant) => {
+                self.end_link(user, "the identity provider no longer accepts your sign-in", now).await
+            }
+            // An outage: keep the link, retry later; decisions meanwhile are refused.
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

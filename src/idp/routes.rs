@@ -1,0 +1,310 @@
+//! The browser side of linking: `GET /oidc/link/{token}` (a confirmation
+//! page that changes nothing, so link scanners use up nothing), `POST
+//! /oidc/start` (binds the login to this browser with a cookie and sends it
+//! to the IdP), `GET /oidc/callback` (verifies everything and stores the
+//! link). Every failure is a small error page that says what to do; codes,
+//! tokens and secrets never appear in pages or logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Oidc, TokenCipher, hash_token, random_token};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::domain::{Identity, SlackUser, Timestamp};
+use crate::service::{LINK_TOKEN_TTL, Service, ServiceError};
+use crate::slack::SlackApi;
+use crate::store::LoginRow;
+
+/// The cookie that ties a login to the browser that started it.
+pub const BROWSER_COOKIE: &str = "jitbot_login";
+
+/// What the OIDC pages share.
+#[derive(Clone)]
+pub struct IdpState {
+    /// The OIDC client.
+    pub oidc: Arc<Oidc>,
+    /// The use cases.
+    pub service: Service,
+    /// Time.
+    pub clock: SharedClock,
+    /// Config (display name, email rule, public URL).
+    pub config: Arc<Config>,
+    /// Slack, for the profile email and display name.
+    pub slack: SlackApi,
+    /// Encrypts refresh tokens at rest.
+    pub cipher: Option<TokenCipher>,
+}
+
+/// Mounts `/oidc/*`.
+pub fn router(state: IdpState) -> Router {
+    Router::new()
+        .route("/oidc/link/{token}", get(confirm_page))
+        .route("/oidc/start", post(start))
+        .route("/oidc/callback", get(callback))
+        .with_state(state)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t} · jitbot</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}\
+         button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    let mut resp = (status, Html(html)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn error_page(status: StatusCode, what: &str) -> Response {
+    page(
+        status,
+        "Sign-in did not work",
+        &format!(
+            "<p>{}</p><p>Nothing was changed. Run <code>/jit link</code> in Slack to start again.</p>",
+            escape(what)
+        ),
+    )
+}
+
+/// Checks a link token without using it up.
+async fn check_token(state: &IdpState, token: &str, now: Timestamp) -> Result<(SlackUser, Option<Duration>), Response> {
+    let row = state.service.db().link_token(&hash_token(token)).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read link token");
+        error_page(StatusCode::SERVICE_UNAVAILABLE, "jitbot cannot read its database right now; please try again.")
+    })?;
+    let Some(row) = row else {
+        return Err(error_page(StatusCode::NOT_FOUND, "This sign-in link is not valid."));
+    };
+    if row.used_at.is_some() {
+        return Err(error_page(StatusCode::GONE, "This sign-in link was already used."));
+    }
+    if row.expires_at <= now.millis() {
+        return Err(error_page(StatusCode::GONE, "This sign-in link has expired (links work for 10 minutes)."));
+    }
+    let user = SlackUser::parse(&row.team_id, &row.user_id)
+        .map_err(|_| error_page(StatusCode::INTERNAL_SERVER_ERROR, "This sign-in link is damaged."))?;
+    let max_age = row.max_age_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    Ok((user, max_age))
+}
+
+async fn confirm_page(State(state): State<IdpState>, Path(token): Path<String>) -> Response {
+    let now = state.clock.now();
+    let (user, _) = match check_token(&state, &token, now).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let name = match state.slack.user_profile(user.user_id()).await {
+        Ok(p) => p.display_name,
+        Err(_) => user.user_id().to_owned(),
+    };
+    let idp = state.config.idp.as_ref().map(|i| i.display_name.clone()).unwrap_or_default();
+    page(
+        StatusCode::OK,
+        "Link your Slack account",
+        &format!(
+            "<p>Link Slack user <strong>@{}</strong> to {}?</p>\
+             <p>jitbot will use the groups your identity provider reports to decide what you may request and approve.</p>\
+             <form method=\"post\" action=\"/oidc/start\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\" id=\"continue\">Sign in with {}</button></form>",
+            escape(&name),
+            escape(&idp),
+            escape(&token),
+            escape(&idp)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct StartForm {
+    token: String,
+}
+
+async fn start(State(state): State<IdpState>, Form(form): Form<StartForm>) -> Response {
+    let now = state.clock.now();
+    let (_, max_age) = match check_token(&state, &form.token, now).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let login = match state.oidc.start(max_age).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a sign-in");
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+    };
+    let browser = random_token();
+    let row = LoginRow {
+        token_hash: hash_token(&form.token),
+        browser_hash: hash_token(&browser),
+        nonce: login.nonce,
+        pkce_verifier: login.pkce_verifier,
+        expires_at: now.plus(LINK_TOKEN_TTL).millis(),
+        used_at: None,
+    };
+    if let Err(e) = state.service.db().insert_login(&hash_token(&login.state), &row, now).await {
+        tracing::error!(error = %e, "cannot store a sign-in");
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jitbot cannot write to its database right now; please try again.",
+        );
+    }
+    let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(&login.authorize_url), HeaderValue::from_str(&cookie)) {
+        resp.headers_mut().insert(header::LOCATION, location);
+        resp.headers_mut().insert(header::SET_COOKIE, cookie);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == BROWSER_COOKIE).then(|| v.to_owned())
+    })
+}
+
+async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
+    let now = state.clock.now();
+    if let Some(error) = q.error {
+        let error: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        return error_page(StatusCode::BAD_REQUEST, &format!("The identity provider did not sign you in ({error})."));
+    }
+    let Some(st) = q.state.filter(|s| !s.is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The identity provider's answer has no state.");
+    };
+    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, "The identity provider's answer has no authorization code.");
+    };
+    let login = match state.service.db().take_login(&hash_token(&st), now).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return error_page(StatusCode::BAD_REQUEST, "This sign-in is unknown or was already completed (state).");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a sign-in");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "jitbot cannot read its database right now; please try again.",
+            );
+        }
+    };
+    if login.expires_at <= now.millis() {
+        return error_page(StatusCode::BAD_REQUEST, "This sign-in took too long and expired.");
+    }
+    let bound = browser_cookie(&headers).is_some_and(|c| hash_token(&c) == login.browser_hash);
+    if !bound {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was started in another browser. Open the link from Slack in this browser.",
+        );
+    }
+    let row = match state.service.db().link_token(&login.token_hash).await {
+        Ok(Some(r)) if r.used_at.is_none() && r.expires_at > now.millis() => r,
+        Ok(_) => return error_page(StatusCode::GONE, "This sign-in link was already used or has expired."),
+        Err(_) => {
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "jitbot cannot read its database right now; please try again.",
+            );
+        }
+    };
+    let Ok(user) = SlackUser::parse(&row.team_id, &row.user_id) else {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "This sign-in link is damaged.");
+    };
+    let max_age = row.max_age_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    let verified = match state.oidc.finish(&code, &login.pkce_verifier, &login.nonce, max_age).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(user = %user, error = %e, "sign-in refused");
+            return error_page(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let Some(email) = verified.email.clone() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The identity provider did not share your email address (scope \"email\").",
+        );
+    };
+    if !verified.email_verified {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("Your identity provider has not verified the email {email}."),
+        );
+    }
+    let require_match = state.config.idp.as_ref().is_none_or(|i| i.require_email_match);
+    if require_match {
+        match state.slack.user_profile(user.user_id()).await {
+            Ok(p) if p.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&email)) => {}
+            Ok(p) => {
+                tracing::warn!(user = %user, "sign-in email does not match the Slack profile email");
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "You signed in as {email}, but your Slack profile email is {}. Sign in with the account that matches your Slack profile.",
+                        p.email.as_deref().unwrap_or("not visible to jitbot")
+                    ),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Slack profile");
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "jitbot cannot read your Slack profile right now; please try again.",
+                );
+            }
+        }
+    }
+    let sealed = match (&verified.refresh_token, &state.cipher) {
+        (Some(t), Some(cipher)) => cipher.seal(t).ok(),
+        _ => None,
+    };
+    let identity = Identity {
+        slack: user.clone(),
+        issuer: verified.issuer.clone(),
+        subject: verified.subject.clone(),
+        email: email.clone(),
+        groups: verified.groups.clone(),
+    };
+    match state.service.link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), now).await {
+        Ok(()) => {}
+        Err(ServiceError::NotAllowed(msg)) => return error_page(StatusCode::GONE, &msg),
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+    let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
+    page(
+        StatusCode::OK,
+        "Linked",
+        &format!(
+            "<p id=\"result\">Linked as {} — groups: {}. You can close this tab.</p>",
+            escape(&email),
+            escape(if groups.is_empty() { "none" } else { &groups })
+        ),
+    )
+}

@@ -1,0 +1,158 @@
+//! Rows of the OIDC linking flow: link tokens and in-flight logins. Tokens
+//! and states are only ever stored as hashes.
+
+use crate::domain::{SlackUser, Timestamp};
+
+use super::{Db, StoreResult, Tx, on_conn};
+
+/// A link token, looked up by hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkTokenRow {
+    /// Slack workspace it was issued for.
+    pub team_id: String,
+    /// Slack user it was issued for.
+    pub user_id: String,
+    /// Required freshness of the IdP authentication (step-up), if any.
+    pub max_age_ms: Option<i64>,
+    /// When it stops working.
+    pub expires_at: i64,
+    /// When it was consumed.
+    pub used_at: Option<i64>,
+}
+
+/// An in-flight login, looked up by the hash of its `state`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LoginRow {
+    /// The link token it continues.
+    pub token_hash: String,
+    /// Hash of the browser-binding cookie.
+    pub browser_hash: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier for the code exchange.
+    pub pkce_verifier: String,
+    /// When it stops working.
+    pub expires_at: i64,
+    /// When its callback was used.
+    pub used_at: Option<i64>,
+}
+
+impl Db {
+    /// Stores a new link token.
+    pub async fn insert_link_token(
+        &self,
+        token_hash: &str,
+        user: &SlackUser,
+        max_age_ms: Option<i64>,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        on_conn!(db self, |c| {
+            sqlx::query(
+                "INSERT INTO link_tokens (token_hash, team_id, user_id, max_age_ms, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(token_hash)
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(max_age_ms)
+            .bind(now.millis())
+            .bind(expires_at.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Reads a link token.
+    pub async fn link_token(&self, token_hash: &str) -> StoreResult<Option<LinkTokenRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, LinkTokenRow>(
+                "SELECT team_id, user_id, max_age_ms, expires_at, used_at FROM link_tokens WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(c)
+            .await?
+        }))
+    }
+
+    /// Stores a login started in a browser.
+    pub async fn insert_login(&self, state_hash: &str, row: &LoginRow, now: Timestamp) -> StoreResult<()> {
+        on_conn!(db self, |c| {
+            sqlx::query(
+                "INSERT INTO oidc_logins (state_hash, token_hash, browser_hash, nonce, pkce_verifier, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(state_hash)
+            .bind(&row.token_hash)
+            .bind(&row.browser_hash)
+            .bind(&row.nonce)
+            .bind(&row.pkce_verifier)
+            .bind(now.millis())
+            .bind(row.expires_at)
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a login's state used and returns it, exactly once: a second
+    /// callback with the same state gets `None`.
+    pub async fn take_login(&self, state_hash: &str, now: Timestamp) -> StoreResult<Option<LoginRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, LoginRow>(
+                "UPDATE oidc_logins SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL
+                 RETURNING token_hash, browser_hash, nonce, pkce_verifier, expires_at, used_at",
+            )
+            .bind(state_hash)
+            .bind(now.millis())
+            .fetch_optional(c)
+            .await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Consumes a link token if it is unused and unexpired; `false` otherwise.
+    pub async fn consume_link_token(&mut self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE link_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now.millis())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records the groups (and rotated refresh token) a sign-in or refresh confirmed.
+    pub async fn confirm_link(
+        &mut self,
+        user: &SlackUser,
+        groups_json: &str,
+        auth_time: Option<i64>,
+        refresh_token: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE identity_links SET groups_json = $3, auth_time = COALESCE($4, auth_time),
+                   refresh_token = COALESCE($5, refresh_token), confirmed_at = $6
+                 WHERE team_id = $1 AND user_id = $2",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(groups_json)
+            .bind(auth_time)
+            .bind(refresh_token)
+            .bind(now.millis())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+}

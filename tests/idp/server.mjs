@@ -10,13 +10,22 @@
 //   IDP_GROUPS_IN_ID_TOKEN  "0" to put groups only in userinfo (default "1")
 //   IDP_ID_TOKEN_TTL        ID token lifetime in seconds (default 3600)
 //
-// POST /__test/rotate replaces the signing key (new kid), as a real IdP does
-// when it rotates keys.
+// Test controls (never part of a real IdP):
+//   POST /__test/rotate          new signing key (new kid) and a fresh
+//                                provider state, as after a key rotation
+//                                and an IdP restart (refresh tokens die)
+//   POST /__test/advance?ms=N    move the provider's clock forward, in step
+//                                with the manual clock of jitbot's tests
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
+
+// The provider reads time through Date.now(); tests move it forward.
+let offsetMs = 0;
+const realNow = Date.now.bind(Date);
+Date.now = () => realNow() + offsetMs;
 
 const accountsFile = process.env.IDP_ACCOUNTS;
 const clients = JSON.parse(process.env.IDP_CLIENTS || '[]');
@@ -90,6 +99,11 @@ server.listen(Number(process.env.IDP_PORT || 0), '127.0.0.1', () => {
   let provider = makeProvider(issuer, newKey());
   let callback = provider.callback();
   server.on('request', (req, res) => {
+    if (req.method === 'POST' && req.url.startsWith('/__test/advance')) {
+      offsetMs += Number(new URL(req.url, issuer).searchParams.get('ms') || 0);
+      res.writeHead(204).end();
+      return;
+    }
     if (req.method === 'POST' && req.url === '/__test/rotate') {
       provider = makeProvider(issuer, newKey());
       callback = provider.callback();

@@ -37,6 +37,7 @@ struct FakeState {
     failures: HashMap<String, VecDeque<Failure>>,
     violations: Vec<String>,
     responses: Vec<(String, Value)>,
+    emails: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -50,7 +51,7 @@ impl FakeSlack {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(FakeState { next_ts: 1, ..Default::default() }));
         let app = axum::Router::new()
-            .route("/api/{method}", axum::routing::post(api))
+            .route("/api/{method}", axum::routing::post(api).get(api_get))
             .route("/hooks/{*path}", axum::routing::post(hook))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,6 +66,11 @@ impl FakeSlack {
 
     pub fn response_url(&self, n: u32) -> String {
         format!("{}/hooks/actions/T0WORK/{n}/secret", self.base)
+    }
+
+    /// Sets a user's Slack profile email (default: `alice@example.com` for `U0ALICE`).
+    pub fn set_email(&self, user: &str, email: &str) {
+        self.state.lock().unwrap().emails.insert(user.to_owned(), email.to_owned());
     }
 
     pub fn fail_next(&self, method: &str, failure: Failure) {
@@ -191,6 +197,39 @@ async fn api(
     };
     s.calls.push(ApiCall { method, body, ok: true });
     ok(response)
+}
+
+/// `users.info` (a GET with query parameters, as slack-morphism sends it).
+async fn api_get(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let body = json!(query);
+    if auth != format!("Bearer {BOT_TOKEN}") {
+        s.violations.push(format!("{method}: missing or wrong bot token"));
+        s.calls.push(ApiCall { method, body, ok: false });
+        return slack_error("invalid_auth", vec![]);
+    }
+    if method != "users.info" {
+        s.violations.push(format!("GET {method} is not implemented by the fake"));
+        return slack_error("unknown_method", vec![]);
+    }
+    let user = query.get("user").cloned().unwrap_or_default();
+    if !user.starts_with('U') && !user.starts_with('W') {
+        s.calls.push(ApiCall { method, body, ok: false });
+        return slack_error("user_not_found", vec![]);
+    }
+    let handle = user.trim_start_matches("U0").to_lowercase();
+    let email = s.emails.get(&user).cloned().unwrap_or_else(|| format!("{handle}@example.com"));
+    s.calls.push(ApiCall { method, body, ok: true });
+    ok(json!({"ok": true, "user": {
+        "id": user, "team_id": "T0WORK", "name": handle, "real_name": handle, "deleted": false,
+        "profile": {"display_name": handle, "real_name": handle, "email": email}
+    }}))
 }
 
 async fn hook(State(state): State<Arc<Mutex<FakeState>>>, Path(path): Path<String>, body: Bytes) -> StatusCode {

@@ -3,6 +3,7 @@
 
 mod fake_slack;
 mod slack_support;
+mod idp_support;
 mod support;
 
 mod audit_trail;
@@ -10,6 +11,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod lifecycle;
+mod oidc;
 mod scheduler;
 mod slack_contract;
 mod slack_http;

@@ -65,16 +65,52 @@ pub fn slack_sign(timestamp: i64, body: &str) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Variations of the environment.
+pub struct SlackEnvOptions {
+    /// Appended to the config (e.g. an `[idp]` table).
+    pub extra_toml: String,
+    /// Listen on this port (tests that must know the public URL up front).
+    pub port: Option<u16>,
+    /// Where the manual clock starts.
+    pub start: jitbot::domain::Timestamp,
+    /// Create the usual hand-made links.
+    pub links: bool,
+    /// Edits the whole config text (e.g. to add `step_up` to a role).
+    pub edit: fn(String) -> String,
+}
+
+impl Default for SlackEnvOptions {
+    fn default() -> Self {
+        Self { extra_toml: String::new(), port: None, start: start_time(), links: true, edit: |s| s }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl SlackEnv {
     pub async fn start() -> Self {
+        Self::start_with(SlackEnvOptions::default()).await
+    }
+
+    pub async fn start_with(options: SlackEnvOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
         let hook = WebhookReceiver::start().await;
         let slack = FakeSlack::start().await;
-        let clock = ManualClock::new(start_time());
-        let config =
-            Config::parse(std::path::Path::new("test.toml"), &slack_config_text(&db_url, &hook.url, &slack.api_url()))
-                .unwrap();
+        let clock = ManualClock::new(options.start);
+        let mut text = slack_config_text(&db_url, &hook.url, &slack.api_url());
+        if let Some(port) = options.port {
+            text = text.replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\""),
+            );
+        }
+        text.push_str(&options.extra_toml);
+        let text = (options.edit)(text);
+        let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
         let deps = Deps {
             clock: Arc::new(clock.clone()),
             notifier: None,
@@ -102,10 +138,12 @@ impl SlackEnv {
             stop: Some(stop),
             task: Some(task),
         };
-        env.link("U0ALICE", "alice", &["engineering"]).await;
-        env.link("U0BOB", "bob", &["sre-leads"]).await;
-        env.link("U0CAROL", "carol", &["sre-leads"]).await;
-        env.link("U0MALLORY", "mallory", &["sales"]).await;
+        if options.links {
+            env.link("U0ALICE", "alice", &["engineering"]).await;
+            env.link("U0BOB", "bob", &["sre-leads"]).await;
+            env.link("U0CAROL", "carol", &["sre-leads"]).await;
+            env.link("U0MALLORY", "mallory", &["sales"]).await;
+        }
         env
     }
 
@@ -185,12 +223,17 @@ impl SlackEnv {
 
     /// Runs `/jit <text>` as `user_id` and returns the ephemeral text.
     pub async fn command(&self, user_id: &str, text: &str) -> String {
+        self.command_json(user_id, text).await["text"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs `/jit <text>` as `user_id` and returns the whole ephemeral answer.
+    pub async fn command_json(&self, user_id: &str, text: &str) -> Value {
         let body = self.command_body("T0WORK", user_id, text, None);
         let resp = self.send("/slack/commands", self.signed(body, "application/x-www-form-urlencoded")).await;
         assert_eq!(resp.status(), 200);
         let json: Value = resp.json().await.unwrap();
         assert_eq!(json["response_type"], "ephemeral");
-        json["text"].as_str().unwrap().to_owned()
+        json
     }
 
     /// Clicks a card button as `user_id`.

@@ -336,47 +336,13 @@ impl Oidc {
 
     async fn identity_from(
         &self,
-        mut client: Arc<OidcClient>,
+        client: Arc<OidcClient>,
         tokens: &Tokens,
         nonce: Option<&str>,
         max_age: Option<Duration>,
     ) -> Result<VerifiedIdentity, OidcError> {
         let id_token = tokens.id_token().ok_or_else(|| OidcError::Invalid("no ID token in the response".into()))?;
-        let now = self.clock.now();
-        let mut rediscovered = false;
-        let claims = loop {
-            let mut verifier = client.id_token_verifier().set_time_fn(move || chrono_of(now));
-            if let Some(max_age) = max_age {
-                verifier = verifier.set_auth_time_verifier_fn(move |auth_time| match auth_time {
-                    Some(t)
-                        if now.millis() - t.timestamp_millis()
-                            <= i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX) =>
-                    {
-                        Ok(())
-                    }
-                    Some(_) => Err("you signed in too long ago for this role; sign in again".to_owned()),
-                    None => Err("the identity provider did not say when you signed in".to_owned()),
-                });
-            }
-            let expected_nonce = nonce.map(|n| Nonce::new(n.to_owned()));
-            let result = match &expected_nonce {
-                Some(n) => id_token.claims(&verifier, n).cloned(),
-                // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
-                None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())).cloned(),
-            };
-            drop(verifier);
-            match result {
-                Ok(c) => break c,
-                Err(openidconnect::ClaimsVerificationError::SignatureVerification(
-                    openidconnect::SignatureVerificationError::NoMatchingKey,
-                )) if !rediscovered => {
-                    // The IdP rotated its keys: fetch them once more.
-                    rediscovered = true;
-                    client = self.discover().await?;
-                }
-                Err(e) => return Err(OidcError::Invalid(describe_claims_error(&e))),
-            }
-        };
+        let (claims, client) = self.verify_claims(client, id_token, nonce, max_age).await?;
         if let Some(expected) = claims.access_token_hash() {
             let verifier = client.id_token_verifier();
             let alg = id_token.signing_alg().map_err(|e| OidcError::Invalid(e.to_string()))?;
@@ -415,6 +381,63 @@ impl Oidc {
             auth_time: claims.auth_time().map(|t| Timestamp::from_millis(t.timestamp_millis())),
             refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
         })
+    }
+}
+
+type Claims = openidconnect::IdTokenClaims<ExtraClaims, CoreGenderClaim>;
+type IdToken =
+    openidconnect::IdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+
+impl Oidc {
+    /// Verifies a raw ID token (signature, `iss`, `aud`, `exp`, `nonce`) the
+    /// way a sign-in does. Exposed so the checks can be exercised with
+    /// tokens the IdP issued to other clients.
+    pub async fn verify_id_token(&self, raw: &str, nonce: &str) -> Result<(), OidcError> {
+        let token: IdToken = raw.parse().map_err(|_| OidcError::Invalid("not a JWT".into()))?;
+        let client = self.client().await?;
+        self.verify_claims(client, &token, Some(nonce), None).await.map(|_| ())
+    }
+
+    /// Checks an ID token's claims; on an unknown signing key, fetches the
+    /// IdP's keys once more (key rotation) and tries again.
+    async fn verify_claims(
+        &self,
+        mut client: Arc<OidcClient>,
+        id_token: &IdToken,
+        nonce: Option<&str>,
+        max_age: Option<Duration>,
+    ) -> Result<(Claims, Arc<OidcClient>), OidcError> {
+        let now = self.clock.now();
+        let mut rediscovered = false;
+        loop {
+            let mut verifier = client.id_token_verifier().set_time_fn(move || chrono_of(now));
+            if let Some(max_age) = max_age {
+                let limit = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+                verifier = verifier.set_auth_time_verifier_fn(move |auth_time| match auth_time {
+                    Some(t) if now.millis() - t.timestamp_millis() <= limit => Ok(()),
+                    Some(_) => Err("you signed in too long ago for this role; sign in again".to_owned()),
+                    None => Err("the identity provider did not say when you signed in".to_owned()),
+                });
+            }
+            let expected_nonce = nonce.map(|n| Nonce::new(n.to_owned()));
+            let result = match &expected_nonce {
+                Some(n) => id_token.claims(&verifier, n).cloned(),
+                // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
+                None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())).cloned(),
+            };
+            drop(verifier);
+            match result {
+                Ok(c) => return Ok((c, client)),
+                Err(openidconnect::ClaimsVerificationError::SignatureVerification(
+                    openidconnect::SignatureVerificationError::NoMatchingKey,
+                )) if !rediscovered => {
+                    // The IdP rotated its keys: fetch them once more.
+                    rediscovered = true;
+                    client = self.discover().await?;
+                }
+                Err(e) => return Err(OidcError::Invalid(describe_claims_error(&e))),
+            }
+        }
     }
 }
 

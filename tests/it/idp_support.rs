@@ -72,13 +72,11 @@ impl Drop for TestIdp {
 impl TestIdp {
     /// Starts the provider with the test accounts and two clients: jitbot
     /// (redirecting to `jitbot_callback`) and another application.
-    pub fn start(jitbot_callback: &str, groups_in_id_token: bool) -> Self {
+    pub fn start(jitbot_callback: &str, groups_in_id_token: bool, id_token_ttl_secs: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let accounts = dir.path().join("accounts.json");
-        let map: serde_json::Map<String, Value> = ACCOUNTS
-            .iter()
-            .map(|a| (a.login.to_owned(), json!({"email": a.email, "groups": a.groups})))
-            .collect();
+        let map: serde_json::Map<String, Value> =
+            ACCOUNTS.iter().map(|a| (a.login.to_owned(), json!({"email": a.email, "groups": a.groups}))).collect();
         std::fs::write(&accounts, Value::Object(map).to_string()).unwrap();
         let clients = json!([
             {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [jitbot_callback],
@@ -92,6 +90,7 @@ impl TestIdp {
             .env("IDP_ACCOUNTS", &accounts)
             .env("IDP_CLIENTS", clients.to_string())
             .env("IDP_GROUPS_IN_ID_TOKEN", if groups_in_id_token { "1" } else { "0" })
+            .env("IDP_ID_TOKEN_TTL", id_token_ttl_secs.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -100,13 +99,7 @@ impl TestIdp {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let port = line.trim().strip_prefix("ready ").unwrap_or_else(|| panic!("the IdP did not start: {line:?}"));
-        Self {
-            child,
-            issuer: format!("http://127.0.0.1:{port}"),
-            accounts,
-            _dir: dir,
-            http: reqwest::Client::new(),
-        }
+        Self { child, issuer: format!("http://127.0.0.1:{port}"), accounts, _dir: dir, http: reqwest::Client::new() }
     }
 
     /// Changes someone's groups at the IdP (read on their next token).
@@ -246,11 +239,18 @@ pub struct OidcOptions {
     pub offline_access: bool,
     pub edit: fn(String) -> String,
     pub issuer_override: Option<String>,
+    pub id_token_ttl_secs: u64,
 }
 
 impl Default for OidcOptions {
     fn default() -> Self {
-        Self { groups_in_id_token: true, offline_access: false, edit: |s| s, issuer_override: None }
+        Self {
+            groups_in_id_token: true,
+            offline_access: false,
+            edit: |s| s,
+            issuer_override: None,
+            id_token_ttl_secs: 3600,
+        }
     }
 }
 
@@ -258,7 +258,11 @@ impl OidcEnv {
     pub async fn start(options: OidcOptions) -> Self {
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
-        let idp = TestIdp::start(&format!("{public_url}/oidc/callback"), options.groups_in_id_token);
+        let idp = TestIdp::start(
+            &format!("{public_url}/oidc/callback"),
+            options.groups_in_id_token,
+            options.id_token_ttl_secs,
+        );
         let scopes = if options.offline_access {
             r#"["openid", "email", "profile", "groups", "offline_access"]"#
         } else {
@@ -304,6 +308,12 @@ impl OidcEnv {
         self.complete(&Self::link_url(&answer), login).await
     }
 
+    /// Links `user_id` as `login` and asserts it worked.
+    pub async fn linked(&self, user_id: &str, login: &str) {
+        let page = self.link(user_id, login).await;
+        assert!(page.body.contains("Linked as"), "{page:?}");
+    }
+
     /// The browser flow for a sign-in URL.
     pub async fn complete(&self, link_url: &str, login: &str) -> Page {
         let browser = Browser::new();
@@ -311,4 +321,51 @@ impl OidcEnv {
         assert!(at_idp.url.contains("/auth?"), "expected a redirect to the IdP: {at_idp:?}");
         browser.sign_in(&at_idp.url, login, &|_| false).await
     }
+}
+
+/// Runs a sign-in for the *other* application and exchanges its code by
+/// hand: a real ID token, issued for another audience. Returns it with the
+/// nonce it carries.
+pub async fn other_apps_id_token(idp: &TestIdp, login: &str) -> (String, String) {
+    let nonce = "nonce-of-the-other-app";
+    let verifier = "a-pkce-verifier-that-is-long-enough-for-the-rfc-7636-rules-0123";
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let mut url = reqwest::Url::parse(&format!("{}/auth", idp.issuer)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", OTHER_CLIENT_ID)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid email")
+        .append_pair("redirect_uri", OTHER_REDIRECT)
+        .append_pair("state", "state-of-the-other-app")
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let browser = Browser::new();
+    let page = browser.sign_in(url.as_str(), login, &|next| next.starts_with(OTHER_REDIRECT)).await;
+    let code = reqwest::Url::parse(&page.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {page:?}"));
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth(OTHER_CLIENT_ID, Some(OTHER_CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", OTHER_REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}")).to_owned(), nonce.to_owned())
 }

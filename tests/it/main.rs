@@ -2,8 +2,8 @@
 //! a real webhook receiver, a temp SQLite file per test.
 
 mod fake_slack;
-mod slack_support;
 mod idp_support;
+mod slack_support;
 mod support;
 
 mod audit_trail;

@@ -202,8 +202,11 @@ impl Service {
                 Purpose::Request => idp.link_max_age,
                 Purpose::Decide => idp.groups_max_age.min(idp.link_max_age),
             };
+            // A step-up role needs a recent authentication at the IdP, which
+            // only a new sign-in (with max_age) can give.
+            let step_up_missing = step_up.filter(|s| !link.auth_time().is_some_and(|t| t.plus(*s) >= now));
             if link.confirmed_at().plus(max_age) < now {
-                if link.refresh_token.is_some() {
+                if link.refresh_token.is_some() && step_up_missing.is_none() {
                     self.schedule_refresh(user, now).await?;
                     return Err(ServiceError::GroupsRefreshing);
                 }
@@ -213,21 +216,18 @@ impl Service {
                         idp.display_name,
                         humantime::format_duration(max_age)
                     ),
-                    max_age: None,
+                    max_age: step_up_missing,
                 });
             }
-            if let Some(step_up) = step_up {
-                let recent = link.auth_time().is_some_and(|t| t.plus(step_up) >= now);
-                if !recent {
-                    return Err(ServiceError::SignInRequired {
-                        reason: format!(
-                            "this role needs you to have signed in with {} within the last {}; sign in again to continue",
-                            idp.display_name,
-                            humantime::format_duration(step_up)
-                        ),
-                        max_age: Some(step_up),
-                    });
-                }
+            if let Some(step_up) = step_up_missing {
+                return Err(ServiceError::SignInRequired {
+                    reason: format!(
+                        "this role needs you to have signed in with {} within the last {}; sign in again to continue",
+                        idp.display_name,
+                        humantime::format_duration(step_up)
+                    ),
+                    max_age: Some(step_up),
+                });
             }
         }
         Ok(link.identity()?)

@@ -292,6 +292,11 @@ impl OidcEnv {
         self.env.clock.advance(d);
     }
 
+    /// Advances only jitbot's clock (the provider is down).
+    pub fn advance_jitbot_only(&self, d: Duration) {
+        self.env.clock.advance(d);
+    }
+
     /// The sign-in URL from an ephemeral answer's button.
     pub fn link_url(answer: &Value) -> String {
         answer["blocks"]

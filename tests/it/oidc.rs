@@ -217,3 +217,186 @@ async fn an_unreachable_idp_is_reported_and_the_rest_keeps_working() {
     assert!(o.env.command("U0ALICE", "help").await.contains("/jit request"));
     o.env.stop().await;
 }
+
+fn response_texts(o: &OidcEnv) -> Vec<String> {
+    o.env.slack.responses().iter().map(|r| r["text"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+async fn wait_for_answer(o: &OidcEnv, n: usize) -> serde_json::Value {
+    eventually("an answer to the click", || {
+        let r = o.env.slack.responses();
+        (r.len() >= n).then(|| r[n - 1].clone())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_change_at_the_idp_takes_effect_at_the_next_decision() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions { offline_access: true, ..Default::default() }).await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    o.linked("U0CAROL", "carol").await;
+    let sealed = o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().unwrap().refresh_token.unwrap();
+    assert!(!sealed.is_empty(), "the refresh token is stored");
+    assert!(!sealed.contains("eyJ") && sealed.len() > 40, "and encrypted");
+
+    o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    let id = jitbot::domain::RequestId::new(1);
+    // Bob leaves the approvers at the IdP; 16 minutes pass (groups_max_age is 15m).
+    o.idp.set_groups("bob", &["engineering"]);
+    o.advance(Duration::from_secs(16 * 60)).await;
+
+    assert_eq!(o.env.click("U0BOB", "approve", id).await, 200);
+    let first = wait_for_answer(&o, 1).await;
+    assert!(first["text"].as_str().unwrap().contains("re-checking your groups"), "{first}");
+    eventually("bob's groups to be refreshed", || {
+        let db = o.env.db.clone();
+        let groups = futures_lite_block(async move {
+            db.link(&crate::support::user("U0BOB")).await.unwrap().unwrap().groups().unwrap()
+        });
+        (groups.into_iter().collect::<Vec<_>>() == vec!["engineering".to_owned()]).then_some(())
+    })
+    .await;
+    o.env.click("U0BOB", "approve", id).await;
+    let second = wait_for_answer(&o, 2).await;
+    assert!(second["text"].as_str().unwrap().contains("You may not approve prod-db-readonly"), "{second}");
+    assert_eq!(o.env.state(id).await, "pending");
+
+    // Carol is still an approver: after her refresh, her click approves.
+    o.env.click("U0CAROL", "approve", id).await;
+    wait_for_answer(&o, 3).await;
+    eventually("carol's refresh", || {
+        let db = o.env.db.clone();
+        let at = futures_lite_block(async move {
+            db.link(&crate::support::user("U0CAROL")).await.unwrap().unwrap().confirmed_at
+        });
+        (at == o.env.clock_now_millis()).then_some(())
+    })
+    .await;
+    o.env.click("U0CAROL", "approve", id).await;
+    let fourth = wait_for_answer(&o, 4).await;
+    assert!(fourth["text"].as_str().unwrap().starts_with("You approved request #1"), "{fourth}");
+    eventually("the grant", || (o.env.hook.count("grant", id) == 1).then_some(())).await;
+    let actions: Vec<String> =
+        o.env.db.audit_rows_after(0, 1000).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert_eq!(actions.iter().filter(|a| *a == "link.refreshed").count(), 2, "{actions:?}");
+    o.env.stop().await;
+}
+
+/// Runs a future to completion from sync code inside the multi-thread runtime.
+fn futures_lite_block<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_the_idp_refuses_ends_the_link_and_an_outage_does_not() {
+    if !idp_available() {
+        return;
+    }
+    let mut o = OidcEnv::start(OidcOptions { offline_access: true, ..Default::default() }).await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    let id = jitbot::domain::RequestId::new(1);
+
+    // The IdP restarts and forgets every refresh token.
+    o.idp.rotate().await;
+    o.advance(Duration::from_secs(16 * 60)).await;
+    o.env.click("U0BOB", "approve", id).await;
+    wait_for_answer(&o, 1).await;
+    let dm = eventually("the 'link ended' DM", || {
+        o.env.slack.posts_to("U0BOB").into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("link ended"))
+    })
+    .await;
+    assert!(dm["text"].as_str().unwrap().contains("/jit link"), "{dm}");
+    assert!(o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().is_none());
+    o.env.click("U0BOB", "approve", id).await;
+    let answer = wait_for_answer(&o, 2).await;
+    assert!(answer["text"].as_str().unwrap().contains("not linked"), "{answer}");
+    assert!(answer["blocks"].to_string().contains("/oidc/link/"), "a sign-in button: {answer}");
+
+    // An outage: the refresh fails, the link stays, the decision is refused.
+    o.linked("U0BOB", "bob").await;
+    o.idp.stop();
+    o.advance_jitbot_only(Duration::from_secs(16 * 60));
+    o.env.click("U0BOB", "approve", id).await;
+    let answer = wait_for_answer(&o, 3).await;
+    assert!(answer["text"].as_str().unwrap().contains("re-checking your groups"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().is_some(), "an outage never unlinks");
+    o.env.click("U0BOB", "approve", id).await;
+    wait_for_answer(&o, 4).await;
+    assert_eq!(o.env.state(id).await, "pending");
+    assert!(response_texts(&o).iter().all(|t| !t.starts_with("You approved")));
+    o.env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_link_without_refresh_gets_a_sign_in_button() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    o.linked("U0ALICE", "alice").await;
+    o.advance(Duration::from_secs(13 * 3600)).await;
+    let answer = o.env.command_json("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("more than 12h old"), "{text}");
+    let page = o.complete(&OidcEnv::link_url(&answer), "alice").await;
+    assert!(page.body.contains("Linked as alice@example.com"), "{}", page.body);
+    let ok = o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    assert!(ok.starts_with("Request #1"), "{ok}");
+    o.env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_roles_need_a_recent_idp_authentication_from_requester_and_approver() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions {
+        edit: |t| {
+            t.replace("approvals_required = 2", "approvals_required = 1\nstep_up = \"15m\"\napprover_step_up = true")
+        },
+        ..Default::default()
+    })
+    .await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    o.advance(Duration::from_secs(10 * 60)).await;
+    // Still within 15 minutes of signing in: no step-up needed, and Slack alone suffices.
+    assert!(o.env.command("U0ALICE", "request prod-admin rotate keys").await.starts_with("Request #1"));
+    o.env.command("U0ALICE", "cancel 1").await;
+
+    o.advance(Duration::from_secs(6 * 60)).await;
+    let answer = o.env.command_json("U0ALICE", "request prod-admin rotate keys").await;
+    assert!(answer["text"].as_str().unwrap().contains("signed in with Test IdP within the last 15m"), "{answer}");
+    // The sign-in asks the IdP for a fresh authentication (max_age), so the
+    // login form appears again even though the IdP session is still alive.
+    let browser = Browser::new();
+    let at_idp = browser.open_link(&OidcEnv::link_url(&answer)).await;
+    assert!(at_idp.url.contains("max_age=900"), "{}", at_idp.url);
+    let page = browser.sign_in(&at_idp.url, "alice", &|_| false).await;
+    assert!(page.body.contains("Linked as alice@example.com"), "{}", page.body);
+    assert!(o.env.command("U0ALICE", "request prod-admin rotate keys").await.starts_with("Request #2"));
+
+    // Bob's Slack click alone cannot approve: he signed in 16 minutes ago.
+    let id = jitbot::domain::RequestId::new(2);
+    o.env.click("U0BOB", "approve", id).await;
+    let answer = wait_for_answer(&o, 1).await;
+    assert!(answer["text"].as_str().unwrap().contains("sign in again"), "{answer}");
+    assert_eq!(o.env.state(id).await, "pending");
+    let url = answer["blocks"][1]["elements"][0]["url"].as_str().unwrap().to_owned();
+    let browser = Browser::new();
+    let at_idp = browser.open_link(&url).await;
+    assert!(at_idp.url.contains("max_age=900"), "the approver's sign-in is a step-up too: {}", at_idp.url);
+    let page = browser.sign_in(&at_idp.url, "bob", &|_| false).await;
+    assert!(page.body.contains("Linked as bob@example.com"), "{}", page.body);
+    o.env.click("U0BOB", "approve", id).await;
+    let answer = wait_for_answer(&o, 2).await;
+    assert!(answer["text"].as_str().unwrap().starts_with("You approved request #2"), "{answer}");
+    o.env.stop().await;
+}

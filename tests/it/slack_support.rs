@@ -158,6 +158,10 @@ impl SlackEnv {
         self.service.add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.clock.now()).await.unwrap();
     }
 
+    pub fn clock_now_millis(&self) -> i64 {
+        self.clock.now().millis()
+    }
+
     pub fn now_secs(&self) -> i64 {
         self.clock.now().seconds()
     }

@@ -204,7 +204,7 @@ impl Service {
             };
             // A step-up role needs a recent authentication at the IdP, which
             // only a new sign-in (with max_age) can give.
-            let step_up_missing = step_up.filter(|s| !link.auth_time().is_some_and(|t| t.plus(*s) >= now));
+            let step_up_missing = step_up.filter(|s| link.auth_time().is_none_or(|t| t.plus(*s) < now));
             if link.confirmed_at().plus(max_age) < now {
                 if link.refresh_token.is_some() && step_up_missing.is_none() {
                     self.schedule_refresh(user, now).await?;

@@ -400,3 +400,17 @@ async fn step_up_roles_need_a_recent_idp_authentication_from_requester_and_appro
     assert!(answer["text"].as_str().unwrap().starts_with("You approved request #2"), "{answer}");
     o.env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_comparison_ignores_case() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    o.env.slack.set_email("U0CAROL", "Carol@Example.COM");
+    o.linked("U0CAROL", "carol").await;
+    o.env.slack.set_email("U0CAROL", "someone-else@example.com");
+    let page = o.link("U0CAROL", "carol").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    o.env.stop().await;
+}

@@ -414,3 +414,44 @@ async fn the_email_comparison_ignores_case() {
     assert_eq!(page.status, 403, "{}", page.body);
     o.env.stop().await;
 }
+
+/// Whether headless Chromium is installed (in CI it must be).
+fn chromium_available() -> bool {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if std::path::Path::new(&path).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but Chromium is not installed at {path} (see .ci/run)");
+    }
+    eprintln!("NOTICE: skipping the browser test: install Debian's chromium");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_links_in_a_real_browser() {
+    if !idp_available() || !chromium_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    let answer = o.env.command_json("U0BOB", "link").await;
+    let url = OidcEnv::link_url(&answer);
+    let shot = std::env::temp_dir().join(format!("jitbot-linked-{}.png", std::process::id()));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/browser_link.mjs");
+    let out = tokio::process::Command::new("node").arg(&script).arg(&url).arg("bob").arg(&shot).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(result["url"].as_str().unwrap().starts_with(&format!("{}/oidc/callback", o.public_url)), "{result}");
+    assert!(
+        result["text"]
+            .as_str()
+            .unwrap()
+            .contains("Linked as bob@example.com — groups: engineering, sre-leads. You can close this tab."),
+        "{result}"
+    );
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "a screenshot of the result page");
+    assert!(o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().is_some());
+    let _ = std::fs::remove_file(&shot);
+    o.env.stop().await;
+}

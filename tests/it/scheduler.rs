@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::{TestApp, user};
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..800 {
         if f() {
             return;
         }

@@ -73,8 +73,9 @@ fn the_manifest_declares_exactly_what_the_code_uses() {
     assert!(commands[0]["url"].as_str().unwrap().ends_with("/slack/commands"));
     assert!(m["settings"]["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
     assert!(m["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
-    // Only the scopes the Web API calls need: chat.postMessage/chat.update and the command.
-    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["commands", "chat:write"]));
+    // Only the scopes the Web API calls need: the command, chat.postMessage /
+    // chat.update, and users.info with the profile email (OIDC linking).
+    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["commands", "chat:write", "users:read", "users:read.email"]));
     assert_eq!(m["settings"]["socket_mode_enabled"], false);
 }
 

@@ -274,9 +274,10 @@ impl SlackEnv {
     }
 }
 
-/// Polls `f` until it holds (for effects of background jobs), up to 5 s.
+/// Polls `f` until it holds (for effects of background jobs), up to 20 s
+/// (generous: CI machines are small and busy).
 pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..250 {
+    for _ in 0..1000 {
         if let Some(v) = f() {
             return v;
         }

@@ -42,8 +42,9 @@ fn check_config_names_the_offending_key_and_line() {
     let out = jitbot(&["check-config", path.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
+    let line = example.lines().position(|l| l.starts_with("max_duration = \"4h\"")).unwrap() + 1;
     assert!(
-        stderr.contains("broken.toml") && stderr.contains("line 54") && stderr.contains("max_duration"),
+        stderr.contains("broken.toml") && stderr.contains(&format!("line {line}")) && stderr.contains("max_duration"),
         "{stderr}"
     );
 

@@ -455,3 +455,105 @@ async fn a_person_links_in_a_real_browser() {
     let _ = std::fs::remove_file(&shot);
     o.env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_tokens_and_codes_never_reach_the_log() {
+    use std::io::Read;
+
+    use crate::idp_support::{CLIENT_SECRET, TOKEN_KEY, TestIdp};
+    use crate::slack_support::{SIGNING_SECRET, free_port, slack_config_text, slack_sign};
+
+    if !idp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let idp = TestIdp::start(&format!("{public_url}/oidc/callback"), true, 3600);
+    let slack = crate::fake_slack::FakeSlack::start().await;
+    let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let config = format!(
+        "{}\n[idp]\nissuer = \"{}\"\nclient_id = \"jitbot\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\", \"offline_access\"]\ntoken_encryption_key = \"{TOKEN_KEY}\"\n",
+        slack_config_text(&db_url, "http://127.0.0.1:9/hook", &slack.api_url()).replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"{public_url}\"")
+        ),
+        idp.issuer
+    );
+    let path = dir.path().join("jitbot.toml");
+    std::fs::write(&path, config).unwrap();
+    let log_path = dir.path().join("jitbot.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("JITBOT_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if http.get(format!("{public_url}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "jitbot serve did not start");
+
+    // /jit link through a signed slash command, then the browser flow.
+    let body = serde_urlencoded::to_string([
+        ("team_id", "T0WORK"),
+        ("user_id", "U0ALICE"),
+        ("command", "/jit"),
+        ("text", "link"),
+        ("trigger_id", "t-1"),
+        ("response_url", "https://hooks.slack.com/commands/x"),
+    ])
+    .unwrap();
+    let ts = jitbot::clock::Clock::now(&jitbot::clock::SystemClock).seconds();
+    let answer: serde_json::Value = http
+        .post(format!("{public_url}/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", slack_sign(ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link_url = OidcEnv::link_url(&answer);
+    let browser = Browser::new();
+    let at_idp = browser.open_link(&link_url).await;
+    let back = browser.sign_in(&at_idp.url, "alice", &|next| next.contains("/oidc/callback")).await;
+    let callback = reqwest::Url::parse(&back.url).unwrap();
+    let query: std::collections::HashMap<String, String> = callback.query_pairs().into_owned().collect();
+    let page = browser.get(&back.url).await;
+    assert!(page.body.contains("Linked as alice@example.com"), "{}", page.body);
+
+    let jitbot::store::Db::Sqlite(pool) = jitbot::store::Db::connect(&db_url, 1).await.unwrap() else { panic!() };
+    let sealed: String = sqlx::query_scalar("SELECT refresh_token FROM identity_links").fetch_one(&pool).await.unwrap();
+    let refresh = jitbot::idp::TokenCipher::from_base64(TOKEN_KEY).unwrap().open(&sealed).unwrap();
+
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::fs::File::open(&log_path).unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("jitbot listening"), "the log was captured");
+    let token = link_url.rsplit('/').next().unwrap().to_owned();
+    for (what, secret) in [
+        ("client secret", CLIENT_SECRET.to_owned()),
+        ("bot token", crate::fake_slack::BOT_TOKEN.to_owned()),
+        ("signing secret", SIGNING_SECRET.to_owned()),
+        ("token encryption key", TOKEN_KEY.to_owned()),
+        ("link token", token),
+        ("authorization code", query["code"].clone()),
+        ("state", query["state"].clone()),
+        ("refresh token", refresh),
+    ] {
+        assert!(!log.contains(&secret), "the {what} appears in the log");
+    }
+}

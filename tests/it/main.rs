@@ -1,5 +1,7 @@
 //! The one integration-test binary: the real app on port 0, a manual clock,
-//! a real webhook receiver, a temp SQLite file per test.
+//! a real webhook receiver, and a fresh database per test: a temp SQLite
+//! file, or (for tests that run on both backends, and the replica tests) a
+//! new database on the PostgreSQL server named by `JITBOT_TEST_DATABASE_URL`.
 
 mod support;
 
@@ -8,4 +10,5 @@ mod cli;
 mod concurrency;
 mod crash;
 mod lifecycle;
+mod replicas;
 mod scheduler;

@@ -179,11 +179,18 @@ impl Db {
         }
     }
 
-    /// Begins a write transaction.
+    /// Begins a write transaction. Waiting for another writer's locks is
+    /// bounded by [`DB_WAIT`] on both backends (SQLite's `busy_timeout`,
+    /// PostgreSQL's `lock_timeout` for this transaction), after which the
+    /// caller gets [`StoreError::Unavailable`] and can say "try again".
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                // One round trip: both statements go as one simple query.
+                let begin = format!("BEGIN; SET LOCAL lock_timeout = {}", DB_WAIT.as_millis());
+                Tx::Postgres(p.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+            }
         })
     }
 

@@ -144,7 +144,32 @@ async fn concurrent_asks_for_the_same_role_create_one_request(backend: Backend) 
     assert_eq!(t.number("SELECT COUNT(*) FROM access_requests").await, 1);
 }
 
+async fn a_writer_blocked_past_the_wait_limit_is_told_to_try_again(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    // Something else holds the request's lock (on SQLite: the write lock).
+    let mut blocker = t.db().begin().await.unwrap();
+    assert!(blocker.lock_request(req.id, None, t.now()).await.unwrap());
+    let asked = std::time::Instant::now();
+    let bob = user("U0BOB");
+    let approve = t.service().approve(req.id, &bob, t.now());
+    let e = tokio::time::timeout(std::time::Duration::from_secs(5), approve)
+        .await
+        .expect("a blocked writer gives up instead of waiting for ever")
+        .unwrap_err();
+    let waited = asked.elapsed();
+    assert!(matches!(e, ServiceError::Unavailable), "{e:?}");
+    assert!(waited >= jitbot::store::DB_WAIT / 2, "it did wait for the lock: {waited:?}");
+    assert!(waited < std::time::Duration::from_millis(2900), "answered within Slack's 3 seconds: {waited:?}");
+    blocker.rollback().await.unwrap();
+    // Nothing was written; once the lock is gone the same click works.
+    assert!(t.app.db().approvals(req.id).await.unwrap().is_empty());
+    let outcome = t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    assert!(matches!(outcome, ApprovalOutcome::Approved(_)));
+}
+
 both_backends!(
+    a_writer_blocked_past_the_wait_limit_is_told_to_try_again,
     fifty_concurrent_approvals_grant_once,
     one_approvers_repeated_clicks_count_once,
     concurrent_asks_for_the_same_role_create_one_request,

@@ -194,7 +194,7 @@ impl Tx {
             lease_clock(self.is_postgres(), "$2")
         );
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(request.get())
                 .bind(now.millis())
                 .fetch_one(c)
@@ -237,7 +237,7 @@ impl Db {
             lock = if postgres { " FOR UPDATE SKIP LOCKED" } else { "" },
         );
         Ok(on_conn!(db self, |c| {
-            sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql.clone()))
+            sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
                 .bind(lease_ms(lease))
                 .bind(worker)
                 .bind(now.millis())
@@ -255,7 +255,7 @@ impl Db {
             lease_clock(self.is_postgres(), "$3")
         );
         let n = on_conn!(db self, |c| {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .bind(attempt)
                 .bind(now.millis())
@@ -282,7 +282,7 @@ impl Db {
             lease_clock(self.is_postgres(), "$1")
         );
         let (due, lease_left): (Option<i64>, Option<i64>) = on_conn!(db self, |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now.millis()).fetch_one(c).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now.millis()).fetch_one(c).await?
         });
         Ok(JobWake {
             next_due: due.map(Timestamp::from_millis),

@@ -10,5 +10,6 @@ mod cli;
 mod concurrency;
 mod crash;
 mod lifecycle;
+mod postgres;
 mod replicas;
 mod scheduler;

@@ -4,7 +4,10 @@
 //! SQLite too); the [`on_conn!`] macro expands a query body once per backend,
 //! so nothing is copy-pasted and the `Any` driver's type gaps are avoided.
 //! Write transactions on SQLite start with `BEGIN IMMEDIATE` so a writer
-//! waits for the lock (bounded by `busy_timeout`) instead of failing midway.
+//! waits for the lock (bounded by `busy_timeout`) instead of failing midway;
+//! on PostgreSQL they set `lock_timeout` to the same bound. Where the two
+//! backends must differ (row locking on claims, the clock that measures job
+//! leases) only that fragment of the statement differs, see `jobs`.
 //!
 //! What lives here: connecting, migrations, and the statements. What does
 //! not: deciding which transition is allowed (see [`crate::domain::state`])

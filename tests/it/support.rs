@@ -95,6 +95,13 @@ fn with_database(server: &str, name: &str) -> String {
     }
 }
 
+#[test]
+fn with_database_replaces_only_the_database_name() {
+    assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+    assert_eq!(with_database("postgres://u:p@h/test?sslmode=require", "x"), "postgres://u:p@h/x?sslmode=require");
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
+
 /// A database that exists for one test. A PostgreSQL one is dropped (with
 /// its connections) when this is dropped, also when the test panics.
 pub enum TestDatabase {
@@ -143,8 +150,8 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Self::Postgres { server, name } = self else { return };
         let (server, name) = (server.clone(), name.clone());
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // do the async cleanup on a thread of its own and wait for it.
+        // Drop is synchronous and runs inside the test's runtime, where no
+        // second runtime may be started: clean up on a thread of its own.
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {

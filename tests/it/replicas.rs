@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use jitbot::app::App;
 use jitbot::domain::Timestamp;
 use jitbot::jobs::SchedulerOptions;
+use jitbot::notify::NoticeKind;
 use jitbot::providers::{ApprovedGrant, GrantTarget, Provider, ProviderError, Providers};
 use jitbot::service::ServiceError;
 use tokio::sync::watch;
@@ -164,6 +165,9 @@ async fn two_replicas_revoke_a_thousand_grants_exactly_once_and_share_the_work()
     );
     assert_eq!(t.number("SELECT COUNT(*) FROM audit_events WHERE action = 'revoke.applied'").await, n);
     jitbot::audit::verify(t.db()).await.unwrap();
+    let notices = t.notifier.notices.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1000, "one 'revoked' notice per grant");
+    assert!(notices.iter().all(|(kind, _, state)| *kind == NoticeKind::Revoked && state == "revoked"));
 
     // Both replicas did a substantial share.
     let workers: Vec<&str> = figures.by_worker.iter().map(|(w, _)| w.as_str()).collect();

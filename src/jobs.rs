@@ -7,6 +7,15 @@
 //! capped exponential backoff. When idle it sleeps until the next due job
 //! through the [`Clock`], so it costs no CPU and a test's manual clock wakes
 //! it; a commit that schedules sooner work wakes it early.
+//!
+//! Several replicas may run this loop on one PostgreSQL database: claims skip
+//! each other's rows, leases are judged by the database's clock (see
+//! [`crate::store`]), and an idle replica also wakes, in real time, when
+//! another replica's lease runs out, so the work of a replica that died is
+//! taken over. A database outage makes the loop back off and retry; it never
+//! ends it.
+//!
+//! [`Clock`]: crate::clock::Clock
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +30,7 @@ use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use crate::providers::{ApprovedGrant, GrantTarget, ProviderError, Providers};
 use crate::service::schedule;
-use crate::store::{Db, JobRow, StoreError, TransitionFields};
+use crate::store::{Db, JobRow, JobWake, StoreError, TransitionFields};
 
 /// Grant attempts before a request is marked `grant_failed` (about 2.5
 /// minutes of retrying with the default backoff).
@@ -40,6 +49,12 @@ pub const WAIT_FOR_GRANT: Duration = Duration::from_secs(5);
 /// The scheduler re-reads the queue at least this often even with nothing
 /// due, so jobs written by another replica are picked up.
 pub const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// The shortest sleep before re-checking an expiring lease, so a lease that
+/// runs out between two statements cannot make the loop spin.
+const LEASE_POLL_FLOOR: Duration = Duration::from_millis(20);
+/// How long the loop waits when due work exists but its claim came back
+/// empty: another replica is claiming the same rows right now.
+const CONTENDED_PAUSE: Duration = Duration::from_millis(50);
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +109,9 @@ impl JobKind {
 /// Tunables of the scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
-    /// Jobs run at once by this replica.
+    /// Jobs run at once by this replica. Capped at half the database pool
+    /// (each running job holds at most one connection at a time), so a burst
+    /// of expiries never leaves Slack requests waiting for a connection.
     pub concurrency: usize,
     /// How long a claim lasts without renewal. Longer than any provider
     /// timeout, so a healthy slow call is never taken over.
@@ -169,8 +186,18 @@ impl Scheduler {
         providers: Providers,
         notifier: Arc<dyn Notifier>,
         wake: Arc<Notify>,
-        options: SchedulerOptions,
+        mut options: SchedulerOptions,
     ) -> Self {
+        let cap = usize::try_from(db.max_connections() / 2).unwrap_or(1).max(1);
+        if options.concurrency > cap {
+            tracing::info!(
+                configured = options.concurrency,
+                used = cap,
+                "job concurrency capped at half of database.max_connections"
+            );
+            options.concurrency = cap;
+        }
+        options.concurrency = options.concurrency.max(1);
         Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options, refresher: None }) }
     }
 
@@ -194,13 +221,18 @@ impl Scheduler {
         Self { inner: Arc::new(inner) }
     }
 
+    /// How many jobs this scheduler runs at once (after the pool cap).
+    pub fn concurrency(&self) -> usize {
+        self.inner.options.concurrency
+    }
+
     /// Claims the jobs due now and runs them to completion; returns how many
     /// ran. Tests call this (or [`Scheduler::drain`]) instead of the loop.
     pub async fn run_due_once(&self) -> Result<usize, JobError> {
         let now = self.inner.clock.now();
-        let lease_until = now.plus(self.inner.options.lease);
         let limit = i64::try_from(self.inner.options.concurrency).unwrap_or(16);
-        let jobs = self.inner.db.claim_jobs(&self.inner.options.worker_id, now, lease_until, limit).await?;
+        let jobs =
+            self.inner.db.claim_jobs(&self.inner.options.worker_id, now, self.inner.options.lease, limit).await?;
         let n = jobs.len();
         let mut set = JoinSet::new();
         for job in jobs {
@@ -231,26 +263,26 @@ impl Scheduler {
     /// finish (their leases would hand them to another replica otherwise).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
-        let semaphore = Arc::new(Semaphore::new(self.inner.options.concurrency));
+        let options = &self.inner.options;
+        let semaphore = Arc::new(Semaphore::new(options.concurrency));
         let mut running = JoinSet::new();
         let mut db_failures: u32 = 0;
         loop {
             while running.try_join_next().is_some() {}
             let free = semaphore.available_permits();
-            let claimed = if free == 0 {
-                Ok(Vec::new())
-            } else {
-                let now = self.inner.clock.now();
-                let limit = i64::try_from(free).unwrap_or(1);
-                self.inner
-                    .db
-                    .claim_jobs(&self.inner.options.worker_id, now, now.plus(self.inner.options.lease), limit)
-                    .await
-            };
-            let claimed = match claimed {
+            if free == 0 {
+                // Every slot is busy; a finishing job notifies.
+                tokio::select! {
+                    _ = self.inner.wake.notified() => continue,
+                    _ = &mut shutdown => break,
+                }
+            }
+            let now = self.inner.clock.now();
+            let limit = i64::try_from(free).unwrap_or(1);
+            let claimed = match self.inner.db.claim_jobs(&options.worker_id, now, options.lease, limit).await {
                 Ok(c) => {
                     if db_failures > 0 {
-                        tracing::info!("database reachable again; scheduler resumed");
+                        tracing::info!(failures = db_failures, "database reachable again; scheduler resumed");
                     }
                     db_failures = 0;
                     c
@@ -260,12 +292,15 @@ impl Scheduler {
                     let pause = Duration::from_millis(500u64.saturating_mul(1 << db_failures.min(6)));
                     tracing::warn!(error = %e, retry_in = ?pause, "cannot claim jobs");
                     tokio::select! {
-                        _ = tokio::time::sleep(pause) => continue,
+                        _ = tokio::time::sleep(pause) => {}
+                        // A commit in this process: the database is back, try at once.
+                        _ = self.inner.wake.notified() => {}
                         _ = &mut shutdown => break,
                     }
+                    continue;
                 }
             };
-            let full_batch = free > 0 && claimed.len() == free;
+            let full_batch = claimed.len() == free;
             for job in claimed {
                 let Ok(permit) = semaphore.clone().acquire_owned().await else { break };
                 let this = self.clone();
@@ -281,23 +316,35 @@ impl Scheduler {
                 continue;
             }
             let now = self.inner.clock.now();
-            let recheck = now.plus(IDLE_RECHECK);
-            let next = match self.inner.db.next_job_wake().await {
-                Ok(Some(t)) => t.min(recheck),
-                Ok(None) => recheck,
-                Err(_) => now.plus(Duration::from_secs(1)),
-            };
-            // Nothing claimable is due before `next`: wait for it, for new work, or for a free slot.
-            if next <= now && semaphore.available_permits() > 0 {
-                // Due work exists but the claim saw none (another replica took it): yield briefly.
+            let wake = self.inner.db.next_job_wake(now).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot read the next wake-up; looking again in a second");
+                JobWake { next_due: None, lease_expires_in: Some(Duration::from_secs(1)) }
+            });
+            let due = wake.next_due.map_or(now.plus(IDLE_RECHECK), |t| t.min(now.plus(IDLE_RECHECK)));
+            if due <= now {
+                // Due work exists but the claim saw none: another replica is
+                // claiming it right now. Look again shortly.
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(CONTENDED_PAUSE) => {}
                     _ = &mut shutdown => break,
                 }
                 continue;
             }
+            // Leases run in real time (on PostgreSQL by the database's
+            // clock), so a dead replica's lease is watched with a real sleep;
+            // the same deadline on the domain clock covers SQLite, where the
+            // lease is measured by the domain clock.
+            let lease_left = wake.lease_expires_in.map(|d| d.max(LEASE_POLL_FLOOR));
+            let deadline = lease_left.map_or(due, |d| due.min(now.plus(d)));
+            let lease_sleep = async move {
+                match lease_left {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = self.inner.clock.sleep_until(next) => {}
+                _ = self.inner.clock.sleep_until(deadline) => {}
+                _ = lease_sleep => {}
                 _ = self.inner.wake.notified() => {}
                 _ = &mut shutdown => break,
             }
@@ -310,13 +357,13 @@ impl Scheduler {
         let renew = {
             let this = self.clone();
             let (id, attempt) = (job.id, job.attempt);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(this.inner.options.renew_every);
+            AbortOnDrop(tokio::spawn(async move {
+                let options = &this.inner.options;
+                let mut tick = tokio::time::interval(options.renew_every);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let until = this.inner.clock.now().plus(this.inner.options.lease);
-                    match this.inner.db.renew_job(id, attempt, until).await {
+                    match this.inner.db.renew_job(id, attempt, this.inner.clock.now(), options.lease).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!(job_id = id, "lease lost to another worker");
@@ -325,10 +372,10 @@ impl Scheduler {
                         Err(e) => tracing::warn!(job_id = id, error = %e, "lease renewal failed"),
                     }
                 }
-            })
+            }))
         };
         let result = self.execute(&job).await;
-        renew.abort();
+        drop(renew);
         match &result {
             Ok(outcome) => {
                 tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, ?outcome, "job ran")
@@ -672,6 +719,24 @@ pub trait LinkRefresher: Send + Sync + 'static {
     /// Refreshes the link of `user`: updates groups, or ends the link when
     /// the IdP refuses the refresh token. `Err` means "try again later".
     async fn refresh(&self, user: &SlackUser, now: crate::domain::Timestamp) -> Result<(), String>;
+}
+
+/// Aborts a spawned task when dropped. A job's lease renewal is tied to the
+/// job's own future this way, so it also stops when that future is cancelled
+/// (a replica's tasks aborted): a renewal that outlived its job would keep
+/// the lease alive forever and no other replica could ever take the job over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,49 @@
 //! about the job (renew, complete, retry, fail) names the attempt it belongs
 //! to, so a worker whose lease ran out and was taken over can no longer
 //! complete or reschedule the job.
+//!
+//! Two clocks meet here, on purpose. `due_at` is the application's clock (the
+//! `now` every caller passes), because due times come from the workflow and
+//! tests move them with a manual clock. Leases are a different matter: on
+//! PostgreSQL several replicas judge each other's leases, and their clocks
+//! may disagree by more than a lease is long, so there a lease is set,
+//! renewed and judged expired by the database server's clock alone. SQLite
+//! has one process and no server clock, so leases use the caller's `now`.
+
+use std::time::Duration;
 
 use crate::domain::{RequestId, Timestamp};
 
 use super::{Db, StoreResult, Tx, on_conn};
+
+/// The database server's clock in epoch milliseconds. `clock_timestamp()`
+/// rather than `now()`: `now()` stands still for a whole transaction.
+const PG_CLOCK_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// The SQL for "now" as leases measure it: the server clock on PostgreSQL,
+/// otherwise the placeholder that carries the caller's `now`. (PostgreSQL
+/// accepts that placeholder bound but unused, so both backends bind the same
+/// values and only this fragment differs.)
+fn lease_clock(postgres: bool, app_now: &'static str) -> &'static str {
+    if postgres { PG_CLOCK_MS } else { app_now }
+}
+
+/// A lease length in milliseconds, for SQL arithmetic.
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// When the scheduler next has something to do, in the two clocks jobs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobWake {
+    /// The earliest `due_at` of a queued job that may be claimed once due
+    /// (the application's clock).
+    pub next_due: Option<Timestamp>,
+    /// How long until the earliest running lease runs out, measured by the
+    /// lease clock (zero if one already has). A replica sleeps this long in
+    /// real time to take over the work of a replica that died.
+    pub lease_expires_in: Option<Duration>,
+}
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,56 +203,57 @@ impl Tx {
     /// grant job holds a live lease). A revocation waits for it, so a grant
     /// can never land after the revocation that should remove it.
     pub async fn grant_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM jobs
+             WHERE request_id = $1 AND kind = 'grant' AND state = 'running' AND lease_until > {}",
+            lease_clock(self.is_postgres(), "$2")
+        );
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs
-                 WHERE request_id = $1 AND kind = 'grant' AND state = 'running' AND lease_until > $2",
-            )
-            .bind(request.get())
-            .bind(now.millis())
-            .fetch_one(c)
-            .await?
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(request.get())
+                .bind(now.millis())
+                .fetch_one(c)
+                .await?
         });
         Ok(n > 0)
     }
 }
 
 impl Db {
-    /// Claims up to `limit` jobs that are due, or whose previous claim's lease
-    /// ran out, for `worker` until `lease_until`.
+    /// Claims up to `limit` jobs that are due at `now`, or whose previous
+    /// claim's lease ran out, for `worker`, with a lease of `lease`.
     pub async fn claim_jobs(
         &self,
         worker: &str,
         now: Timestamp,
-        lease_until: Timestamp,
+        lease: Duration,
         limit: i64,
     ) -> StoreResult<Vec<JobRow>> {
         // PostgreSQL: concurrent claimers skip each other's rows instead of
-        // waiting. SQLite: the single UPDATE is atomic under its write lock.
+        // waiting, and a row another replica claimed meanwhile is re-checked
+        // against its new state before it is locked. SQLite: the single
+        // UPDATE is atomic under its write lock.
         //
         // Notices about one request are delivered in the order they were
         // written (a card must be posted before it can be updated): a notice
         // is not claimed while an earlier one for the same request is unfinished.
-        const SQLITE: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2
+        let postgres = self.is_postgres();
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = {lease_now} + $1, worker = $2
              WHERE id IN (SELECT j.id FROM jobs j
-                          WHERE ((j.state = 'queued' AND j.due_at <= $3) OR (j.state = 'running' AND j.lease_until <= $3))
+                          WHERE ((j.state = 'queued' AND j.due_at <= $3)
+                                 OR (j.state = 'running' AND j.lease_until <= {lease_now}))
                             AND NOT (j.kind = 'notify' AND EXISTS (
                                 SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
                                   AND e.id < j.id AND e.state IN ('queued', 'running')))
-                          ORDER BY j.due_at, j.id LIMIT $4)
-             RETURNING id, kind, request_id, payload, attempt, due_at";
-        const POSTGRES: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = $1, worker = $2
-             WHERE id IN (SELECT j.id FROM jobs j
-                          WHERE ((j.state = 'queued' AND j.due_at <= $3) OR (j.state = 'running' AND j.lease_until <= $3))
-                            AND NOT (j.kind = 'notify' AND EXISTS (
-                                SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
-                                  AND e.id < j.id AND e.state IN ('queued', 'running')))
-                          ORDER BY j.due_at, j.id LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING id, kind, request_id, payload, attempt, due_at";
-        let sql = if self.is_postgres() { POSTGRES } else { SQLITE };
+                          ORDER BY j.due_at, j.id LIMIT $4{lock})
+             RETURNING id, kind, request_id, payload, attempt, due_at",
+            lease_now = lease_clock(postgres, "$3"),
+            lock = if postgres { " FOR UPDATE SKIP LOCKED" } else { "" },
+        );
         Ok(on_conn!(db self, |c| {
-            sqlx::query_as::<_, JobRow>(sql)
-                .bind(lease_until.millis())
+            sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+                .bind(lease_ms(lease))
                 .bind(worker)
                 .bind(now.millis())
                 .bind(limit)
@@ -222,13 +262,19 @@ impl Db {
         }))
     }
 
-    /// Extends the lease of a running job; `false` means the claim was lost.
-    pub async fn renew_job(&self, id: i64, attempt: i64, lease_until: Timestamp) -> StoreResult<bool> {
+    /// Extends the lease of a running job to `lease` from now (by the lease
+    /// clock); `false` means the claim was lost.
+    pub async fn renew_job(&self, id: i64, attempt: i64, now: Timestamp, lease: Duration) -> StoreResult<bool> {
+        let sql = format!(
+            "UPDATE jobs SET lease_until = {} + $4 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+            lease_clock(self.is_postgres(), "$3")
+        );
         let n = on_conn!(db self, |c| {
-            sqlx::query("UPDATE jobs SET lease_until = $3 WHERE id = $1 AND attempt = $2 AND state = 'running'")
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .bind(attempt)
-                .bind(lease_until.millis())
+                .bind(now.millis())
+                .bind(lease_ms(lease))
                 .execute(c)
                 .await?
                 .rows_affected()
@@ -237,21 +283,26 @@ impl Db {
     }
 
     /// When the scheduler next has something to do: the earliest due queued
-    /// job or the earliest lease to expire. Notices waiting behind an earlier
-    /// notice do not count: the earlier one's completion wakes the scheduler.
-    pub async fn next_job_wake(&self) -> StoreResult<Option<Timestamp>> {
-        let t: Option<i64> = on_conn!(db self, |c| {
-            sqlx::query_scalar(
-                "SELECT MIN(CASE WHEN j.state = 'queued' THEN j.due_at ELSE j.lease_until END)
-                 FROM jobs j WHERE j.state IN ('queued', 'running')
-                   AND NOT (j.state = 'queued' AND j.kind = 'notify' AND EXISTS (
-                       SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
-                         AND e.id < j.id AND e.state IN ('queued', 'running')))",
-            )
-            .fetch_one(c)
-            .await?
+    /// job and the earliest lease to run out. Notices waiting behind an
+    /// earlier notice do not count: the earlier one's completion wakes the
+    /// scheduler.
+    pub async fn next_job_wake(&self, now: Timestamp) -> StoreResult<JobWake> {
+        let sql = format!(
+            "SELECT
+               (SELECT MIN(j.due_at) FROM jobs j WHERE j.state = 'queued'
+                  AND NOT (j.kind = 'notify' AND EXISTS (
+                      SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
+                        AND e.id < j.id AND e.state IN ('queued', 'running')))),
+               (SELECT MIN(r.lease_until) - {} FROM jobs r WHERE r.state = 'running')",
+            lease_clock(self.is_postgres(), "$1")
+        );
+        let (due, lease_left): (Option<i64>, Option<i64>) = on_conn!(db self, |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now.millis()).fetch_one(c).await?
         });
-        Ok(t.map(Timestamp::from_millis))
+        Ok(JobWake {
+            next_due: due.map(Timestamp::from_millis),
+            lease_expires_in: lease_left.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
     }
 
     /// Job counts by kind and state, for tests, metrics and `jitbot` status output.

@@ -4,7 +4,10 @@
 //! SQLite too); the [`on_conn!`] macro expands a query body once per backend,
 //! so nothing is copy-pasted and the `Any` driver's type gaps are avoided.
 //! Write transactions on SQLite start with `BEGIN IMMEDIATE` so a writer
-//! waits for the lock (bounded by `busy_timeout`) instead of failing midway.
+//! waits for the lock (bounded by `busy_timeout`) instead of failing midway;
+//! on PostgreSQL they set `lock_timeout` to the same bound. Where the two
+//! backends must differ (row locking on claims, the clock that measures job
+//! leases) only that fragment of the statement differs, see `jobs`.
 //!
 //! What lives here: connecting, migrations, and the statements. What does
 //! not: deciding which transition is allowed (see [`crate::domain::state`])
@@ -25,7 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use audit_rows::{AuditHead, AuditRow};
-pub use jobs::{JobRow, JobState};
+pub use jobs::{JobRow, JobState, JobWake};
 pub use links::LinkRow;
 pub use oidc::{LinkTokenRow, LoginRow};
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
@@ -61,12 +64,13 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
             sqlx::Error::Database(db) => {
-                // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6);
-                // PostgreSQL's "cannot connect now" and admin shutdown classes.
                 let code = db.code().unwrap_or_default();
-                let busy = matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
-                    || code.starts_with("57P")
-                    || code.starts_with("08");
+                let busy = if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                    postgres_is_transient(&code)
+                } else {
+                    // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6).
+                    matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
+                };
                 if busy { StoreError::Unavailable(e) } else { StoreError::Internal(e) }
             }
             sqlx::Error::PoolTimedOut
@@ -77,6 +81,22 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Internal(e),
         }
     }
+}
+
+/// Whether a PostgreSQL error code (SQLSTATE) means "the server cannot
+/// serve us right now" rather than "this statement is wrong": the caller may
+/// try again later, and the transaction it was in has been rolled back.
+fn postgres_is_transient(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources, e.g. too many connections
+        || code.starts_with("57P") // shutting down, starting up, terminated by an administrator
+        || matches!(
+            code,
+            "55000" // the database is not accepting connections (ALLOW_CONNECTIONS false)
+                | "55P03" // lock not available
+                | "40001" // serialization failure
+                | "40P01" // deadlock detected
+        )
 }
 
 /// Shorthand for store results.
@@ -166,11 +186,18 @@ impl Db {
         }
     }
 
-    /// Begins a write transaction.
+    /// Begins a write transaction. Waiting for another writer's locks is
+    /// bounded by [`DB_WAIT`] on both backends (SQLite's `busy_timeout`,
+    /// PostgreSQL's `lock_timeout` for this transaction), after which the
+    /// caller gets [`StoreError::Unavailable`] and can say "try again".
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                // One round trip: both statements go as one simple query.
+                let begin = format!("BEGIN; SET LOCAL lock_timeout = {}", DB_WAIT.as_millis());
+                Tx::Postgres(p.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+            }
         })
     }
 
@@ -194,9 +221,24 @@ impl Db {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Db::Postgres(_))
     }
+
+    /// The pool's size: how many statements this process can have in
+    /// flight at once. The scheduler sizes itself from it so that jobs never
+    /// take every connection from the request path.
+    pub fn max_connections(&self) -> u32 {
+        match self {
+            Db::Sqlite(p) => p.options().get_max_connections(),
+            Db::Postgres(p) => p.options().get_max_connections(),
+        }
+    }
 }
 
 impl Tx {
+    /// Whether this is a PostgreSQL transaction.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
+    }
+
     /// Commits the transaction.
     pub async fn commit(self) -> StoreResult<()> {
         match self {

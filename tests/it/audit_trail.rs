@@ -1,17 +1,24 @@
-//! The audit chain detects changed and deleted rows and names them.
+//! The audit chain detects changed and deleted rows and names them, on both
+//! backends.
 
 use jitbot::audit::{self, VerifyError};
-use jitbot::store::Db;
 
-use crate::support::{TestApp, user};
+use crate::support::{Backend, TestApp, both_backends, user};
 
-async fn raw(db: &Db, sql: &'static str) {
-    let Db::Sqlite(pool) = db else { panic!("sqlite expected") };
-    sqlx::query(sql).execute(pool).await.unwrap();
+/// Drops the trigger that refuses `change` (`UPDATE` or `DELETE`) on
+/// `audit_events`, as someone tampering with the log would first.
+async fn allow(t: &TestApp, change: &str) {
+    let sql = match (t.backend, change) {
+        (Backend::Sqlite, "UPDATE") => "DROP TRIGGER audit_events_no_update",
+        (Backend::Sqlite, "DELETE") => "DROP TRIGGER audit_events_no_delete",
+        (Backend::Postgres, _) => "DROP TRIGGER audit_events_no_change ON audit_events",
+        _ => unreachable!("{change}"),
+    };
+    t.exec(sql).await;
 }
 
-async fn with_history() -> TestApp {
-    let t = TestApp::spawn().await; // 5 link.added rows
+async fn with_history(backend: Backend) -> TestApp {
+    let t = TestApp::spawn_on(backend).await; // 5 link.added rows
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap(); // row 6
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap(); // row 7
     t.drain().await; // row 8: grant.applied
@@ -19,48 +26,59 @@ async fn with_history() -> TestApp {
     t
 }
 
-#[tokio::test]
-async fn the_audit_log_refuses_updates_and_deletes_in_the_ordinary_course() {
-    let t = with_history().await;
-    let Db::Sqlite(pool) = t.app.db() else { panic!() };
-    assert!(sqlx::query("UPDATE audit_events SET actor = 'x' WHERE seq = 3").execute(pool).await.is_err());
-    assert!(sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(pool).await.is_err());
+/// Whether a raw statement fails.
+async fn refused(t: &TestApp, sql: &'static str) -> bool {
+    match t.db() {
+        jitbot::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.is_err(),
+        jitbot::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.is_err(),
+    }
 }
 
-#[tokio::test]
-async fn an_altered_row_is_named() {
-    let t = with_history().await;
-    raw(t.app.db(), "DROP TRIGGER audit_events_no_update").await;
-    raw(t.app.db(), "UPDATE audit_events SET detail = '{\"reason\":\"nothing to see\"}' WHERE seq = 6").await;
+async fn the_audit_log_refuses_updates_and_deletes_in_the_ordinary_course(backend: Backend) {
+    let t = with_history(backend).await;
+    assert!(refused(&t, "UPDATE audit_events SET actor = 'x' WHERE seq = 3").await);
+    assert!(refused(&t, "DELETE FROM audit_events WHERE seq = 3").await);
+    assert_eq!(audit::verify(t.app.db()).await.unwrap(), 8);
+}
+
+async fn an_altered_row_is_named(backend: Backend) {
+    let t = with_history(backend).await;
+    allow(&t, "UPDATE").await;
+    t.exec("UPDATE audit_events SET detail = '{\"reason\":\"nothing to see\"}' WHERE seq = 6").await;
     let e = audit::verify(t.app.db()).await.unwrap_err();
     assert!(matches!(e, VerifyError::Altered { seq: 6 }), "{e}");
     assert_eq!(e.to_string(), "audit row 6 was altered: its contents do not match its hash");
 }
 
-#[tokio::test]
-async fn a_deleted_row_is_named() {
-    let t = with_history().await;
-    raw(t.app.db(), "DROP TRIGGER audit_events_no_delete").await;
-    raw(t.app.db(), "DELETE FROM audit_events WHERE seq = 4").await;
+async fn a_deleted_row_is_named(backend: Backend) {
+    let t = with_history(backend).await;
+    allow(&t, "DELETE").await;
+    t.exec("DELETE FROM audit_events WHERE seq = 4").await;
     let e = audit::verify(t.app.db()).await.unwrap_err();
     assert!(matches!(e, VerifyError::Missing { missing: 4, .. }), "{e}");
 }
 
-#[tokio::test]
-async fn deleting_the_newest_rows_is_detected() {
-    let t = with_history().await;
-    raw(t.app.db(), "DROP TRIGGER audit_events_no_delete").await;
-    raw(t.app.db(), "DELETE FROM audit_events WHERE seq >= 7").await;
+async fn deleting_the_newest_rows_is_detected(backend: Backend) {
+    let t = with_history(backend).await;
+    allow(&t, "DELETE").await;
+    t.exec("DELETE FROM audit_events WHERE seq >= 7").await;
     let e = audit::verify(t.app.db()).await.unwrap_err();
     assert!(matches!(e, VerifyError::MissingTail { first: 7, last: 8, .. }), "{e}");
 }
 
-#[tokio::test]
-async fn a_rewritten_chain_is_detected_at_the_first_rewritten_row() {
-    let t = with_history().await;
-    raw(t.app.db(), "DROP TRIGGER audit_events_no_update").await;
+async fn a_rewritten_chain_is_detected_at_the_first_rewritten_row(backend: Backend) {
+    let t = with_history(backend).await;
+    allow(&t, "UPDATE").await;
     // Re-hashing one row is not enough: the next row still links to the old hash.
-    raw(t.app.db(), "UPDATE audit_events SET hash = 'ff' WHERE seq = 5").await;
+    t.exec("UPDATE audit_events SET hash = 'ff' WHERE seq = 5").await;
     let e = audit::verify(t.app.db()).await.unwrap_err();
     assert!(matches!(e, VerifyError::Altered { seq: 5 }), "{e}");
 }
+
+both_backends!(
+    the_audit_log_refuses_updates_and_deletes_in_the_ordinary_course,
+    an_altered_row_is_named,
+    a_deleted_row_is_named,
+    deleting_the_newest_rows_is_detected,
+    a_rewritten_chain_is_detected_at_the_first_rewritten_row,
+);

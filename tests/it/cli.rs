@@ -1,10 +1,11 @@
-//! The `jitbot` binary as an operator uses it.
+//! The `jitbot` binary as an operator uses it, on both backends where a
+//! command touches the database.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{TestApp, config_text, user};
+use crate::support::{Backend, TestApp, TestDatabase, both_backends, config_text, user};
 
 fn jitbot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jitbot"))
@@ -63,9 +64,8 @@ fn check_config_names_the_offending_key_and_line() {
     assert!(text(&out).1.contains("cannot read the config file"));
 }
 
-#[tokio::test]
-async fn check_config_refuses_removing_a_role_that_has_a_live_grant() {
-    let t = TestApp::spawn().await;
+async fn check_config_refuses_removing_a_role_that_has_a_live_grant(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -87,10 +87,27 @@ async fn check_config_refuses_removing_a_role_that_has_a_live_grant() {
     assert!(out.status.success(), "{:?}", text(&out));
 }
 
-#[test]
-fn links_are_added_listed_removed_and_audited() {
+async fn migrate_prepares_a_fresh_database_and_can_run_again(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
+    let cfg = dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for _ in 0..2 {
+        let out = jitbot(&["migrate", "--config", cfg]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        assert!(text(&out).0.contains("database is up to date"));
+    }
+    let out = jitbot(&["link", "list", "--config", cfg]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("no identity links"));
+    let out = jitbot(&["audit", "verify", "--config", cfg]);
+    assert!(text(&out).0.contains("0 events verified"), "{:?}", text(&out));
+}
+
+async fn links_are_added_listed_removed_and_audited(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
     let cfg = dir.path().join("jitbot.toml");
     std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
     let cfg = cfg.to_str().unwrap();
@@ -137,9 +154,8 @@ fn links_are_added_listed_removed_and_audited() {
     assert!(text(&out).0.contains("2 events verified"));
 }
 
-#[tokio::test]
-async fn audit_verify_and_export_on_a_real_history() {
-    let t = TestApp::spawn().await;
+async fn audit_verify_and_export_on_a_real_history(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -157,9 +173,12 @@ async fn audit_verify_and_export_on_a_real_history() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("--since"));
 
-    let jitbot::store::Db::Sqlite(pool) = t.app.db() else { panic!() };
-    sqlx::query("DROP TRIGGER audit_events_no_update").execute(pool).await.unwrap();
-    sqlx::query("UPDATE audit_events SET actor = 'slack:T0WORK/U0MALLORY' WHERE seq = 7").execute(pool).await.unwrap();
+    t.exec(match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_events_no_update",
+        Backend::Postgres => "DROP TRIGGER audit_events_no_change ON audit_events",
+    })
+    .await;
+    t.exec("UPDATE audit_events SET actor = 'slack:T0WORK/U0MALLORY' WHERE seq = 7").await;
     let out = jitbot(&["audit", "verify", "--config", cfg]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("audit row 7 was altered"), "{:?}", text(&out));
@@ -183,10 +202,9 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-#[test]
-fn serve_starts_answers_health_and_stops_on_sigterm() {
+async fn serve_starts_answers_health_and_stops_on_sigterm(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
     let cfg = dir.path().join("jitbot.toml");
     std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
     let mut child = Running(
@@ -218,9 +236,19 @@ fn serve_starts_answers_health_and_stops_on_sigterm() {
     let addr = addr.unwrap_or_else(|| panic!("serve logs the address it listens on; it printed {seen:?}"));
     let response = http_get(&addr, "/readyz");
     assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("ready\n"), "{response}");
-    assert!(dir.path().join("jitbot.db").exists(), "the SQLite file is created on first start");
+    if backend == Backend::Sqlite {
+        assert!(dir.path().join("jitbot.db").exists(), "the SQLite file is created on first start");
+    }
     let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let status = child.0.wait().unwrap();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
 }
+
+both_backends!(
+    check_config_refuses_removing_a_role_that_has_a_live_grant,
+    migrate_prepares_a_fresh_database_and_can_run_again,
+    links_are_added_listed_removed_and_audited,
+    audit_verify_and_export_on_a_real_history,
+    serve_starts_answers_health_and_stops_on_sigterm,
+);

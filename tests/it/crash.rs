@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::{TestApp, user};
+use crate::support::{Backend, TestApp, both_backends, user};
 
-#[tokio::test]
-async fn a_crash_after_approval_before_the_grant_still_grants_once_and_revokes() {
-    let mut t = TestApp::spawn().await;
+async fn a_crash_after_approval_before_the_grant_still_grants_once_and_revokes(backend: Backend) {
+    let mut t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     // Crash: no job has run.
@@ -24,9 +23,8 @@ async fn a_crash_after_approval_before_the_grant_still_grants_once_and_revokes()
     assert_eq!(t.state(req.id).await, "revoked");
 }
 
-#[tokio::test]
-async fn a_crash_after_the_grant_still_revokes_at_expiry() {
-    let mut t = TestApp::spawn().await;
+async fn a_crash_after_the_grant_still_revokes_at_expiry(backend: Backend) {
+    let mut t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -39,9 +37,8 @@ async fn a_crash_after_the_grant_still_revokes_at_expiry() {
     assert_eq!(t.state(req.id).await, "revoked");
 }
 
-#[tokio::test]
-async fn a_grant_job_that_becomes_due_after_expiry_does_nothing() {
-    let mut t = TestApp::spawn().await;
+async fn a_grant_job_that_becomes_due_after_expiry_does_nothing(backend: Backend) {
+    let mut t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.restart().await;
@@ -56,22 +53,37 @@ async fn a_grant_job_that_becomes_due_after_expiry_does_nothing() {
     assert!(t.audit_actions(req.id).await.contains(&"grant.skipped".to_owned()));
 }
 
-#[tokio::test]
-async fn a_job_whose_worker_died_is_taken_over_after_its_lease() {
-    let t = TestApp::spawn().await;
+async fn a_job_whose_worker_died_is_taken_over_after_its_lease(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
-    // Another worker claims everything due and dies without finishing.
-    let now = t.now();
-    let stolen = t.app.db().claim_jobs("dead-replica", now, now.plus(Duration::from_secs(60)), 100).await.unwrap();
+    // Another worker claims everything due and dies without finishing. Its
+    // lease is short: on PostgreSQL leases run on the database's clock, which
+    // a manual clock cannot move, so the test waits it out in real time.
+    let lease = Duration::from_secs(2);
+    let stolen = t.app.db().claim_jobs("dead-replica", t.now(), lease, 100).await.unwrap();
     assert!(!stolen.is_empty());
     assert_eq!(t.drain().await, 0, "claimed jobs are not run twice while their lease holds");
-    t.advance(Duration::from_secs(61));
+    assert_eq!(t.hook.count("grant", req.id), 0);
+    // Past the lease on both clocks: the domain clock (SQLite's lease clock)
+    // and real time (PostgreSQL's).
+    t.advance(lease + Duration::from_secs(1));
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
     t.drain().await;
     assert_eq!(t.hook.count("grant", req.id), 1);
+    assert_eq!(t.state(req.id).await, "active");
     // The dead worker's attempt can no longer complete the job it lost.
-    let mut tx = t.app.db().begin().await.unwrap();
     let grant = stolen.iter().find(|j| j.kind == "grant").unwrap();
+    let mut tx = t.app.db().begin().await.unwrap();
     assert!(!tx.complete_job(grant.id, grant.attempt, t.now()).await.unwrap());
     tx.rollback().await.unwrap();
+    let taken_over = t.pairs(&format!("SELECT worker, attempt FROM jobs WHERE id = {}", grant.id)).await;
+    assert_eq!(taken_over, vec![("test".to_owned(), grant.attempt + 1)]);
 }
+
+both_backends!(
+    a_crash_after_approval_before_the_grant_still_grants_once_and_revokes,
+    a_crash_after_the_grant_still_revokes_at_expiry,
+    a_grant_job_that_becomes_due_after_expiry_does_nothing,
+    a_job_whose_worker_died_is_taken_over_after_its_lease,
+);

@@ -6,11 +6,10 @@ use std::time::Duration;
 use jitbot::notify::NoticeKind;
 use jitbot::service::{ApprovalOutcome, RequestCommand, ServiceError};
 
-use crate::support::{TestApp, start_time, user};
+use crate::support::{Backend, TestApp, both_backends, start_time, user};
 
-#[tokio::test]
-async fn request_approve_grant_expire_revoke() {
-    let t = TestApp::spawn().await;
+async fn request_approve_grant_expire_revoke(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", Some("30m")).await.unwrap();
     assert_eq!(req.state.as_str(), "pending");
     t.drain().await;
@@ -62,9 +61,8 @@ async fn request_approve_grant_expire_revoke() {
     t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
 }
 
-#[tokio::test]
-async fn deny_ends_the_request_without_granting() {
-    let t = TestApp::spawn().await;
+async fn deny_ends_the_request_without_granting(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     let denied = t.service().deny(req.id, &user("U0CAROL"), Some("use the replica"), t.now()).await.unwrap();
     assert_eq!(denied.state.as_str(), "denied");
@@ -79,9 +77,8 @@ async fn deny_ends_the_request_without_granting() {
     assert!(t.hook.calls().is_empty());
 }
 
-#[tokio::test]
-async fn the_requester_cancels_a_pending_request_and_nobody_else_can() {
-    let t = TestApp::spawn().await;
+async fn the_requester_cancels_a_pending_request_and_nobody_else_can(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     let e = t.service().cancel(req.id, &user("U0BOB"), t.now()).await.unwrap_err();
     assert!(matches!(e, ServiceError::NotAllowed(_)), "{e}");
@@ -92,9 +89,8 @@ async fn the_requester_cancels_a_pending_request_and_nobody_else_can() {
     assert!(t.service().approve(req.id, &user("U0BOB"), t.now()).await.is_err());
 }
 
-#[tokio::test]
-async fn early_revoke_by_the_requester_ends_access_now_and_only_once() {
-    let t = TestApp::spawn().await;
+async fn early_revoke_by_the_requester_ends_access_now_and_only_once(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", Some("2h")).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -112,9 +108,8 @@ async fn early_revoke_by_the_requester_ends_access_now_and_only_once() {
     assert_eq!(t.audit_actions(req.id).await.last().map(String::as_str), Some("revoke.applied"));
 }
 
-#[tokio::test]
-async fn only_the_requester_or_an_admin_may_revoke() {
-    let t = TestApp::spawn().await;
+async fn only_the_requester_or_an_admin_may_revoke(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -127,9 +122,8 @@ async fn only_the_requester_or_an_admin_may_revoke() {
     assert!(detail.contains("U0ADMIN"), "{detail}");
 }
 
-#[tokio::test]
-async fn a_second_request_for_the_same_role_is_refused_while_one_is_open() {
-    let t = TestApp::spawn().await;
+async fn a_second_request_for_the_same_role_is_refused_while_one_is_open(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     let e = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap_err();
     assert!(e.to_string().contains(&format!("already have request {}", req.id)), "{e}");
@@ -141,9 +135,8 @@ async fn a_second_request_for_the_same_role_is_refused_while_one_is_open() {
     t.request("U0ALICE", "prod-admin", None).await.unwrap();
 }
 
-#[tokio::test]
-async fn policy_refusals_are_explained() {
-    let t = TestApp::spawn().await;
+async fn policy_refusals_are_explained(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let e = t.request("U0MALLORY", "prod-db-readonly", None).await.unwrap_err();
     assert!(e.to_string().contains("you may not request prod-db-readonly"), "{e}");
     let e = t.request("U0ALICE", "prod-db-readonly", Some("5h")).await.unwrap_err();
@@ -170,9 +163,8 @@ async fn policy_refusals_are_explained() {
     assert!(e.to_string().contains("reason"), "{e}");
 }
 
-#[tokio::test]
-async fn approvers_must_be_in_the_approver_groups_and_never_the_requester() {
-    let t = TestApp::spawn().await;
+async fn approvers_must_be_in_the_approver_groups_and_never_the_requester(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     // Alice is also an approver now, but still cannot approve herself.
     t.link("U0ALICE", "alice", &["engineering", "sre-leads"]).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
@@ -183,9 +175,8 @@ async fn approvers_must_be_in_the_approver_groups_and_never_the_requester() {
     assert_eq!(t.state(req.id).await, "pending");
 }
 
-#[tokio::test]
-async fn two_of_two_needs_two_different_approvers() {
-    let t = TestApp::spawn().await;
+async fn two_of_two_needs_two_different_approvers(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
     let first = t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     assert!(matches!(first, ApprovalOutcome::Recorded { approvals: 1, .. }));
@@ -203,9 +194,8 @@ async fn two_of_two_needs_two_different_approvers() {
     );
 }
 
-#[tokio::test]
-async fn a_retried_delivery_returns_the_first_request() {
-    let t = TestApp::spawn().await;
+async fn a_retried_delivery_returns_the_first_request(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let cmd = RequestCommand {
         requester: user("U0ALICE"),
         role: "prod-db-readonly".into(),
@@ -220,9 +210,8 @@ async fn a_retried_delivery_returns_the_first_request() {
     assert_eq!(t.audit_actions(a.id).await, vec!["request.created"]);
 }
 
-#[tokio::test]
-async fn failed_grants_are_retried_with_backoff_then_succeed() {
-    let t = TestApp::spawn().await;
+async fn failed_grants_are_retried_with_backoff_then_succeed(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.hook.fail_next(2);
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
@@ -241,9 +230,8 @@ async fn failed_grants_are_retried_with_backoff_then_succeed() {
     assert_eq!(actions.iter().filter(|a| *a == "grant.attempt_failed").count(), 2, "{actions:?}");
 }
 
-#[tokio::test]
-async fn a_grant_that_keeps_failing_is_marked_failed_and_cleaned_up() {
-    let t = TestApp::spawn().await;
+async fn a_grant_that_keeps_failing_is_marked_failed_and_cleaned_up(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.hook.fail_always(true);
     let req = t.request("U0ALICE", "prod-db-readonly", Some("4h")).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
@@ -264,9 +252,8 @@ async fn a_grant_that_keeps_failing_is_marked_failed_and_cleaned_up() {
     assert_eq!(t.hook.count("revoke", req.id), 1);
 }
 
-#[tokio::test]
-async fn a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds() {
-    let t = TestApp::spawn().await;
+async fn a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     t.drain().await;
@@ -293,3 +280,19 @@ async fn a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds() {
     assert!(actions.iter().filter(|a| *a == "revoke.attempt_failed").count() >= 20, "{actions:?}");
     assert_eq!(actions.last().map(String::as_str), Some("revoke.applied"));
 }
+
+both_backends!(
+    request_approve_grant_expire_revoke,
+    deny_ends_the_request_without_granting,
+    the_requester_cancels_a_pending_request_and_nobody_else_can,
+    early_revoke_by_the_requester_ends_access_now_and_only_once,
+    only_the_requester_or_an_admin_may_revoke,
+    a_second_request_for_the_same_role_is_refused_while_one_is_open,
+    policy_refusals_are_explained,
+    approvers_must_be_in_the_approver_groups_and_never_the_requester,
+    two_of_two_needs_two_different_approvers,
+    a_retried_delivery_returns_the_first_request,
+    failed_grants_are_retried_with_backoff_then_succeed,
+    a_grant_that_keeps_failing_is_marked_failed_and_cleaned_up,
+    a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds,
+);

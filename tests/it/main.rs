@@ -1,5 +1,7 @@
 //! The one integration-test binary: the real app on port 0, a manual clock,
-//! a real webhook receiver, a temp SQLite file per test.
+//! a real webhook receiver, and a fresh database per test: a temp SQLite
+//! file, or (for tests that run on both backends, and the replica tests) a
+//! new database on the PostgreSQL server named by `JITBOT_TEST_DATABASE_URL`.
 
 mod fake_slack;
 mod idp_support;
@@ -12,6 +14,8 @@ mod concurrency;
 mod crash;
 mod lifecycle;
 mod oidc;
+mod postgres;
+mod replicas;
 mod scheduler;
 mod slack_contract;
 mod slack_http;

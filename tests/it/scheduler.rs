@@ -4,21 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::{TestApp, user};
+use crate::support::{Backend, TestApp, both_backends, eventually, user};
 
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..800 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_expiry() {
-    let TestApp { dir: _dir, clock, hook, notifier: _n, app, .. } = TestApp::spawn().await;
+async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_expiry(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let app = t.replica("loop").await;
     let service = app.service().clone();
     let port = app.port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -31,7 +21,6 @@ async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_e
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let now = || jitbot::clock::Clock::now(&clock);
     let req = service
         .request(
             jitbot::service::RequestCommand {
@@ -42,20 +31,23 @@ async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_e
                 ticket: None,
                 client_key: None,
             },
-            now(),
+            t.now(),
         )
         .await
         .unwrap();
-    service.approve(req.id, &user("U0BOB"), now()).await.unwrap();
+    service.approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     // The commit wakes the idle scheduler: no polling interval to wait for.
-    eventually("the grant", || hook.count("grant", req.id) == 1).await;
+    eventually("the grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
 
     // Nothing more happens until the manual clock reaches the expiry.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(hook.count("revoke", req.id), 0);
-    clock.advance(Duration::from_secs(31 * 60));
-    eventually("the revocation", || hook.count("revoke", req.id) == 1).await;
+    assert_eq!(t.hook.count("revoke", req.id), 0);
+    t.advance(Duration::from_secs(31 * 60));
+    eventually("the revocation", Duration::from_secs(5), async || t.hook.count("revoke", req.id) == 1).await;
+    assert_eq!(t.number("SELECT COUNT(*) FROM jobs WHERE worker <> 'loop'").await, 0);
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
 }
+
+both_backends!(the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_expiry);

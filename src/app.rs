@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, SlackMode};
 use crate::domain::RequestState;
 use crate::http::{self, HttpState};
 use crate::idp::routes::IdpState;
@@ -21,6 +21,7 @@ use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
 use crate::service::Service;
 use crate::slack::routes::SlackState;
+use crate::slack::socket::SocketMode;
 use crate::slack::{SlackApi, SlackNotifier};
 use crate::store::Db;
 
@@ -51,6 +52,7 @@ pub struct App {
     service: Service,
     scheduler: Scheduler,
     router: axum::Router,
+    socket: Option<(SlackState, String, u32)>,
 }
 
 impl App {
@@ -120,11 +122,21 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let mut router = http::router(HttpState { db: db.clone() }, slack_state);
+        // HTTP mode mounts /slack/*; Socket Mode connects when the app runs.
+        let mut socket = None;
+        let slack_routes = match (&config.slack, slack_state) {
+            (Some(slack), Some(state)) if slack.mode == SlackMode::Socket => {
+                let token = slack.app_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
+                socket = Some((state, token, slack.socket_connections));
+                None
+            }
+            (_, state) => state,
+        };
+        let mut router = http::router(HttpState { db: db.clone() }, slack_routes);
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }
-        Ok(Self { listener, addr, db, service, scheduler, router })
+        Ok(Self { listener, addr, db, service, scheduler, router, socket })
     }
 
     /// The port actually bound (tests bind port 0).
@@ -161,8 +173,19 @@ impl App {
         let server = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { while http_rx.changed().await.is_ok() && !*http_rx.borrow() {} });
         let server = tokio::spawn(async move { server.await });
+        let socket = match self.socket {
+            Some((state, token, connections)) => {
+                let socket = SocketMode::connect(state, &token, connections).await?;
+                tracing::info!(connections, "Slack Socket Mode connected");
+                Some(socket)
+            }
+            None => None,
+        };
         shutdown.await;
         tracing::info!("shutting down");
+        if let Some(socket) = socket {
+            socket.shutdown().await;
+        }
         let _ = stop_tx.send(true);
         server.await.context("http server task")?.context("http server")?;
         sched.await.context("scheduler task")?;

@@ -245,6 +245,8 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlackMode {
+    /// jitbot opens websockets to Slack (no public URL needed for Slack).
+    Socket,
     /// Slack POSTs to `/slack/commands`, `/slack/interactions`, `/slack/events`.
     Http,
 }
@@ -253,12 +255,19 @@ pub enum SlackMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// Transport; `http` (Socket Mode is planned).
+    /// Transport: `socket` (websockets opened by jitbot) or `http`.
     pub mode: SlackMode,
     /// The bot token (`xoxb-...`) for Web API calls.
     pub bot_token: Secret,
-    /// The app's signing secret; every request from Slack is checked against it.
-    pub signing_secret: Secret,
+    /// The app-level token (`xapp-...`, scope `connections:write`); Socket Mode only.
+    pub app_token: Option<Secret>,
+    /// The app's signing secret; every HTTP request from Slack is checked
+    /// against it. Required in HTTP mode.
+    pub signing_secret: Option<Secret>,
+    /// Websocket connections each replica holds in Socket Mode (Slack
+    /// delivers each event to one of them).
+    #[serde(default = "default_socket_connections")]
+    pub socket_connections: u32,
     /// Base URL of the Web API; tests point it at a local fake.
     #[serde(default = "default_slack_api_url")]
     pub api_url: String,
@@ -268,6 +277,10 @@ pub struct SlackConfig {
     pub approvals_channel: String,
     /// Optional channel that receives a line for every decision and alerts.
     pub audit_channel: Option<String>,
+}
+
+fn default_socket_connections() -> u32 {
+    2
 }
 
 fn default_slack_api_url() -> String {
@@ -471,6 +484,37 @@ impl Config {
                 return Err(format!(
                     "{}slack.api_url must be an http(s) URL without a trailing slash",
                     at("slack", Some("api_url"))
+                ));
+            }
+            match slack.mode {
+                SlackMode::Socket => match &slack.app_token {
+                    Some(t) if t.expose().starts_with("xapp-") => {}
+                    Some(_) => {
+                        return Err(format!(
+                            "{}slack.app_token must be an app-level token (xapp-...)",
+                            at("slack", Some("app_token"))
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "{}slack.app_token is required with mode = \"socket\" (an app-level token with connections:write)",
+                            at("slack", Some("mode"))
+                        ));
+                    }
+                },
+                SlackMode::Http => {
+                    if slack.signing_secret.is_none() {
+                        return Err(format!(
+                            "{}slack.signing_secret is required with mode = \"http\"",
+                            at("slack", Some("mode"))
+                        ));
+                    }
+                }
+            }
+            if !(1..=10).contains(&slack.socket_connections) {
+                return Err(format!(
+                    "{}slack.socket_connections must be between 1 and 10",
+                    at("slack", Some("socket_connections"))
                 ));
             }
             if !slack.bot_token.expose().starts_with("xoxb-") {

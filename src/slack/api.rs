@@ -15,7 +15,8 @@ use super::views::Message;
 use crate::config::SlackConfig;
 use crate::notify::NotifyError;
 
-type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+/// The connector: hyper with rustls (plain HTTP allowed only for a local fake).
+pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
 /// A failed Web API call, with Slack's `Retry-After` when it sent one.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,6 +97,11 @@ impl SlackApi {
             content = content.with_blocks(blocks);
         }
         Ok(content)
+    }
+
+    /// The underlying client (Socket Mode listens through it).
+    pub fn client(&self) -> Arc<SlackClient<Connector>> {
+        self.client.clone()
     }
 
     /// Posts a message; returns its `ts`. A user id as `channel` posts to
@@ -183,7 +189,9 @@ mod tests {
         SlackApi::new(&SlackConfig {
             mode: SlackMode::Http,
             bot_token: Secret::from("xoxb-1"),
-            signing_secret: Secret::from("s"),
+            app_token: None,
+            signing_secret: Some(Secret::from("s")),
+            socket_connections: 1,
             api_url: api_url.into(),
             team_id: "T0WORK".into(),
             approvals_channel: "C0APPROVALS".into(),

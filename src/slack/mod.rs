@@ -10,6 +10,7 @@ pub mod notifier;
 pub mod payloads;
 pub mod routes;
 pub mod signature;
+pub mod socket;
 pub mod views;
 
 pub use api::SlackApi;

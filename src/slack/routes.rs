@@ -44,6 +44,11 @@ pub struct SlackState {
 }
 
 impl SlackState {
+    /// The one workspace served.
+    pub fn team_id(&self) -> &str {
+        &self.slack().team_id
+    }
+
     fn slack(&self) -> &SlackConfig {
         // The router is only mounted when `[slack]` is configured.
         match &self.config.slack {
@@ -55,7 +60,7 @@ impl SlackState {
 
 /// Why a Slack request was refused before reaching the workflow.
 #[derive(Debug, thiserror::Error)]
-enum Refusal {
+pub(crate) enum Refusal {
     #[error("invalid signature")]
     Signature(#[from] signature::SignatureError),
     #[error("{0}")]
@@ -93,8 +98,10 @@ pub fn router(state: SlackState) -> Router {
 
 fn verify(state: &SlackState, headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The HTTP routes are only mounted in HTTP mode, where the secret is required.
+    let secret = state.slack().signing_secret.as_ref().map(|s| s.expose()).unwrap_or_default();
     signature::verify(
-        state.slack().signing_secret.expose().as_bytes(),
+        secret.as_bytes(),
         header("x-slack-request-timestamp"),
         header("x-slack-signature"),
         body,
@@ -210,7 +217,8 @@ fn explain(e: &ServiceError, user: &SlackUser) -> String {
     }
 }
 
-async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -> Reply {
+/// Runs a slash command from either transport and returns the ephemeral answer.
+pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -> Reply {
     let parsed = match command::parse(&cmd.text) {
         Ok(c) => c,
         Err(e) => return e.0.into(),
@@ -376,6 +384,17 @@ async fn list(state: &SlackState, user: &SlackUser) -> String {
 async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, Refusal> {
     verify(&state, &headers, &body)?;
     let interaction = payloads::parse_interaction(&body).map_err(Refusal::Malformed)?;
+    handle_interaction(&state, interaction, is_retry(&headers)).await
+}
+
+/// Handles a parsed interaction from either transport: only database work,
+/// then an ephemeral answer posted to its `response_url` from a spawned task.
+pub(crate) async fn handle_interaction(
+    state: &SlackState,
+    interaction: payloads::Interaction,
+    retry: bool,
+) -> Result<StatusCode, Refusal> {
+    let state = state.clone();
     if interaction.team_id() != Some(state.slack().team_id.as_str()) {
         tracing::warn!(team = ?interaction.team_id(), "interaction from another workspace refused");
         return Err(Refusal::ForeignTeam);
@@ -402,12 +421,12 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
                     id.get(),
                     request.approvals_required
                 ))),
-                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
+                Err(ServiceError::AlreadyVoted(_)) if retry => None,
                 Err(e) => Some(answer_error(&state, &e, &user).await),
             },
             "deny" => match state.service.deny(id, &user, None, now).await {
                 Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
-                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
+                Err(ServiceError::AlreadyVoted(_)) if retry => None,
                 Err(e) => Some(answer_error(&state, &e, &user).await),
             },
             _ => None,

@@ -19,8 +19,8 @@ use crate::domain::SlackUser;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-fn state_of(states: &SlackClientEventsUserState) -> impl std::future::Future<Output = Option<SlackState>> + '_ {
-    async move { states.read().await.get_user_state::<SlackState>().cloned() }
+async fn state_of(states: &SlackClientEventsUserState) -> Option<SlackState> {
+    states.read().await.get_user_state::<SlackState>().cloned()
 }
 
 async fn on_command(
@@ -102,8 +102,9 @@ impl SocketMode {
     /// Opens `connections` websockets with the app-level token.
     pub async fn connect(state: SlackState, app_token: &str, connections: u32) -> anyhow::Result<Self> {
         let client = state.api.client();
-        let environment =
-            Arc::new(SlackClientEventsListenerEnvironment::new(client).with_error_handler(on_error).with_user_state(state));
+        let environment = Arc::new(
+            SlackClientEventsListenerEnvironment::new(client).with_error_handler(on_error).with_user_state(state),
+        );
         let callbacks = SlackSocketModeListenerCallbacks::new()
             .with_command_events(on_command)
             .with_interaction_events(on_interaction)

@@ -12,6 +12,7 @@ fn jitbot(args: &[&str]) -> Output {
         .args(args)
         .env("OPS_HOOK_SECRET", "example-secret-0123456789")
         .env("SLACK_BOT_TOKEN", "xoxb-example")
+        .env("SLACK_APP_TOKEN", "xapp-example")
         .env("SLACK_SIGNING_SECRET", "example-signing-secret")
         .env_remove("JITBOT_DATABASE_URL")
         .output()

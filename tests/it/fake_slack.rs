@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub const BOT_TOKEN: &str = "xoxb-test-0000-token";
+pub const APP_TOKEN: &str = "xapp-test-0000-token";
 
 /// A scripted failure for the next call of a method.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,21 @@ struct FakeState {
     violations: Vec<String>,
     responses: Vec<(String, Value)>,
     emails: HashMap<String, String>,
+    /// Open Socket Mode connections: a sender per socket.
+    sockets: Vec<tokio::sync::mpsc::UnboundedSender<SocketOut>>,
+    /// Acknowledgements received, by envelope id.
+    acks: HashMap<String, Value>,
+    connections_opened: u32,
+    next_envelope: u64,
+    next_socket: usize,
+    base_host: String,
+}
+
+/// What the fake sends down a socket.
+#[derive(Debug)]
+pub enum SocketOut {
+    Text(String),
+    Close,
 }
 
 #[derive(Clone)]
@@ -53,9 +69,11 @@ impl FakeSlack {
         let app = axum::Router::new()
             .route("/api/{method}", axum::routing::post(api).get(api_get))
             .route("/hooks/{*path}", axum::routing::post(hook))
+            .route("/socket", axum::routing::get(socket))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        state.lock().unwrap().base_host = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { state, base }
     }
@@ -100,6 +118,61 @@ impl FakeSlack {
         self.state.lock().unwrap().responses.iter().map(|(_, b)| b.clone()).collect()
     }
 
+    /// How many Socket Mode connections are open now.
+    pub fn open_sockets(&self) -> usize {
+        self.state.lock().unwrap().sockets.iter().filter(|s| !s.is_closed()).count()
+    }
+
+    /// How many times jitbot asked for a Socket Mode URL.
+    pub fn connections_opened(&self) -> u32 {
+        self.state.lock().unwrap().connections_opened
+    }
+
+    /// Sends an envelope of `kind` with `payload` down one open socket
+    /// (round robin, as Slack spreads events) and returns its id.
+    pub fn send_envelope(&self, kind: &str, payload: Value, accepts_response_payload: bool) -> String {
+        let mut s = self.state.lock().unwrap();
+        s.next_envelope += 1;
+        let id = format!("env-{:06}", s.next_envelope);
+        let mut envelope = json!({"envelope_id": id, "type": kind, "payload": payload,
+            "accepts_response_payload": accepts_response_payload});
+        if kind == "events_api" {
+            envelope["retry_attempt"] = json!(0);
+            envelope["retry_reason"] = json!("");
+        }
+        s.sockets.retain(|tx| !tx.is_closed());
+        assert!(!s.sockets.is_empty(), "no Socket Mode connection is open");
+        let i = s.next_socket % s.sockets.len();
+        s.next_socket += 1;
+        s.sockets[i].send(SocketOut::Text(envelope.to_string())).unwrap();
+        id
+    }
+
+    /// The acknowledgement of an envelope, if it arrived.
+    pub fn ack(&self, envelope_id: &str) -> Option<Value> {
+        self.state.lock().unwrap().acks.get(envelope_id).cloned()
+    }
+
+    /// Closes every socket abruptly, as a network failure would.
+    pub fn drop_sockets(&self) {
+        let mut s = self.state.lock().unwrap();
+        for tx in s.sockets.drain(..) {
+            let _ = tx.send(SocketOut::Close);
+        }
+    }
+
+    /// Asks every connection to go away (`disconnect` envelope, reason
+    /// `refresh_requested`), as Slack does before recycling a host.
+    pub fn send_disconnect(&self) {
+        let s = self.state.lock().unwrap();
+        let msg = json!({"type": "disconnect", "reason": "refresh_requested",
+            "debug_info": {"host": "applink-fake"}})
+        .to_string();
+        for tx in &s.sockets {
+            let _ = tx.send(SocketOut::Text(msg.clone()));
+        }
+    }
+
     /// Block Kit or protocol violations seen (tests assert this stays empty).
     pub fn violations(&self) -> Vec<String> {
         self.state.lock().unwrap().violations.clone()
@@ -140,6 +213,17 @@ async fn api(
     let body = parse_body(&headers, &body);
     let mut s = state.lock().unwrap();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if method == "apps.connections.open" {
+        // Slack requires the app-level token here, not the bot token.
+        if auth != format!("Bearer {APP_TOKEN}") {
+            s.violations.push("apps.connections.open: missing or wrong app-level token".into());
+            return slack_error("invalid_auth", vec![]);
+        }
+        s.connections_opened += 1;
+        let url = format!("ws://{}/socket?ticket={}", s.base_host.clone(), s.connections_opened);
+        s.calls.push(ApiCall { method, body, ok: true });
+        return ok(json!({"ok": true, "url": url}));
+    }
     if auth != format!("Bearer {BOT_TOKEN}") {
         s.violations.push(format!("{method}: missing or wrong bot token"));
         s.calls.push(ApiCall { method, body, ok: false });
@@ -230,6 +314,51 @@ async fn api_get(
         "id": user, "team_id": "T0WORK", "name": handle, "real_name": handle, "deleted": false,
         "profile": {"display_name": handle, "real_name": handle, "email": email}
     }}))
+}
+
+/// The Socket Mode websocket: `hello` first, then envelopes; every frame
+/// jitbot sends back must be the ack of an envelope we sent.
+async fn socket(State(state): State<Arc<Mutex<FakeState>>>, ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    use axum::extract::ws::Message;
+    ws.on_upgrade(move |mut socket| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let hello = json!({"type": "hello", "num_connections": 1,
+            "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+            "connection_info": {"app_id": "A0FAKE"}});
+        if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+            return;
+        }
+        state.lock().unwrap().sockets.push(tx);
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(SocketOut::Text(t)) => {
+                        if socket.send(Message::Text(t.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(SocketOut::Close) | None => break,
+                },
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                        let mut s = state.lock().unwrap();
+                        match v.get("envelope_id").and_then(Value::as_str) {
+                            Some(id) => {
+                                s.acks.insert(id.to_owned(), v.clone());
+                            }
+                            None => s.violations.push(format!("socket frame that is not an ack: {t}")),
+                        }
+                    }
+                    Some(Ok(Message::Ping(p))) => {
+                        let _ = socket.send(Message::Pong(p)).await;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    })
 }
 
 async fn hook(State(state): State<Arc<Mutex<FakeState>>>, Path(path): Path<String>, body: Bytes) -> StatusCode {

@@ -281,6 +281,7 @@ impl OidcEnv {
             start: SystemClock.now(),
             links: false,
             edit: options.edit,
+            ..Default::default()
         })
         .await;
         Self { env, idp, public_url }

@@ -19,3 +19,4 @@ mod replicas;
 mod scheduler;
 mod slack_contract;
 mod slack_http;
+mod socket_mode;

@@ -60,23 +60,38 @@ fn the_manifest_is_valid_against_slacks_schema() {
     assert!(!ok && out.contains("interactivity"), "{out}");
 }
 
-#[test]
-fn the_manifest_declares_exactly_what_the_code_uses() {
-    let Some(py) = python() else { return };
+fn manifest(py: &Path, name: &str) -> Value {
     let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
-    let (ok, out) = run(&py, &["-c", script, root().join("manifest.yaml").to_str().unwrap()]);
+    let (ok, out) = run(py, &["-c", script, root().join(name).to_str().unwrap()]);
     assert!(ok, "{out}");
-    let m: Value = serde_json::from_str(&out).unwrap();
-    let commands = m["features"]["slash_commands"].as_array().unwrap();
-    assert_eq!(commands.len(), 1);
-    assert_eq!(commands[0]["command"], "/jit");
-    assert!(commands[0]["url"].as_str().unwrap().ends_with("/slack/commands"));
-    assert!(m["settings"]["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
-    assert!(m["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
-    // Only the scopes the Web API calls need: the command, chat.postMessage /
-    // chat.update, and users.info with the profile email (OIDC linking).
-    assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["commands", "chat:write", "users:read", "users:read.email"]));
-    assert_eq!(m["settings"]["socket_mode_enabled"], false);
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn the_manifests_declare_exactly_what_the_code_uses() {
+    let Some(py) = python() else { return };
+    let socket = manifest(&py, "manifest.yaml");
+    let http = manifest(&py, "manifest.http.yaml");
+    for m in [&socket, &http] {
+        let commands = m["features"]["slash_commands"].as_array().unwrap();
+        assert_eq!(commands.len(), 1);
+        assert_eq!(commands[0]["command"], "/jit");
+        assert_eq!(m["settings"]["interactivity"]["is_enabled"], true);
+        // Only the scopes the Web API calls need: the command, chat.postMessage /
+        // chat.update, and users.info with the profile email (OIDC linking).
+        assert_eq!(
+            m["oauth_config"]["scopes"]["bot"],
+            json!(["commands", "chat:write", "users:read", "users:read.email"])
+        );
+    }
+    // Socket Mode: no request URLs at all; Slack never calls jitbot.
+    assert_eq!(socket["settings"]["socket_mode_enabled"], true);
+    assert!(!socket.to_string().contains("request_url") && !socket.to_string().contains("\"url\""), "{socket}");
+    // HTTP: the three endpoints jitbot serves.
+    assert_eq!(http["settings"]["socket_mode_enabled"], false);
+    assert!(http["features"]["slash_commands"][0]["url"].as_str().unwrap().ends_with("/slack/commands"));
+    assert!(http["settings"]["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
+    assert!(http["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
 }
 
 fn request(state: RequestState) -> AccessRequest {

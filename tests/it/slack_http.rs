@@ -42,7 +42,12 @@ fn buttons(card: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_approve_grant_expire_over_slack() {
-    let env = SlackEnv::start().await;
+    request_approve_grant_expire(SlackEnv::start().await).await;
+}
+
+/// The whole lifecycle as people see it in Slack; the same body runs over
+/// HTTP and over Socket Mode.
+pub async fn request_approve_grant_expire(env: SlackEnv) {
     let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging INC-4821").await;
     assert_eq!(
         reply,

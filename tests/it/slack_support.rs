@@ -44,6 +44,7 @@ pub struct SlackEnv {
     pub base: String,
     pub service: Service,
     pub db: Db,
+    pub transport: Transport,
     http: reqwest::Client,
     triggers: AtomicU32,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -65,8 +66,19 @@ pub fn slack_sign(timestamp: i64, body: &str) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// How Slack reaches jitbot in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Signed HTTP requests to `/slack/*`.
+    Http,
+    /// Envelopes over the fake's Socket Mode websocket.
+    Socket,
+}
+
 /// Variations of the environment.
 pub struct SlackEnvOptions {
+    /// HTTP or Socket Mode.
+    pub transport: Transport,
     /// Appended to the config (e.g. an `[idp]` table).
     pub extra_toml: String,
     /// Listen on this port (tests that must know the public URL up front).
@@ -81,7 +93,14 @@ pub struct SlackEnvOptions {
 
 impl Default for SlackEnvOptions {
     fn default() -> Self {
-        Self { extra_toml: String::new(), port: None, start: start_time(), links: true, edit: |s| s }
+        Self {
+            transport: Transport::Http,
+            extra_toml: String::new(),
+            port: None,
+            start: start_time(),
+            links: true,
+            edit: |s| s,
+        }
     }
 }
 
@@ -108,6 +127,17 @@ impl SlackEnv {
                 &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\""),
             );
         }
+        if options.transport == Transport::Socket {
+            text = text
+                .replace(
+                    "mode = \"http\"",
+                    &format!(
+                        "mode = \"socket\"\napp_token = \"{}\"\nsocket_connections = 1",
+                        crate::fake_slack::APP_TOKEN
+                    ),
+                )
+                .replace(&format!("signing_secret = \"{SIGNING_SECRET}\"\n"), "");
+        }
         text.push_str(&options.extra_toml);
         let text = (options.edit)(text);
         let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
@@ -133,11 +163,15 @@ impl SlackEnv {
             base,
             service,
             db,
+            transport: options.transport,
             http: reqwest::Client::new(),
             triggers: AtomicU32::new(1),
             stop: Some(stop),
             task: Some(task),
         };
+        if options.transport == Transport::Socket {
+            eventually("a Socket Mode connection", || (env.slack.open_sockets() >= 1).then_some(())).await;
+        }
         if options.links {
             env.link("U0ALICE", "alice", &["engineering"]).await;
             env.link("U0BOB", "bob", &["sre-leads"]).await;
@@ -233,6 +267,15 @@ impl SlackEnv {
     /// Runs `/jit <text>` as `user_id` and returns the whole ephemeral answer.
     pub async fn command_json(&self, user_id: &str, text: &str) -> Value {
         let body = self.command_body("T0WORK", user_id, text, None);
+        if self.transport == Transport::Socket {
+            // The same fields, as the JSON payload of a `slash_commands` envelope.
+            let fields: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+            let id = self.slack.send_envelope("slash_commands", serde_json::to_value(fields).unwrap(), true);
+            let ack = self.wait_ack(&id).await;
+            let payload = ack["payload"].clone();
+            assert_eq!(payload["response_type"], "ephemeral", "{ack}");
+            return payload;
+        }
         let resp = self.send("/slack/commands", self.signed(body, "application/x-www-form-urlencoded")).await;
         assert_eq!(resp.status(), 200);
         let json: Value = resp.json().await.unwrap();
@@ -240,9 +283,22 @@ impl SlackEnv {
         json
     }
 
+    /// Waits for the acknowledgement of an envelope (Slack's limit is 3 s;
+    /// the wait here is generous for busy CI machines).
+    pub async fn wait_ack(&self, envelope_id: &str) -> Value {
+        eventually("the envelope's acknowledgement", || self.slack.ack(envelope_id)).await
+    }
+
     /// Clicks a card button as `user_id`.
     pub async fn click(&self, user_id: &str, action: &str, request: RequestId) -> u16 {
         let body = self.click_body("T0WORK", user_id, action, request);
+        if self.transport == Transport::Socket {
+            let form: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+            let payload: Value = serde_json::from_str(&form["payload"]).unwrap();
+            let id = self.slack.send_envelope("interactive", payload, false);
+            self.wait_ack(&id).await;
+            return 200;
+        }
         self.send("/slack/interactions", self.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
     }
 

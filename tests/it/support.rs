@@ -190,6 +190,7 @@ struct HookState {
     calls: Vec<HookCall>,
     fail_next: u32,
     fail_always: bool,
+    delay: Duration,
 }
 
 /// A webhook target on port 0 that verifies signatures independently of
@@ -215,6 +216,8 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> (bool, i64) {
 async fn receive(State(state): State<Arc<Mutex<HookState>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (signature_ok, timestamp) = verify(&headers, &body);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let delay = state.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
     let mut s = state.lock().unwrap();
     if s.fail_always || s.fail_next > 0 {
         s.fail_next = s.fail_next.saturating_sub(1);
@@ -252,6 +255,11 @@ impl WebhookReceiver {
 
     pub fn fail_next(&self, n: u32) {
         self.state.lock().unwrap().fail_next = n;
+    }
+
+    /// Makes every call take this long (a slow target system).
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
     }
 
     pub fn fail_always(&self, on: bool) {

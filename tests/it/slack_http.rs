@@ -45,8 +45,18 @@ async fn request_approve_grant_expire_over_slack() {
     request_approve_grant_expire(SlackEnv::start().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_approve_grant_expire_over_slack_on_postgres() {
+    if crate::support::postgres_server().is_none() {
+        return;
+    }
+    let options =
+        crate::slack_support::SlackEnvOptions { backend: crate::support::Backend::Postgres, ..Default::default() };
+    request_approve_grant_expire(SlackEnv::start_with(options).await).await;
+}
+
 /// The whole lifecycle as people see it in Slack; the same body runs over
-/// HTTP and over Socket Mode.
+/// HTTP and over Socket Mode, on SQLite and on PostgreSQL.
 pub async fn request_approve_grant_expire(env: SlackEnv) {
     let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging INC-4821").await;
     assert_eq!(

@@ -38,6 +38,7 @@ pub fn slack_config_text(db_url: &str, hook_url: &str, api_url: &str) -> String 
 
 pub struct SlackEnv {
     pub _dir: tempfile::TempDir,
+    _database: crate::support::TestDatabase,
     pub clock: ManualClock,
     pub hook: WebhookReceiver,
     pub slack: FakeSlack,
@@ -79,6 +80,8 @@ pub enum Transport {
 pub struct SlackEnvOptions {
     /// HTTP or Socket Mode.
     pub transport: Transport,
+    /// SQLite or PostgreSQL (a fresh database either way).
+    pub backend: crate::support::Backend,
     /// Appended to the config (e.g. an `[idp]` table).
     pub extra_toml: String,
     /// Listen on this port (tests that must know the public URL up front).
@@ -95,6 +98,7 @@ impl Default for SlackEnvOptions {
     fn default() -> Self {
         Self {
             transport: Transport::Http,
+            backend: crate::support::Backend::Sqlite,
             extra_toml: String::new(),
             port: None,
             start: start_time(),
@@ -116,7 +120,7 @@ impl SlackEnv {
 
     pub async fn start_with(options: SlackEnvOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+        let (database, db_url) = crate::support::TestDatabase::create(options.backend, dir.path()).await;
         let hook = WebhookReceiver::start().await;
         let slack = FakeSlack::start().await;
         let clock = ManualClock::new(options.start);
@@ -157,6 +161,7 @@ impl SlackEnv {
         }));
         let env = Self {
             _dir: dir,
+            _database: database,
             clock,
             hook,
             slack,

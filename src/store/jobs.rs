@@ -91,6 +91,18 @@ pub struct JobRow {
     pub due_at: i64,
 }
 
+/// The condition (on a job aliased `j`) that no earlier job of its series is
+/// still queued or running. Two kinds of jobs form series:
+///
+/// - notices about one request are delivered in the order they were written
+///   (a card must be posted before it can be updated);
+/// - group refreshes of one person run one at a time, so a rotating refresh
+///   token is never spent twice by two replicas.
+const SERIAL: &str = "NOT EXISTS (
+        SELECT 1 FROM jobs e WHERE e.id < j.id AND e.kind = j.kind AND e.state IN ('queued', 'running')
+          AND ((j.kind = 'notify' AND e.request_id = j.request_id)
+               OR (j.kind = 'refresh_link' AND e.payload = j.payload)))";
+
 impl Tx {
     /// Schedules a job; it becomes claimable at `due_at`.
     pub async fn insert_job(
@@ -234,18 +246,14 @@ impl Db {
         // against its new state before it is locked. SQLite: the single
         // UPDATE is atomic under its write lock.
         //
-        // Notices about one request are delivered in the order they were
-        // written (a card must be posted before it can be updated): a notice
-        // is not claimed while an earlier one for the same request is unfinished.
+        // Jobs of one series run one at a time, in order (see `SERIAL`).
         let postgres = self.is_postgres();
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = {lease_now} + $1, worker = $2
              WHERE id IN (SELECT j.id FROM jobs j
                           WHERE ((j.state = 'queued' AND j.due_at <= $3)
                                  OR (j.state = 'running' AND j.lease_until <= {lease_now}))
-                            AND NOT (j.kind = 'notify' AND EXISTS (
-                                SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
-                                  AND e.id < j.id AND e.state IN ('queued', 'running')))
+                            AND {SERIAL}
                           ORDER BY j.due_at, j.id LIMIT $4{lock})
              RETURNING id, kind, request_id, payload, attempt, due_at",
             lease_now = lease_clock(postgres, "$3"),
@@ -283,16 +291,13 @@ impl Db {
     }
 
     /// When the scheduler next has something to do: the earliest due queued
-    /// job and the earliest lease to run out. Notices waiting behind an
-    /// earlier notice do not count: the earlier one's completion wakes the
-    /// scheduler.
+    /// job and the earliest lease to run out. Jobs waiting behind an earlier
+    /// job of their series do not count: the earlier one's completion wakes
+    /// the scheduler.
     pub async fn next_job_wake(&self, now: Timestamp) -> StoreResult<JobWake> {
         let sql = format!(
             "SELECT
-               (SELECT MIN(j.due_at) FROM jobs j WHERE j.state = 'queued'
-                  AND NOT (j.kind = 'notify' AND EXISTS (
-                      SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
-                        AND e.id < j.id AND e.state IN ('queued', 'running')))),
+               (SELECT MIN(j.due_at) FROM jobs j WHERE j.state = 'queued' AND {SERIAL}),
                (SELECT MIN(r.lease_until) - {} FROM jobs r WHERE r.state = 'running')",
             lease_clock(self.is_postgres(), "$1")
         );

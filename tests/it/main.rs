@@ -12,6 +12,7 @@ mod audit_trail;
 mod cli;
 mod concurrency;
 mod crash;
+mod job_series;
 mod lifecycle;
 mod oidc;
 mod postgres;

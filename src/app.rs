@@ -19,6 +19,7 @@ use crate::idp::{IdpRefresher, Oidc, TokenCipher};
 use crate::jobs::{Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
+use crate::scim::ScimState;
 use crate::service::Service;
 use crate::slack::routes::SlackState;
 use crate::slack::socket::SocketMode;
@@ -135,6 +136,9 @@ impl App {
         let mut router = http::router(HttpState { db: db.clone() }, slack_routes);
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
+        }
+        if let Some(scim_state) = ScimState::new(service.clone(), deps.clock.clone(), config.clone()) {
+            router = router.merge(crate::scim::router(scim_state));
         }
         Ok(Self { listener, addr, db, service, scheduler, router, socket })
     }

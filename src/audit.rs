@@ -29,6 +29,8 @@ pub enum Actor {
     Cli(String),
     /// jitbot itself (jobs, expiry).
     System,
+    /// The identity provider, through SCIM provisioning.
+    Scim,
 }
 
 impl fmt::Display for Actor {
@@ -37,6 +39,7 @@ impl fmt::Display for Actor {
             Actor::Slack(u) => write!(f, "slack:{u}"),
             Actor::Cli(name) => write!(f, "cli:{name}"),
             Actor::System => f.write_str("system"),
+            Actor::Scim => f.write_str("scim"),
         }
     }
 }
@@ -51,6 +54,8 @@ pub enum AuditAction {
     LinkRemoved,
     /// A link's groups were re-read with its refresh token.
     LinkRefreshed,
+    /// The IdP removed the person from groups (SCIM).
+    LinkGroupsRemoved,
     /// A request was made.
     RequestCreated,
     /// One approver approved (not yet enough approvals).
@@ -84,6 +89,7 @@ impl AuditAction {
             Self::LinkAdded => "link.added",
             Self::LinkRemoved => "link.removed",
             Self::LinkRefreshed => "link.refreshed",
+            Self::LinkGroupsRemoved => "link.groups_removed",
             Self::RequestCreated => "request.created",
             Self::ApprovalRecorded => "request.approval_recorded",
             Self::RequestApproved => "request.approved",

@@ -113,6 +113,8 @@ pub struct Config {
     /// `[idp]`: the OpenID Connect identity provider. Without it links are
     /// made by hand (`jitbot link add`) and never go stale.
     pub idp: Option<IdpConfig>,
+    /// `[scim]`: the identity provider pushes users and groups (SCIM 2.0).
+    pub scim: Option<ScimConfig>,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -239,6 +241,16 @@ fn default_groups_max_age() -> Duration {
 
 fn default_true() -> bool {
     true
+}
+
+/// `[scim]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The bearer token the IdP sends (at least 32 characters).
+    pub token: Secret,
+    /// A second accepted token while rotating.
+    pub previous_token: Option<Secret>,
 }
 
 /// How Slack reaches jitbot.
@@ -368,6 +380,10 @@ pub struct RoleConfig {
     /// With `step_up`: approvers must have authenticated this recently too.
     #[serde(default)]
     pub approver_step_up: bool,
+    /// When SCIM removes the holder from the group that let them request the
+    /// role, their active grant is revoked at once.
+    #[serde(default = "default_true")]
+    pub revoke_on_group_removal: bool,
 }
 
 fn default_approvals_required() -> u32 {
@@ -522,6 +538,18 @@ impl Config {
                     "{}slack.bot_token must be a bot token (xoxb-...)",
                     at("slack", Some("bot_token"))
                 ));
+            }
+        }
+        if let Some(scim) = &self.scim {
+            for (key, token) in [("token", Some(&scim.token)), ("previous_token", scim.previous_token.as_ref())] {
+                if let Some(t) = token
+                    && t.expose().len() < 32
+                {
+                    return Err(format!(
+                        "{}scim.{key} must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+                        at("scim", Some(key))
+                    ));
+                }
             }
         }
         if let Some(idp) = &self.idp {

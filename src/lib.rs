@@ -31,6 +31,7 @@ pub mod idp;
 pub mod jobs;
 pub mod notify;
 pub mod providers;
+pub mod scim;
 pub mod service;
 pub mod slack;
 pub mod store;

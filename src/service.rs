@@ -625,6 +625,129 @@ impl Service {
         self.load(id).await
     }
 
+    /// Ends everything `user` holds because the identity provider
+    /// deprovisioned them: pending requests are cancelled, grants revoked at
+    /// once, the link removed, the person told. Returns the requests touched.
+    pub async fn deprovision(&self, user: &SlackUser, reason: &str, now: Timestamp) -> ServiceResult<usize> {
+        let open = self.db.open_requests_of(user).await?;
+        let mut tx = self.db.begin().await?;
+        let touched = self.end_requests(&mut tx, &open, reason, now).await?;
+        if tx.delete_link(user).await? {
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::Scim,
+                AuditAction::LinkRemoved,
+                None,
+                json!({"slack": user.to_string(), "reason": reason}),
+            )
+            .await?;
+        }
+        schedule_dm(&mut tx, user, &format!("Your jitbot access was ended: {reason}."), now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(touched)
+    }
+
+    /// The identity provider removed `user` from `removed` groups: the link
+    /// keeps only the other groups, and each grant that needed a removed
+    /// group (and whose role says `revoke_on_group_removal`) is revoked.
+    pub async fn remove_groups(
+        &self,
+        user: &SlackUser,
+        removed: &std::collections::BTreeSet<String>,
+        now: Timestamp,
+    ) -> ServiceResult<usize> {
+        let Some(link) = self.db.link(user).await? else { return Ok(0) };
+        let before = link.groups()?;
+        let after: std::collections::BTreeSet<String> = before.difference(removed).cloned().collect();
+        if after == before {
+            return Ok(0);
+        }
+        let lost: Vec<String> = before.intersection(removed).cloned().collect();
+        let open = self.db.open_requests_of(user).await?;
+        let doomed: Vec<AccessRequest> = open
+            .into_iter()
+            .filter(|r| {
+                self.config.roles.get(r.role.as_str()).is_some_and(|role| {
+                    role.revoke_on_group_removal
+                        && role.requesters.iter().any(|g| lost.contains(g))
+                        && !role.requesters.iter().any(|g| after.contains(g))
+                })
+            })
+            .collect();
+        let reason = format!("removed from {} at the identity provider", lost.join(", "));
+        let mut tx = self.db.begin().await?;
+        tx.set_link_groups(user, &after).await?;
+        let touched = self.end_requests(&mut tx, &doomed, &reason, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Scim,
+            AuditAction::LinkGroupsRemoved,
+            None,
+            json!({"slack": user.to_string(), "removed": lost, "groups": after}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(touched)
+    }
+
+    /// Cancels pending requests and revokes live grants, inside `tx`.
+    async fn end_requests(
+        &self,
+        tx: &mut Tx,
+        requests: &[AccessRequest],
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<usize> {
+        let mut touched = 0;
+        for r in requests {
+            match r.state {
+                RequestState::Pending => {
+                    let fields = TransitionFields {
+                        decided_at: Some(now),
+                        ended_at: Some(now),
+                        detail: Some(reason.to_owned()),
+                        ..Default::default()
+                    };
+                    if tx.transition(r.id, RequestState::Cancelled, &fields, now).await? {
+                        schedule(tx, JobKind::Notify(NoticeKind::Cancelled), r.id, now, now).await?;
+                        audit::append(
+                            tx,
+                            now,
+                            &Actor::Scim,
+                            AuditAction::RequestCancelled,
+                            Some(r.id),
+                            json!({"reason": reason}),
+                        )
+                        .await?;
+                        touched += 1;
+                    }
+                }
+                RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
+                    let fields = TransitionFields { detail: Some(reason.to_owned()), ..Default::default() };
+                    if tx.transition(r.id, RequestState::Revoking, &fields, now).await? {
+                        tx.expedite_revoke(r.id, now).await?;
+                        audit::append(
+                            tx,
+                            now,
+                            &Actor::Scim,
+                            AuditAction::RevokeRequested,
+                            Some(r.id),
+                            json!({"detail": reason}),
+                        )
+                        .await?;
+                        touched += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(touched)
+    }
+
     /// Creates or replaces an identity link by hand (`jitbot link add`).
     pub async fn add_link(&self, identity: &Identity, actor: &Actor, now: Timestamp) -> ServiceResult<()> {
         let mut tx = self.db.begin().await?;
@@ -660,6 +783,18 @@ impl Service {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Writes a direct message to one person into the transaction.
+async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(&crate::jobs::PersonPayload {
+        team_id: user.team_id().to_owned(),
+        user_id: user.user_id().to_owned(),
+        text: Some(text.to_owned()),
+    })
+    .unwrap_or_default();
+    tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+    Ok(())
 }
 
 /// Writes one job for request `id` into the transaction.

@@ -259,7 +259,10 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) ->
             format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, "deny").join(", "))
         }
         NoticeKind::Granted => format!("#{id} {who} `{}`: granted", r.role),
-        NoticeKind::Revoked => format!("#{id} {who} `{}`: revoked", r.role),
+        NoticeKind::Revoked => match r.state_detail.as_deref().filter(|d| *d != "expired") {
+            Some(why) => format!("#{id} {who} `{}`: revoked ({})", r.role, escape(&truncate(why, 500))),
+            None => format!("#{id} {who} `{}`: revoked", r.role),
+        },
         NoticeKind::GrantFailed => format!(
             ":warning: #{id} {who} `{}`: grant FAILED: {}",
             r.role,

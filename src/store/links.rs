@@ -106,6 +106,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Replaces a link's groups without touching when they were confirmed
+    /// (SCIM removals only ever shrink the confirmed set).
+    pub async fn set_link_groups(&mut self, user: &SlackUser, groups: &BTreeSet<String>) -> StoreResult<()> {
+        let groups = serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_conn!(tx self, |c| {
+            sqlx::query("UPDATE identity_links SET groups_json = $3 WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .bind(&groups)
+                .execute(c)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Removes a link; returns whether one existed.
     pub async fn delete_link(&mut self, user: &SlackUser) -> StoreResult<bool> {
         let done = on_conn!(tx self, |c| {

@@ -18,6 +18,7 @@ mod jobs;
 mod links;
 mod oidc;
 mod requests;
+mod scim;
 mod slack_cards;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use jobs::{JobRow, JobState, JobWake};
 pub use links::LinkRow;
 pub use oidc::{LinkTokenRow, LoginRow};
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
+pub use scim::{ScimRow, ScimWrite};
 pub use slack_cards::CardRow;
 
 /// How long a request-path caller waits for a connection or a write lock

@@ -18,6 +18,7 @@ mod oidc;
 mod postgres;
 mod replicas;
 mod scheduler;
+mod scim;
 mod slack_contract;
 mod slack_http;
 mod socket_mode;

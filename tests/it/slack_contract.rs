@@ -19,9 +19,15 @@ fn root() -> &'static Path {
 /// The Python with jsonschema, PyYAML and slack_sdk; `None` (with a notice)
 /// on a laptop without them; a failure in CI.
 fn python() -> Option<PathBuf> {
+    python_with(&["jsonschema", "yaml", "slack_sdk"])
+}
+
+/// The test Python (`JITBOT_PYTHON`, see `scripts/test`) if it can import
+/// `modules`; `None` with a notice on a laptop without them; a failure in CI.
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
     let candidate = std::env::var_os("JITBOT_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
     let ok = Command::new(&candidate)
-        .args(["-c", "import jsonschema, yaml, slack_sdk"])
+        .args(["-c", &format!("import {}", modules.join(", "))])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
@@ -33,7 +39,9 @@ fn python() -> Option<PathBuf> {
             candidate.display()
         );
     }
-    eprintln!("NOTICE: skipping a Slack contract check: install tests/tools/requirements.txt and set JITBOT_PYTHON");
+    eprintln!(
+        "NOTICE: skipping a check that needs Python {modules:?}: run scripts/test (it installs tests/tools/requirements.txt)"
+    );
     None
 }
 

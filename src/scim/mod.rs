@@ -1,0 +1,825 @@
+//! SCIM 2.0 (RFC 7643/7644) service provider under `/scim/v2`: the identity
+//! provider pushes users and groups, and deprovisioning ends jitbot access
+//! at once.
+//!
+//! Resources are stored as the JSON the IdP sent. jitbot matches a SCIM user
+//! to identity links by `externalId` (= the IdP subject, `sub`) or by
+//! `userName` / email (= the link's email, case-insensitively). SCIM can
+//! only take privileges away: a user set `active: false` or deleted loses
+//! every grant, pending request and link; a removal from a group removes
+//! that group from the link and revokes the grants that needed it. Adding
+//! members never adds groups to a link (a leaked SCIM token cannot make
+//! anyone an approver).
+
+pub mod patch;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+
+use self::patch::ScimError;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::domain::{SlackUser, Timestamp};
+use crate::service::Service;
+use crate::store::{ScimWrite, StoreError};
+
+const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Largest page a list returns.
+const MAX_RESULTS: usize = 200;
+
+/// What the SCIM handlers share.
+#[derive(Clone)]
+pub struct ScimState {
+    /// The use cases (effects of deprovisioning).
+    pub service: Service,
+    /// Time.
+    pub clock: SharedClock,
+    /// Config (public URL for `meta.location`).
+    pub config: Arc<Config>,
+    /// SHA-256 of each accepted bearer token; the tokens themselves are not kept.
+    pub token_hashes: Vec<[u8; 32]>,
+}
+
+impl ScimState {
+    /// Builds the state from `[scim]`, keeping only token hashes.
+    pub fn new(service: Service, clock: SharedClock, config: Arc<Config>) -> Option<Self> {
+        let scim = config.scim.as_ref()?;
+        let token_hashes = [Some(&scim.token), scim.previous_token.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                use sha2::Digest;
+                sha2::Sha256::digest(t.expose().as_bytes()).into()
+            })
+            .collect();
+        Some(Self { service, clock, config: config.clone(), token_hashes })
+    }
+
+    fn base(&self) -> String {
+        format!("{}/scim/v2", self.config.server.public_url.trim_end_matches('/'))
+    }
+}
+
+/// The two resource kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::User => "User",
+            Kind::Group => "Group",
+        }
+    }
+    fn urn(self) -> &'static str {
+        match self {
+            Kind::User => USER_URN,
+            Kind::Group => GROUP_URN,
+        }
+    }
+    fn endpoint(self) -> &'static str {
+        match self {
+            Kind::User => "Users",
+            Kind::Group => "Groups",
+        }
+    }
+    /// The attribute that must be present and unique.
+    fn name_attr(self) -> &'static str {
+        match self {
+            Kind::User => "userName",
+            Kind::Group => "displayName",
+        }
+    }
+}
+
+fn scim_json(status: StatusCode, body: Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/scim+json"));
+    resp
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut body = json!({"schemas": [ERROR_URN], "status": self.status.to_string(), "detail": self.detail});
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        scim_json(status, body)
+    }
+}
+
+fn not_found(what: &str) -> ScimError {
+    ScimError { status: 404, scim_type: None, detail: format!("{what} not found") }
+}
+
+fn store_error(e: StoreError) -> ScimError {
+    match e {
+        StoreError::Conflict => {
+            ScimError { status: 409, scim_type: Some("uniqueness"), detail: "already exists".into() }
+        }
+        StoreError::Unavailable(_) => {
+            ScimError { status: 503, scim_type: None, detail: "the database is busy; try again".into() }
+        }
+        other => {
+            tracing::error!(error = ?other, "SCIM store error");
+            ScimError { status: 500, scim_type: None, detail: "internal error".into() }
+        }
+    }
+}
+
+fn service_error(e: crate::service::ServiceError) -> ScimError {
+    match e {
+        crate::service::ServiceError::Unavailable => {
+            ScimError { status: 503, scim_type: None, detail: "the database is busy; try again".into() }
+        }
+        other => {
+            tracing::error!(error = %other, "SCIM effect failed");
+            ScimError { status: 500, scim_type: None, detail: "internal error".into() }
+        }
+    }
+}
+
+/// Whether `Authorization: Bearer ...` carries a configured token (compared
+/// as SHA-256 hashes, in constant time).
+fn authorized(state: &ScimState, headers: &HeaderMap) -> bool {
+    use sha2::Digest;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    presented.is_some_and(|t| {
+        let hash: [u8; 32] = sha2::Sha256::digest(t.trim().as_bytes()).into();
+        state.token_hashes.iter().fold(false, |acc, h| acc | bool::from(h.ct_eq(&hash)))
+    })
+}
+
+fn unauthorized() -> Response {
+    let mut resp =
+        ScimError { status: 401, scim_type: None, detail: "a valid bearer token is required".into() }.into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jitbot SCIM\""));
+    resp
+}
+
+/// Mounts `/scim/v2`.
+pub fn router(state: ScimState) -> Router {
+    Router::new()
+        .route("/scim/v2/ServiceProviderConfig", get(service_provider_config))
+        .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/Schemas", get(schemas))
+        .route("/scim/v2/Schemas/{id}", get(schema))
+        .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route("/scim/v2/.search", axum::routing::post(search_all))
+        .route("/scim/v2/Users/.search", axum::routing::post(search_users))
+        .route("/scim/v2/Groups/.search", axum::routing::post(search_groups))
+        .route("/scim/v2/Users/{id}", get(get_user).put(put_user).patch(patch_user).delete(delete_user))
+        .route("/scim/v2/Groups", get(list_groups).post(create_group))
+        .route("/scim/v2/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
+        .fallback(|| async { not_found("resource").into_response() })
+        .with_state(state)
+}
+
+macro_rules! guarded {
+    ($state:expr, $headers:expr, $body:expr) => {{
+        if !authorized(&$state, &$headers) {
+            return unauthorized();
+        }
+        match $body {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }};
+}
+
+async fn service_provider_config(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    guarded!(state, headers, Ok::<_, ScimError>(scim_json(StatusCode::OK, spc(&state))))
+}
+
+fn spc(state: &ScimState) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://github.com/jitbot/jitbot#scim",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "The token configured as scim.token",
+            "primary": true
+        }],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", state.base())}
+    })
+}
+
+fn resource_type_doc(state: &ScimState, kind: Kind) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": kind.name(),
+        "name": kind.name(),
+        "endpoint": format!("/{}", kind.endpoint()),
+        "description": kind.name(),
+        "schema": kind.urn(),
+        "schemaExtensions": [],
+        "meta": {"resourceType": "ResourceType", "location": format!("{}/ResourceTypes/{}", state.base(), kind.name())}
+    })
+}
+
+fn list(resources: Vec<Value>, total: usize, start: usize) -> Value {
+    json!({"schemas": [LIST_URN], "totalResults": total, "startIndex": start, "itemsPerPage": resources.len(), "Resources": resources})
+}
+
+async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    guarded!(state, headers, {
+        let all = vec![resource_type_doc(&state, Kind::User), resource_type_doc(&state, Kind::Group)];
+        Ok::<_, ScimError>(scim_json(StatusCode::OK, list(all, 2, 1)))
+    })
+}
+
+async fn resource_type(State(state): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    guarded!(state, headers, {
+        match id.as_str() {
+            "User" => Ok(scim_json(StatusCode::OK, resource_type_doc(&state, Kind::User))),
+            "Group" => Ok(scim_json(StatusCode::OK, resource_type_doc(&state, Kind::Group))),
+            _ => Err(not_found("resource type")),
+        }
+    })
+}
+
+fn attr(name: &str, kind: &str, extra: Value) -> Value {
+    let mut a = json!({
+        "name": name, "type": kind, "multiValued": false, "required": false, "caseExact": false,
+        "mutability": "readWrite", "returned": "default", "uniqueness": "none", "description": name
+    });
+    if let (Value::Object(a), Value::Object(extra)) = (&mut a, extra) {
+        a.extend(extra);
+    }
+    a
+}
+
+fn schema_doc(state: &ScimState, kind: Kind) -> Value {
+    let attributes = match kind {
+        Kind::User => json!([
+            attr("userName", "string", json!({"required": true, "uniqueness": "server"})),
+            attr(
+                "name",
+                "complex",
+                json!({"subAttributes": [
+                    attr("formatted", "string", json!({})),
+                    attr("familyName", "string", json!({})),
+                    attr("givenName", "string", json!({})),
+                ]})
+            ),
+            attr("displayName", "string", json!({})),
+            attr(
+                "emails",
+                "complex",
+                json!({"multiValued": true, "subAttributes": [
+                    attr("value", "string", json!({})),
+                    attr("type", "string", json!({"canonicalValues": ["work", "home", "other"]})),
+                    attr("primary", "boolean", json!({})),
+                ]})
+            ),
+            attr("active", "boolean", json!({})),
+        ]),
+        Kind::Group => json!([
+            attr("displayName", "string", json!({"required": true, "uniqueness": "server"})),
+            attr(
+                "members",
+                "complex",
+                json!({"multiValued": true, "subAttributes": [
+                    attr("value", "string", json!({"mutability": "immutable"})),
+                    attr("display", "string", json!({"mutability": "immutable"})),
+                    attr("type", "string", json!({"mutability": "immutable", "canonicalValues": ["User", "Group"]})),
+                ]})
+            ),
+        ]),
+    };
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": kind.urn(),
+        "name": kind.name(),
+        "description": kind.name(),
+        "attributes": attributes,
+        "meta": {"resourceType": "Schema", "location": format!("{}/Schemas/{}", state.base(), kind.urn())}
+    })
+}
+
+async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    guarded!(state, headers, {
+        let all = vec![schema_doc(&state, Kind::User), schema_doc(&state, Kind::Group)];
+        Ok::<_, ScimError>(scim_json(StatusCode::OK, list(all, 2, 1)))
+    })
+}
+
+async fn schema(State(state): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    guarded!(state, headers, {
+        if id == USER_URN {
+            Ok(scim_json(StatusCode::OK, schema_doc(&state, Kind::User)))
+        } else if id == GROUP_URN {
+            Ok(scim_json(StatusCode::OK, schema_doc(&state, Kind::Group)))
+        } else {
+            Err(not_found("schema"))
+        }
+    })
+}
+
+fn new_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// The stored body plus `id`, `schemas` and `meta`.
+fn render(state: &ScimState, kind: Kind, row: &crate::store::ScimRow) -> Value {
+    let mut body: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+    body.insert("id".into(), json!(row.id));
+    body.insert("schemas".into(), json!([kind.urn()]));
+    body.insert(
+        "meta".into(),
+        json!({
+            "resourceType": kind.name(),
+            "created": rfc3339(row.created_at),
+            "lastModified": rfc3339(row.updated_at),
+            "location": format!("{}/{}/{}", state.base(), kind.endpoint(), row.id),
+            "version": format!("W/\"{}\"", row.version),
+        }),
+    );
+    Value::Object(body)
+}
+
+/// Applies `attributes` / `excludedAttributes` (top-level and one level of sub-attributes).
+fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>, urn: &str) -> Value {
+    let Value::Object(mut map) = resource else { return resource };
+    let names = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|a| a.trim().strip_prefix(urn).and_then(|r| r.strip_prefix(':')).unwrap_or(a.trim()).to_owned())
+            .filter(|a| !a.is_empty())
+            .collect()
+    };
+    let always = ["id", "schemas", "meta"];
+    if let Some(attrs) = attributes.map(names).filter(|a| !a.is_empty()) {
+        let mut kept = Map::new();
+        for (k, v) in map {
+            if always.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
+                kept.insert(k, v);
+                continue;
+            }
+            let wanted: Vec<&String> =
+                attrs.iter().filter(|a| a.split('.').next().is_some_and(|top| top.eq_ignore_ascii_case(&k))).collect();
+            if wanted.iter().any(|a| !a.contains('.')) {
+                kept.insert(k, v);
+            } else if !wanted.is_empty() {
+                let subs: Vec<&str> = wanted.iter().filter_map(|a| a.split_once('.').map(|(_, s)| s)).collect();
+                let keep_sub = |m: &Map<String, Value>| -> Value {
+                    Value::Object(
+                        m.iter()
+                            .filter(|(sk, _)| subs.iter().any(|s| s.eq_ignore_ascii_case(sk)))
+                            .map(|(a, b)| (a.clone(), b.clone()))
+                            .collect(),
+                    )
+                };
+                let projected = match &v {
+                    Value::Object(m) => keep_sub(m),
+                    Value::Array(items) => Value::Array(
+                        items.iter().map(|i| if let Value::Object(m) = i { keep_sub(m) } else { i.clone() }).collect(),
+                    ),
+                    other => other.clone(),
+                };
+                kept.insert(k, projected);
+            }
+        }
+        return Value::Object(kept);
+    }
+    if let Some(excluded) = excluded.map(names) {
+        for e in excluded {
+            if always.iter().any(|a| a.eq_ignore_ascii_case(&e)) {
+                continue;
+            }
+            match e.split_once('.') {
+                None => {
+                    if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(&e)).cloned() {
+                        map.remove(&k);
+                    }
+                }
+                Some((top, sub)) => {
+                    if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(top)).cloned() {
+                        let strip = |m: &mut Map<String, Value>| {
+                            if let Some(sk) = m.keys().find(|x| x.eq_ignore_ascii_case(sub)).cloned() {
+                                m.remove(&sk);
+                            }
+                        };
+                        match map.get_mut(&k) {
+                            Some(Value::Object(m)) => strip(m),
+                            Some(Value::Array(items)) => items.iter_mut().for_each(|i| {
+                                if let Value::Object(m) = i {
+                                    strip(m)
+                                }
+                            }),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    filter: Option<String>,
+    #[serde(rename = "startIndex")]
+    start_index: Option<i64>,
+    count: Option<i64>,
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ProjectionQuery {
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
+async fn do_list(state: &ScimState, kinds: &[Kind], q: ListQuery) -> Result<Response, ScimError> {
+    let filter = q.filter.as_deref().map(patch::parse_filter).transpose()?;
+    let mut matching: Vec<(Kind, Value)> = Vec::new();
+    for kind in kinds {
+        let rows = state.service.db().scim_all(kind.name()).await.map_err(store_error)?;
+        matching.extend(
+            rows.iter()
+                .map(|r| (*kind, render(state, *kind, r)))
+                .filter(|(_, r)| filter.as_ref().is_none_or(|f| f.matches(r))),
+        );
+    }
+    let total = matching.len();
+    let start = usize::try_from(q.start_index.unwrap_or(1).max(1)).unwrap_or(1);
+    let count = usize::try_from(q.count.unwrap_or(MAX_RESULTS as i64).max(0)).unwrap_or(0).min(MAX_RESULTS);
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip(start - 1)
+        .take(count)
+        .map(|(kind, r)| project(r, q.attributes.as_deref(), q.excluded_attributes.as_deref(), kind.urn()))
+        .collect();
+    Ok(scim_json(StatusCode::OK, list(page, total, start)))
+}
+
+async fn do_get(state: &ScimState, kind: Kind, id: &str, q: ProjectionQuery) -> Result<Response, ScimError> {
+    let row = state
+        .service
+        .db()
+        .scim_get(kind.name(), id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
+    let body =
+        project(render(state, kind, &row), q.attributes.as_deref(), q.excluded_attributes.as_deref(), kind.urn());
+    Ok(scim_json(StatusCode::OK, body))
+}
+
+/// Parses a resource body, dropping what the server owns.
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ScimError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ScimError::bad("invalidSyntax", format!("not JSON: {e}")))?;
+    let Value::Object(mut map) = v else {
+        return Err(ScimError::bad("invalidSyntax", "the body must be a JSON object"));
+    };
+    for k in ["id", "meta", "schemas"] {
+        map.remove(k);
+    }
+    normalize(&mut map);
+    Ok(map)
+}
+
+/// Accepts the string booleans some IdPs send (`"active": "False"`).
+fn normalize(map: &mut Map<String, Value>) {
+    if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case("active")).cloned()
+        && let Some(Value::String(s)) = map.get(&k)
+    {
+        let b = s.eq_ignore_ascii_case("true");
+        map.insert(k, Value::Bool(b));
+    }
+}
+
+fn name_key(kind: Kind, map: &Map<String, Value>) -> Result<String, ScimError> {
+    let name = map
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(kind.name_attr()))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScimError::bad("invalidValue", format!("{} is required", kind.name_attr())))?;
+    Ok(match kind {
+        Kind::User => name.to_lowercase(),
+        Kind::Group => name.to_owned(),
+    })
+}
+
+fn external_id(map: &Map<String, Value>) -> Option<String> {
+    map.iter().find(|(k, _)| k.eq_ignore_ascii_case("externalId")).and_then(|(_, v)| v.as_str()).map(str::to_owned)
+}
+
+async fn write(
+    state: &ScimState,
+    kind: Kind,
+    id: &str,
+    map: &Map<String, Value>,
+    create: bool,
+) -> Result<(), ScimError> {
+    let key = name_key(kind, map)?;
+    let ext = external_id(map);
+    let body = Value::Object(map.clone()).to_string();
+    let w = ScimWrite { id, kind: kind.name(), name_key: &key, external_id: ext.as_deref(), body: &body };
+    let now = state.clock.now();
+    let db = state.service.db();
+    if create {
+        db.scim_insert(&w, now).await.map_err(|e| match e {
+            StoreError::Conflict => ScimError {
+                status: 409,
+                scim_type: Some("uniqueness"),
+                detail: format!("a {} with this {} already exists", kind.name(), kind.name_attr()),
+            },
+            other => store_error(other),
+        })
+    } else {
+        match db.scim_update(&w, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(not_found(kind.name())),
+            Err(StoreError::Conflict) => Err(ScimError {
+                status: 409,
+                scim_type: Some("uniqueness"),
+                detail: format!("another {} has this {}", kind.name(), kind.name_attr()),
+            }),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+fn is_active(map: &Map<String, Value>) -> bool {
+    !matches!(map.iter().find(|(k, _)| k.eq_ignore_ascii_case("active")).map(|(_, v)| v), Some(Value::Bool(false)))
+}
+
+fn member_ids(map: &Map<String, Value>) -> BTreeSet<String> {
+    match map.iter().find(|(k, _)| k.eq_ignore_ascii_case("members")).map(|(_, v)| v) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|m| m.as_object())
+            .filter_map(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).and_then(|(_, v)| v.as_str()))
+            .map(str::to_owned)
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// The Slack users a SCIM user stands for.
+async fn people(state: &ScimState, user: &Map<String, Value>) -> Result<Vec<SlackUser>, ScimError> {
+    let ext = external_id(user);
+    let mut emails: Vec<String> = Vec::new();
+    if let Some(u) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("userName")).and_then(|(_, v)| v.as_str()) {
+        emails.push(u.to_owned());
+    }
+    if let Some(Value::Array(list)) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("emails")).map(|(_, v)| v) {
+        emails.extend(list.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(str::to_owned));
+    }
+    let mut out = Vec::new();
+    let db = state.service.db();
+    let mut candidates = db.links_matching(ext.as_deref(), None).await.map_err(store_error)?;
+    for e in &emails {
+        candidates.extend(db.links_matching(None, Some(e)).await.map_err(store_error)?);
+    }
+    for link in candidates {
+        if let Ok(u) = SlackUser::parse(&link.team_id, &link.user_id)
+            && !out.contains(&u)
+        {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
+async fn deprovision(state: &ScimState, user: &Map<String, Value>, why: &str, now: Timestamp) -> Result<(), ScimError> {
+    for person in people(state, user).await? {
+        tracing::info!(user = %person, why, "SCIM deprovisioning");
+        state.service.deprovision(&person, why, now).await.map_err(service_error)?;
+    }
+    Ok(())
+}
+
+/// Group members that were removed: their links lose the group.
+async fn members_removed(
+    state: &ScimState,
+    group: &str,
+    removed: &BTreeSet<String>,
+    now: Timestamp,
+) -> Result<(), ScimError> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let groups: BTreeSet<String> = [group.to_owned()].into();
+    for id in removed {
+        let Some(row) = state.service.db().scim_get("User", id).await.map_err(store_error)? else { continue };
+        let user: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+        for person in people(state, &user).await? {
+            state.service.remove_groups(&person, &groups, now).await.map_err(service_error)?;
+        }
+    }
+    Ok(())
+}
+
+fn group_name(map: &Map<String, Value>) -> String {
+    map.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("displayName"))
+        .and_then(|(_, v)| v.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn created(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
+    let row = state
+        .service
+        .db()
+        .scim_get(kind.name(), id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
+    let body = render(state, kind, &row);
+    let mut resp = scim_json(StatusCode::CREATED, body.clone());
+    if let Some(loc) = body["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn create(state: &ScimState, kind: Kind, body: &[u8]) -> Result<Response, ScimError> {
+    let map = parse_body(body)?;
+    let id = new_id();
+    write(state, kind, &id, &map, true).await?;
+    if kind == Kind::User && !is_active(&map) {
+        deprovision(state, &map, "deactivated at the identity provider", state.clock.now()).await?;
+    }
+    created(state, kind, &id).await
+}
+
+/// Replaces (PUT) or patches (PATCH) a resource and applies the effects of
+/// what changed.
+async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: bool) -> Result<Response, ScimError> {
+    let db = state.service.db();
+    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+    let after = if is_patch {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| ScimError::bad("invalidSyntax", format!("not JSON: {e}")))?;
+        let schemas_ok = v["schemas"].as_array().is_some_and(|s| s.iter().any(|x| x == PATCH_URN));
+        let ops = v.get("Operations").or_else(|| v.get("operations")).and_then(Value::as_array);
+        let (true, Some(ops)) = (schemas_ok, ops) else {
+            return Err(ScimError::bad(
+                "invalidSyntax",
+                format!("a PATCH body needs schemas [{PATCH_URN}] and Operations"),
+            ));
+        };
+        let mut map = before.clone();
+        for op in ops {
+            let name = op.get("op").and_then(Value::as_str).unwrap_or("");
+            let path = op.get("path").and_then(Value::as_str);
+            patch::apply(&mut map, name, path, op.get("value").cloned(), kind.urn())?;
+        }
+        normalize(&mut map);
+        map
+    } else {
+        parse_body(body)?
+    };
+    write(state, kind, id, &after, false).await?;
+    let now = state.clock.now();
+    match kind {
+        Kind::User if is_active(&before) && !is_active(&after) => {
+            deprovision(state, &after, "deactivated at the identity provider", now).await?;
+        }
+        Kind::Group => {
+            let removed: BTreeSet<String> = member_ids(&before).difference(&member_ids(&after)).cloned().collect();
+            members_removed(state, &group_name(&before), &removed, now).await?;
+        }
+        _ => {}
+    }
+    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    Ok(scim_json(StatusCode::OK, render(state, kind, &row)))
+}
+
+async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
+    let db = state.service.db();
+    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
+    if !db.scim_delete(kind.name(), id).await.map_err(store_error)? {
+        return Err(not_found(kind.name()));
+    }
+    let now = state.clock.now();
+    match kind {
+        Kind::User => deprovision(state, &before, "deleted at the identity provider", now).await?,
+        Kind::Group => members_removed(state, &group_name(&before), &member_ids(&before), now).await?,
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /.search` (RFC 7644 §3.4.3): the list query as a JSON body.
+fn search_query(body: &[u8]) -> Result<ListQuery, ScimError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ScimError::bad("invalidSyntax", format!("not JSON: {e}")))?;
+    let joined = |k: &str| -> Option<String> {
+        match v.get(k) {
+            Some(Value::Array(items)) => Some(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    Ok(ListQuery {
+        filter: v.get("filter").and_then(Value::as_str).map(str::to_owned),
+        start_index: v.get("startIndex").and_then(Value::as_i64),
+        count: v.get("count").and_then(Value::as_i64),
+        attributes: joined("attributes"),
+        excluded_attributes: joined("excludedAttributes"),
+    })
+}
+
+async fn search_users(State(s): State<ScimState>, headers: HeaderMap, body: Bytes) -> Response {
+    guarded!(s, headers, async { do_list(&s, &[Kind::User], search_query(&body)?).await }.await)
+}
+async fn search_groups(State(s): State<ScimState>, headers: HeaderMap, body: Bytes) -> Response {
+    guarded!(s, headers, async { do_list(&s, &[Kind::Group], search_query(&body)?).await }.await)
+}
+
+async fn search_all(State(s): State<ScimState>, headers: HeaderMap, body: Bytes) -> Response {
+    guarded!(s, headers, async { do_list(&s, &[Kind::User, Kind::Group], search_query(&body)?).await }.await)
+}
+
+async fn list_users(State(s): State<ScimState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    guarded!(s, headers, do_list(&s, &[Kind::User], q).await)
+}
+async fn list_groups(State(s): State<ScimState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    guarded!(s, headers, do_list(&s, &[Kind::Group], q).await)
+}
+async fn get_user(
+    State(s): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ProjectionQuery>,
+) -> Response {
+    guarded!(s, headers, do_get(&s, Kind::User, &id, q).await)
+}
+async fn get_group(
+    State(s): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ProjectionQuery>,
+) -> Response {
+    guarded!(s, headers, do_get(&s, Kind::Group, &id, q).await)
+}
+async fn create_user(State(s): State<ScimState>, headers: HeaderMap, body: Bytes) -> Response {
+    guarded!(s, headers, create(&s, Kind::User, &body).await)
+}
+async fn create_group(State(s): State<ScimState>, headers: HeaderMap, body: Bytes) -> Response {
+    guarded!(s, headers, create(&s, Kind::Group, &body).await)
+}
+async fn put_user(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    guarded!(s, headers, update(&s, Kind::User, &id, &body, false).await)
+}
+async fn put_group(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    guarded!(s, headers, update(&s, Kind::Group, &id, &body, false).await)
+}
+async fn patch_user(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    guarded!(s, headers, update(&s, Kind::User, &id, &body, true).await)
+}
+async fn patch_group(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    guarded!(s, headers, update(&s, Kind::Group, &id, &body, true).await)
+}
+async fn delete_user(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    guarded!(s, headers, remove(&s, Kind::User, &id).await)
+}
+async fn delete_group(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    guarded!(s, headers, remove(&s, Kind::Group, &id).await)
+}

@@ -68,6 +68,15 @@ impl App {
             None => Providers::from_config(&config).context("cannot build providers")?,
         };
         let config = Arc::new(config);
+        let metrics = deps.scheduler.metrics.clone();
+        let credentials = crate::credentials::CredentialsPage {
+            db: db.clone(),
+            clock: deps.clock.clone(),
+            providers: providers.clone(),
+            // Not wired to OIDC sign-in yet: refuses everyone (see crate::credentials).
+            identity: Arc::new(crate::credentials::SignInNotWired),
+            public_url: config.server.public_url.clone(),
+        };
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
         let slack_api = match &config.slack {
@@ -92,7 +101,9 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on server.listen = {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let router = http::router(HttpState { db: db.clone() }, slack_state);
+        let router = http::router(HttpState { db: db.clone() }, slack_state)
+            .merge(crate::credentials::router(credentials))
+            .merge(crate::metrics::router(metrics));
         Ok(Self { listener, addr, db, service, scheduler, router })
     }
 

@@ -11,7 +11,9 @@
 //! and what a transition implies (see [`crate::service`]).
 
 mod audit_rows;
+mod credentials;
 mod jobs;
+mod leases;
 mod links;
 mod requests;
 mod slack_cards;
@@ -24,7 +26,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use audit_rows::{AuditHead, AuditRow};
+pub use credentials::CredentialTokenRow;
 pub use jobs::{JobRow, JobState};
+pub use leases::{LeaseRelease, LeaseRow, LeaseStart};
 pub use links::LinkRow;
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
 pub use slack_cards::CardRow;

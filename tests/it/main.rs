@@ -2,6 +2,7 @@
 //! a real webhook receiver, a temp SQLite file per test.
 
 mod fake_slack;
+mod provider_support;
 mod slack_support;
 mod support;
 
@@ -10,6 +11,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod lifecycle;
+mod providers_command;
 mod scheduler;
 mod slack_contract;
 mod slack_http;

@@ -264,6 +264,11 @@ pub struct PostgresProviderConfig {
     /// outlive it (a session that ran `SET ROLE` keeps the role otherwise).
     #[serde(default = "default_true")]
     pub terminate_sessions: bool,
+    /// Start of the names of logins created per request (`jit_12_alice`).
+    /// Role names are cluster-wide: two jitbot deployments sharing a
+    /// cluster must use different prefixes.
+    #[serde(default = "default_ephemeral_prefix")]
+    pub ephemeral_login_prefix: String,
     /// How long one statement (and one connection attempt) may take.
     #[serde(default = "default_webhook_timeout", deserialize_with = "std_duration")]
     pub timeout: Duration,
@@ -275,6 +280,10 @@ fn default_login_template() -> String {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_ephemeral_prefix() -> String {
+    "jit_".to_owned()
 }
 
 /// `kind = "command"`.
@@ -544,6 +553,17 @@ impl Config {
                     }
                     crate::providers::postgres::LoginTemplate::parse(&p.login)
                         .map_err(|e| format!("{}{table}.login: {e}", at(&table, Some("login"))))?;
+                    let prefix = &p.ephemeral_login_prefix;
+                    if prefix.is_empty()
+                        || prefix.len() > 20
+                        || prefix.starts_with(|c: char| c.is_ascii_digit())
+                        || !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        return Err(format!(
+                            "{}{table}.ephemeral_login_prefix must be 1-20 characters of a-z, 0-9, '_', not starting with a digit",
+                            at(&table, Some("ephemeral_login_prefix"))
+                        ));
+                    }
                 }
                 ProviderConfig::Command(c) => {
                     for (key, cmd) in

@@ -81,7 +81,7 @@ impl GrantSpec {
                 let grant = role_config.postgres_grant()?;
                 let pg_role = PgRoleName::parse(&grant.pg_role)?;
                 let login = if grant.ephemeral_login {
-                    LoginName::ephemeral(id, &requester.email)
+                    LoginName::ephemeral(&p.ephemeral_login_prefix, id, &requester.email)
                 } else {
                     LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?.render(requester)?
                 };

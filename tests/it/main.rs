@@ -2,6 +2,7 @@
 //! a real webhook receiver, a temp SQLite file per test.
 
 mod fake_slack;
+mod pg_support;
 mod provider_support;
 mod slack_support;
 mod support;
@@ -10,8 +11,10 @@ mod audit_trail;
 mod cli;
 mod concurrency;
 mod crash;
+mod credentials_page;
 mod lifecycle;
 mod providers_command;
+mod providers_pg;
 mod scheduler;
 mod slack_contract;
 mod slack_http;

@@ -47,6 +47,13 @@ impl ProviderApp {
         t
     }
 
+    /// A restart with a changed config (`extra` replaced).
+    pub async fn restart_with(&mut self, extra: &str) {
+        self.extra = extra.to_owned();
+        let app = build(&self.db_url, &self.hook, extra, &self.clock, &self.notifier, &self.metrics).await;
+        drop(std::mem::replace(&mut self.app, app));
+    }
+
     pub fn config_text(&self) -> String {
         format!("{}\n{}", config_text(&self.db_url, &self.hook.url), self.extra)
     }

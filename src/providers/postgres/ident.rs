@@ -109,11 +109,13 @@ impl LoginName {
         }
     }
 
-    /// The name of a login created for one request only: `jit_<id>_<hint>`,
-    /// where the hint is the requester's email local part reduced to
-    /// `a-z0-9_`, so a DBA reading `pg_stat_activity` sees whose it is.
-    pub fn ephemeral(id: RequestId, email: &str) -> Self {
-        let prefix = format!("jit_{}", id.get());
+    /// The name of a login created for one request only:
+    /// `<prefix><id>_<hint>` (prefix `jit_` by default), where the hint is
+    /// the requester's email local part reduced to `a-z0-9_`, so a DBA
+    /// reading `pg_stat_activity` sees whose it is. `prefix` is checked by
+    /// the config (`a-z0-9_`, not starting with a digit, at most 20 bytes).
+    pub fn ephemeral(prefix: &str, id: RequestId, email: &str) -> Self {
+        let prefix = format!("{prefix}{}", id.get());
         let local = email.split('@').next().unwrap_or("").to_ascii_lowercase();
         let hint: String =
             local.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' }).collect();
@@ -295,11 +297,11 @@ mod tests {
 
     #[test]
     fn ephemeral_logins_fit_the_limit_and_the_pattern() {
-        let l = LoginName::ephemeral(RequestId::new(12), "Alice.O'Brien+x@example.com");
+        let l = LoginName::ephemeral("jit_", RequestId::new(12), "Alice.O'Brien+x@example.com");
         assert_eq!(l.as_str(), "jit_12_alice_o_brien_x");
-        let long = LoginName::ephemeral(RequestId::new(i64::MAX), &format!("{}@x", "b".repeat(100)));
-        assert!(long.as_str().len() <= MAX_NAME_BYTES);
+        let long = LoginName::ephemeral(&"p".repeat(20), RequestId::new(i64::MAX), &format!("{}@x", "b".repeat(100)));
+        assert_eq!(long.as_str().len(), MAX_NAME_BYTES);
         assert!(LoginName::parse(long.as_str()).is_ok());
-        assert_eq!(LoginName::ephemeral(RequestId::new(3), "@x").as_str(), "jit_3");
+        assert_eq!(LoginName::ephemeral("jit_", RequestId::new(3), "@x").as_str(), "jit_3");
     }
 }

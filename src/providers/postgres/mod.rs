@@ -27,9 +27,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 
 pub use ident::{LoginName, LoginTemplate, MAX_NAME_BYTES, PgRoleName, check_role_name, quote_ident, quote_literal};
 
@@ -44,19 +43,23 @@ const TERMINATE_WAIT_MS: i64 = 5000;
 /// The comment jitbot puts on a login it created, and checks before
 /// changing or dropping one: a role with that name but another comment is
 /// someone else's.
-pub fn ephemeral_marker(id: RequestId) -> String {
-    format!("jitbot: login for request {}", id.get())
+pub fn ephemeral_marker(provider: &str, id: RequestId) -> String {
+    format!("jitbot provider {provider}: login for request {}", id.get())
 }
 
 /// Grants and revokes PostgreSQL role memberships.
+///
+/// Each call opens its own connection rather than keeping a pool: calls are
+/// rare, a connection error is then reported as it is (not as a pool
+/// timeout), and nothing stale survives a target restart.
 pub struct PostgresRoleProvider {
     name: String,
-    pool: PgPool,
+    options: PgConnectOptions,
     timeout: Duration,
 }
 
 impl PostgresRoleProvider {
-    /// Builds the provider; connections are opened on first use.
+    /// Builds the provider; nothing is connected until the first call.
     pub fn new(name: &str, config: &PostgresProviderConfig) -> anyhow::Result<Self> {
         let timeout = config.timeout;
         let options = PgConnectOptions::from_str(config.url.expose())
@@ -68,17 +71,15 @@ impl PostgresRoleProvider {
             ])
             // Statements can carry password verifiers: never log them.
             .disable_statement_logging();
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .acquire_timeout(timeout)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .connect_lazy_with(options);
-        Ok(Self { name: name.to_owned(), pool, timeout })
+        Ok(Self { name: name.to_owned(), options, timeout })
     }
 
-    async fn conn(&self) -> Result<PoolConnection<Postgres>, ProviderError> {
-        self.pool.acquire().await.map_err(|e| db_error("connecting", e))
+    async fn conn(&self) -> Result<PgConnection, ProviderError> {
+        match tokio::time::timeout(self.timeout, self.options.connect()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(db_error("connecting", e)),
+            Err(_) => Err(ProviderError::retryable("connecting: timed out connecting to the target database")),
+        }
     }
 
     /// Runs `op` within the provider's time limit (statements also carry a
@@ -94,17 +95,20 @@ impl PostgresRoleProvider {
         }
     }
 
-    async fn grant_membership(&self, spec: &PostgresGrantSpec) -> Result<ProviderReport, ProviderError> {
-        let mut c = self.conn().await?;
-        require_role(&mut c, spec.pg_role.as_str(), "database role").await?;
-        if !role_exists(&mut c, spec.login.as_str()).await? {
+    async fn grant_membership(
+        &self,
+        c: &mut PgConnection,
+        spec: &PostgresGrantSpec,
+    ) -> Result<ProviderReport, ProviderError> {
+        require_role(&mut *c, spec.pg_role.as_str(), "database role").await?;
+        if !role_exists(&mut *c, spec.login.as_str()).await? {
             return Err(ProviderError::permanent(format!(
                 "login {} does not exist in the target database: create it first (jitbot grants roles to existing logins), or use ephemeral_login = true",
                 spec.login
             )));
         }
-        execute(&mut c, &format!("GRANT {} TO {}", spec.pg_role.quoted(), spec.login.quoted()), "GRANT").await?;
-        if !is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str()).await? {
+        execute(&mut *c, &format!("GRANT {} TO {}", spec.pg_role.quoted(), spec.login.quoted()), "GRANT").await?;
+        if !is_member(&mut *c, spec.pg_role.as_str(), spec.login.as_str()).await? {
             return Err(ProviderError::retryable(format!(
                 "verification failed: after GRANT, {} is not a member of {}",
                 spec.login, spec.pg_role
@@ -115,14 +119,14 @@ impl PostgresRoleProvider {
 
     async fn create_login(
         &self,
+        c: &mut PgConnection,
         id: RequestId,
         spec: &PostgresGrantSpec,
         expires_at: Timestamp,
     ) -> Result<ProviderReport, ProviderError> {
-        let marker = ephemeral_marker(id);
+        let marker = ephemeral_marker(&self.name, id);
         let valid_until = literal(&expires_at.to_string())?;
-        let mut c = self.conn().await?;
-        require_role(&mut c, spec.pg_role.as_str(), "database role").await?;
+        require_role(&mut *c, spec.pg_role.as_str(), "database role").await?;
         let mut tx = c.begin().await.map_err(|e| db_error("BEGIN", e))?;
         let note = match marker_of(&mut tx, spec.login.as_str()).await? {
             Some(m) if m.as_deref() != Some(marker.as_str()) => {
@@ -153,7 +157,7 @@ impl PostgresRoleProvider {
             }
         };
         tx.commit().await.map_err(|e| db_error("COMMIT", e))?;
-        if self.ephemeral_presence(&mut c, id, spec).await? != Presence::Present {
+        if self.ephemeral_presence(c, id, spec).await? != Presence::Present {
             return Err(ProviderError::retryable(format!(
                 "verification failed: login {} is not usable in role {} after creating it",
                 spec.login, spec.pg_role
@@ -162,31 +166,34 @@ impl PostgresRoleProvider {
         Ok(ProviderReport::note(note))
     }
 
-    async fn revoke_membership(&self, spec: &PostgresGrantSpec) -> Result<ProviderReport, ProviderError> {
-        let mut c = self.conn().await?;
+    async fn revoke_membership(
+        &self,
+        c: &mut PgConnection,
+        spec: &PostgresGrantSpec,
+    ) -> Result<ProviderReport, ProviderError> {
         let mut report = ProviderReport::default();
-        let login_exists = role_exists(&mut c, spec.login.as_str()).await?;
-        if login_exists && is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str()).await? {
-            execute(&mut c, &format!("REVOKE {} FROM {}", spec.pg_role.quoted(), spec.login.quoted()), "REVOKE")
+        let login_exists = role_exists(&mut *c, spec.login.as_str()).await?;
+        if login_exists && is_member(&mut *c, spec.pg_role.as_str(), spec.login.as_str()).await? {
+            execute(&mut *c, &format!("REVOKE {} FROM {}", spec.pg_role.quoted(), spec.login.quoted()), "REVOKE")
                 .await?;
             report.notes.push(format!("revoked {} from {}", spec.pg_role, spec.login));
         } else {
             report.notes.push(format!("{} was not a member of {}", spec.login, spec.pg_role));
         }
         if spec.terminate_sessions && login_exists {
-            let n = terminate_sessions(&mut c, spec.login.as_str()).await?;
+            let n = terminate_sessions(&mut *c, spec.login.as_str()).await?;
             report.notes.push(format!("ended {n} session(s) of {}", spec.login));
         }
         // Read it back: a REVOKE that did not take (say, the membership was
         // granted by another role on PostgreSQL 16+) must not pass as done.
-        if is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str()).await? {
+        if is_member(&mut *c, spec.pg_role.as_str(), spec.login.as_str()).await? {
             return Err(ProviderError::retryable(format!(
                 "verification failed: after REVOKE, {} is still a member of {} (granted by another role?)",
                 spec.login, spec.pg_role
             )));
         }
         if spec.terminate_sessions {
-            let left = sessions(&mut c, spec.login.as_str()).await?;
+            let left = sessions(&mut *c, spec.login.as_str()).await?;
             if left > 0 {
                 return Err(ProviderError::retryable(format!(
                     "verification failed: {left} session(s) of {} are still open after pg_terminate_backend",
@@ -197,12 +204,16 @@ impl PostgresRoleProvider {
         Ok(report)
     }
 
-    async fn drop_login(&self, id: RequestId, spec: &PostgresGrantSpec) -> Result<ProviderReport, ProviderError> {
-        let marker = ephemeral_marker(id);
-        let mut c = self.conn().await?;
+    async fn drop_login(
+        &self,
+        c: &mut PgConnection,
+        id: RequestId,
+        spec: &PostgresGrantSpec,
+    ) -> Result<ProviderReport, ProviderError> {
+        let marker = ephemeral_marker(&self.name, id);
         let login = spec.login.quoted();
         let mut report = ProviderReport::default();
-        match marker_of(&mut c, spec.login.as_str()).await? {
+        match marker_of(&mut *c, spec.login.as_str()).await? {
             None => report.notes.push(format!("login {} was already gone", spec.login)),
             Some(m) if m.as_deref() != Some(marker.as_str()) => {
                 tracing::warn!(login = %spec.login, request_id = id.get(), "a role with this request's login name exists but is not jitbot's; left alone");
@@ -214,24 +225,22 @@ impl PostgresRoleProvider {
             Some(_) => {
                 // Close the door first, so that even if DROP fails below
                 // (objects owned by the login) nobody gets in again.
-                execute(&mut c, &format!("ALTER ROLE {login} NOLOGIN"), "ALTER ROLE").await?;
-                if is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str()).await? {
-                    execute(&mut c, &format!("REVOKE {} FROM {login}", spec.pg_role.quoted()), "REVOKE").await?;
+                execute(&mut *c, &format!("ALTER ROLE {login} NOLOGIN"), "ALTER ROLE").await?;
+                if is_member(&mut *c, spec.pg_role.as_str(), spec.login.as_str()).await? {
+                    execute(&mut *c, &format!("REVOKE {} FROM {login}", spec.pg_role.quoted()), "REVOKE").await?;
                 }
-                let n = terminate_sessions(&mut c, spec.login.as_str()).await?;
-                execute(&mut c, &format!("DROP ROLE IF EXISTS {login}"), "DROP ROLE").await?;
+                let n = terminate_sessions(&mut *c, spec.login.as_str()).await?;
+                execute(&mut *c, &format!("DROP ROLE IF EXISTS {login}"), "DROP ROLE").await?;
                 report.notes.push(format!("ended {n} session(s) of {} and dropped it", spec.login));
             }
         }
-        if self.ephemeral_presence(&mut c, id, spec).await? == Presence::Present
-            || marker_of(&mut c, spec.login.as_str()).await?.is_some_and(|m| m.as_deref() == Some(marker.as_str()))
-        {
+        if marker_of(&mut *c, spec.login.as_str()).await?.is_some_and(|m| m.as_deref() == Some(marker.as_str())) {
             return Err(ProviderError::retryable(format!(
                 "verification failed: login {} still exists after DROP ROLE",
                 spec.login
             )));
         }
-        let left = sessions(&mut c, spec.login.as_str()).await?;
+        let left = sessions(&mut *c, spec.login.as_str()).await?;
         if left > 0 {
             return Err(ProviderError::retryable(format!(
                 "verification failed: {left} session(s) of {} are still open",
@@ -247,7 +256,7 @@ impl PostgresRoleProvider {
         id: RequestId,
         spec: &PostgresGrantSpec,
     ) -> Result<Presence, ProviderError> {
-        let marker = ephemeral_marker(id);
+        let marker = ephemeral_marker(&self.name, id);
         let row: Option<(bool, Option<String>)> =
             sqlx::query_as("SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
                 .bind(spec.login.as_str())
@@ -385,20 +394,32 @@ impl Provider for PostgresRoleProvider {
     async fn grant(&self, grant: &ApprovedGrant, _now: Timestamp) -> Result<ProviderReport, ProviderError> {
         let target = grant.target();
         let spec = spec_of(target)?;
-        if spec.ephemeral {
-            self.bounded("creating the login", self.create_login(target.request_id, spec, target.expires_at)).await
-        } else {
-            self.bounded("GRANT", self.grant_membership(spec)).await
-        }
+        self.bounded("the grant", async {
+            let mut c = self.conn().await?;
+            let result = if spec.ephemeral {
+                self.create_login(&mut c, target.request_id, spec, target.expires_at).await
+            } else {
+                self.grant_membership(&mut c, spec).await
+            };
+            let _ = c.close().await;
+            result
+        })
+        .await
     }
 
     async fn revoke(&self, target: &GrantTarget, _now: Timestamp) -> Result<ProviderReport, ProviderError> {
         let spec = spec_of(target)?;
-        if spec.ephemeral {
-            self.bounded("dropping the login", self.drop_login(target.request_id, spec)).await
-        } else {
-            self.bounded("REVOKE", self.revoke_membership(spec)).await
-        }
+        self.bounded("the revocation", async {
+            let mut c = self.conn().await?;
+            let result = if spec.ephemeral {
+                self.drop_login(&mut c, target.request_id, spec).await
+            } else {
+                self.revoke_membership(&mut c, spec).await
+            };
+            let _ = c.close().await;
+            result
+        })
+        .await
     }
 
     fn access_key(&self, target: &GrantTarget) -> Option<String> {
@@ -415,13 +436,15 @@ impl Provider for PostgresRoleProvider {
         let spec = spec_of(target)?;
         self.bounded("reading the target's state", async {
             let mut c = self.conn().await?;
-            if spec.ephemeral {
+            let result = if spec.ephemeral {
                 self.ephemeral_presence(&mut c, target.request_id, spec).await
-            } else if is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str()).await? {
-                Ok(Presence::Present)
             } else {
-                Ok(Presence::Absent)
-            }
+                is_member(&mut c, spec.pg_role.as_str(), spec.login.as_str())
+                    .await
+                    .map(|m| if m { Presence::Present } else { Presence::Absent })
+            };
+            let _ = c.close().await;
+            result
         })
         .await
     }
@@ -436,15 +459,19 @@ impl Provider for PostgresRoleProvider {
         }
         self.bounded("setting the password", async {
             let mut c = self.conn().await?;
-            if self.ephemeral_presence(&mut c, target.request_id, spec).await? != Presence::Present {
-                return Err(ProviderError::permanent(format!("login {} no longer exists", spec.login)));
-            }
-            execute(
-                &mut c,
-                &format!("ALTER ROLE {} PASSWORD {}", spec.login.quoted(), literal(scram_verifier)?),
-                "ALTER ROLE",
-            )
-            .await
+            let result = match self.ephemeral_presence(&mut c, target.request_id, spec).await {
+                Ok(Presence::Present) => match literal(scram_verifier) {
+                    Ok(verifier) => {
+                        let sql = format!("ALTER ROLE {} PASSWORD {verifier}", spec.login.quoted());
+                        execute(&mut c, &sql, "ALTER ROLE").await
+                    }
+                    Err(e) => Err(e),
+                },
+                Ok(_) => Err(ProviderError::permanent(format!("login {} no longer exists", spec.login))),
+                Err(e) => Err(e),
+            };
+            let _ = c.close().await;
+            result
         })
         .await
     }

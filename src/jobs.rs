@@ -683,7 +683,13 @@ impl Scheduler {
                 }
                 self.inner.options.metrics.inc(Counter::RevocationsApplied);
                 let early = request.expires_at.is_some_and(|t| now < t);
-                let fields = TransitionFields { ended_at: Some(now), ..Default::default() };
+                // After failures the detail holds the last error: replace it,
+                // so the card does not show a stale error as the reason.
+                let detail = (request.state == RequestState::RevokeFailed).then(|| {
+                    let why = if early { "ended early" } else { "expired" };
+                    format!("{why}; the revocation succeeded after retries")
+                });
+                let fields = TransitionFields { ended_at: Some(now), detail, ..Default::default() };
                 if tx.transition(id, RequestState::Revoked, &fields, now).await? {
                     schedule(&mut tx, JobKind::Notify(NoticeKind::Revoked), id, now, now).await?;
                 }

@@ -18,3 +18,4 @@ mod providers_pg;
 mod scheduler;
 mod slack_contract;
 mod slack_http;
+mod slack_revocation;

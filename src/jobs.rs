@@ -582,10 +582,12 @@ impl Scheduler {
                 (Ok(_), None) => {
                     Err(ProviderError::permanent(format!("provider {} is not configured", request.provider)))
                 }
-                (Ok(target), Some(provider)) => provider.grant(&ApprovedGrant::new(target), now).await,
+                (Ok(target), Some(provider)) => {
+                    self.inner.options.metrics.inc(Counter::ActionsRun);
+                    provider.grant(&ApprovedGrant::new(target), now).await
+                }
             }
         };
-        self.inner.options.metrics.inc(Counter::ActionsRun);
         let now = self.inner.clock.now();
         let mut tx = self.inner.db.begin().await?;
         let recorded = match &result {

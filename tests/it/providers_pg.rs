@@ -366,3 +366,74 @@ async fn reconcile_reports_drift_and_revokes_access_that_came_back() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("0 difference(s)"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_requester_gets_a_one_time_link_by_dm_never_the_password() {
+    use crate::fake_slack::FakeSlack;
+    use crate::slack_support::slack_config_text;
+    use crate::support::WebhookReceiver;
+
+    let Some(pg) = PgTarget::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let (hook, slack) = (WebhookReceiver::start().await, FakeSlack::start().await);
+    let text = format!("{}\n{}", slack_config_text(&db_url, &hook.url, &slack.api_url()), extra(&pg, &pg.admin_url()));
+    let config = jitbot::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let clock = jitbot::clock::ManualClock::new(start_time());
+    let deps = jitbot::app::Deps {
+        clock: std::sync::Arc::new(clock.clone()),
+        notifier: None,
+        providers: None,
+        scheduler: jitbot::jobs::SchedulerOptions { worker_id: "dm-test".into(), ..Default::default() },
+    };
+    let app = jitbot::app::App::build(config, deps).await.unwrap();
+    let identity = jitbot::domain::Identity {
+        slack: user("U0ALICE"),
+        issuer: "https://idp.example".into(),
+        subject: "alice".into(),
+        email: "alice@example.com".into(),
+        groups: ["engineering".to_owned()].into(),
+    };
+    let bob = jitbot::domain::Identity {
+        slack: user("U0BOB"),
+        subject: "bob".into(),
+        email: "bob@example.com".into(),
+        groups: ["sre-leads".to_owned()].into(),
+        ..identity.clone()
+    };
+    for i in [&identity, &bob] {
+        app.service().add_link(i, &jitbot::audit::Actor::Cli("test".into()), clock.now()).await.unwrap();
+    }
+    let r = app
+        .service()
+        .request(
+            jitbot::service::RequestCommand {
+                requester: user("U0ALICE"),
+                role: "db-eph".into(),
+                duration: None,
+                reason: "debugging INC-4821".into(),
+                ticket: None,
+                client_key: None,
+            },
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    app.service().approve(r.id, &user("U0BOB"), clock.now()).await.unwrap();
+    app.scheduler().drain().await.unwrap();
+    assert_eq!(app.db().request(r.id).await.unwrap().unwrap().state, RequestState::Active);
+    let dms: Vec<String> =
+        slack.posts_to("U0ALICE").into_iter().map(|m| m["text"].as_str().unwrap_or("").to_owned()).collect();
+    let link_dm = dms.iter().find(|t| t.contains("/credentials/")).unwrap_or_else(|| panic!("{dms:?}"));
+    let login = format!("{}1_alice", pg.prefix);
+    assert!(link_dm.contains(&format!("`{login}`")), "{link_dm}");
+    let token = link_dm.split("http://localhost:8080/credentials/").nth(1).unwrap().trim();
+    assert_eq!(token.len(), 43, "{link_dm}");
+    assert!(!dms.iter().any(|t| t.to_lowercase().contains("password:")), "no credentials in Slack: {dms:?}");
+    // Only the token's hash is stored.
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let row = app.db().credential_token(&hash).await.unwrap().unwrap();
+    assert_eq!((row.request_id, row.user_id.as_str(), row.used_at), (r.id.get(), "U0ALICE", None));
+    assert!(app.db().credential_token(token).await.unwrap().is_none());
+    drop(app);
+}

@@ -110,6 +110,17 @@ impl PgTarget {
         Some(t)
     }
 
+    /// A second fresh database on the same server, for jitbot's own store
+    /// (dropped with the fixture).
+    pub async fn store_url(&self) -> String {
+        let name = format!("{}store", self.prefix);
+        let mut su = connect(&self.server).await.unwrap();
+        exec(&mut su, &format!("CREATE DATABASE \"{name}\"")).await;
+        let mut u = reqwest::Url::parse(&self.server).unwrap();
+        u.set_path(&format!("/{name}"));
+        u.to_string()
+    }
+
     pub fn role(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -187,9 +198,18 @@ impl PgTarget {
 
     async fn drop_everything(server: String, prefix: String, db: String) {
         let Ok(mut su) = connect(&server).await else { return };
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
-            .execute(&mut su)
-            .await;
+        let dbs: Vec<String> =
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) OR datname = $2")
+                .bind(&prefix)
+                .bind(&db)
+                .fetch_all(&mut su)
+                .await
+                .unwrap_or_default();
+        for d in dbs {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{d}\" WITH (FORCE)")))
+                .execute(&mut su)
+                .await;
+        }
         let roles: Vec<String> =
             sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)")
                 .bind(&prefix)

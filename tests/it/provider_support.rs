@@ -32,8 +32,14 @@ pub struct ProviderApp {
 
 impl ProviderApp {
     pub async fn spawn(extra: &str, start: Timestamp) -> Self {
+        Self::spawn_on(extra, start, None).await
+    }
+
+    /// Like [`ProviderApp::spawn`], with jitbot's own database at `db_url`
+    /// (a PostgreSQL store) instead of a temp SQLite file.
+    pub async fn spawn_on(extra: &str, start: Timestamp, db_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+        let db_url = db_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("jitbot.db").display()));
         let hook = WebhookReceiver::start().await;
         let clock = ManualClock::new(start);
         let notifier = RecordingNotifier::default();

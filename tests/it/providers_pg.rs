@@ -145,6 +145,25 @@ async fn overlapping_grants_keep_access_until_the_last_one_ends() {
 }
 
 #[tokio::test]
+async fn leases_and_grant_specs_work_with_jitbot_s_own_database_on_postgresql() {
+    let Some(pg) = PgTarget::create().await else { return };
+    let store = pg.store_url().await;
+    let t = ProviderApp::spawn_on(&extra(&pg, &pg.admin_url()), start_time(), Some(store)).await;
+    let (alice, readonly) = (pg.role("alice"), pg.role("readonly"));
+    let short = t.grant("U0ALICE", "db-ro", "30m").await;
+    let long = t.grant("U0ALICE", "db-ro-long", "2h").await;
+    t.advance(Duration::from_secs(31 * 60));
+    t.drain().await;
+    assert_eq!(t.state(short).await, "revoked");
+    assert!(pg.is_member(&readonly, &alice).await);
+    t.advance(Duration::from_secs(90 * 60));
+    t.drain().await;
+    assert_eq!(t.state(long).await, "revoked");
+    assert!(!pg.is_member(&readonly, &alice).await);
+    assert_eq!(t.app.db().lease(long).await.unwrap().unwrap().outcome.as_deref(), Some("revoked"));
+}
+
+#[tokio::test]
 async fn a_membership_held_before_jitbot_granted_it_is_never_revoked() {
     let Some((pg, t)) = setup().await else { return };
     let (dave, readonly) = (pg.role("dave"), pg.role("readonly"));

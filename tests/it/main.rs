@@ -1,5 +1,7 @@
 //! The one integration-test binary: the real app on port 0, a manual clock,
-//! a real webhook receiver, a temp SQLite file per test.
+//! a real webhook receiver, a temp SQLite file per test; for the providers,
+//! a real PostgreSQL (a fresh database and prefixed roles per test) and the
+//! scripts in `tests/scripts/`.
 
 mod fake_slack;
 mod pg_support;

@@ -73,6 +73,15 @@ impl App {
             None => Providers::from_config(&config).context("cannot build providers")?,
         };
         let config = Arc::new(config);
+        let metrics = deps.scheduler.metrics.clone();
+        let credentials = crate::credentials::CredentialsPage {
+            db: db.clone(),
+            clock: deps.clock.clone(),
+            providers: providers.clone(),
+            // Not wired to OIDC sign-in yet: refuses everyone (see crate::credentials).
+            identity: Arc::new(crate::credentials::SignInNotWired),
+            public_url: config.server.public_url.clone(),
+        };
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
         let slack_api = match &config.slack {
@@ -133,7 +142,9 @@ impl App {
             }
             (_, state) => state,
         };
-        let mut router = http::router(HttpState { db: db.clone() }, slack_routes);
+        let mut router = http::router(HttpState { db: db.clone() }, slack_routes)
+            .merge(crate::credentials::router(credentials))
+            .merge(crate::metrics::router(metrics));
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }

@@ -80,6 +80,22 @@ pub enum AuditAction {
     RevokeApplied,
     /// A revocation attempt failed; it is retried.
     RevokeAttemptFailed,
+    /// A one-shot action ran successfully (its output is in the detail).
+    ActionCompleted,
+    /// A one-shot action failed; it is not run again.
+    ActionFailed,
+    /// Access still existed a minute after its expiry.
+    RevokeOverdue,
+    /// An administrator asked for a failing revocation to be tried again now.
+    RevokeRetryRequested,
+    /// The reconciler found the target differing from the database.
+    ReconcileDrift,
+    /// The reconciler removed access that should have been gone.
+    ReconcileRevoked,
+    /// A one-time credentials link was sent to the requester.
+    CredentialsLinkIssued,
+    /// The requester set a fresh password through the credentials page.
+    CredentialsPasswordSet,
 }
 
 impl AuditAction {
@@ -102,6 +118,14 @@ impl AuditAction {
             Self::RevokeRequested => "revoke.requested",
             Self::RevokeApplied => "revoke.applied",
             Self::RevokeAttemptFailed => "revoke.attempt_failed",
+            Self::ActionCompleted => "action.completed",
+            Self::ActionFailed => "action.failed",
+            Self::RevokeOverdue => "revoke.overdue",
+            Self::RevokeRetryRequested => "revoke.retry_requested",
+            Self::ReconcileDrift => "reconcile.drift",
+            Self::ReconcileRevoked => "reconcile.revoked",
+            Self::CredentialsLinkIssued => "credentials.link_issued",
+            Self::CredentialsPasswordSet => "credentials.password_set",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The `jitbot` command line: `serve`, `migrate`, `check-config`, `audit`
-//! and `link`. Each subcommand is a thin call into the library; errors are
+//! The `jitbot` command line: `serve`, `migrate`, `check-config`, `audit`,
+//! `link`, `reconcile` and `retry-revoke`. Each subcommand is a thin call into the library; errors are
 //! printed for an operator and turned into a non-zero exit.
 
 use std::collections::BTreeSet;
@@ -53,6 +53,26 @@ pub enum Command {
     /// Manage identity links by hand (bootstrap; every change is audited).
     #[command(subcommand)]
     Link(LinkCommand),
+    /// Compare what jitbot says is granted with what each target reports;
+    /// exit 1 if a difference remains.
+    Reconcile {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Revoke again access that should be gone (otherwise only report).
+        #[arg(long)]
+        fix: bool,
+        /// Check revoked requests that ended within this long (e.g. 7d, 12h).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+    },
+    /// Try a failing revocation again now (after fixing its cause). A running
+    /// jitbot picks it up within 30 seconds.
+    RetryRevoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The request number (12 or #12).
+        id: String,
+    },
 }
 
 /// `jitbot audit ...`.
@@ -222,6 +242,35 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     l.confirmed_at()
                 );
             }
+        }
+        Command::Reconcile { config, fix, since } => {
+            let config = Config::load(&config.config)?;
+            let db = open(&config).await?;
+            let providers = crate::providers::Providers::from_config(&config).context("cannot build providers")?;
+            let opts = crate::reconcile::ReconcileOptions { fix, since };
+            let report = crate::reconcile::reconcile(&db, &providers, &cli_actor(), SystemClock.now(), opts).await?;
+            for d in &report.differences {
+                println!("{}", d.describe());
+            }
+            let unresolved = report.differences.iter().filter(|d| d.unresolved()).count();
+            println!(
+                "checked {} request(s) against their targets ({} on providers that cannot report state); {} difference(s), {} unresolved",
+                report.checked,
+                report.blind,
+                report.differences.len(),
+                unresolved
+            );
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::RetryRevoke { config, id } => {
+            let config = Config::load(&config.config)?;
+            let id = crate::domain::RequestId::parse(&id)
+                .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
+            let db = open(&config).await?;
+            let r = service(db, config).retry_revoke(id, &cli_actor(), SystemClock.now()).await?;
+            println!("request {} ({}, {}): revocation will be tried again now", r.id, r.role, r.state);
         }
         Command::Link(LinkCommand::Remove { config, team, user }) => {
             let config = Config::load(&config.config)?;

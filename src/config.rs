@@ -318,6 +318,101 @@ impl SlackConfig {
 pub enum ProviderConfig {
     /// Calls an HTTPS endpoint with a signed JSON body to grant and revoke.
     Webhook(WebhookProviderConfig),
+    /// Grants and revokes PostgreSQL role memberships (or short-lived logins).
+    Postgres(PostgresProviderConfig),
+    /// Runs a configured program for each grant and revocation.
+    Command(CommandProviderConfig),
+}
+
+impl ProviderConfig {
+    /// The `kind` as written in the file, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "webhook",
+            Self::Postgres(_) => "postgres",
+            Self::Command(_) => "command",
+        }
+    }
+}
+
+/// `kind = "postgres"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresProviderConfig {
+    /// Admin connection URL (a secret: it may carry a password). The role it
+    /// names needs `CREATEROLE` and `pg_signal_backend`, never superuser.
+    pub url: Secret,
+    /// Template of the database login a requester's access is granted to,
+    /// e.g. `"{email_local}"`; a role's `grant.login` overrides it.
+    #[serde(default = "default_login_template")]
+    pub login: String,
+    /// End the login's open sessions on revocation, so access does not
+    /// outlive it (a session that ran `SET ROLE` keeps the role otherwise).
+    #[serde(default = "default_true")]
+    pub terminate_sessions: bool,
+    /// Start of the names of logins created per request (`jit_12_alice`).
+    /// Role names are cluster-wide: two jitbot deployments sharing a
+    /// cluster must use different prefixes.
+    #[serde(default = "default_ephemeral_prefix")]
+    pub ephemeral_login_prefix: String,
+    /// How long one statement (and one connection attempt) may take.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "std_duration")]
+    pub timeout: Duration,
+}
+
+fn default_login_template() -> String {
+    "{email_local}".to_owned()
+}
+
+fn default_ephemeral_prefix() -> String {
+    "jit_".to_owned()
+}
+
+/// `kind = "command"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandProviderConfig {
+    /// The program and its arguments run for a grant (no shell is involved).
+    pub grant_command: Vec<String>,
+    /// The program and its arguments run for a revocation; required unless
+    /// every role on this provider is `one_shot`.
+    pub revoke_command: Option<Vec<String>>,
+    /// How long one run may take; the program (and its process group) is
+    /// killed after that and the run counts as failed.
+    #[serde(default = "default_command_timeout", deserialize_with = "std_duration")]
+    pub timeout: Duration,
+    /// Extra environment for the program. The program does not inherit
+    /// jitbot's environment (which holds jitbot's own secrets): only `PATH`,
+    /// `HOME`, `LANG`, these variables and the `JITBOT_*` facts are set.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A postgres role's `grant = { pg_role = "...", ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresGrantConfig {
+    /// The existing database role whose membership is handed out.
+    pub pg_role: String,
+    /// Create a login only for this grant (`jit_<request>_<name>`), valid
+    /// until the expiry, instead of granting to the requester's own login.
+    #[serde(default)]
+    pub ephemeral_login: bool,
+    /// Overrides the provider's `login` template for this role.
+    pub login: Option<String>,
+}
+
+/// A command role's optional `grant = { args = [...] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandGrantConfig {
+    /// Appended to the provider's command line for this role.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// `kind = "webhook"`.
@@ -384,6 +479,34 @@ pub struct RoleConfig {
     /// role, their active grant is revoked at once.
     #[serde(default = "default_true")]
     pub revoke_on_group_removal: bool,
+    /// What the provider grants, in the provider's own terms (`pg_role`,
+    /// `args`, ...); checked against the provider's kind when loading.
+    pub grant: Option<toml::Table>,
+    /// A one-time action rather than access: approved once, run once,
+    /// nothing to revoke. Only for `command` providers.
+    #[serde(default)]
+    pub one_shot: bool,
+}
+
+impl RoleConfig {
+    /// The role's `grant` table read as a postgres grant.
+    pub fn postgres_grant(&self) -> Result<PostgresGrantConfig, String> {
+        let table = self
+            .grant
+            .clone()
+            .ok_or("grant is required: grant = { pg_role = \"...\" } names the database role to hand out")?;
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
+    }
+
+    /// The role's `grant` table read as command arguments (none when absent).
+    pub fn command_grant(&self) -> Result<CommandGrantConfig, String> {
+        match self.grant.clone() {
+            None => Ok(CommandGrantConfig::default()),
+            Some(table) => {
+                toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
+            }
+        }
+    }
 }
 
 fn default_approvals_required() -> u32 {
@@ -579,6 +702,59 @@ impl Config {
             let table = format!("providers.{name}");
             RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
             match provider {
+                ProviderConfig::Postgres(p) => {
+                    let url = p.url.expose();
+                    // Never echo the URL: it may carry a password.
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                        || url.parse::<sqlx::postgres::PgConnectOptions>().is_err()
+                    {
+                        return Err(format!(
+                            "{}{table}.url must be a postgres:// URL (the value is not shown: it may hold a password)",
+                            at(&table, Some("url"))
+                        ));
+                    }
+                    crate::providers::postgres::LoginTemplate::parse(&p.login)
+                        .map_err(|e| format!("{}{table}.login: {e}", at(&table, Some("login"))))?;
+                    let prefix = &p.ephemeral_login_prefix;
+                    if prefix.is_empty()
+                        || prefix.len() > 20
+                        || prefix.starts_with(|c: char| c.is_ascii_digit())
+                        || !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        return Err(format!(
+                            "{}{table}.ephemeral_login_prefix must be 1-20 characters of a-z, 0-9, '_', not starting with a digit",
+                            at(&table, Some("ephemeral_login_prefix"))
+                        ));
+                    }
+                }
+                ProviderConfig::Command(c) => {
+                    for (key, cmd) in
+                        [("grant_command", Some(&c.grant_command)), ("revoke_command", c.revoke_command.as_ref())]
+                    {
+                        if let Some(cmd) = cmd
+                            && cmd.first().is_none_or(|p| p.trim().is_empty())
+                        {
+                            return Err(format!(
+                                "{}{table}.{key} must name a program, like [\"/usr/local/bin/grant-access\", \"--flag\"]",
+                                at(&table, Some(key))
+                            ));
+                        }
+                    }
+                    if c.timeout.is_zero() {
+                        return Err(format!("{}{table}.timeout must be more than zero", at(&table, Some("timeout"))));
+                    }
+                    for name in c.env.keys() {
+                        if name.is_empty()
+                            || name.starts_with("JITBOT_")
+                            || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                        {
+                            return Err(format!(
+                                "{}{table}.env: {name:?} must be letters, digits or '_' and not start with JITBOT_",
+                                at(&table, Some("env"))
+                            ));
+                        }
+                    }
+                }
                 ProviderConfig::Webhook(w) => {
                     let url = reqwest::Url::parse(&w.url).map_err(|e| {
                         format!("{}{table}.url: {:?} is not a URL: {e}", at(&table, Some("url")), w.url)
@@ -615,6 +791,10 @@ impl Config {
                     if known.is_empty() { "none".to_owned() } else { known }
                 ));
             }
+            self.validate_role_grant(name, role).map_err(|e| {
+                let key = if e.starts_with("one_shot") { "one_shot" } else { "grant" };
+                format!("{}{table}.{e}", at(&table, Some(key)))
+            })?;
             if let Some(ch) = &role.approvals_channel
                 && !(ch.len() >= 2 && ch.starts_with(['C', 'G']) && ch.chars().all(|c| c.is_ascii_alphanumeric()))
             {
@@ -660,6 +840,49 @@ impl Config {
             }
             if role.max_duration.get() > Duration::from_secs(30 * 86_400) {
                 return Err(format!("{}{table}.max_duration may be at most 30 days", at(&table, Some("max_duration"))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a role's `grant` and `one_shot` against its provider's kind.
+    /// Errors start with the key they are about (`grant...`, `one_shot...`).
+    fn validate_role_grant(&self, name: &str, role: &RoleConfig) -> Result<(), String> {
+        let Some(provider) = self.providers.get(&role.provider) else { return Ok(()) };
+        if role.one_shot && !matches!(provider, ProviderConfig::Command(_)) {
+            return Err(format!(
+                "one_shot is only for roles on a command provider ({} is {})",
+                role.provider,
+                provider.kind()
+            ));
+        }
+        match provider {
+            ProviderConfig::Webhook(_) => {
+                if role.grant.is_some() {
+                    return Err("grant is not used by webhook providers: receivers get the role name".to_owned());
+                }
+            }
+            ProviderConfig::Postgres(_) => {
+                let grant = role.postgres_grant()?;
+                crate::providers::postgres::check_role_name(&grant.pg_role)
+                    .map_err(|e| format!("grant.pg_role: {e}"))?;
+                if let Some(login) = &grant.login {
+                    if grant.ephemeral_login {
+                        return Err(
+                            "grant.login is not used with ephemeral_login = true (jitbot names the login)".into()
+                        );
+                    }
+                    crate::providers::postgres::LoginTemplate::parse(login).map_err(|e| format!("grant.login: {e}"))?;
+                }
+            }
+            ProviderConfig::Command(c) => {
+                role.command_grant()?;
+                if !role.one_shot && c.revoke_command.is_none() {
+                    return Err(format!(
+                        "grant: role {name} holds access until it expires, so providers.{}.revoke_command is required (or set one_shot = true)",
+                        role.provider
+                    ));
+                }
             }
         }
         Ok(())
@@ -789,11 +1012,112 @@ max_duration = "4h"
         // SAFETY: tests in this module use distinct variable names.
         unsafe { std::env::set_var("JITBOT_TEST_HOOK_SECRET", "s3cr3t-s3cr3t-s3cr3t") };
         let c = parse(&GOOD.replace("\"0123456789abcdef0123\"", "\"${JITBOT_TEST_HOOK_SECRET}\"")).unwrap();
-        let ProviderConfig::Webhook(w) = c.providers.get("ops-hook").unwrap();
+        let Some(ProviderConfig::Webhook(w)) = c.providers.get("ops-hook") else { panic!("not a webhook") };
         assert_eq!(w.secret.expose(), "s3cr3t-s3cr3t-s3cr3t");
         assert!(!format!("{c:?}").contains("s3cr3t"));
         let e =
             parse(&GOOD.replace("\"0123456789abcdef0123\"", "\"${JITBOT_TEST_UNSET_VAR}\"")).unwrap_err().to_string();
         assert!(e.contains("JITBOT_TEST_UNSET_VAR is not set"), "{e}");
+    }
+
+    const PROVIDERS: &str = r#"
+[providers.prod-db]
+kind = "postgres"
+url = "postgres://jitbot:hunter2hunter2@db.internal/prod"
+
+[providers.k8s]
+kind = "command"
+grant_command = ["/usr/local/bin/k8s-access", "--cluster", "prod"]
+revoke_command = ["/usr/local/bin/k8s-access", "--revoke"]
+timeout = "30s"
+env = { KUBECONFIG = "/etc/jitbot/kubeconfig" }
+
+[providers.jobs]
+kind = "command"
+grant_command = ["/usr/local/bin/run-import"]
+
+[roles.db-ro]
+description = "Read-only SQL"
+provider = "prod-db"
+grant = { pg_role = "readonly" }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+
+[roles.db-eph]
+description = "A login of your own"
+provider = "prod-db"
+grant = { pg_role = "readonly", ephemeral_login = true }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+
+[roles.k8s-edit]
+description = "Edit in payments"
+provider = "k8s"
+grant = { args = ["--namespace", "payments"] }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+
+[roles.import]
+description = "Run the data import"
+provider = "jobs"
+one_shot = true
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "15m"
+max_duration = "1h"
+"#;
+
+    #[test]
+    fn postgres_and_command_providers_parse_with_role_grants() {
+        let c = parse(PROVIDERS).unwrap();
+        let Some(ProviderConfig::Postgres(p)) = c.providers.get("prod-db") else { panic!("not postgres") };
+        assert_eq!(p.login, "{email_local}");
+        assert!(p.terminate_sessions);
+        assert!(!format!("{c:?}").contains("hunter2"), "the admin URL is a secret");
+        let g = c.roles.get("db-eph").unwrap().postgres_grant().unwrap();
+        assert_eq!((g.pg_role.as_str(), g.ephemeral_login), ("readonly", true));
+        let Some(ProviderConfig::Command(k)) = c.providers.get("k8s") else { panic!("not command") };
+        assert_eq!(k.timeout, Duration::from_secs(30));
+        assert_eq!(c.roles.get("k8s-edit").unwrap().command_grant().unwrap().args, ["--namespace", "payments"]);
+        assert!(c.roles.get("import").unwrap().one_shot);
+    }
+
+    #[test]
+    fn grants_that_do_not_fit_their_provider_are_named() {
+        let e = parse(&PROVIDERS.replace("grant = { pg_role = \"readonly\" }\n", "")).unwrap_err().to_string();
+        assert!(e.contains("roles.db-ro.grant") && e.contains("pg_role"), "{e}");
+        let e =
+            parse(&PROVIDERS.replace("pg_role = \"readonly\" }", "pg_role = \"readonly\", login = \"{nickname}\" }"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("unknown placeholder {nickname}"), "{e}");
+        let e = parse(&PROVIDERS.replace("pg_role", "pg_roele")).unwrap_err().to_string();
+        assert!(e.contains("line 29: roles.db-eph.grant: unknown field `pg_roele`"), "{e}");
+        // A role that holds access needs a way to take it away again.
+        let e = parse(&PROVIDERS.replace("one_shot = true\n", "")).unwrap_err().to_string();
+        assert!(e.contains("roles.import.grant") && e.contains("revoke_command is required"), "{e}");
+        let e = parse(&format!("{GOOD}one_shot = true\n")).unwrap_err().to_string();
+        assert!(e.contains("one_shot is only for roles on a command provider"), "{e}");
+        let e = parse(&PROVIDERS.replace("grant_command = [\"/usr/local/bin/run-import\"]", "grant_command = []"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("providers.jobs.grant_command must name a program"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_admin_url_is_refused_without_echoing_it() {
+        let e = parse(
+            &PROVIDERS.replace("postgres://jitbot:hunter2hunter2@db.internal/prod", "mysql://root:hunter2hunter2@x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("providers.prod-db.url must be a postgres:// URL"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

@@ -26,11 +26,14 @@ use tokio::task::JoinSet;
 
 use crate::audit::{self, Actor, AuditAction};
 use crate::clock::SharedClock;
-use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser};
+use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
+use crate::metrics::{Counter, Metrics};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
-use crate::providers::{ApprovedGrant, GrantTarget, ProviderError, Providers};
+use crate::providers::{
+    self, ApprovedGrant, GrantTarget, Presence, Provider, ProviderError, ProviderReport, Providers,
+};
 use crate::service::schedule;
-use crate::store::{Db, JobRow, JobWake, StoreError, TransitionFields};
+use crate::store::{Db, JobRow, JobWake, LeaseRelease, LeaseStart, StoreError, TransitionFields};
 
 /// Grant attempts before a request is marked `grant_failed` (about 2.5
 /// minutes of retrying with the default backoff).
@@ -55,6 +58,13 @@ const LEASE_POLL_FLOOR: Duration = Duration::from_millis(20);
 /// How long the loop waits when due work exists but its claim came back
 /// empty: another replica is claiming the same rows right now.
 const CONTENDED_PAUSE: Duration = Duration::from_millis(50);
+/// How long after its expiry a revocation may still be unfinished before
+/// people are alerted (the revocation is due at expiry; a healthy one takes
+/// seconds).
+pub const REVOKE_OVERDUE_AFTER: Duration = Duration::from_secs(60);
+/// How many times the overdue check waits for a revocation attempt that is
+/// running at that moment before alerting anyway.
+const OVERDUE_DEFERRALS: i64 = 3;
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +79,8 @@ pub enum JobKind {
     DirectMessage,
     /// Re-read a person's groups with their refresh token (payload: team, user).
     RefreshLink,
+    /// A minute after expiry: alert if the access may still exist.
+    OverdueCheck,
 }
 
 impl JobKind {
@@ -80,6 +92,7 @@ impl JobKind {
             Self::Notify(_) => "notify",
             Self::DirectMessage => "direct_message",
             Self::RefreshLink => "refresh_link",
+            Self::OverdueCheck => "overdue_check",
         }
     }
 
@@ -97,6 +110,7 @@ impl JobKind {
             "revoke" => Some(Self::Revoke),
             "direct_message" => Some(Self::DirectMessage),
             "refresh_link" => Some(Self::RefreshLink),
+            "overdue_check" => Some(Self::OverdueCheck),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -120,6 +134,8 @@ pub struct SchedulerOptions {
     pub renew_every: Duration,
     /// Names this replica in the `worker` column.
     pub worker_id: String,
+    /// Where the scheduler counts what operators alert on (served on `/metrics`).
+    pub metrics: Metrics,
 }
 
 impl Default for SchedulerOptions {
@@ -129,6 +145,7 @@ impl Default for SchedulerOptions {
             lease: Duration::from_secs(60),
             renew_every: Duration::from_secs(15),
             worker_id: format!("jitbot-{}", std::process::id()),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -404,6 +421,7 @@ impl Scheduler {
             JobKind::Grant => self.grant(job, request).await,
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Notify(kind) => self.notify(job, request, kind).await,
+            JobKind::OverdueCheck => self.check_overdue(job, request).await,
             JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
         }
     }
@@ -469,51 +487,76 @@ impl Scheduler {
         if request.state != RequestState::Granting {
             return self.complete(job).await;
         }
-        let target = GrantTarget::of(&request);
+        let target = providers::target_of(&self.inner.db, &request).await;
         let expired = request.expires_at.is_none_or(|t| now >= t);
-        let Some(target) = target.filter(|_| !expired) else {
-            let mut tx = self.inner.db.begin().await?;
-            if !tx.complete_job(job.id, job.attempt, now).await? {
-                return Ok(JobOutcome::LostLease);
+        let target = match target {
+            Ok(Some(t)) if !expired => Ok(t),
+            Ok(_) => {
+                let mut tx = self.inner.db.begin().await?;
+                if !tx.complete_job(job.id, job.attempt, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantSkipped,
+                    Some(id),
+                    json!({"why": "expired before it could be granted"}),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(JobOutcome::Done);
             }
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::GrantSkipped,
-                Some(id),
-                json!({"why": "expired before it could be granted"}),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(JobOutcome::Done);
+            Err(e) => Err(e),
+        };
+        if target.as_ref().is_ok_and(GrantTarget::is_one_shot) {
+            return self.run_one_shot(job, request, target).await;
+        }
+        let provider = self.inner.providers.get(&request.provider);
+        let key = match (&provider, &target) {
+            (Some(p), Ok(t)) => p.access_key(t),
+            _ => None,
         };
         // Take the request's row lock once more before calling out: a
         // revocation that committed first is seen here, and one that comes
         // after sees this job's live lease and waits for the call to finish.
-        let still_granting = {
+        // A provider whose grants can overlap takes its lease in the same
+        // transaction, before the call.
+        let (still_granting, lease) = {
             let mut tx = self.inner.db.begin().await?;
             let ok = tx.lock_request(id, Some(RequestState::Granting), now).await?;
+            let lease = match (&key, ok) {
+                (Some(k), true) => Some(tx.start_lease(id, &request.provider, k, now).await?),
+                _ => None,
+            };
             tx.commit().await?;
-            ok
+            (ok, lease)
         };
-        if !still_granting {
+        if !still_granting || lease == Some(LeaseStart::Released) {
             return self.complete(job).await;
         }
-        let result = match self.inner.providers.get(&request.provider) {
-            Some(provider) => provider.grant(&ApprovedGrant::new(target), now).await,
-            None => Err(ProviderError {
-                message: format!("provider {} is not configured", request.provider),
-                retryable: false,
-            }),
+        let result = match (target, provider) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(ProviderError::permanent(format!("provider {} is not configured", request.provider))),
+            (Ok(target), Some(provider)) => match (lease, key) {
+                (Some(LeaseStart::Wait { releasing }), _) => Err(ProviderError::retryable(format!(
+                    "waiting for the revocation of request {releasing}, which holds the same access, to finish"
+                ))),
+                (Some(LeaseStart::Held { preexisting }), Some(key)) => {
+                    self.grant_leased(provider.as_ref(), &key, preexisting, target, now).await?
+                }
+                _ => provider.grant(&ApprovedGrant::new(target), now).await,
+            },
         };
         let now = self.inner.clock.now();
         let mut tx = self.inner.db.begin().await?;
         match result {
-            Ok(()) => {
+            Ok(report) => {
                 if !tx.complete_job(job.id, job.attempt, now).await? {
                     return Ok(JobOutcome::LostLease);
                 }
+                self.inner.options.metrics.inc(Counter::GrantsApplied);
                 let fields = TransitionFields { granted_at: Some(now), ..Default::default() };
                 if tx.transition(id, RequestState::Active, &fields, now).await? {
                     schedule(&mut tx, JobKind::Notify(NoticeKind::Granted), id, now, now).await?;
@@ -523,7 +566,7 @@ impl Scheduler {
                         &Actor::System,
                         AuditAction::GrantApplied,
                         Some(id),
-                        json!({"provider": request.provider}),
+                        with_report(json!({"provider": request.provider}), &report),
                     )
                     .await?;
                 } else {
@@ -535,7 +578,10 @@ impl Scheduler {
                         &Actor::System,
                         AuditAction::GrantApplied,
                         Some(id),
-                        json!({"provider": request.provider, "note": "applied while a revocation was pending"}),
+                        with_report(
+                            json!({"provider": request.provider, "note": "applied while a revocation was pending"}),
+                            &report,
+                        ),
                     )
                     .await?;
                 }
@@ -544,6 +590,7 @@ impl Scheduler {
                 Ok(JobOutcome::Done)
             }
             Err(e) if job.attempt < GRANT_ATTEMPTS && e.retryable => {
+                self.inner.options.metrics.inc(Counter::GrantAttemptsFailed);
                 let due = now.plus(backoff(job.attempt, job.id));
                 if !tx.retry_job(job.id, job.attempt, due, &e.message).await? {
                     return Ok(JobOutcome::LostLease);
@@ -554,13 +601,17 @@ impl Scheduler {
                     &Actor::System,
                     AuditAction::GrantAttemptFailed,
                     Some(id),
-                    json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                    with_error_output(
+                        json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                        &e,
+                    ),
                 )
                 .await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Retried)
             }
             Err(e) => {
+                self.inner.options.metrics.inc(Counter::GrantAttemptsFailed);
                 if !tx.fail_job(job.id, job.attempt, &e.message, now).await? {
                     return Ok(JobOutcome::LostLease);
                 }
@@ -576,7 +627,7 @@ impl Scheduler {
                     &Actor::System,
                     AuditAction::GrantFailed,
                     Some(id),
-                    json!({"attempt": job.attempt, "error": e.message}),
+                    with_error_output(json!({"attempt": job.attempt, "error": e.message}), &e),
                 )
                 .await?;
                 tx.commit().await?;
@@ -586,13 +637,122 @@ impl Scheduler {
         }
     }
 
+    /// Grants access that other requests may share. The first time anyone
+    /// takes a lease on it, the target is read and what it showed is
+    /// recorded before any change, so access the login held before jitbot
+    /// granted it is never revoked by jitbot, even across crashes.
+    async fn grant_leased(
+        &self,
+        provider: &dyn Provider,
+        key: &str,
+        preexisting: Option<bool>,
+        target: GrantTarget,
+        now: Timestamp,
+    ) -> Result<Result<ProviderReport, ProviderError>, JobError> {
+        let preexisting = match preexisting {
+            Some(p) => p,
+            None => {
+                let present = match provider.inspect(&target).await {
+                    Ok(p) => p == Presence::Present,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut tx = self.inner.db.begin().await?;
+                let effective = tx.record_presence(key, present).await?;
+                tx.commit().await?;
+                effective
+            }
+        };
+        if preexisting {
+            return Ok(Ok(ProviderReport::note(
+                "the login already held this access before jitbot granted it; jitbot will leave it in place",
+            )));
+        }
+        Ok(provider.grant(&ApprovedGrant::new(target), now).await)
+    }
+
+    /// Runs a one-shot action: at most once (a job claimed before, by a
+    /// worker that died, may have started it, so it is not started again),
+    /// never retried, and the request ends without a revocation.
+    async fn run_one_shot(
+        &self,
+        job: &JobRow,
+        request: AccessRequest,
+        target: Result<GrantTarget, ProviderError>,
+    ) -> Result<JobOutcome, JobError> {
+        let id = request.id;
+        let now = self.inner.clock.now();
+        let result = if job.attempt > 1 {
+            Err(ProviderError::permanent(
+                "jitbot was interrupted while the action was starting or running; it was not run again (it may or may not have completed)",
+            ))
+        } else {
+            let still_granting = {
+                let mut tx = self.inner.db.begin().await?;
+                let ok = tx.lock_request(id, Some(RequestState::Granting), now).await?;
+                tx.commit().await?;
+                ok
+            };
+            if !still_granting {
+                return self.complete(job).await;
+            }
+            match (target, self.inner.providers.get(&request.provider)) {
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => {
+                    Err(ProviderError::permanent(format!("provider {} is not configured", request.provider)))
+                }
+                (Ok(target), Some(provider)) => {
+                    self.inner.options.metrics.inc(Counter::ActionsRun);
+                    provider.grant(&ApprovedGrant::new(target), now).await
+                }
+            }
+        };
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        let recorded = match &result {
+            Ok(_) => tx.complete_job(job.id, job.attempt, now).await?,
+            Err(e) => tx.fail_job(job.id, job.attempt, &e.message, now).await?,
+        };
+        if !recorded {
+            return Ok(JobOutcome::LostLease);
+        }
+        let (state, detail, action, audit_detail) = match &result {
+            Ok(report) => (
+                RequestState::Completed,
+                report.output.clone().unwrap_or_else(|| "(no output)".to_owned()),
+                AuditAction::ActionCompleted,
+                with_report(json!({"provider": request.provider}), report),
+            ),
+            Err(e) => (
+                RequestState::ActionFailed,
+                e.message.clone(),
+                AuditAction::ActionFailed,
+                with_error_output(json!({"provider": request.provider, "error": e.message}), e),
+            ),
+        };
+        let fields =
+            TransitionFields { granted_at: Some(now), ended_at: Some(now), detail: Some(detail), ..Default::default() };
+        if tx.transition(id, state, &fields, now).await? {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
+        }
+        audit::append(&mut tx, now, &Actor::System, action, Some(id), audit_detail).await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(if result.is_ok() { JobOutcome::Done } else { JobOutcome::Failed })
+    }
+
     async fn revoke(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
         let id = request.id;
         if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
             return self.complete(job).await;
         }
+        let target = providers::target_of(&self.inner.db, &request).await;
+        let provider = self.inner.providers.get(&request.provider);
+        let key = match (&provider, &target) {
+            (Some(p), Ok(Some(t))) => p.access_key(t),
+            _ => None,
+        };
         let now = self.inner.clock.now();
-        {
+        let release = {
             let mut tx = self.inner.db.begin().await?;
             tx.lock_request(id, None, now).await?;
             if tx.grant_in_flight(id, now).await? {
@@ -611,27 +771,45 @@ impl Scheduler {
                 let fields = TransitionFields { detail, ..Default::default() };
                 tx.transition(id, RequestState::Revoking, &fields, now).await?;
             }
+            // Shared access: only the last holder removes it in the target.
+            let release = match &key {
+                Some(_) => Some(tx.begin_release(id, now).await?),
+                None => None,
+            };
             tx.commit().await?;
-        }
-        let Some(target) = GrantTarget::of(&request) else {
-            return self.fail(job, "request has no expiry; nothing was granted").await;
+            release
         };
-        let result = match self.inner.providers.get(&request.provider) {
-            Some(provider) => provider.revoke(&target, now).await,
-            None => Err(ProviderError {
-                message: format!("provider {} is not configured: access may still exist", request.provider),
-                retryable: true,
-            }),
+        let result = match target {
+            Err(e) => Err(e),
+            Ok(None) => return self.fail(job, "request has no expiry; nothing was granted").await,
+            Ok(Some(target)) => match (&release, provider) {
+                (Some(r), _) if !r.removes_access() => Ok(ProviderReport::note(describe_release(r))),
+                (_, Some(provider)) => provider.revoke(&target, now).await,
+                (_, None) => Err(ProviderError::retryable(format!(
+                    "provider {} is not configured: access may still exist",
+                    request.provider
+                ))),
+            },
         };
         let now = self.inner.clock.now();
         let mut tx = self.inner.db.begin().await?;
         match result {
-            Ok(()) => {
+            Ok(report) => {
                 if !tx.complete_job(job.id, job.attempt, now).await? {
                     return Ok(JobOutcome::LostLease);
                 }
+                if release.as_ref().is_some_and(LeaseRelease::removes_access) {
+                    tx.finish_release(id, now).await?;
+                }
+                self.inner.options.metrics.inc(Counter::RevocationsApplied);
                 let early = request.expires_at.is_some_and(|t| now < t);
-                let fields = TransitionFields { ended_at: Some(now), ..Default::default() };
+                // After failures the detail holds the last error: replace it,
+                // so the card does not show a stale error as the reason.
+                let detail = (request.state == RequestState::RevokeFailed).then(|| {
+                    let why = if early { "ended early" } else { "expired" };
+                    format!("{why}; the revocation succeeded after retries")
+                });
+                let fields = TransitionFields { ended_at: Some(now), detail, ..Default::default() };
                 if tx.transition(id, RequestState::Revoked, &fields, now).await? {
                     schedule(&mut tx, JobKind::Notify(NoticeKind::Revoked), id, now, now).await?;
                 }
@@ -641,7 +819,7 @@ impl Scheduler {
                     &Actor::System,
                     AuditAction::RevokeApplied,
                     Some(id),
-                    json!({"provider": request.provider, "early": early}),
+                    with_report(json!({"provider": request.provider, "early": early}), &report),
                 )
                 .await?;
                 tx.commit().await?;
@@ -649,6 +827,7 @@ impl Scheduler {
                 Ok(JobOutcome::Done)
             }
             Err(e) => {
+                self.inner.options.metrics.inc(Counter::RevokeAttemptsFailed);
                 // Never abandoned: a revocation that silently stops is the worst bug a JIT tool can have.
                 let due = now.plus(backoff(job.attempt, job.id));
                 if !tx.retry_job(job.id, job.attempt, due, &e.message).await? {
@@ -666,13 +845,64 @@ impl Scheduler {
                     &Actor::System,
                     AuditAction::RevokeAttemptFailed,
                     Some(id),
-                    json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                    with_error_output(
+                        json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
+                        &e,
+                    ),
                 )
                 .await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Retried)
             }
         }
+    }
+
+    /// Runs a minute after a request's expiry: if its access may still
+    /// exist, people are alerted and the overdue counter goes up. The
+    /// revocation itself keeps retrying on its own.
+    async fn check_overdue(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        if job.attempt <= OVERDUE_DEFERRALS && tx.revoke_in_flight(request.id, now).await? {
+            // A revocation attempt is running (say, right after a restart
+            // made both jobs due at once): give it a few seconds, a bounded
+            // number of times, so a hung attempt is still reported.
+            let ok =
+                tx.retry_job(job.id, job.attempt, now.plus(WAIT_FOR_GRANT), "a revocation attempt is running").await?;
+            tx.commit().await?;
+            return Ok(if ok { JobOutcome::Retried } else { JobOutcome::LostLease });
+        }
+        self.inner.options.metrics.inc(Counter::RevocationsOverdue);
+        tracing::error!(
+            request_id = request.id.get(),
+            role = %request.role,
+            state = %request.state,
+            overdue_total = self.inner.options.metrics.get(Counter::RevocationsOverdue),
+            "revocation overdue: access may still exist after its expiry"
+        );
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::RevokeOverdue), request.id, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::System,
+            AuditAction::RevokeOverdue,
+            Some(request.id),
+            json!({
+                "state": request.state.as_str(),
+                "expires_at": request.expires_at.map(|t| t.to_string()),
+                "last_error": request.state_detail,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
     }
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
@@ -733,6 +963,40 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Adds a provider's notes and output to an audit detail (only when there
+/// are any, so details of providers that report nothing stay as they were).
+fn with_report(mut detail: serde_json::Value, report: &ProviderReport) -> serde_json::Value {
+    if !report.notes.is_empty() {
+        detail["notes"] = json!(report.notes);
+    }
+    if let Some(output) = &report.output {
+        detail["output"] = json!(output);
+    }
+    detail
+}
+
+/// Adds a failed call's captured output to an audit detail.
+fn with_error_output(mut detail: serde_json::Value, e: &ProviderError) -> serde_json::Value {
+    if let Some(output) = &e.output {
+        detail["output"] = json!(output);
+    }
+    detail
+}
+
+/// What an audit row says when a revocation leaves shared access in place.
+fn describe_release(r: &LeaseRelease) -> String {
+    match r {
+        LeaseRelease::NotGranted => "nothing was granted in the target for this request".to_owned(),
+        LeaseRelease::Kept { holders } => format!(
+            "left in place: request(s) {} still hold the same access",
+            holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        LeaseRelease::Preexisting => "left in place: the login held this access before jitbot granted it".to_owned(),
+        LeaseRelease::AlreadyReleased => "already removed by an earlier attempt".to_owned(),
+        LeaseRelease::Release => "removed".to_owned(),
+    }
+}
+
 impl std::fmt::Display for JobKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -754,7 +1018,7 @@ mod tests {
 
     #[test]
     fn job_kinds_round_trip_through_rows() {
-        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::Notify(NoticeKind::Granted)] {
+        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::Notify(NoticeKind::Granted), JobKind::OverdueCheck] {
             let row = JobRow {
                 id: 1,
                 kind: kind.name().into(),

@@ -10,7 +10,13 @@
 //!   link). One transaction per transition, with its audit event and jobs.
 //! - [`jobs`]: the durable scheduler that grants, revokes and notifies after
 //!   commit, with fenced leases and capped backoff.
-//! - [`providers`]: adapters that apply and remove access (webhook today).
+//! - [`providers`]: adapters that apply and remove access: webhook,
+//!   PostgreSQL roles, commands (and one-shot actions).
+//! - [`credentials`]: the one-time page that sets and shows a password for
+//!   a login jitbot created.
+//! - [`reconcile`]: compares what the database says is granted with what
+//!   targets report.
+//! - [`metrics`]: counters served on `/metrics`.
 //! - [`notify`]: what people are told, behind a trait the transports implement.
 //! - [`slack`]: Slack over HTTP: signatures, commands, buttons, Block Kit, Web API.
 //! - [`audit`]: the hash-chained audit trail, verify and export.
@@ -25,12 +31,15 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod idp;
 pub mod jobs;
+pub mod metrics;
 pub mod notify;
 pub mod providers;
+pub mod reconcile;
 pub mod scim;
 pub mod service;
 pub mod slack;

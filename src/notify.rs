@@ -35,6 +35,10 @@ pub enum NoticeKind {
     Revoked,
     /// Revocation keeps failing: people must look.
     RevokeFailing,
+    /// A one-shot action ran (or failed); the requester gets its output.
+    ActionFinished,
+    /// Access still exists a minute after it should have ended: people must look.
+    RevokeOverdue,
 }
 
 /// One notice, with the request as it is now.

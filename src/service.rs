@@ -19,8 +19,9 @@ use crate::config::Config;
 use crate::domain::{
     AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, SlackUser, Timestamp,
 };
-use crate::jobs::JobKind;
+use crate::jobs::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
+use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 /// Why a use case refused or failed. `Display` is written for the person who
@@ -379,6 +380,18 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
+        // Fix what the grant means in the target now (the login from the
+        // requester's identity, the database role), so approvers approve and
+        // the revocation removes exactly this, whatever the config says later.
+        match GrantSpec::for_request(&self.config, &role, &requester, id) {
+            Ok(Some(spec)) => tx.set_grant_spec(id, &spec.to_json()).await?,
+            Ok(None) => {}
+            Err(why) => {
+                tx.rollback().await?;
+                tracing::warn!(role = %role, reason = %why, "request refused: no usable grant for this requester");
+                return Err(ServiceError::NotAllowed(format!("{role} cannot be granted to you: {why}")));
+            }
+        }
         schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
         audit::append(
             &mut tx,
@@ -479,8 +492,12 @@ impl Service {
             }
             // The revocation exists from the moment the request enters
             // `granting`: a crash anywhere after this commit still revokes.
+            // A one-shot action has nothing to revoke.
             schedule(&mut tx, JobKind::Grant, id, now, now).await?;
-            schedule(&mut tx, JobKind::Revoke, id, expires_at, now).await?;
+            if !self.is_one_shot(&mut tx, id).await? {
+                schedule(&mut tx, JobKind::Revoke, id, expires_at, now).await?;
+                schedule(&mut tx, JobKind::OverdueCheck, id, expires_at.plus(REVOKE_OVERDUE_AFTER), now).await?;
+            }
             schedule(&mut tx, JobKind::Notify(NoticeKind::Approved), id, now, now).await?;
             audit::append(
                 &mut tx,
@@ -602,6 +619,11 @@ impl Service {
         }
         if !matches!(request.state, RequestState::Granting | RequestState::Active | RequestState::GrantFailed) {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
+        }
+        if self.db.grant_spec(id).await?.is_some_and(|s| GrantSpec::from_json(&s).is_ok_and(|s| s.is_one_shot())) {
+            return Err(ServiceError::NotAllowed(format!(
+                "request {id} is a one-shot action: there is nothing to revoke"
+            )));
         }
         let detail =
             if is_requester { "ended early by the requester".to_owned() } else { format!("revoked early by {actor}") };
@@ -746,6 +768,60 @@ impl Service {
             }
         }
         Ok(touched)
+    }
+
+    async fn is_one_shot(&self, tx: &mut Tx, id: RequestId) -> ServiceResult<bool> {
+        Ok(tx.grant_spec(id).await?.is_some_and(|s| GrantSpec::from_json(&s).is_ok_and(|s| s.is_one_shot())))
+    }
+
+    /// An administrator's "try that revocation again now": makes the
+    /// request's queued revocation due at once (or queues a new one), for
+    /// after the cause of a `revoke_failed` was fixed. Callers check that
+    /// `actor` may do this ([`Service::retry_revoke_as`] does for Slack users;
+    /// the command line is trusted as it holds the database).
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
+    pub async fn retry_revoke(&self, id: RequestId, actor: &Actor, now: Timestamp) -> ServiceResult<AccessRequest> {
+        let request = self.load(id).await?;
+        if !matches!(request.state, RequestState::Revoking | RequestState::RevokeFailed) {
+            return Err(ServiceError::NotAllowed(format!(
+                "request {id} is not waiting for a revocation (it is {})",
+                request.state.describe()
+            )));
+        }
+        let mut tx = self.db.begin().await?;
+        let how = if tx.revoke_due_now(id, now).await? {
+            "the queued revocation runs now"
+        } else {
+            schedule(&mut tx, JobKind::Revoke, id, now, now).await?;
+            "a new revocation was queued"
+        };
+        audit::append(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::RevokeRetryRequested,
+            Some(id),
+            json!({"state": request.state.as_str(), "last_error": request.state_detail, "action": how}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// [`Service::retry_revoke`] for a Slack user: only members of
+    /// `policy.admin_groups` may.
+    pub async fn retry_revoke_as(
+        &self,
+        id: RequestId,
+        actor: &SlackUser,
+        now: Timestamp,
+    ) -> ServiceResult<AccessRequest> {
+        let identity = self.identity(actor, Purpose::Decide, None, now).await?;
+        if !identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
+            return Err(ServiceError::NotAllowed("only jitbot administrators can retry a revocation".to_owned()));
+        }
+        self.retry_revoke(id, &Actor::Slack(actor.clone()), now).await
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).

@@ -2,10 +2,14 @@
 //!
 //! ```text
 //!  pending ─┬─ approved ─ granting ─ active ─ revoking ─ revoked
-//!           ├─ denied          └─ grant_failed    └─ revoke_failed (retried)
-//!           ├─ cancelled
-//!           └─ timed_out
+//!           ├─ denied          ├─ grant_failed    └─ revoke_failed (retried)
+//!           ├─ cancelled       ├─ completed      (one-shot action ran)
+//!           └─ timed_out       └─ action_failed  (one-shot action failed)
 //! ```
+//!
+//! One-shot actions (a `command` role with `one_shot = true`) have nothing
+//! to revoke: their grant job runs the action once and the request ends in
+//! `completed` or `action_failed`, both terminal, without a revocation job.
 //!
 //! The store enforces each transition with a conditional update
 //! (`... WHERE state IN (<allowed sources>)`); this module is the single list
@@ -40,11 +44,15 @@ pub enum RequestState {
     GrantFailed,
     /// Revocation keeps failing; it is retried and administrators are alerted.
     RevokeFailed,
+    /// A one-shot action ran successfully. Terminal; nothing to revoke.
+    Completed,
+    /// A one-shot action failed (it is never run twice). Terminal.
+    ActionFailed,
 }
 
 impl RequestState {
     /// Every state, for parsing and exhaustive tests.
-    pub const ALL: [RequestState; 11] = [
+    pub const ALL: [RequestState; 13] = [
         Self::Pending,
         Self::Approved,
         Self::Granting,
@@ -56,6 +64,8 @@ impl RequestState {
         Self::TimedOut,
         Self::GrantFailed,
         Self::RevokeFailed,
+        Self::Completed,
+        Self::ActionFailed,
     ];
 
     /// States in which a person holds (or may soon hold) the role: a second
@@ -82,6 +92,8 @@ impl RequestState {
             Self::TimedOut => "timed_out",
             Self::GrantFailed => "grant_failed",
             Self::RevokeFailed => "revoke_failed",
+            Self::Completed => "completed",
+            Self::ActionFailed => "action_failed",
         }
     }
 
@@ -92,7 +104,10 @@ impl RequestState {
 
     /// Whether the request can still change.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Revoked | Self::Denied | Self::Cancelled | Self::TimedOut)
+        matches!(
+            self,
+            Self::Revoked | Self::Denied | Self::Cancelled | Self::TimedOut | Self::Completed | Self::ActionFailed
+        )
     }
 
     /// The states a request may move into `self` from. The store turns this
@@ -103,7 +118,7 @@ impl RequestState {
             Self::Approved | Self::Denied | Self::Cancelled | Self::TimedOut => &[Self::Pending],
             Self::Granting => &[Self::Pending, Self::Approved],
             Self::Active => &[Self::Granting],
-            Self::GrantFailed => &[Self::Granting],
+            Self::GrantFailed | Self::Completed | Self::ActionFailed => &[Self::Granting],
             Self::Revoking => &[Self::Granting, Self::Active, Self::GrantFailed, Self::RevokeFailed],
             Self::RevokeFailed => &[Self::Revoking],
             Self::Revoked => &[Self::Revoking, Self::RevokeFailed],
@@ -129,6 +144,8 @@ impl RequestState {
             Self::TimedOut => "timed out",
             Self::GrantFailed => "grant failed",
             Self::RevokeFailed => "revocation failing (retrying)",
+            Self::Completed => "completed",
+            Self::ActionFailed => "action failed",
         }
     }
 }
@@ -166,5 +183,15 @@ mod tests {
         assert!(!RequestState::Granting.can_come_from(RequestState::Active));
         assert!(!RequestState::Denied.can_come_from(RequestState::Granting));
         assert!(RequestState::Revoking.can_come_from(RequestState::GrantFailed));
+    }
+
+    #[test]
+    fn one_shot_actions_end_without_a_revocation() {
+        for end in [RequestState::Completed, RequestState::ActionFailed] {
+            assert!(end.is_terminal());
+            assert_eq!(end.allowed_sources(), &[RequestState::Granting]);
+            assert!(!RequestState::MAY_HOLD_ACCESS.contains(&end));
+            assert!(!RequestState::Revoking.can_come_from(end));
+        }
     }
 }

@@ -5,7 +5,19 @@
 //! not give. A provider only ever sees an [`ApprovedGrant`], which the
 //! service layer constructs after the policy said yes and the request
 //! reached `granting`: there is no way to call `grant` on a whim.
+//!
+//! What a grant means in the target is fixed when the request is made: a
+//! [`GrantSpec`] snapshot (the database role, the login, the command
+//! arguments) is stored with the request and travels in the [`GrantTarget`],
+//! so the revocation removes exactly what was granted even if the config
+//! changed in between. Providers that can read the target's state say so
+//! through [`Provider::inspect`]; the scheduler uses that, and
+//! [`Provider::access_key`], to keep overlapping grants of the same access
+//! as leases (see [`crate::store::LeaseStart`]).
 
+pub mod command;
+pub mod postgres;
+pub mod spec;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -17,6 +29,9 @@ use serde::Serialize;
 use crate::config::{Config, ProviderConfig};
 use crate::domain::{AccessRequest, RequestId, RoleName, Timestamp};
 
+pub use command::CommandProvider;
+pub use postgres::PostgresRoleProvider;
+pub use spec::GrantSpec;
 pub use webhook::WebhookProvider;
 
 /// The person access is for, as providers see them.
@@ -42,10 +57,14 @@ pub struct GrantTarget {
     pub user: GrantUser,
     /// When it ends.
     pub expires_at: Timestamp,
+    /// What the grant means in the target, as snapshotted when the request
+    /// was made (`None` for providers that need nothing beyond the role name).
+    pub spec: Option<GrantSpec>,
 }
 
 impl GrantTarget {
-    /// Builds the target of a request that has an expiry (any request past approval).
+    /// Builds the target of a request that has an expiry (any request past
+    /// approval), without a spec; see [`GrantTarget::with_spec`].
     pub(crate) fn of(request: &AccessRequest) -> Option<Self> {
         Some(Self {
             request_id: request.id,
@@ -56,8 +75,35 @@ impl GrantTarget {
                 slack_id: request.requester.user_id().to_owned(),
             },
             expires_at: request.expires_at?,
+            spec: None,
         })
     }
+
+    /// Attaches the request's stored grant spec.
+    pub fn with_spec(mut self, spec: Option<GrantSpec>) -> Self {
+        self.spec = spec;
+        self
+    }
+
+    /// Whether this is a one-time action (nothing to revoke).
+    pub fn is_one_shot(&self) -> bool {
+        self.spec.as_ref().is_some_and(GrantSpec::is_one_shot)
+    }
+}
+
+/// The target of a request loaded with its stored spec: what jobs, the
+/// reconciler and the credentials page hand to providers.
+pub async fn target_of(db: &crate::store::Db, request: &AccessRequest) -> Result<Option<GrantTarget>, ProviderError> {
+    let Some(target) = GrantTarget::of(request) else { return Ok(None) };
+    let spec = db
+        .grant_spec(request.id)
+        .await
+        .map_err(|e| ProviderError::retryable(format!("cannot read the grant spec: {e}")))?;
+    let spec = spec
+        .map(|s| GrantSpec::from_json(&s))
+        .transpose()
+        .map_err(|e| ProviderError::permanent(format!("the stored grant spec is unreadable: {e}")))?;
+    Ok(Some(target.with_spec(spec)))
 }
 
 /// A grant the workflow has approved. Only the service layer can make one
@@ -79,6 +125,23 @@ impl ApprovedGrant {
     }
 }
 
+/// What a successful provider call has to say, for the audit trail (and,
+/// for one-shot actions, for the requester).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderReport {
+    /// Captured program output, already truncated.
+    pub output: Option<String>,
+    /// Short facts worth recording ("terminated 2 sessions of alice").
+    pub notes: Vec<String>,
+}
+
+impl ProviderReport {
+    /// A report with one note.
+    pub fn note(note: impl Into<String>) -> Self {
+        Self { output: None, notes: vec![note.into()] }
+    }
+}
+
 /// Why a provider call failed. Messages are shown to approvers and stored in
 /// audit rows: they never carry secrets.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,15 +151,65 @@ pub struct ProviderError {
     pub message: String,
     /// Whether trying again may help (timeouts, 5xx) or not (a 4xx refusal).
     pub retryable: bool,
+    /// Captured program output, already truncated, for the audit trail.
+    pub output: Option<String>,
+}
+
+impl ProviderError {
+    /// A failure that may go away (the target is down, a timeout).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: true, output: None }
+    }
+
+    /// A failure that will not go away by itself (a missing role, a refusal).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retryable: false, output: None }
+    }
+}
+
+/// What a provider that can read its target's state saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The access exists in the target.
+    Present,
+    /// The access does not exist in the target.
+    Absent,
+    /// This provider cannot read state (webhook, command).
+    Unknown,
 }
 
 /// Applies and removes access in one target system.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Applies `grant`. Must be idempotent.
-    async fn grant(&self, grant: &ApprovedGrant, now: Timestamp) -> Result<(), ProviderError>;
-    /// Removes what `grant` applied. Absent access is success.
-    async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<(), ProviderError>;
+    async fn grant(&self, grant: &ApprovedGrant, now: Timestamp) -> Result<ProviderReport, ProviderError>;
+
+    /// Removes what `grant` applied. Absent access is success. Providers
+    /// that can read state check afterwards that the access is really gone
+    /// and fail (to be retried) if it is not.
+    async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError>;
+
+    /// Names the access in the target when several requests can map to the
+    /// same thing (two roles granting `readonly` to the same login). The
+    /// scheduler then keeps leases: the access is only removed when the last
+    /// request holding it ends, and never when it existed before jitbot
+    /// granted it. `None`: every grant is separate.
+    fn access_key(&self, _target: &GrantTarget) -> Option<String> {
+        None
+    }
+
+    /// Reads whether the access exists in the target now, for providers that
+    /// can tell (pre-existing memberships, drift reconciliation).
+    async fn inspect(&self, _target: &GrantTarget) -> Result<Presence, ProviderError> {
+        Ok(Presence::Unknown)
+    }
+
+    /// Sets the password of a login this provider created for `target`,
+    /// given as a SCRAM-SHA-256 verifier so the plain password never reaches
+    /// the target. Only providers that create logins support it.
+    async fn set_password(&self, _target: &GrantTarget, _scram_verifier: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::permanent("this provider does not hand out passwords"))
+    }
 }
 
 /// The configured providers by name.
@@ -106,12 +219,15 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds every `[providers.NAME]`.
+    /// Builds every `[providers.NAME]`. Database providers connect lazily,
+    /// so a target that is down does not keep jitbot from starting.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut by_name: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         for (name, p) in &config.providers {
             let provider: Arc<dyn Provider> = match p {
                 ProviderConfig::Webhook(w) => Arc::new(WebhookProvider::new(w)?),
+                ProviderConfig::Postgres(c) => Arc::new(PostgresRoleProvider::new(name, c)?),
+                ProviderConfig::Command(c) => Arc::new(CommandProvider::new(c)),
             };
             by_name.insert(name.clone(), provider);
         }

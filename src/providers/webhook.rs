@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{ApprovedGrant, GrantTarget, Provider, ProviderError};
+use super::{ApprovedGrant, GrantTarget, Provider, ProviderError, ProviderReport};
 use crate::config::{Secret, WebhookProviderConfig};
 use crate::domain::Timestamp;
 
@@ -66,7 +66,7 @@ impl WebhookProvider {
         sequence: u32,
         target: &GrantTarget,
         now: Timestamp,
-    ) -> Result<(), ProviderError> {
+    ) -> Result<ProviderReport, ProviderError> {
         let body = json!({
             "action": action,
             "request_id": target.request_id.get(),
@@ -89,19 +89,17 @@ impl WebhookProvider {
             .body(body)
             .send()
             .await
-            .map_err(|e| ProviderError {
-                message: format!("webhook {} unreachable: {}", self.host(), describe(&e)),
-                retryable: true,
-            })?;
+            .map_err(|e| ProviderError::retryable(format!("webhook {} unreachable: {}", self.host(), describe(&e))))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(ProviderReport::default());
         }
         Err(ProviderError {
             message: format!("webhook {} answered HTTP {}", self.host(), status.as_u16()),
             // 4xx other than 408/429 means the receiver refuses this call; it
             // is still retried (a receiver can be fixed), but flagged as such.
             retryable: status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429,
+            output: None,
         })
     }
 
@@ -126,11 +124,11 @@ fn describe(e: &reqwest::Error) -> &'static str {
 
 #[async_trait]
 impl Provider for WebhookProvider {
-    async fn grant(&self, grant: &ApprovedGrant, now: Timestamp) -> Result<(), ProviderError> {
+    async fn grant(&self, grant: &ApprovedGrant, now: Timestamp) -> Result<ProviderReport, ProviderError> {
         self.call("grant", 1, grant.target(), now).await
     }
 
-    async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<(), ProviderError> {
+    async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError> {
         self.call("revoke", 2, target, now).await
     }
 }

@@ -71,10 +71,23 @@ impl Notifier for SlackNotifier {
         {
             self.api.post_message(r.requester.user_id(), &dm).await?;
         }
+        if notice.kind == NoticeKind::Granted {
+            // A login jitbot created: the DM carries a one-time link, never the password.
+            let now = self.clock.now();
+            if let Some(link) = crate::credentials::issue_link(&self.db, r, &self.config.server.public_url, now)
+                .await
+                .map_err(store_err)?
+            {
+                let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
+                self.api.post_message(r.requester.user_id(), &dm).await?;
+            }
+        }
         if let Some(slack) = &self.config.slack {
             let alert_channel = slack.audit_channel.clone().or_else(|| {
                 // A failing revocation must reach people even without an audit channel.
-                (notice.kind == NoticeKind::RevokeFailing).then(|| self.channel_for(r.role.as_str())).flatten()
+                matches!(notice.kind, NoticeKind::RevokeFailing | NoticeKind::RevokeOverdue)
+                    .then(|| self.channel_for(r.role.as_str()))
+                    .flatten()
             });
             let line = views::AuditLine { kind: notice.kind, request: r, approvals: &notice.approvals }.render();
             if let (Some(channel), Some(line)) = (alert_channel, line) {

@@ -114,6 +114,15 @@ pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
         RequestState::RevokeFailed => {
             format!(":rotating_light: Revocation is failing and is being retried: {}", detail.unwrap_or_default())
         }
+        // The detail of a completed action is its output: that goes to the
+        // requester only, not on the card.
+        RequestState::Completed => format!(
+            ":white_check_mark: Approved by {approved_by} · the action ran {}",
+            r.ended_at.map(slack_date).unwrap_or_default()
+        ),
+        RequestState::ActionFailed => {
+            format!(":warning: Approved by {approved_by}, but the action failed: {}", detail.unwrap_or_default())
+        }
     }
 }
 
@@ -240,9 +249,48 @@ fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) 
             escape(r.state_detail.as_deref().unwrap_or("unknown error"))
         ),
         NoticeKind::Revoked => format!(":lock: Your `{}` access (request #{id}) has ended.", r.role),
+        NoticeKind::ActionFinished if r.state == RequestState::Completed => format!(
+            ":white_check_mark: Your action `{}` (request #{id}) ran. Output:\n```{}```",
+            r.role,
+            code_block(r.state_detail.as_deref().unwrap_or(""), 2500)
+        ),
+        NoticeKind::ActionFinished => format!(
+            ":warning: Your action `{}` (request #{id}) failed: {}. It was not run again; ask for it anew if it should.",
+            r.role,
+            escape(&truncate(r.state_detail.as_deref().unwrap_or("unknown error"), 1000))
+        ),
         _ => return None,
     };
     Some(Message::plain(text))
+}
+
+/// Text for inside a ``` block: escaped, cut, and unable to close the block early.
+fn code_block(text: &str, max: usize) -> String {
+    let body = if text.trim().is_empty() { "(no output)" } else { text };
+    escape(&truncate(body, max)).replace("```", "`\u{200b}``")
+}
+
+/// The DM that carries a one-time credentials link (never the credentials).
+pub struct CredentialsDm<'a> {
+    /// The request the login was created for.
+    pub request: &'a AccessRequest,
+    /// The login's name in the database.
+    pub login: &'a str,
+    /// The single-use link to the credentials page.
+    pub url: &'a str,
+}
+
+impl CredentialsDm<'_> {
+    /// Renders the DM.
+    pub fn render(&self) -> Message {
+        Message::plain(format!(
+            ":key: A database login `{}` was created for your request #{}. Set its password once here (the link works a single time, until {}): {}",
+            escape(self.login),
+            self.request.id.get(),
+            self.request.expires_at.map(slack_date).unwrap_or_default(),
+            self.url
+        ))
+    }
 }
 
 fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
@@ -269,6 +317,23 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) ->
             escape(r.state_detail.as_deref().unwrap_or(""))
         ),
         NoticeKind::RevokeFailing => revoke_alert(r).text,
+        NoticeKind::RevokeOverdue => format!(
+            ":rotating_light: Revocation of request #{id} ({who} {}, `{}` on provider `{}`) is OVERDUE: access should have ended at {} but the request is still {}: {}. jitbot keeps retrying; check the target.",
+            escape(&r.requester_email),
+            r.role,
+            escape(&r.provider),
+            r.expires_at.map(slack_date).unwrap_or_default(),
+            r.state.describe(),
+            escape(&truncate(r.state_detail.as_deref().unwrap_or("no error recorded"), 1000))
+        ),
+        NoticeKind::ActionFinished if r.state == RequestState::Completed => {
+            format!("#{id} {who} `{}`: one-shot action ran", r.role)
+        }
+        NoticeKind::ActionFinished => format!(
+            ":warning: #{id} {who} `{}`: one-shot action FAILED: {}",
+            r.role,
+            escape(&truncate(r.state_detail.as_deref().unwrap_or(""), 1000))
+        ),
         _ => return None,
     };
     Some(Message::plain(text))
@@ -276,11 +341,13 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) ->
 
 fn revoke_alert(r: &AccessRequest) -> Message {
     Message::plain(format!(
-        ":rotating_light: Revocation of request #{} ({} `{}`) keeps failing: {}. jitbot keeps retrying; access may still exist in the target.",
+        ":rotating_light: Revocation of request #{} ({} {}, `{}` on provider `{}`) keeps failing: {}. jitbot keeps retrying; access may still exist in the target.",
         r.id.get(),
         mention(r.requester.user_id()),
+        escape(&r.requester_email),
         r.role,
-        escape(r.state_detail.as_deref().unwrap_or("unknown error"))
+        escape(&r.provider),
+        escape(&truncate(r.state_detail.as_deref().unwrap_or("unknown error"), 1500))
     ))
 }
 

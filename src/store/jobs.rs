@@ -211,6 +211,36 @@ impl Tx {
         Ok(())
     }
 
+    /// Makes the request's queued revocation due at `now` (an administrator's
+    /// retry); `false` when no revocation job is queued.
+    pub async fn revoke_due_now(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query("UPDATE jobs SET due_at = $2 WHERE request_id = $1 AND kind = 'revoke' AND state IN ('queued', 'running')")
+                .bind(request.get())
+                .bind(now.millis())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    /// Whether a revocation attempt for the request is running right now
+    /// (its job holds a live lease).
+    pub async fn revoke_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs
+                 WHERE request_id = $1 AND kind = 'revoke' AND state = 'running' AND lease_until > $2",
+            )
+            .bind(request.get())
+            .bind(now.millis())
+            .fetch_one(c)
+            .await?
+        });
+        Ok(n > 0)
+    }
+
     /// Whether a grant call for the request may be in flight right now (a
     /// grant job holds a live lease). A revocation waits for it, so a grant
     /// can never land after the revocation that should remove it.

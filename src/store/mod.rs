@@ -14,7 +14,9 @@
 //! and what a transition implies (see [`crate::service`]).
 
 mod audit_rows;
+mod credentials;
 mod jobs;
+mod leases;
 mod links;
 mod oidc;
 mod requests;
@@ -29,7 +31,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use audit_rows::{AuditHead, AuditRow};
+pub use credentials::CredentialTokenRow;
 pub use jobs::{JobRow, JobState, JobWake};
+pub use leases::{LeaseRelease, LeaseRow, LeaseStart};
 pub use links::LinkRow;
 pub use oidc::{LinkTokenRow, LoginRow};
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};

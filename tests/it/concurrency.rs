@@ -62,8 +62,13 @@ async fn fifty_concurrent_approvals_grant_once(backend: Backend) {
         .await;
     assert_eq!(
         jobs,
-        vec![("grant".to_owned(), 1), ("notify".to_owned(), 3), ("revoke".to_owned(), 1)],
-        "one grant, one revocation, and the created/approved/granted notices"
+        vec![
+            ("grant".to_owned(), 1),
+            ("notify".to_owned(), 3),
+            ("overdue_check".to_owned(), 1),
+            ("revoke".to_owned(), 1)
+        ],
+        "one grant, one revocation (and its overdue check), and the created/approved/granted notices"
     );
     jitbot::audit::verify(t.app.db()).await.unwrap();
 }

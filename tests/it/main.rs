@@ -1,10 +1,14 @@
 //! The one integration-test binary: the real app on port 0, a manual clock,
 //! a real webhook receiver, and a fresh database per test: a temp SQLite
 //! file, or (for tests that run on both backends, and the replica tests) a
-//! new database on the PostgreSQL server named by `JITBOT_TEST_DATABASE_URL`.
+//! new database on the PostgreSQL server named by `JITBOT_TEST_DATABASE_URL`;
+//! for the providers, a real PostgreSQL target (a fresh database and
+//! prefixed roles per test) and the scripts in `tests/scripts/`.
 
 mod fake_slack;
 mod idp_support;
+mod pg_support;
+mod provider_support;
 mod slack_support;
 mod support;
 
@@ -12,13 +16,17 @@ mod audit_trail;
 mod cli;
 mod concurrency;
 mod crash;
+mod credentials_page;
 mod job_series;
 mod lifecycle;
 mod oidc;
 mod postgres;
+mod providers_command;
+mod providers_pg;
 mod replicas;
 mod scheduler;
 mod scim;
 mod slack_contract;
 mod slack_http;
+mod slack_revocation;
 mod socket_mode;

@@ -15,7 +15,7 @@ use jitbot::app::App;
 use jitbot::domain::Timestamp;
 use jitbot::jobs::SchedulerOptions;
 use jitbot::notify::NoticeKind;
-use jitbot::providers::{ApprovedGrant, GrantTarget, Provider, ProviderError, Providers};
+use jitbot::providers::{ApprovedGrant, GrantTarget, Provider, ProviderError, ProviderReport, Providers};
 use jitbot::service::ServiceError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -184,12 +184,12 @@ struct StuckProvider {
 
 #[async_trait::async_trait]
 impl Provider for StuckProvider {
-    async fn grant(&self, _: &ApprovedGrant, _: Timestamp) -> Result<(), ProviderError> {
+    async fn grant(&self, _: &ApprovedGrant, _: Timestamp) -> Result<ProviderReport, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         std::future::pending().await
     }
 
-    async fn revoke(&self, _: &GrantTarget, _: Timestamp) -> Result<(), ProviderError> {
+    async fn revoke(&self, _: &GrantTarget, _: Timestamp) -> Result<ProviderReport, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         std::future::pending().await
     }

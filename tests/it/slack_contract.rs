@@ -150,6 +150,8 @@ fn every_message_template_passes_slack_sdk_validation() {
         NoticeKind::GrantFailed,
         NoticeKind::Revoked,
         NoticeKind::RevokeFailing,
+        NoticeKind::ActionFinished,
+        NoticeKind::RevokeOverdue,
     ];
     for state in RequestState::ALL {
         let r = request(state);
@@ -169,6 +171,11 @@ fn every_message_template_passes_slack_sdk_validation() {
             }
         }
     }
+    let r = request(RequestState::Active);
+    let login = "jit_123456_".to_owned() + &"a".repeat(52);
+    let url = format!("https://jitbot.example.com/credentials/{}", "t".repeat(43));
+    let m = views::CredentialsDm { request: &r, login: &login, url: &url }.render();
+    messages.push(json!({"name": "dm/credentials", "text": m.text, "blocks": m.blocks}));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("messages.json");
     std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();

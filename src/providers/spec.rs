@@ -1,0 +1,120 @@
+//! The grant spec: what a request's access means in its target, fixed when
+//! the request is made and stored with it (`access_requests.grant_spec`).
+//!
+//! Approvers approve this snapshot, and the revocation removes exactly it:
+//! editing a role's `grant` table or the login template later changes new
+//! requests only. Parsing the stored JSON re-checks every name (the login
+//! pattern included), so a tampered row cannot smuggle SQL either.
+
+use serde::{Deserialize, Serialize};
+
+use super::postgres::{LoginName, LoginTemplate, PgRoleName};
+use crate::config::{Config, ProviderConfig};
+use crate::domain::{Identity, RequestId, RoleName};
+
+/// A request's access in its target's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GrantSpec {
+    /// A PostgreSQL role membership.
+    Postgres(PostgresGrantSpec),
+    /// A program run.
+    Command(CommandGrantSpec),
+}
+
+/// `grant = { pg_role = ..., ephemeral_login = ... }` resolved for one requester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresGrantSpec {
+    /// The role whose membership is granted.
+    pub pg_role: PgRoleName,
+    /// The login that receives it: the requester's own (from the template)
+    /// or the one created for this request.
+    pub login: LoginName,
+    /// Whether jitbot creates `login` for this request and drops it after.
+    pub ephemeral: bool,
+    /// Whether the login's sessions are ended on revocation.
+    pub terminate_sessions: bool,
+}
+
+/// A command role resolved for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandGrantSpec {
+    /// Appended to the provider's command line.
+    pub args: Vec<String>,
+    /// Run once, nothing to revoke.
+    pub one_shot: bool,
+}
+
+impl GrantSpec {
+    /// Whether the request is a one-time action rather than access.
+    pub fn is_one_shot(&self) -> bool {
+        matches!(self, GrantSpec::Command(c) if c.one_shot)
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("grant specs always serialize"))
+    }
+
+    /// Reads the stored form, re-checking every name.
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    /// Resolves the spec of a new request for `role` by `requester`. `Ok(None)`
+    /// for providers that need nothing beyond the role name (webhook). An
+    /// error is written for the requester: their identity does not make a
+    /// safe login, say.
+    pub fn for_request(
+        config: &Config,
+        role: &RoleName,
+        requester: &Identity,
+        id: RequestId,
+    ) -> Result<Option<Self>, String> {
+        let Some(role_config) = config.roles.get(role.as_str()) else { return Ok(None) };
+        let Some(provider) = config.providers.get(&role_config.provider) else { return Ok(None) };
+        match provider {
+            ProviderConfig::Webhook(_) => Ok(None),
+            ProviderConfig::Postgres(p) => {
+                let grant = role_config.postgres_grant()?;
+                let pg_role = PgRoleName::parse(&grant.pg_role)?;
+                let login = if grant.ephemeral_login {
+                    LoginName::ephemeral(&p.ephemeral_login_prefix, id, &requester.email)
+                } else {
+                    LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?.render(requester)?
+                };
+                Ok(Some(GrantSpec::Postgres(PostgresGrantSpec {
+                    pg_role,
+                    login,
+                    ephemeral: grant.ephemeral_login,
+                    terminate_sessions: p.terminate_sessions,
+                })))
+            }
+            ProviderConfig::Command(_) => Ok(Some(GrantSpec::Command(CommandGrantSpec {
+                args: role_config.command_grant()?.args,
+                one_shot: role_config.one_shot,
+            }))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_specs_are_rechecked_when_read() {
+        let spec = GrantSpec::Postgres(PostgresGrantSpec {
+            pg_role: PgRoleName::parse("readonly").unwrap(),
+            login: LoginName::parse("alice").unwrap(),
+            ephemeral: false,
+            terminate_sessions: true,
+        });
+        let json = spec.to_json();
+        assert_eq!(GrantSpec::from_json(&json).unwrap(), spec);
+        let tampered = json.replace("\"alice\"", "\"x\\\"; DROP ROLE postgres; --\"");
+        assert!(GrantSpec::from_json(&tampered).unwrap_err().contains("not a safe database login"));
+    }
+}

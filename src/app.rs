@@ -78,8 +78,16 @@ impl App {
             db: db.clone(),
             clock: deps.clock.clone(),
             providers: providers.clone(),
-            // Not wired to OIDC sign-in yet: refuses everyone (see crate::credentials).
-            identity: Arc::new(crate::credentials::SignInNotWired),
+            // Who is at the browser: an IdP sign-in session with [idp];
+            // without one nobody can be, and the page refuses.
+            identity: match &config.idp {
+                Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
+                    db: db.clone(),
+                    clock: deps.clock.clone(),
+                    public_url: config.server.public_url.clone(),
+                }),
+                None => Arc::new(crate::credentials::SignInNotWired),
+            },
             public_url: config.server.public_url.clone(),
         };
         let wake = Arc::new(Notify::new());

@@ -15,11 +15,10 @@
 //!   with `Cache-Control: no-store`. The page can never be shown again.
 //!
 //! Before either, the person at the browser must be the requester, signed
-//! in at the IdP. That check sits behind [`BrowserIdentity`]. **It is not
-//! wired to OIDC sign-in yet**: the current implementation,
-//! [`SignInNotWired`], refuses everyone, so in production the page explains
-//! that and sets nothing. Wiring it means implementing [`BrowserIdentity`]
-//! over the OIDC session cookie and passing it to [`router`] in `app.rs`.
+//! in at the IdP. That check sits behind [`BrowserIdentity`]: with `[idp]`
+//! it is `crate::idp::OidcBrowserIdentity` (a short browser session after a
+//! fresh IdP sign-in at `/oidc/signin`, which the page links to); without
+//! `[idp]` it is [`SignInNotWired`], which refuses everyone.
 
 use std::sync::Arc;
 
@@ -62,12 +61,16 @@ pub struct SignInRequired(pub String);
 pub trait BrowserIdentity: Send + Sync + 'static {
     /// The signed-in user of this browser request, or why there is none.
     async fn signed_in(&self, headers: &HeaderMap) -> Result<BrowserUser, SignInRequired>;
+
+    /// Where the browser signs in to come back to `return_to`, if it can.
+    fn sign_in_url(&self, _return_to: &str) -> Option<String> {
+        None
+    }
 }
 
-/// The current [`BrowserIdentity`]: jitbot has no browser sign-in yet (it
-/// arrives with the OIDC linking flow), so nobody is signed in and the
-/// credentials page refuses to set passwords. Replace it with a check of the
-/// OIDC session.
+/// The [`BrowserIdentity`] without an `[idp]`: there is no way to sign in,
+/// so nobody is signed in and the credentials page refuses to set
+/// passwords. With `[idp]`, `crate::idp::OidcBrowserIdentity` is used.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SignInNotWired;
 
@@ -75,8 +78,8 @@ pub struct SignInNotWired;
 impl BrowserIdentity for SignInNotWired {
     async fn signed_in(&self, _headers: &HeaderMap) -> Result<BrowserUser, SignInRequired> {
         Err(SignInRequired(
-            "Signing in with your company account is not available on this jitbot yet, so no password can be \
-             shown here. Ask a jitbot administrator."
+            "Signing in with your company account is not available on this jitbot yet (it has no [idp]), so no \
+             password can be shown here. Ask a jitbot administrator."
                 .to_owned(),
         ))
     }
@@ -235,10 +238,14 @@ async fn check(state: &CredentialsPage, token: &str, headers: &HeaderMap) -> Res
         .ok_or_else(|| gone("The access this link was for has ended."))?;
     let spec = ephemeral_spec(state.db.grant_spec(request.id).await.map_err(internal)?)
         .ok_or_else(|| gone("This access has no login to set a password for."))?;
-    let user =
-        state.identity.signed_in(headers).await.map_err(|e| {
-            page(StatusCode::UNAUTHORIZED, "Sign-in required", &format!("<p>{}</p>", html_escape(&e.0)))
-        })?;
+    let user = state.identity.signed_in(headers).await.map_err(|e| {
+        let button = state
+            .identity
+            .sign_in_url(&format!("/credentials/{token}"))
+            .map(|url| format!("<p><a id=\"sign-in\" href=\"{}\">Sign in</a></p>", html_escape(&url)))
+            .unwrap_or_default();
+        page(StatusCode::UNAUTHORIZED, "Sign-in required", &format!("<p>{}</p>{button}", html_escape(&e.0)))
+    })?;
     let bound_user = request.requester.team_id() == row.team_id && request.requester.user_id() == row.user_id;
     if !bound_user || user.issuer != request.requester_issuer || user.subject != request.requester_subject {
         tracing::warn!(request_id = request.id.get(), "credentials link opened by someone other than the requester");

@@ -555,3 +555,46 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
         }
     }
 }
+
+/// Who is at the browser, from the session a plain sign-in
+/// (`/oidc/signin`) created: what the one-time credentials page checks.
+pub struct OidcBrowserIdentity {
+    /// Where sessions live.
+    pub db: crate::store::Db,
+    /// Session expiry.
+    pub clock: SharedClock,
+    /// For the sign-in link.
+    pub public_url: String,
+}
+
+#[async_trait::async_trait]
+impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
+    async fn signed_in(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::credentials::BrowserUser, crate::credentials::SignInRequired> {
+        let needed = || {
+            crate::credentials::SignInRequired(
+                "Sign in with your company account first: only the person who asked for this access may see its password."
+                    .to_owned(),
+            )
+        };
+        let session = routes::cookie(headers, routes::SESSION_COOKIE).ok_or_else(needed)?;
+        match self.db.browser_session(&hash_token(&session), self.clock.now()).await {
+            Ok(Some((issuer, subject))) => Ok(crate::credentials::BrowserUser { issuer, subject }),
+            Ok(None) => Err(needed()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a browser session");
+                Err(crate::credentials::SignInRequired(
+                    "jitbot cannot read its database right now; please try again.".into(),
+                ))
+            }
+        }
+    }
+
+    fn sign_in_url(&self, return_to: &str) -> Option<String> {
+        let mut url = reqwest::Url::parse(&format!("{}/oidc/signin", self.public_url.trim_end_matches('/'))).ok()?;
+        url.query_pairs_mut().append_pair("return_to", return_to);
+        Some(url.to_string())
+    }
+}

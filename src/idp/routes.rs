@@ -26,6 +26,22 @@ use crate::store::LoginRow;
 
 /// The cookie that ties a login to the browser that started it.
 pub const BROWSER_COOKIE: &str = "jitbot_login";
+/// The cookie of a browser session after a plain sign-in.
+pub const SESSION_COOKIE: &str = "jitbot_session";
+/// How long a browser session lasts, and how recent the IdP authentication
+/// behind it must be.
+pub const SESSION_TTL: Duration = Duration::from_secs(600);
+/// Marks an in-flight login as a plain sign-in (not a link), followed by the
+/// jitbot path to return to.
+const SIGN_IN_MARK: &str = "signin:";
+
+/// Where a plain sign-in may send the browser back to: only jitbot's own
+/// pages that need it (no open redirect).
+fn allowed_return(path: &str) -> bool {
+    path.strip_prefix("/credentials/").is_some_and(|t| {
+        !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
 
 /// What the OIDC pages share.
 #[derive(Clone)]
@@ -50,6 +66,7 @@ pub fn router(state: IdpState) -> Router {
         .route("/oidc/link/{token}", get(confirm_page))
         .route("/oidc/start", post(start))
         .route("/oidc/callback", get(callback))
+        .route("/oidc/signin", get(sign_in))
         .with_state(state)
 }
 
@@ -183,11 +200,93 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
-        (k == BROWSER_COOKIE).then(|| v.to_owned())
+        (k == name).then(|| v.to_owned())
     })
+}
+
+fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, BROWSER_COOKIE)
+}
+
+#[derive(Deserialize)]
+struct SignInQuery {
+    return_to: String,
+}
+
+/// Starts a plain sign-in (no link): the IdP authenticates the person
+/// afresh and the browser comes back to `return_to` with a session.
+async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) -> Response {
+    if !allowed_return(&q.return_to) {
+        return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
+    }
+    let now = state.clock.now();
+    let login = match state.oidc.start(Some(SESSION_TTL)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a sign-in");
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+    };
+    let browser = random_token();
+    let row = LoginRow {
+        token_hash: format!("{SIGN_IN_MARK}{}", q.return_to),
+        browser_hash: hash_token(&browser),
+        nonce: login.nonce,
+        pkce_verifier: login.pkce_verifier,
+        expires_at: now.plus(LINK_TOKEN_TTL).millis(),
+        used_at: None,
+    };
+    if let Err(e) = state.service.db().insert_login(&hash_token(&login.state), &row, now).await {
+        tracing::error!(error = %e, "cannot store a sign-in");
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jitbot cannot write to its database right now; please try again.",
+        );
+    }
+    redirect_with_cookie(&state, &login.authorize_url, &format!("{BROWSER_COOKIE}={browser}; Path=/oidc"))
+}
+
+fn redirect_with_cookie(state: &IdpState, location: &str, cookie: &str) -> Response {
+    let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{cookie}; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(location), HeaderValue::from_str(&cookie)) {
+        resp.headers_mut().insert(header::LOCATION, location);
+        resp.headers_mut().insert(header::SET_COOKIE, cookie);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Finishes a plain sign-in: a browser session for the verified identity.
+async fn finish_sign_in(state: &IdpState, login: &LoginRow, code: &str, return_to: &str) -> Response {
+    let now = state.clock.now();
+    let verified = match state.oidc.finish(code, &login.pkce_verifier, &login.nonce, Some(SESSION_TTL)).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in refused");
+            return error_page(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let session = random_token();
+    let stored = state
+        .service
+        .db()
+        .insert_browser_session(&hash_token(&session), &verified.issuer, &verified.subject, now, now.plus(SESSION_TTL))
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot store a browser session");
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jitbot cannot write to its database right now; please try again.",
+        );
+    }
+    let location = format!("{}{return_to}", state.config.server.public_url.trim_end_matches('/'));
+    redirect_with_cookie(state, &location, &format!("{SESSION_COOKIE}={session}; Path=/"))
 }
 
 async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
@@ -224,6 +323,9 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
             StatusCode::BAD_REQUEST,
             "This sign-in was started in another browser. Open the link from Slack in this browser.",
         );
+    }
+    if let Some(return_to) = login.token_hash.strip_prefix(SIGN_IN_MARK) {
+        return finish_sign_in(&state, &login, &code, return_to).await;
     }
     let row = match state.service.db().link_token(&login.token_hash).await {
         Ok(Some(r)) if r.used_at.is_none() && r.expires_at > now.millis() => r,

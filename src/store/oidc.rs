@@ -112,6 +112,46 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Stores a browser session (its cookie value hashed).
+    pub async fn insert_browser_session(
+        &self,
+        session_hash: &str,
+        issuer: &str,
+        subject: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        on_conn!(db self, |c| {
+            sqlx::query(
+                "INSERT INTO browser_sessions (session_hash, issuer, subject, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(session_hash)
+            .bind(issuer)
+            .bind(subject)
+            .bind(now.millis())
+            .bind(expires_at.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The `(issuer, subject)` of an unexpired browser session.
+    pub async fn browser_session(&self, session_hash: &str, now: Timestamp) -> StoreResult<Option<(String, String)>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT issuer, subject FROM browser_sessions WHERE session_hash = $1 AND expires_at > $2",
+            )
+            .bind(session_hash)
+            .bind(now.millis())
+            .fetch_optional(c)
+            .await?
+        }))
+    }
+}
+
 impl Tx {
     /// Consumes a link token if it is unused and unexpired; `false` otherwise.
     pub async fn consume_link_token(&mut self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {

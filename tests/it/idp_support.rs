@@ -240,6 +240,8 @@ pub struct OidcOptions {
     pub edit: fn(String) -> String,
     pub issuer_override: Option<String>,
     pub id_token_ttl_secs: u64,
+    /// Appended to the config after `[idp]` (providers, roles).
+    pub extra_toml: String,
 }
 
 impl Default for OidcOptions {
@@ -250,6 +252,7 @@ impl Default for OidcOptions {
             edit: |s| s,
             issuer_override: None,
             id_token_ttl_secs: 3600,
+            extra_toml: String::new(),
         }
     }
 }
@@ -271,7 +274,8 @@ impl OidcEnv {
         let issuer = options.issuer_override.unwrap_or_else(|| idp.issuer.clone());
         let extra_toml = format!(
             "\n[idp]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
-             display_name = \"Test IdP\"\nscopes = {scopes}\ntoken_encryption_key = \"{TOKEN_KEY}\"\n"
+             display_name = \"Test IdP\"\nscopes = {scopes}\ntoken_encryption_key = \"{TOKEN_KEY}\"\n{}",
+            options.extra_toml
         );
         let env = SlackEnv::start_with(SlackEnvOptions {
             extra_toml,

@@ -557,3 +557,63 @@ async fn secrets_tokens_and_codes_never_reach_the_log() {
         assert!(!log.contains(&secret), "the {what} appears in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credentials_page_shows_a_password_only_after_the_requester_signs_in() {
+    if !idp_available() {
+        return;
+    }
+    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let o = OidcEnv::start(OidcOptions {
+        extra_toml: crate::providers_pg::extra(&pg, &pg.admin_url()),
+        ..Default::default()
+    })
+    .await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    assert!(
+        o.env.command("U0ALICE", "request db-eph 30m testing the credentials page").await.starts_with("Request #1")
+    );
+    let id = jitbot::domain::RequestId::new(1);
+    o.env.click("U0BOB", "approve", id).await;
+    let dm = eventually("the DM with the credentials link", || {
+        o.env.slack.posts_to("U0ALICE").into_iter().find(|m| m.to_string().contains("/credentials/"))
+    })
+    .await;
+    let link = regex::Regex::new(r"(http://[^\s>|\x22]+/credentials/[A-Za-z0-9_-]+)")
+        .unwrap()
+        .captures(&dm.to_string())
+        .unwrap()[1]
+        .to_owned();
+    assert!(!dm.to_string().to_lowercase().contains("password:"), "no credentials in Slack: {dm}");
+    let sign_in_href = |body: &str| -> String {
+        regex::Regex::new(r#"id="sign-in" href="([^"]+)""#).unwrap().captures(body).unwrap()[1].replace("&amp;", "&")
+    };
+
+    // Someone else, signed in at the IdP, is refused and uses nothing up.
+    let mallory = Browser::new();
+    let page = mallory.get(&link).await;
+    assert_eq!(page.status, 401);
+    let page = mallory.sign_in(&sign_in_href(&page.body), "mallory", &|_| false).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("another person"), "{}", page.body);
+
+    // The requester signs in afresh and comes back to the page.
+    let alice = Browser::new();
+    let page = alice.get(&link).await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("Sign in with your company account first"), "{}", page.body);
+    let href = sign_in_href(&page.body);
+    assert!(href.contains("/oidc/signin?return_to=%2Fcredentials%2F"), "{href}");
+    let page = alice.sign_in(&href, "alice", &|_| false).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.starts_with(&link) && page.body.contains("Set and show the password"), "{page:?}");
+    let page = alice.post(&link, &[("confirm", "yes")], &|_| false).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"password\""), "{}", page.body);
+
+    // The sign-in only returns to jitbot's own pages.
+    let page = Browser::new().get(&format!("{}/oidc/signin?return_to=https://evil.example/", o.public_url)).await;
+    assert_eq!(page.status, 400);
+    o.env.stop().await;
+}

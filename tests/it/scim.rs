@@ -251,3 +251,54 @@ async fn group_removal_revokes_what_needed_the_group_and_additions_grant_nothing
     assert!(again.contains("may not request prod-db-readonly"), "{again}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_removes_real_database_access_within_two_seconds() {
+    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let env = SlackEnv::start_with(SlackEnvOptions {
+        extra_toml: format!("\n[scim]\ntoken = \"{TOKEN}\"\n{}", crate::providers_pg::extra(&pg, &pg.admin_url())),
+        ..Default::default()
+    })
+    .await;
+    let login = format!("{}alice", pg.prefix);
+    assert!(!pg.can_read(&login).await, "no access before the grant");
+    env.command("U0ALICE", "request db-ro investigating").await;
+    let id = RequestId::new(1);
+    env.click("U0BOB", "approve", id).await;
+    let mut granted = false;
+    for _ in 0..400 {
+        if pg.can_read(&login).await {
+            granted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(granted, "the grant reached the database");
+
+    let (_, created) = scim(
+        &env,
+        reqwest::Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice@example.com", "externalId": "alice"})),
+    )
+    .await;
+    let started = Instant::now();
+    let (status, _) = scim(
+        &env,
+        reqwest::Method::PATCH,
+        &format!("/Users/{}", created["id"].as_str().unwrap()),
+        Some(patch(json!([{"op": "replace", "value": {"active": false}}]))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    while pg.can_read(&login).await {
+        assert!(started.elapsed() < Duration::from_secs(2), "database access outlived deactivation by 2 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("SCIM deactivation to database access gone: {:?}", started.elapsed());
+    eventually("the card to say why", || {
+        env.card(id).filter(|c| c.to_string().contains("deactivated at the identity provider"))
+    })
+    .await;
+    env.stop().await;
+}

@@ -26,6 +26,8 @@ pub enum JitCommand {
     Revoke(RequestId),
     /// Withdraw a pending request.
     Cancel(RequestId),
+    /// Run a failing revocation again now (administrators).
+    Retry(RequestId),
     /// Show my identity link.
     Whoami,
     /// Link my Slack account to the IdP.
@@ -41,6 +43,7 @@ pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for acces
 `/jit list` your requests and those waiting for your approval\n\
 `/jit revoke <id>` end access early\n\
 `/jit cancel <id>` withdraw a pending request\n\
+`/jit retry <id>` administrators: run a failing revocation again now\n\
 `/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
 `/jit unlink` remove your link\n\
@@ -76,6 +79,7 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "unlink" => Ok(JitCommand::Unlink),
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
+        "retry" => request_id("retry", rest).map(JitCommand::Retry),
         "request" | "req" => {
             let Some((role, rest)) = rest.split_first() else {
                 return Err(CommandError(
@@ -129,6 +133,7 @@ mod tests {
         assert_eq!(parse("list").unwrap(), JitCommand::List);
         assert_eq!(parse("revoke #12").unwrap(), JitCommand::Revoke(RequestId::new(12)));
         assert_eq!(parse("cancel 3").unwrap(), JitCommand::Cancel(RequestId::new(3)));
+        assert_eq!(parse("retry #4").unwrap(), JitCommand::Retry(RequestId::new(4)));
         assert!(parse("revoke twelve").unwrap_err().0.contains("not a request number"));
         assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
     }

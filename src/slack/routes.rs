@@ -288,6 +288,16 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             }
             Err(e) => answer_error(state, &e, user).await,
         },
+        JitCommand::Retry(id) => match service.retry_revoke_as(id, user, now).await {
+            Ok(r) => format!(
+                "Retrying the revocation of request #{} (<@{}> `{}`) now; the card shows the result.",
+                id.get(),
+                r.requester.user_id(),
+                r.role
+            )
+            .into(),
+            Err(e) => answer_error(state, &e, user).await,
+        },
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
             Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
             Err(e) => explain(&e, user).into(),

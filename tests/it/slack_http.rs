@@ -309,3 +309,29 @@ async fn events_url_verification_is_answered() {
     assert_eq!(json["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_retries_a_failing_revocation_from_slack() {
+    let env = SlackEnv::start().await;
+    env.link("U0ADMIN", "admin", &["jit-admins"]).await;
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let id = RequestId::new(1);
+    env.click("U0BOB", "approve", id).await;
+    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    env.hook.fail_always(true);
+    env.clock.advance(Duration::from_secs(31 * 60));
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.clock.advance(Duration::from_secs(301));
+    }
+    eventually("revoke_failed on the card", || env.card(id).filter(|c| texts(c).contains("Revocation is failing")))
+        .await;
+    let refused = env.command("U0MALLORY", "retry 1").await;
+    assert!(refused.contains("Only jitbot administrators can retry"), "{refused}");
+    env.hook.fail_always(false);
+    let ok = env.command("U0ADMIN", "retry 1").await;
+    assert!(ok.starts_with("Retrying the revocation of request #1"), "{ok}");
+    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the card to show the end", || env.card(id).filter(|c| texts(c).contains("Access ended"))).await;
+    env.stop().await;
+}

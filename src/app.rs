@@ -103,8 +103,8 @@ impl App {
             }
             (None, None) => Arc::new(LogNotifier),
         };
-        let mut scheduler = Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler);
         let mut idp_state = None;
+        let mut refresher: Option<Arc<dyn crate::jobs::LinkRefresher>> = None;
         if let (Some(idp), Some(api)) = (&config.idp, &slack_api) {
             let oidc = Arc::new(Oidc::new(idp, &config.server.public_url, deps.clock.clone())?);
             // A failed discovery is not fatal: linking reports it and retries,
@@ -116,11 +116,7 @@ impl App {
                 Some(key) => Some(TokenCipher::from_base64(key.expose()).map_err(anyhow::Error::msg)?),
                 None => None,
             };
-            scheduler = scheduler.with_refresher(Arc::new(IdpRefresher {
-                oidc: oidc.clone(),
-                cipher: cipher.clone(),
-                db: db.clone(),
-            }));
+            refresher = Some(Arc::new(IdpRefresher { oidc: oidc.clone(), cipher: cipher.clone(), db: db.clone() }));
             idp_state = Some(IdpState {
                 oidc,
                 service: service.clone(),
@@ -130,6 +126,8 @@ impl App {
                 cipher,
             });
         }
+        let scheduler =
+            Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler, refresher);
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),

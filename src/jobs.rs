@@ -196,7 +196,8 @@ pub enum JobError {
 }
 
 impl Scheduler {
-    /// Builds a scheduler; `wake` is the handle the service notifies after commits.
+    /// Builds a scheduler; `wake` is the handle the service notifies after
+    /// commits; `refresher` re-reads groups at the IdP (with `[idp]`).
     pub fn new(
         db: Db,
         clock: SharedClock,
@@ -204,6 +205,7 @@ impl Scheduler {
         notifier: Arc<dyn Notifier>,
         wake: Arc<Notify>,
         mut options: SchedulerOptions,
+        refresher: Option<Arc<dyn LinkRefresher>>,
     ) -> Self {
         let cap = usize::try_from(db.max_connections() / 2).unwrap_or(1).max(1);
         if options.concurrency > cap {
@@ -215,27 +217,7 @@ impl Scheduler {
             options.concurrency = cap;
         }
         options.concurrency = options.concurrency.max(1);
-        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options, refresher: None }) }
-    }
-
-    /// Adds the IdP refresher (when `[idp]` is configured).
-    pub fn with_refresher(self, refresher: Arc<dyn LinkRefresher>) -> Self {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.refresher = Some(refresher);
-                inner
-            }
-            Err(shared) => Inner {
-                db: shared.db.clone(),
-                clock: shared.clock.clone(),
-                providers: shared.providers.clone(),
-                notifier: shared.notifier.clone(),
-                wake: shared.wake.clone(),
-                options: shared.options.clone(),
-                refresher: Some(refresher),
-            },
-        };
-        Self { inner: Arc::new(inner) }
+        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options, refresher }) }
     }
 
     /// How many jobs this scheduler runs at once (after the pool cap).
@@ -941,6 +923,19 @@ pub struct PersonPayload {
     /// Message text (direct messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+}
+
+impl PersonPayload {
+    /// The stored payload of a job about `user` (with `text` for a DM).
+    pub fn json(user: &SlackUser, text: Option<&str>) -> String {
+        let payload = Self {
+            team_id: user.team_id().to_owned(),
+            user_id: user.user_id().to_owned(),
+            text: text.map(str::to_owned),
+        };
+        // Serialising two strings and an option cannot fail.
+        serde_json::to_string(&payload).unwrap_or_default()
+    }
 }
 
 /// Re-reads a person's groups at the IdP (implemented by [`crate::idp`]).

@@ -236,12 +236,7 @@ impl Service {
 
     /// Schedules one group refresh for `user`, unless one is already queued or running.
     async fn schedule_refresh(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
-        let payload = serde_json::to_string(&crate::jobs::PersonPayload {
-            team_id: user.team_id().to_owned(),
-            user_id: user.user_id().to_owned(),
-            text: None,
-        })
-        .unwrap_or_default();
+        let payload = crate::jobs::PersonPayload::json(user, None);
         let mut tx = self.db.begin().await?;
         if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
             tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
@@ -292,13 +287,7 @@ impl Service {
             identity.email,
             if groups.is_empty() { "none".to_owned() } else { groups }
         );
-        let payload = serde_json::to_string(&crate::jobs::PersonPayload {
-            team_id: identity.slack.team_id().to_owned(),
-            user_id: identity.slack.user_id().to_owned(),
-            text: Some(text),
-        })
-        .unwrap_or_default();
-        tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+        schedule_dm(&mut tx, &identity.slack, &text, now).await?;
         audit::append(
             &mut tx,
             now,
@@ -862,13 +851,8 @@ impl Service {
 }
 
 /// Writes a direct message to one person into the transaction.
-async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(&crate::jobs::PersonPayload {
-        team_id: user.team_id().to_owned(),
-        user_id: user.user_id().to_owned(),
-        text: Some(text.to_owned()),
-    })
-    .unwrap_or_default();
+pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
+    let payload = crate::jobs::PersonPayload::json(user, Some(text));
     tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
     Ok(())
 }

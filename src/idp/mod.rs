@@ -489,15 +489,10 @@ impl IdpRefresher {
         let store = |e: crate::store::StoreError| e.to_string();
         let mut tx = self.db.begin().await.map_err(store)?;
         if tx.delete_link(user).await.map_err(store)? {
-            let payload = serde_json::to_string(&crate::jobs::PersonPayload {
-                team_id: user.team_id().to_owned(),
-                user_id: user.user_id().to_owned(),
-                text: Some(format!(
-                    "Your jitbot link ended: {why}. Run /jit link to sign in again before you request or approve access."
-                )),
-            })
-            .unwrap_or_default();
-            tx.insert_job(crate::jobs::JobKind::DirectMessage.name(), None, &payload, now, now).await.map_err(store)?;
+            let text = format!(
+                "Your jitbot link ended: {why}. Run /jit link to sign in again before you request or approve access."
+            );
+            crate::service::schedule_dm(&mut tx, user, &text, now).await.map_err(store)?;
             crate::audit::append(
                 &mut tx,
                 now,

@@ -110,7 +110,7 @@ impl App {
             // A failed discovery is not fatal: linking reports it and retries,
             // everything else keeps working.
             if let Err(e) = oidc.discover().await {
-                tracing::error!(issuer = %idp.issuer, error = %e, "OIDC discovery failed; /jit link will retry");
+                tracing::error!(issuer = %idp.issuer, error = ?e, "OIDC discovery failed; /jit link will retry");
             }
             let cipher = match &idp.token_encryption_key {
                 Some(key) => Some(TokenCipher::from_base64(key.expose()).map_err(anyhow::Error::msg)?),

@@ -641,14 +641,22 @@ impl Config {
                         ));
                     }
                 },
-                SlackMode::Http => {
-                    if slack.signing_secret.is_none() {
+                SlackMode::Http => match &slack.signing_secret {
+                    None => {
                         return Err(format!(
                             "{}slack.signing_secret is required with mode = \"http\"",
                             at("slack", Some("mode"))
                         ));
                     }
-                }
+                    // Anyone can compute an HMAC with an empty or tiny key.
+                    Some(s) if s.expose().trim().len() < 16 => {
+                        return Err(format!(
+                            "{}slack.signing_secret is too short: use the app's Signing Secret from Slack",
+                            at("slack", Some("signing_secret"))
+                        ));
+                    }
+                    Some(_) => {}
+                },
             }
             if !(1..=10).contains(&slack.socket_connections) {
                 return Err(format!(
@@ -680,6 +688,9 @@ impl Config {
                 .map_err(|e| format!("{}idp.issuer is not a URL: {e}", at("idp", Some("issuer"))))?;
             if !matches!(issuer.scheme(), "http" | "https") {
                 return Err(format!("{}idp.issuer must be an https:// URL", at("idp", Some("issuer"))));
+            }
+            if idp.client_secret.expose().trim().is_empty() {
+                return Err(format!("{}idp.client_secret must not be empty", at("idp", Some("client_secret"))));
             }
             if !idp.scopes.iter().any(|s| s == "openid") {
                 return Err(format!("{}idp.scopes must include \"openid\"", at("idp", Some("scopes"))));

@@ -281,24 +281,9 @@ async fn show(State(state): State<CredentialsPage>, Path(token): Path<String>, h
     )
 }
 
-/// Refuses form posts another site made the browser send: the token alone
-/// would let such a post burn the link.
-fn same_origin(state: &CredentialsPage, headers: &HeaderMap) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("sec-fetch-site").is_some_and(|s| s == "cross-site") {
-        return false;
-    }
-    match header("origin") {
-        None => true,
-        Some(origin) => {
-            let own = reqwest::Url::parse(&state.public_url).map(|u| u.origin().ascii_serialization()).ok();
-            own.as_deref() == Some(origin)
-        }
-    }
-}
-
 async fn reveal(State(state): State<CredentialsPage>, Path(token): Path<String>, headers: HeaderMap) -> Response {
-    if !same_origin(&state, &headers) {
+    // The token alone would let a post from another site burn the link.
+    if !crate::http::same_origin(&state.public_url, &headers) {
         return page(StatusCode::FORBIDDEN, "Refused", "<p>This form must be sent from jitbot's own page.</p>");
     }
     let c = match check(&state, &token, &headers).await {

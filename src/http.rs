@@ -35,6 +35,21 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// Whether a form POST came from jitbot's own pages (`public_url`), so that
+/// another site cannot make a browser submit one (CSRF). Browsers that send
+/// `Sec-Fetch-Site` are judged by it (a page served with a strict referrer
+/// policy sends `Origin: null` even from itself); older ones by `Origin`.
+pub fn same_origin(public_url: &str, headers: &axum::http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match header("origin") {
+        None => true,
+        Some(origin) => reqwest::Url::parse(public_url).is_ok_and(|u| u.origin().ascii_serialization() == origin),
+    }
+}
+
 /// Builds the router; Slack's endpoints are mounted when `[slack]` is configured.
 pub fn router(state: HttpState, slack: Option<crate::slack::routes::SlackState>) -> Router {
     let router = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state);
@@ -57,4 +72,30 @@ async fn readyz(State(state): State<HttpState>) -> Result<&'static str, HttpErro
         HttpError::Unavailable
     })?;
     Ok("ready\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn form_posts_must_come_from_jitbots_own_pages() {
+        let own = "https://jitbot.example.com";
+        assert!(same_origin(own, &headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")])));
+        assert!(!same_origin(own, &headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(own, &headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(own, &headers(&[("origin", "https://jitbot.example.com")])));
+        assert!(!same_origin(own, &headers(&[("origin", "https://evil.example")])));
+        assert!(!same_origin(own, &headers(&[("origin", "null")])));
+        assert!(same_origin(own, &headers(&[])), "non-browser clients send neither");
+    }
 }

@@ -473,10 +473,19 @@ impl Scheduler {
         let expired = request.expires_at.is_none_or(|t| now >= t);
         let target = match target {
             Ok(Some(t)) if !expired => Ok(t),
-            Ok(_) => {
+            Ok(target) => {
                 let mut tx = self.inner.db.begin().await?;
                 if !tx.complete_job(job.id, job.attempt, now).await? {
                     return Ok(JobOutcome::LostLease);
+                }
+                // A one-shot action has no revocation to end the request: it
+                // ends here, unrun, so its open slot is freed.
+                if target.as_ref().is_some_and(GrantTarget::is_one_shot) {
+                    let why = "not run: the approval expired before the action could run".to_owned();
+                    let fields = TransitionFields { ended_at: Some(now), detail: Some(why), ..Default::default() };
+                    if tx.transition(id, RequestState::ActionFailed, &fields, now).await? {
+                        schedule(&mut tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
+                    }
                 }
                 audit::append(
                     &mut tx,

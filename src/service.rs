@@ -255,6 +255,10 @@ impl Service {
         max_age: Option<Duration>,
         now: Timestamp,
     ) -> ServiceResult<String> {
+        // Housekeeping rides along with the writes it cleans up after.
+        if let Err(e) = self.db.purge_expired_sign_ins(now).await {
+            tracing::debug!(error = %e, "could not purge expired sign-ins");
+        }
         let token = crate::idp::random_token();
         let max_age_ms = max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.db
@@ -640,10 +644,18 @@ impl Service {
     /// deprovisioned them: pending requests are cancelled, grants revoked at
     /// once, the link removed, the person told. Returns the requests touched.
     pub async fn deprovision(&self, user: &SlackUser, reason: &str, now: Timestamp) -> ServiceResult<usize> {
-        let open = self.db.open_requests_of(user).await?;
+        let open: Vec<RequestId> = self.db.open_requests_of(user).await?.into_iter().map(|r| r.id).collect();
         let mut tx = self.db.begin().await?;
-        let touched = self.end_requests(&mut tx, &open, reason, now).await?;
-        if tx.delete_link(user).await? {
+        let events = self.end_requests(&mut tx, &open, reason, now).await?;
+        let unlinked = tx.delete_link(user).await?;
+        if unlinked || !events.is_empty() {
+            schedule_dm(&mut tx, user, &format!("Your jitbot access was ended: {reason}."), now).await?;
+        }
+        let touched = events.len();
+        for (action, id, detail) in events {
+            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
+        }
+        if unlinked {
             audit::append(
                 &mut tx,
                 now,
@@ -654,7 +666,6 @@ impl Service {
             )
             .await?;
         }
-        schedule_dm(&mut tx, user, &format!("Your jitbot access was ended: {reason}."), now).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(touched)
@@ -677,7 +688,7 @@ impl Service {
         }
         let lost: Vec<String> = before.intersection(removed).cloned().collect();
         let open = self.db.open_requests_of(user).await?;
-        let doomed: Vec<AccessRequest> = open
+        let doomed: Vec<RequestId> = open
             .into_iter()
             .filter(|r| {
                 self.config.roles.get(r.role.as_str()).is_some_and(|role| {
@@ -686,11 +697,16 @@ impl Service {
                         && !role.requesters.iter().any(|g| after.contains(g))
                 })
             })
+            .map(|r| r.id)
             .collect();
         let reason = format!("removed from {} at the identity provider", lost.join(", "));
         let mut tx = self.db.begin().await?;
         tx.set_link_groups(user, &after).await?;
-        let touched = self.end_requests(&mut tx, &doomed, &reason, now).await?;
+        let events = self.end_requests(&mut tx, &doomed, &reason, now).await?;
+        let touched = events.len();
+        for (action, id, detail) in events {
+            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
+        }
         audit::append(
             &mut tx,
             now,
@@ -705,16 +721,22 @@ impl Service {
         Ok(touched)
     }
 
-    /// Cancels pending requests and revokes live grants, inside `tx`.
+    /// Cancels pending requests and revokes live grants, inside `tx`. Each
+    /// request is locked and re-read first, so one that an approver moved on
+    /// meanwhile is handled in its new state. Returns the audit events to
+    /// append, which the caller does last (the audit head is locked last in
+    /// every transaction).
     async fn end_requests(
         &self,
         tx: &mut Tx,
-        requests: &[AccessRequest],
+        ids: &[RequestId],
         reason: &str,
         now: Timestamp,
-    ) -> ServiceResult<usize> {
-        let mut touched = 0;
-        for r in requests {
+    ) -> ServiceResult<Vec<(AuditAction, RequestId, serde_json::Value)>> {
+        let mut events = Vec::new();
+        for &id in ids {
+            tx.lock_request(id, None, now).await?;
+            let Some(r) = tx.request(id).await? else { continue };
             match r.state {
                 RequestState::Pending => {
                     let fields = TransitionFields {
@@ -723,40 +745,31 @@ impl Service {
                         detail: Some(reason.to_owned()),
                         ..Default::default()
                     };
-                    if tx.transition(r.id, RequestState::Cancelled, &fields, now).await? {
-                        schedule(tx, JobKind::Notify(NoticeKind::Cancelled), r.id, now, now).await?;
-                        audit::append(
-                            tx,
-                            now,
-                            &Actor::Scim,
-                            AuditAction::RequestCancelled,
-                            Some(r.id),
-                            json!({"reason": reason}),
-                        )
-                        .await?;
-                        touched += 1;
+                    if tx.transition(id, RequestState::Cancelled, &fields, now).await? {
+                        schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
+                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
+                    }
+                }
+                // A one-shot action has nothing to revoke: it is not run.
+                RequestState::Granting if self.is_one_shot(tx, id).await? => {
+                    let fields =
+                        TransitionFields { ended_at: Some(now), detail: Some(reason.to_owned()), ..Default::default() };
+                    if tx.transition(id, RequestState::ActionFailed, &fields, now).await? {
+                        schedule(tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
+                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
                     }
                 }
                 RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
                     let fields = TransitionFields { detail: Some(reason.to_owned()), ..Default::default() };
-                    if tx.transition(r.id, RequestState::Revoking, &fields, now).await? {
-                        tx.expedite_revoke(r.id, now).await?;
-                        audit::append(
-                            tx,
-                            now,
-                            &Actor::Scim,
-                            AuditAction::RevokeRequested,
-                            Some(r.id),
-                            json!({"detail": reason}),
-                        )
-                        .await?;
-                        touched += 1;
+                    if tx.transition(id, RequestState::Revoking, &fields, now).await? {
+                        tx.expedite_revoke(id, now).await?;
+                        events.push((AuditAction::RevokeRequested, id, json!({"detail": reason})));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(touched)
+        Ok(events)
     }
 
     async fn is_one_shot(&self, tx: &mut Tx, id: RequestId) -> ServiceResult<bool> {

@@ -131,8 +131,9 @@ impl TokenCipher {
 /// carry codes, tokens or secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    /// Discovery or a network call to the IdP failed.
-    #[error("the identity provider cannot be reached right now ({0}); please try again later")]
+    /// Discovery or a network call to the IdP failed (the detail is for the
+    /// log, not for pages).
+    #[error("the identity provider cannot be reached right now; please try again later")]
     Unavailable(String),
     /// The IdP refused the code exchange (wrong or reused code, PKCE mismatch).
     #[error("the identity provider refused the sign-in ({0})")]

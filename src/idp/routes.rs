@@ -153,7 +153,11 @@ struct StartForm {
     token: String,
 }
 
-async fn start(State(state): State<IdpState>, Form(form): Form<StartForm>) -> Response {
+async fn start(State(state): State<IdpState>, headers: HeaderMap, Form(form): Form<StartForm>) -> Response {
+    // Login CSRF: an attacker's link token submitted from the victim's browser.
+    if !crate::http::same_origin(&state.config.server.public_url, &headers) {
+        return error_page(StatusCode::FORBIDDEN, "This form must be sent from jitbot's own page.");
+    }
     let now = state.clock.now();
     let (_, max_age) = match check_token(&state, &form.token, now).await {
         Ok(v) => v,
@@ -162,7 +166,7 @@ async fn start(State(state): State<IdpState>, Form(form): Form<StartForm>) -> Re
     let login = match state.oidc.start(max_age).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot start a sign-in");
+            tracing::warn!(error = ?e, "cannot start a sign-in");
             return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
     };
@@ -227,7 +231,7 @@ async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) ->
     let login = match state.oidc.start(Some(SESSION_TTL)).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot start a sign-in");
+            tracing::warn!(error = ?e, "cannot start a sign-in");
             return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
     };

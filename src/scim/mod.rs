@@ -715,10 +715,11 @@ async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: 
     } else {
         parse_body(body)?
     };
-    write(state, kind, id, &after, false).await?;
+    // Effects first, then the write: if the effects fail, the IdP's retry
+    // still sees the change to make. Both are idempotent.
     let now = state.clock.now();
     match kind {
-        Kind::User if is_active(&before) && !is_active(&after) => {
+        Kind::User if !is_active(&after) => {
             deprovision(state, &after, "deactivated at the identity provider", now).await?;
         }
         Kind::Group => {
@@ -727,6 +728,7 @@ async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: 
         }
         _ => {}
     }
+    write(state, kind, id, &after, false).await?;
     let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
     Ok(scim_json(StatusCode::OK, render(state, kind, &row)))
 }
@@ -735,13 +737,14 @@ async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, Sci
     let db = state.service.db();
     let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
     let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
-    if !db.scim_delete(kind.name(), id).await.map_err(store_error)? {
-        return Err(not_found(kind.name()));
-    }
+    // Effects before the delete, so a failure leaves the resource for the IdP's retry.
     let now = state.clock.now();
     match kind {
         Kind::User => deprovision(state, &before, "deleted at the identity provider", now).await?,
         Kind::Group => members_removed(state, &group_name(&before), &member_ids(&before), now).await?,
+    }
+    if !db.scim_delete(kind.name(), id).await.map_err(store_error)? {
+        return Err(not_found(kind.name()));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

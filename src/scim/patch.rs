@@ -263,7 +263,10 @@ fn parse_path(path: &str, schema_urn: &str) -> Result<PatchPath, ScimError> {
     }
     let (attr, filter, rest) = match p.find('[') {
         Some(open) => {
-            let close = p.rfind(']').ok_or_else(|| ScimError::bad("invalidPath", format!("unclosed [ in {path:?}")))?;
+            let close = p[open..]
+                .rfind(']')
+                .map(|i| open + i)
+                .ok_or_else(|| ScimError::bad("invalidPath", format!("unclosed [ in {path:?}")))?;
             let filter = parse_filter(&p[open + 1..close]).map_err(|e| ScimError::bad("invalidPath", e.detail))?;
             (p[..open].to_owned(), Some(filter), p[close + 1..].trim_start_matches('.').to_owned())
         }
@@ -479,6 +482,7 @@ mod tests {
             Some("mutability")
         );
         assert_eq!(apply(&mut u, "remove", None, None, USER).unwrap_err().scim_type, Some("noTarget"));
+        assert_eq!(apply(&mut u, "remove", Some("a]b[c"), None, USER).unwrap_err().scim_type, Some("invalidPath"));
 
         let mut g = obj(json!({"displayName": "sre", "members": [{"value": "1"}, {"value": "2"}]}));
         apply(&mut g, "remove", Some(r#"members[value eq "1"]"#), None, "").unwrap();

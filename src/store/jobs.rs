@@ -228,32 +228,29 @@ impl Tx {
     /// Whether a revocation attempt for the request is running right now
     /// (its job holds a live lease).
     pub async fn revoke_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
-        let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs
-                 WHERE request_id = $1 AND kind = 'revoke' AND state = 'running' AND lease_until > $2",
-            )
-            .bind(request.get())
-            .bind(now.millis())
-            .fetch_one(c)
-            .await?
-        });
-        Ok(n > 0)
+        self.job_in_flight("revoke", request, now).await
     }
 
     /// Whether a grant call for the request may be in flight right now (a
     /// grant job holds a live lease). A revocation waits for it, so a grant
     /// can never land after the revocation that should remove it.
     pub async fn grant_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
+        self.job_in_flight("grant", request, now).await
+    }
+
+    /// Whether a `kind` job of the request holds a live lease (judged by the
+    /// clock leases are kept in: the database's on PostgreSQL).
+    async fn job_in_flight(&mut self, kind: &'static str, request: RequestId, now: Timestamp) -> StoreResult<bool> {
         let sql = format!(
             "SELECT COUNT(*) FROM jobs
-             WHERE request_id = $1 AND kind = 'grant' AND state = 'running' AND lease_until > {}",
+             WHERE request_id = $1 AND kind = $3 AND state = 'running' AND lease_until > {}",
             lease_clock(self.is_postgres(), "$2")
         );
         let n: i64 = on_conn!(tx self, |c| {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(request.get())
                 .bind(now.millis())
+                .bind(kind)
                 .fetch_one(c)
                 .await?
         });

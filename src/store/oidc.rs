@@ -38,6 +38,18 @@ pub struct LoginRow {
 }
 
 impl Db {
+    /// Deletes link tokens, logins and browser sessions that expired more
+    /// than a day ago, so unused sign-in rows do not pile up.
+    pub async fn purge_expired_sign_ins(&self, now: Timestamp) -> StoreResult<()> {
+        let cutoff = now.millis() - 86_400_000;
+        on_conn!(db self, |c| {
+            sqlx::query("DELETE FROM link_tokens WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
+            sqlx::query("DELETE FROM oidc_logins WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
+            sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
+        });
+        Ok(())
+    }
+
     /// Stores a new link token.
     pub async fn insert_link_token(
         &self,

@@ -253,7 +253,10 @@ impl Tx {
     /// How many distinct approvals request `id` has.
     pub async fn count_approvals(&mut self, id: RequestId) -> StoreResult<u32> {
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND decision = 'approve'")
+            // Distinct IdP identities: one person with two Slack accounts counts once.
+            sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT approver_subject) FROM approvals WHERE request_id = $1 AND decision = 'approve'",
+            )
                 .bind(id.get())
                 .fetch_one(c)
                 .await?

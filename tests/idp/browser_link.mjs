@@ -28,13 +28,35 @@ const browser = await puppeteer.launch({
 });
 try {
   const page = await browser.newPage();
+  // Each step waits for what the next page shows, polling: a redirect
+  // chain can replace the page (and its JavaScript context) at any moment.
+  const until = async (what, probe) => {
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      try {
+        const value = await page.evaluate(probe);
+        if (value) return value;
+      } catch (e) {
+        // The page navigated while we looked; look again.
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
   await page.goto(url, { waitUntil: 'load' });
-  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#continue')]);
+  await page.click('#continue');
+  await until('the login form', () => !!document.querySelector('input[name=login]'));
   await page.type('input[name=login]', login);
   await page.type('input[name=password]', 'any password');
-  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[type=submit]')]);
-  if (await page.$('input[name=prompt][value=consent]')) {
-    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[type=submit]')]);
+  await page.click('button[type=submit]');
+  const next = await until('the consent form or the result', () => {
+    if (document.querySelector('input[name=prompt][value=consent]')) return 'consent';
+    if (location.pathname.startsWith('/oidc/callback') && document.querySelector('h1')) return 'done';
+    return null;
+  });
+  if (next === 'consent') {
+    await page.click('button[type=submit]');
+    await until('the result', () => location.pathname.startsWith('/oidc/callback') && !!document.querySelector('h1'));
   }
   const text = await page.evaluate(() => document.body.innerText);
   if (screenshot) await page.screenshot({ path: screenshot });

@@ -175,6 +175,19 @@ async fn approvers_must_be_in_the_approver_groups_and_never_the_requester(backen
     assert_eq!(t.state(req.id).await, "pending");
 }
 
+async fn one_person_with_two_slack_accounts_counts_as_one_approver(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    // Bob's second Slack account, linked to the same IdP identity.
+    t.link("U0BOB2", "bob", &["sre-leads"]).await;
+    let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    let second = t.service().approve(req.id, &user("U0BOB2"), t.now()).await.unwrap();
+    assert!(matches!(second, ApprovalOutcome::Recorded { approvals: 1, .. }), "{second:?}");
+    assert_eq!(t.state(req.id).await, "pending");
+    t.service().approve(req.id, &user("U0CAROL"), t.now()).await.unwrap();
+    assert_eq!(t.state(req.id).await, "granting");
+}
+
 async fn two_of_two_needs_two_different_approvers(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
@@ -282,6 +295,7 @@ async fn a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds(backen
 }
 
 both_backends!(
+    one_person_with_two_slack_accounts_counts_as_one_approver,
     request_approve_grant_expire_revoke,
     deny_ends_the_request_without_granting,
     the_requester_cancels_a_pending_request_and_nobody_else_can,

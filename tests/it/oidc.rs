@@ -122,6 +122,20 @@ async fn tampered_stolen_or_stale_sign_ins_get_error_pages_and_change_nothing() 
     // A replayed callback of a finished sign-in is refused.
     o.env.command("U0ALICE", "unlink").await;
 
+    // A sign-in form posted from another site (login CSRF) is refused.
+    let answer = o.env.command_json("U0CAROL", "link").await;
+    let page = Browser::new().get(&OidcEnv::link_url(&answer)).await;
+    let token =
+        regex::Regex::new(r#"name="token" value="([^"]+)""#).unwrap().captures(&page.body).unwrap()[1].to_owned();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oidc/start", o.public_url))
+        .header("origin", "https://evil.example")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
     // Nonce and PKCE verifier tampered with between start and callback.
     for (column, expected) in [("nonce", "nonce mismatch"), ("pkce_verifier", "refused the sign-in (invalid_grant)")] {
         let answer = o.env.command_json("U0BOB", "link").await;

@@ -318,3 +318,17 @@ async fn retry_revoke_on_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not waiting for a revocation (it is revoked)"));
 }
+
+#[tokio::test]
+async fn a_one_shot_action_whose_approval_expired_unrun_ends_and_frees_its_slot() {
+    let (t, marker) = spawn().await;
+    let req = t.request("U0ALICE", "import", "15m").await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    // The scheduler was down for longer than the approval lasts.
+    t.advance(Duration::from_secs(3600));
+    t.drain().await;
+    assert_eq!(read(&marker.path().join("runs")).lines().count(), 0, "an expired approval runs nothing");
+    assert_eq!(t.state(req.id).await, "action_failed");
+    assert!(t.request_now(req.id).await.state_detail.unwrap().contains("approval expired"));
+    t.request("U0ALICE", "import", "15m").await.unwrap();
+}

@@ -86,7 +86,9 @@ pub async fn request_approve_grant_expire(env: SlackEnv) {
     assert_eq!(answer["response_type"], "ephemeral");
     assert!(answer["text"].as_str().unwrap().starts_with("You approved request #1"), "{answer}");
 
-    env.clock.advance(Duration::from_secs(31 * 60));
+    // Just past the expiry (a jump past expiry + 60 s would rightly also
+    // raise the "revocation overdue" alert).
+    env.clock.advance(Duration::from_secs(30 * 60 + 1));
     eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
     eventually("the card to show the end", || env.card(id).filter(|c| texts(c).contains("Access expired"))).await;
     eventually("the end DM", || (env.slack.posts_to("U0ALICE").len() == 2).then_some(())).await;

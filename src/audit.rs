@@ -75,6 +75,12 @@ pub enum AuditAction {
     RevokeApplied,
     /// A revocation attempt failed; it is retried.
     RevokeAttemptFailed,
+    /// The role's auto-approval rule granted the request without approvers.
+    RequestAutoApproved,
+    /// The requester approved their own request (break-glass); flagged for review.
+    RequestBreakGlass,
+    /// Nobody decided before the role's approval timeout.
+    RequestTimedOut,
 }
 
 impl AuditAction {
@@ -96,6 +102,9 @@ impl AuditAction {
             Self::RevokeRequested => "revoke.requested",
             Self::RevokeApplied => "revoke.applied",
             Self::RevokeAttemptFailed => "revoke.attempt_failed",
+            Self::RequestAutoApproved => "request.auto_approved",
+            Self::RequestBreakGlass => "request.break_glass",
+            Self::RequestTimedOut => "request.timed_out",
         }
     }
 }

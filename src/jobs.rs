@@ -54,6 +54,10 @@ pub enum JobKind {
     DirectMessage,
     /// Re-read a person's groups with their refresh token (payload: team, user).
     RefreshLink,
+    /// End a request nobody decided in time (its role's `approval_timeout`).
+    TimeOut,
+    /// Remind the approvers of a request still pending halfway to its timeout.
+    Remind,
 }
 
 impl JobKind {
@@ -65,6 +69,8 @@ impl JobKind {
             Self::Notify(_) => "notify",
             Self::DirectMessage => "direct_message",
             Self::RefreshLink => "refresh_link",
+            Self::TimeOut => "time_out",
+            Self::Remind => "remind",
         }
     }
 
@@ -82,6 +88,8 @@ impl JobKind {
             "revoke" => Some(Self::Revoke),
             "direct_message" => Some(Self::DirectMessage),
             "refresh_link" => Some(Self::RefreshLink),
+            "time_out" => Some(Self::TimeOut),
+            "remind" => Some(Self::Remind),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -357,6 +365,8 @@ impl Scheduler {
             JobKind::Grant => self.grant(job, request).await,
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Notify(kind) => self.notify(job, request, kind).await,
+            JobKind::TimeOut => self.time_out(job, request).await,
+            JobKind::Remind => self.remind(job, request).await,
             JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
         }
     }
@@ -628,6 +638,60 @@ impl Scheduler {
         }
     }
 
+    /// Ends a request still pending at its deadline. A request decided in
+    /// the meantime is left alone (the conditional update finds nothing).
+    async fn time_out(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Pending {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let id = request.id;
+        let waited = request.created_at.until(now);
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            ended_at: Some(now),
+            detail: Some(format!("nobody decided within {}", humantime::format_duration(waited))),
+            ..Default::default()
+        };
+        if tx.transition(id, RequestState::TimedOut, &fields, now).await? {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::TimedOut), id, now, now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::System,
+                AuditAction::RequestTimedOut,
+                Some(id),
+                json!({"decide_by": request.decide_by.map(|t| t.to_string())}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
+    /// Nudges the approvers of a request that is still pending. The notice
+    /// is written now (not when the request was made) so it queues behind
+    /// the request's earlier notices instead of holding them up.
+    async fn remind(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Pending {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::Reminder), request.id, now, now).await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.inner.db.approvals(request.id).await?;
         let notice = Notice { kind, request, approvals };
@@ -689,7 +753,14 @@ mod tests {
 
     #[test]
     fn job_kinds_round_trip_through_rows() {
-        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::Notify(NoticeKind::Granted)] {
+        for kind in [
+            JobKind::Grant,
+            JobKind::Revoke,
+            JobKind::Notify(NoticeKind::Granted),
+            JobKind::TimeOut,
+            JobKind::Remind,
+            JobKind::Notify(NoticeKind::Reminder),
+        ] {
             let row = JobRow {
                 id: 1,
                 kind: kind.name().into(),

@@ -35,6 +35,14 @@ pub enum NoticeKind {
     Revoked,
     /// Revocation keeps failing: people must look.
     RevokeFailing,
+    /// Granted without approvers by the role's auto-approval rule.
+    AutoApproved,
+    /// The requester approved their own request (break-glass): announced loudly.
+    BreakGlass,
+    /// Nobody decided before the approval timeout.
+    TimedOut,
+    /// Halfway to the approval timeout, still undecided: nudge the approvers.
+    Reminder,
 }
 
 /// One notice, with the request as it is now.

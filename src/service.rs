@@ -128,6 +128,9 @@ enum Purpose {
     Request,
     /// Approving, denying, revoking others: groups within `groups_max_age`.
     Decide,
+    /// Being auto-approved: the groups that qualify must be as fresh as an
+    /// approver's, since no approver looks at them.
+    AutoApprove,
 }
 
 /// A request as asked for, already parsed from its transport.
@@ -200,7 +203,7 @@ impl Service {
         if let Some(idp) = &self.config.idp {
             let max_age = match purpose {
                 Purpose::Request => idp.link_max_age,
-                Purpose::Decide => idp.groups_max_age.min(idp.link_max_age),
+                Purpose::Decide | Purpose::AutoApprove => idp.groups_max_age.min(idp.link_max_age),
             };
             // A step-up role needs a recent authentication at the IdP, which
             // only a new sign-in (with max_age) can give.
@@ -347,9 +350,28 @@ impl Service {
         let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
         let requester = self.identity(&cmd.requester, Purpose::Request, step_up, now).await?;
         let duration = policy.check_request(&requester, cmd.duration, &cmd.reason)?;
+        let ticket = policy.check_ticket(cmd.ticket.as_deref(), &cmd.reason)?;
         if let Some(existing) = self.db.open_request(&cmd.requester, &role).await? {
             return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
         }
+        let auto = match policy.auto_approval(&requester, duration) {
+            None => None,
+            // Nobody looks at an auto-approval, so the groups that qualify
+            // must be as fresh as an approver's. Stale without a refresh
+            // token: the request simply goes to the approvers.
+            Some(why) => match self.identity(&cmd.requester, Purpose::AutoApprove, step_up, now).await {
+                Ok(fresh) => policy.auto_approval(&fresh, duration).map(|w| w.to_string()),
+                Err(ServiceError::SignInRequired { .. }) => {
+                    tracing::info!(%why, "groups too old for auto-approval; asking the approvers");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let decide_by = match (&auto, policy.approval_timeout) {
+            (None, Some(t)) => Some(now.plus(t)),
+            _ => None,
+        };
         let mut tx = self.db.begin().await?;
         let new = NewRequest {
             requester: &requester,
@@ -357,9 +379,10 @@ impl Service {
             provider: &provider,
             duration,
             reason: cmd.reason.trim(),
-            ticket: cmd.ticket.as_deref(),
+            ticket: ticket.as_deref(),
             approvals_required: policy.approvals_required,
             client_key: cmd.client_key.as_deref(),
+            decide_by,
         };
         let id = match tx.insert_request(&new, now).await {
             Ok(id) => id,
@@ -379,11 +402,32 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
+        let expires_at = now.plus(duration.get());
+        if let Some(why) = &auto {
+            let fields = TransitionFields {
+                decided_at: Some(now),
+                expires_at: Some(expires_at),
+                auto_approved: Some(why.clone()),
+                ..Default::default()
+            };
+            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
+                return self.already_decided(tx, id).await;
+            }
+            schedule_access(&mut tx, id, expires_at, now).await?;
+            // The approvers' channel still gets a card: it says why nobody was asked.
+            schedule(&mut tx, JobKind::Notify(NoticeKind::AutoApproved), id, now, now).await?;
+        } else {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
+            if let (Some(deadline), Some(timeout)) = (decide_by, policy.approval_timeout) {
+                schedule(&mut tx, JobKind::Remind, id, now.plus(timeout / 2), now).await?;
+                schedule(&mut tx, JobKind::TimeOut, id, deadline, now).await?;
+            }
+        }
+        let actor = Actor::Slack(cmd.requester.clone());
         audit::append(
             &mut tx,
             now,
-            &Actor::Slack(cmd.requester.clone()),
+            &actor,
             AuditAction::RequestCreated,
             Some(id),
             json!({
@@ -391,12 +435,24 @@ impl Service {
                 "provider": provider,
                 "duration": duration.to_string(),
                 "reason": cmd.reason.trim(),
-                "ticket": cmd.ticket,
+                "ticket": ticket,
                 "approvals_required": policy.approvals_required,
+                "decide_by": decide_by.map(|t| t.to_string()),
                 "requester": {"email": requester.email, "subject": requester.subject, "issuer": requester.issuer},
             }),
         )
         .await?;
+        if let Some(why) = &auto {
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::System,
+                AuditAction::RequestAutoApproved,
+                Some(id),
+                json!({"why": why, "expires_at": expires_at.to_string()}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
@@ -423,14 +479,7 @@ impl Service {
                 request.role
             ))
         })?;
-        let requester = Identity {
-            slack: request.requester.clone(),
-            issuer: request.requester_issuer.clone(),
-            subject: request.requester_subject.clone(),
-            email: request.requester_email.clone(),
-            groups: Default::default(),
-        };
-        policy.check_approver(&approver, &requester)?;
+        policy.check_approver(&approver, &requester_of(&request))?;
         Ok((request, approver))
     }
 
@@ -460,6 +509,11 @@ impl Service {
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
             return self.already_decided(tx, id).await;
         }
+        // One person, one vote, however many Slack accounts they link.
+        if tx.person_decided(id, &approver_identity.subject).await? {
+            tx.rollback().await?;
+            return Err(ServiceError::AlreadyVoted(id));
+        }
         match tx.insert_approval(id, &approver_identity, "approve", None, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
@@ -477,10 +531,7 @@ impl Service {
             if !tx.transition(id, RequestState::Granting, &fields, now).await? {
                 return self.already_decided(tx, id).await;
             }
-            // The revocation exists from the moment the request enters
-            // `granting`: a crash anywhere after this commit still revokes.
-            schedule(&mut tx, JobKind::Grant, id, now, now).await?;
-            schedule(&mut tx, JobKind::Revoke, id, expires_at, now).await?;
+            schedule_access(&mut tx, id, expires_at, now).await?;
             schedule(&mut tx, JobKind::Notify(NoticeKind::Approved), id, now, now).await?;
             audit::append(
                 &mut tx,
@@ -559,6 +610,72 @@ impl Service {
             AuditAction::RequestDenied,
             Some(id),
             json!({"reason": reason}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
+    /// The requester approves their own request alone, on a role with
+    /// `break_glass = true`: it counts as all the approvals it needs, needs
+    /// a reason, is announced on the card and in the audit channel, and
+    /// flags the request for review.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
+    pub async fn break_glass(
+        &self,
+        id: RequestId,
+        actor: &SlackUser,
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<AccessRequest> {
+        let request = self.load(id).await?;
+        let role = self.config.roles.get(request.role.as_str());
+        // A decision like any other: groups must be fresh, and a step-up role
+        // needs a recent sign-in (break-glass is the riskiest decision there is).
+        let step_up = role.and_then(|r| r.step_up);
+        let actor_identity = self.identity(actor, Purpose::Decide, step_up, now).await?;
+        if request.state != RequestState::Pending {
+            return Err(ServiceError::AlreadyDecided { id, state: request.state });
+        }
+        let policy = self
+            .config
+            .role_policy(&request.role)
+            .ok_or_else(|| ServiceError::NotAllowed(format!("role {} is no longer configured", request.role)))?;
+        let reason = reason.trim();
+        policy.check_break_glass(&actor_identity, &requester_of(&request), reason)?;
+
+        let mut tx = self.db.begin().await?;
+        if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        match tx.insert_approval(id, &actor_identity, "break_glass", Some(reason), now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                tx.rollback().await?;
+                return Err(ServiceError::AlreadyVoted(id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let expires_at = now.plus(request.duration.get());
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            expires_at: Some(expires_at),
+            break_glass_reason: Some(reason.to_owned()),
+            ..Default::default()
+        };
+        if !tx.transition(id, RequestState::Granting, &fields, now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        schedule_access(&mut tx, id, expires_at, now).await?;
+        schedule(&mut tx, JobKind::Notify(NoticeKind::BreakGlass), id, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::Slack(actor.clone()),
+            AuditAction::RequestBreakGlass,
+            Some(id),
+            json!({"reason": reason, "expires_at": expires_at.to_string(), "review_required": true}),
         )
         .await?;
         tx.commit().await?;
@@ -660,6 +777,33 @@ impl Service {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// The requester of `request` as an identity for "same person" checks (the
+/// groups are not needed for that and are left empty).
+pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
+    Identity {
+        slack: request.requester.clone(),
+        issuer: request.requester_issuer.clone(),
+        subject: request.requester_subject.clone(),
+        email: request.requester_email.clone(),
+        groups: Default::default(),
+    }
+}
+
+/// Schedules what an approved request needs, in the approving
+/// transaction: the grant now and the revocation at expiry. The revocation
+/// exists from the moment the request enters `granting`, so a crash
+/// anywhere after this commit still revokes.
+pub(crate) async fn schedule_access(
+    tx: &mut Tx,
+    id: RequestId,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    schedule(tx, JobKind::Grant, id, now, now).await?;
+    schedule(tx, JobKind::Revoke, id, expires_at, now).await?;
+    Ok(())
 }
 
 /// Writes one job for request `id` into the transaction.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! /jit request <role> [duration] <reason...>
+//! /jit break-glass <id> <reason...>
 //! /jit list | revoke <id> | cancel <id> | whoami | help
 //! ```
 
@@ -26,6 +27,13 @@ pub enum JitCommand {
     Revoke(RequestId),
     /// Withdraw a pending request.
     Cancel(RequestId),
+    /// Approve my own request alone (roles with `break_glass = true`).
+    BreakGlass {
+        /// The request.
+        id: RequestId,
+        /// Why this cannot wait for approvers.
+        reason: String,
+    },
     /// Show my identity link.
     Whoami,
     /// Link my Slack account to the IdP.
@@ -41,6 +49,7 @@ pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for acces
 `/jit list` your requests and those waiting for your approval\n\
 `/jit revoke <id>` end access early\n\
 `/jit cancel <id>` withdraw a pending request\n\
+`/jit break-glass <id> <reason>` approve your own request in an emergency (only roles that allow it; announced and reviewed)\n\
 `/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
 `/jit unlink` remove your link\n\
@@ -76,6 +85,18 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "unlink" => Ok(JitCommand::Unlink),
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
+        "break-glass" | "breakglass" => {
+            let usage =
+                "Usage: `/jit break-glass <id> <reason>`, e.g. `/jit break-glass 12 primary down, no approver answers`";
+            let Some((id, reason)) = rest.split_first() else { return Err(CommandError(usage.into())) };
+            let id =
+                RequestId::parse(id).ok_or_else(|| CommandError(format!("{id:?} is not a request number. {usage}")))?;
+            let reason = reason.join(" ");
+            if reason.is_empty() {
+                return Err(CommandError(format!("Break-glass needs a reason. {usage}")));
+            }
+            Ok(JitCommand::BreakGlass { id, reason })
+        }
         "request" | "req" => {
             let Some((role, rest)) = rest.split_first() else {
                 return Err(CommandError(
@@ -130,6 +151,12 @@ mod tests {
         assert_eq!(parse("revoke #12").unwrap(), JitCommand::Revoke(RequestId::new(12)));
         assert_eq!(parse("cancel 3").unwrap(), JitCommand::Cancel(RequestId::new(3)));
         assert!(parse("revoke twelve").unwrap_err().0.contains("not a request number"));
+        assert_eq!(
+            parse("break-glass #4 primary is down").unwrap(),
+            JitCommand::BreakGlass { id: RequestId::new(4), reason: "primary is down".into() }
+        );
+        assert!(parse("break-glass 4").unwrap_err().0.contains("needs a reason"));
+        assert!(parse("break-glass").unwrap_err().0.contains("Usage"));
         assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
     }
 }

@@ -107,6 +107,23 @@ impl SlackApi {
         Ok(resp.ts.0)
     }
 
+    /// Posts a reply in the thread of message `thread_ts`; with `broadcast`
+    /// the reply is also shown in the channel.
+    pub async fn post_reply(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        msg: &Message,
+        broadcast: bool,
+    ) -> Result<String, SlackApiError> {
+        let mut req = SlackApiChatPostMessageRequest::new(channel.into(), Self::content(msg)?);
+        req.thread_ts = Some(SlackTs(thread_ts.to_owned()));
+        req.reply_broadcast = Some(broadcast);
+        let session = self.client.open_session(&self.token);
+        let resp = session.chat_post_message(&req).await.map_err(describe)?;
+        Ok(resp.ts.0)
+    }
+
     /// Replaces a posted message.
     pub async fn update_message(&self, channel: &str, ts: &str, msg: &Message) -> Result<(), SlackApiError> {
         let req = SlackApiChatUpdateRequest::new(channel.into(), Self::content(msg)?, SlackTs(ts.to_owned()));

@@ -246,6 +246,14 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                 client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
             };
             match service.request(request, now).await {
+                Ok(r) if r.auto_approved.is_some() => format!(
+                    "Request #{} for `{}` ({}) was auto-approved ({}): granting it now. You will get a DM when it is active.",
+                    r.id.get(),
+                    r.role,
+                    r.duration,
+                    escape(r.auto_approved.as_deref().unwrap_or(""))
+                )
+                .into(),
                 Ok(r) => {
                     let channel = state
                         .config
@@ -253,13 +261,22 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                         .get(r.role.as_str())
                         .and_then(|c| c.approvals_channel.clone())
                         .unwrap_or_else(|| state.slack().approvals_channel.clone());
-                    format!(
+                    let mut text = format!(
                         "Request #{} for `{}` ({}) sent to <#{channel}> for approval. You will get a DM when it is decided.",
                         r.id.get(),
                         r.role,
                         r.duration
-                    )
-                    .into()
+                    );
+                    if let Some(t) = r.decide_by {
+                        text.push_str(&format!(" It times out {} if nobody decides.", slack_date(t)));
+                    }
+                    if state.config.roles.get(r.role.as_str()).is_some_and(|c| c.break_glass) {
+                        text.push_str(&format!(
+                            "\nIn an emergency this role allows break-glass: `/jit break-glass {} <reason>` approves it yourself (announced and flagged for review).",
+                            r.id.get()
+                        ));
+                    }
+                    text.into()
                 }
                 Err(e) => answer_error(state, &e, user).await,
             }
@@ -278,6 +295,16 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                 format!("Revoking <@{}>'s `{}` access (request #{}) now.", r.requester.user_id(), r.role, id.get())
                     .into()
             }
+            Err(e) => answer_error(state, &e, user).await,
+        },
+        JitCommand::BreakGlass { id, reason } => match service.break_glass(id, user, &reason, now).await {
+            Ok(r) => format!(
+                ":rotating_light: Break-glass: you approved request #{} for `{}` ({}) yourself. Granting it now; this is announced and flagged for review.",
+                id.get(),
+                r.role,
+                r.duration
+            )
+            .into(),
             Err(e) => answer_error(state, &e, user).await,
         },
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {

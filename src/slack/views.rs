@@ -71,32 +71,79 @@ fn approvers(approvals: &[ApprovalRow], decision: &str) -> Vec<String> {
     approvals.iter().filter(|a| a.decision == decision).map(|a| mention(&a.approver_id)).collect()
 }
 
+/// Who let the request through: approvers, the auto-approval rule, or the
+/// requester's break-glass.
+fn approved_by(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+    if let Some(why) = &r.auto_approved {
+        format!("Auto-approved ({})", escape(why))
+    } else if r.break_glass_reason.is_some() {
+        format!("BREAK-GLASS self-approval by {}", mention(r.requester.user_id()))
+    } else {
+        format!("Approved by {}", approvers(approvals, "approve").join(", "))
+    }
+}
+
+/// Percent-encodes a ticket id for use in a URL path or query.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The ticket as mrkdwn: a link when the role has a `ticket_url`.
+pub fn ticket_text(ticket: &str, ticket_url: Option<&str>) -> String {
+    let shown = escape(&truncate(ticket, 100));
+    match ticket_url {
+        // A link cannot be cut without breaking it: an absurdly long one is left out.
+        Some(url) if url.len() < 1500 => {
+            format!("<{}|{shown}>", escape(&url.replace("{ticket}", &url_encode(ticket))))
+        }
+        _ => shown,
+    }
+}
+
 /// The card's status line for the request's current state.
 pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
-    let approved_by = approvers(approvals, "approve").join(", ");
+    let by = approved_by(r, approvals);
+    let by_lower = match by.get(..1) {
+        Some(first) if r.break_glass_reason.is_none() => format!("{}{}", first.to_lowercase(), &by[1..]),
+        _ => by.clone(),
+    };
     let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
     match r.state {
         RequestState::Pending => {
-            let n = approvers(approvals, "approve").len();
-            if n == 0 {
+            let yes = approvers(approvals, "approve");
+            let progress = if yes.is_empty() {
                 format!(":hourglass_flowing_sand: Waiting for approval (0 of {})", r.approvals_required)
             } else {
-                format!(":hourglass_flowing_sand: {n} of {} approvals: {approved_by}", r.approvals_required)
+                format!(
+                    ":hourglass_flowing_sand: {} of {} approvals: {}",
+                    yes.len(),
+                    r.approvals_required,
+                    yes.join(", ")
+                )
+            };
+            match r.decide_by {
+                Some(t) => format!("{progress} · times out {}", slack_date(t)),
+                None => progress,
             }
         }
         RequestState::Approved | RequestState::Granting => {
-            format!(":white_check_mark: Approved by {approved_by} · granting access…")
+            format!(":white_check_mark: {by} · granting access…")
         }
         RequestState::Active => match r.expires_at {
-            Some(t) => format!(":white_check_mark: Approved by {approved_by} · active until {}", slack_date(t)),
-            None => format!(":white_check_mark: Approved by {approved_by} · active"),
+            Some(t) => format!(":white_check_mark: {by} · active until {}", slack_date(t)),
+            None => format!(":white_check_mark: {by} · active"),
         },
-        RequestState::Revoking => format!(":lock: Approved by {approved_by} · revoking access…"),
+        RequestState::Revoking => format!(":lock: {by} · revoking access…"),
         RequestState::Revoked => {
             let when = r.ended_at.map(slack_date).unwrap_or_default();
             match detail.filter(|d| d != "expired") {
-                Some(d) => format!(":lock: Access ended {when} ({d}) · approved by {approved_by}"),
-                None => format!(":lock: Access expired {when} · approved by {approved_by}"),
+                Some(d) => format!(":lock: Access ended {when} ({d}) · {by_lower}"),
+                None => format!(":lock: Access expired {when} · {by_lower}"),
             }
         }
         RequestState::Denied => {
@@ -107,9 +154,12 @@ pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
             }
         }
         RequestState::Cancelled => ":no_entry_sign: Cancelled by the requester".to_owned(),
-        RequestState::TimedOut => ":hourglass: Timed out: nobody decided in time".to_owned(),
+        RequestState::TimedOut => match detail {
+            Some(d) => format!(":hourglass: Timed out: {d}"),
+            None => ":hourglass: Timed out: nobody decided in time".to_owned(),
+        },
         RequestState::GrantFailed => {
-            format!(":warning: Approved by {approved_by}, but the grant failed: {}", detail.unwrap_or_default())
+            format!(":warning: {by}, but the grant failed: {}", detail.unwrap_or_default())
         }
         RequestState::RevokeFailed => {
             format!(":rotating_light: Revocation is failing and is being retried: {}", detail.unwrap_or_default())
@@ -125,12 +175,41 @@ pub struct ApprovalCard<'a> {
     pub approvals: &'a [ApprovalRow],
     /// The role's description from the config.
     pub description: &'a str,
+    /// The role's `ticket_url` (with `{ticket}`), to link the ticket.
+    pub ticket_url: Option<&'a str>,
+    /// Whether the role allows break-glass (the card then says how).
+    pub break_glass: bool,
 }
 
 impl ApprovalCard<'_> {
     /// Renders the card.
     pub fn render(&self) -> Message {
-        approval_card(self.request, self.approvals, self.description)
+        approval_card(self)
+    }
+}
+
+/// The reminder posted under a card halfway to its approval timeout.
+pub struct ReminderLine<'a> {
+    /// The request, still pending.
+    pub request: &'a AccessRequest,
+    /// Its approvals so far.
+    pub approvals: &'a [ApprovalRow],
+}
+
+impl ReminderLine<'_> {
+    /// Renders the reminder.
+    pub fn render(&self) -> Message {
+        let r = self.request;
+        let got = approvers(self.approvals, "approve").len();
+        let deadline = r.decide_by.map(|t| format!(" It times out {}.", slack_date(t))).unwrap_or_default();
+        Message::plain(format!(
+            ":bell: Request #{} from {} for `{}` ({}) still needs approval ({got} of {}).{deadline}",
+            r.id.get(),
+            mention(r.requester.user_id()),
+            r.role,
+            r.duration,
+            r.approvals_required
+        ))
     }
 }
 
@@ -168,7 +247,8 @@ impl AuditLine<'_> {
     }
 }
 
-fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str) -> Message {
+fn approval_card(card: &ApprovalCard<'_>) -> Message {
+    let (r, approvals, description) = (card.request, card.approvals, card.description);
     let id = r.id.get();
     let status = status_line(r, approvals);
     let mut fields = vec![
@@ -178,10 +258,19 @@ fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str
         json!({"type": "mrkdwn", "text": format!("*Approvals needed*\n{}", r.approvals_required)}),
     ];
     if let Some(ticket) = &r.ticket {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", escape(&truncate(ticket, 200)))}));
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", ticket_text(ticket, card.ticket_url))}));
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request #{id}"), "emoji": true}}),
+    ];
+    if let Some(reason) = &r.break_glass_reason {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!(
+            ":rotating_light: *BREAK-GLASS* — {} approved their own request. Flagged for review.\n>{}",
+            mention(r.requester.user_id()),
+            escape(reason).replace('\n', "\n>")
+        ), 3000)}}));
+    }
+    blocks.extend([
         json!({"type": "section", "fields": fields}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!("*Reason*\n>{}", escape(&r.reason).replace('\n', "\n>")), 3000)}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
@@ -191,7 +280,12 @@ fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str
             r.requester_email
         )}]}),
         json!({"type": "section", "block_id": format!("status:{id}"), "text": {"type": "mrkdwn", "text": fit(&status, 3000)}}),
-    ];
+    ]);
+    if r.state == RequestState::Pending && card.break_glass {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "Break-glass allowed: the requester may approve alone with `/jit break-glass {id} <reason>` (announced, flagged for review)."
+        )}]}));
+    }
     if r.state == RequestState::Pending {
         blocks.push(json!({
             "type": "actions",
@@ -204,8 +298,9 @@ fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str
             ]
         }));
     }
+    let marker = if r.break_glass_reason.is_some() { "BREAK-GLASS " } else { "" };
     let text = format!(
-        "Access request #{id}: {} asks for {} for {} — {}",
+        "{marker}Access request #{id}: {} asks for {} for {} — {}",
         mention(r.requester.user_id()),
         r.role,
         r.duration,
@@ -218,10 +313,15 @@ fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) 
     let id = r.id.get();
     let text = match kind {
         NoticeKind::Granted => format!(
-            ":white_check_mark: Your `{}` access (request #{id}) is active until {}. Approved by {}. Done early? `/jit revoke {id}`",
+            ":white_check_mark: Your `{}` access (request #{id}) is active until {}. {}. Done early? `/jit revoke {id}`",
             r.role,
             r.expires_at.map(slack_date).unwrap_or_default(),
-            approvers(approvals, "approve").join(", ")
+            approved_by(r, approvals)
+        ),
+        NoticeKind::TimedOut => format!(
+            ":hourglass: Your request #{id} for `{}` timed out: {}. Ask again with `/jit request` if you still need it.",
+            r.role,
+            escape(r.state_detail.as_deref().unwrap_or("nobody decided in time"))
         ),
         NoticeKind::Denied => {
             let by = approvers(approvals, "deny").join(", ");
@@ -259,6 +359,19 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) ->
             format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, "deny").join(", "))
         }
         NoticeKind::Granted => format!("#{id} {who} `{}`: granted", r.role),
+        NoticeKind::AutoApproved => format!(
+            "#{id} {who} `{}` for {}: auto-approved ({})",
+            r.role,
+            r.duration,
+            escape(r.auto_approved.as_deref().unwrap_or(""))
+        ),
+        NoticeKind::BreakGlass => format!(
+            ":rotating_light: BREAK-GLASS #{id} {who} `{}` for {}: approved by the requester alone: {}. Flagged for review.",
+            r.role,
+            r.duration,
+            escape(&truncate(r.break_glass_reason.as_deref().unwrap_or(""), 1000))
+        ),
+        NoticeKind::TimedOut => format!("#{id} {who} `{}`: timed out (nobody decided)", r.role),
         NoticeKind::Revoked => format!("#{id} {who} `{}`: revoked", r.role),
         NoticeKind::GrantFailed => format!(
             ":warning: #{id} {who} `{}`: grant FAILED: {}",
@@ -292,6 +405,14 @@ mod tests {
         assert_eq!(fit("abcdef", 5), "abcd…");
         assert_eq!(fit("ab&amp;cdef", 5), "ab…");
         assert_eq!(truncate("héllo", 3), "hé…");
+    }
+
+    #[test]
+    fn tickets_link_to_the_tracker_with_the_id_encoded() {
+        let url = Some("https://jira.example.com/browse/{ticket}");
+        assert_eq!(ticket_text("INC-42", url), "<https://jira.example.com/browse/INC-42|INC-42>");
+        assert_eq!(ticket_text("a|b>c", url), "<https://jira.example.com/browse/a%7Cb%3Ec|a|b&gt;c>");
+        assert_eq!(ticket_text("INC-42", None), "INC-42");
     }
 
     #[test]

@@ -25,6 +25,10 @@ struct RequestRow {
     granted_at: Option<i64>,
     expires_at: Option<i64>,
     ended_at: Option<i64>,
+    auto_approved: Option<String>,
+    break_glass_reason: Option<String>,
+    review_required: i64,
+    decide_by: Option<i64>,
 }
 
 impl TryFrom<RequestRow> for AccessRequest {
@@ -51,6 +55,10 @@ impl TryFrom<RequestRow> for AccessRequest {
             granted_at: r.granted_at.map(Timestamp::from_millis),
             expires_at: r.expires_at.map(Timestamp::from_millis),
             ended_at: r.ended_at.map(Timestamp::from_millis),
+            auto_approved: r.auto_approved,
+            break_glass_reason: r.break_glass_reason,
+            review_required: r.review_required != 0,
+            decide_by: r.decide_by.map(Timestamp::from_millis),
         })
     }
 }
@@ -74,6 +82,8 @@ pub struct NewRequest<'a> {
     pub approvals_required: u32,
     /// Idempotency key of the delivery that asked, if any.
     pub client_key: Option<&'a str>,
+    /// When it times out if still pending (the role's approval timeout).
+    pub decide_by: Option<Timestamp>,
 }
 
 /// The columns a transition may set besides the state.
@@ -89,6 +99,10 @@ pub struct TransitionFields {
     pub ended_at: Option<Timestamp>,
     /// Sets `state_detail` (a reason or an error summary).
     pub detail: Option<String>,
+    /// Sets `auto_approved` (why no approvers were needed).
+    pub auto_approved: Option<String>,
+    /// Sets `break_glass_reason` and flags the request for review.
+    pub break_glass_reason: Option<String>,
 }
 
 /// One approver's decision as stored.
@@ -120,8 +134,8 @@ impl Tx {
                 "INSERT INTO access_requests
                    (team_id, requester_id, requester_issuer, requester_subject, requester_email,
                     role, provider, duration_ms, reason, ticket, approvals_required, state,
-                    open_slot, client_key, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+                    open_slot, client_key, created_at, updated_at, decide_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)
                  RETURNING id",
             )
             .bind(new.requester.slack.team_id())
@@ -139,6 +153,7 @@ impl Tx {
             .bind(&slot)
             .bind(new.client_key)
             .bind(now.millis())
+            .bind(new.decide_by.map(Timestamp::millis))
             .fetch_one(c)
             .await?
         });
@@ -179,9 +194,12 @@ impl Tx {
                expires_at = COALESCE($4, expires_at),
                ended_at = COALESCE($5, ended_at),
                state_detail = COALESCE($6, state_detail),
-               updated_at = $7
+               updated_at = $7,
+               auto_approved = COALESCE($9, auto_approved),
+               break_glass_reason = COALESCE($10, break_glass_reason),
+               review_required = CASE WHEN $10 IS NULL THEN review_required ELSE 1 END
              WHERE id = $8 AND state IN ({})",
-            placeholders(9, from.len())
+            placeholders(11, from.len())
         );
         let n = on_conn!(tx self, |c| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -192,7 +210,9 @@ impl Tx {
                 .bind(fields.ended_at.map(Timestamp::millis))
                 .bind(fields.detail.as_deref())
                 .bind(now.millis())
-                .bind(id.get());
+                .bind(id.get())
+                .bind(fields.auto_approved.as_deref())
+                .bind(fields.break_glass_reason.as_deref());
             for s in from {
                 q = q.bind(s.as_str());
             }
@@ -250,10 +270,26 @@ impl Tx {
         Ok(())
     }
 
-    /// How many distinct approvals request `id` has.
+    /// Whether the person with IdP subject `subject` already decided on
+    /// request `id`, from any of their Slack accounts.
+    pub async fn person_decided(&mut self, id: RequestId, subject: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND approver_subject = $2")
+                .bind(id.get())
+                .bind(subject)
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// How many distinct people approved request `id`: two Slack accounts
+    /// linked to one IdP identity count once.
     pub async fn count_approvals(&mut self, id: RequestId) -> StoreResult<u32> {
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND decision = 'approve'")
+            sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT approver_subject) FROM approvals WHERE request_id = $1 AND decision = 'approve'",
+            )
                 .bind(id.get())
                 .fetch_one(c)
                 .await?

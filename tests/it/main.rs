@@ -15,3 +15,4 @@ mod oidc;
 mod scheduler;
 mod slack_contract;
 mod slack_http;
+mod workflow;

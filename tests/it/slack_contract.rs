@@ -101,7 +101,22 @@ fn request(state: RequestState) -> AccessRequest {
         granted_at: Some(t),
         expires_at: Some(t),
         ended_at: Some(t),
+        auto_approved: None,
+        break_glass_reason: None,
+        review_required: false,
+        decide_by: Some(t),
     }
+}
+
+/// The variants a card renders differently: plain, auto-approved, break-glass.
+fn variants(state: RequestState) -> Vec<(&'static str, AccessRequest)> {
+    let plain = request(state);
+    let mut auto = request(state);
+    auto.auto_approved = Some("member of <oncall>, up to 1h without approval ".repeat(100));
+    let mut glass = request(state);
+    glass.break_glass_reason = Some("<!channel> primary & replica down\n".repeat(200));
+    glass.review_required = true;
+    vec![("plain", plain), ("auto", auto), ("break-glass", glass)]
 }
 
 #[test]
@@ -127,12 +142,28 @@ fn every_message_template_passes_slack_sdk_validation() {
         NoticeKind::GrantFailed,
         NoticeKind::Revoked,
         NoticeKind::RevokeFailing,
+        NoticeKind::AutoApproved,
+        NoticeKind::BreakGlass,
+        NoticeKind::TimedOut,
+        NoticeKind::Reminder,
     ];
-    for state in RequestState::ALL {
-        let r = request(state);
+    for (variant, r) in RequestState::ALL.into_iter().flat_map(variants) {
+        let state = r.state;
         let description = "d".repeat(1000);
-        let card = views::ApprovalCard { request: &r, approvals: &approvals, description: &description }.render();
-        messages.push(json!({"name": format!("card/{state}"), "text": card.text, "blocks": card.blocks}));
+        let ticket_url = format!("https://jira.example.com/browse/{{ticket}}?{}", "q".repeat(3000));
+        let card = views::ApprovalCard {
+            request: &r,
+            approvals: &approvals,
+            description: &description,
+            ticket_url: Some(&ticket_url),
+            break_glass: true,
+        }
+        .render();
+        messages.push(json!({"name": format!("card/{variant}/{state}"), "text": card.text, "blocks": card.blocks}));
+        let reminder = views::ReminderLine { request: &r, approvals: &approvals }.render();
+        messages.push(
+            json!({"name": format!("reminder/{variant}/{state}"), "text": reminder.text, "blocks": reminder.blocks}),
+        );
         for kind in kinds {
             for (what, msg) in [
                 ("dm", views::RequesterDm { kind, request: &r, approvals: &approvals }.render()),
@@ -140,8 +171,9 @@ fn every_message_template_passes_slack_sdk_validation() {
             ] {
                 if let Some(m) = msg {
                     assert!(m.text.chars().count() <= 40_000);
-                    messages
-                        .push(json!({"name": format!("{what}/{kind:?}/{state}"), "text": m.text, "blocks": m.blocks}));
+                    messages.push(
+                        json!({"name": format!("{what}/{kind:?}/{variant}/{state}"), "text": m.text, "blocks": m.blocks}),
+                    );
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::fake_slack::Failure;
 use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, eventually, fixture, slack_sign};
 
-fn texts(v: &Value) -> String {
+pub(crate) fn texts(v: &Value) -> String {
     // All visible text of a message, for assertions.
     let mut out = v["text"].as_str().unwrap_or("").to_owned();
     fn walk(v: &Value, out: &mut String) {
@@ -29,7 +29,7 @@ fn texts(v: &Value) -> String {
     out
 }
 
-fn buttons(card: &Value) -> Vec<(String, String)> {
+pub(crate) fn buttons(card: &Value) -> Vec<(String, String)> {
     card["blocks"]
         .as_array()
         .unwrap()

@@ -81,6 +81,8 @@ pub enum AuditAction {
     RequestBreakGlass,
     /// Nobody decided before the role's approval timeout.
     RequestTimedOut,
+    /// An approved extension moved the request's expiry.
+    AccessExtended,
 }
 
 impl AuditAction {
@@ -105,6 +107,7 @@ impl AuditAction {
             Self::RequestAutoApproved => "request.auto_approved",
             Self::RequestBreakGlass => "request.break_glass",
             Self::RequestTimedOut => "request.timed_out",
+            Self::AccessExtended => "access.extended",
         }
     }
 }

@@ -58,6 +58,8 @@ pub enum JobKind {
     TimeOut,
     /// Remind the approvers of a request still pending halfway to its timeout.
     Remind,
+    /// Warn the holder shortly before their access ends (payload: the expiry it is for).
+    WarnExpiry,
 }
 
 impl JobKind {
@@ -71,6 +73,7 @@ impl JobKind {
             Self::RefreshLink => "refresh_link",
             Self::TimeOut => "time_out",
             Self::Remind => "remind",
+            Self::WarnExpiry => "warn_expiry",
         }
     }
 
@@ -90,6 +93,7 @@ impl JobKind {
             "refresh_link" => Some(Self::RefreshLink),
             "time_out" => Some(Self::TimeOut),
             "remind" => Some(Self::Remind),
+            "warn_expiry" => Some(Self::WarnExpiry),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -367,6 +371,7 @@ impl Scheduler {
             JobKind::Notify(kind) => self.notify(job, request, kind).await,
             JobKind::TimeOut => self.time_out(job, request).await,
             JobKind::Remind => self.remind(job, request).await,
+            JobKind::WarnExpiry => self.warn_expiry(job, request).await,
             JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
         }
     }
@@ -554,6 +559,12 @@ impl Scheduler {
         if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
             return self.complete(job).await;
         }
+        if superseded(job, &request) {
+            // An extension moved the expiry and wrote the revocation for the
+            // new one in the same transaction: that job revokes, not this one.
+            tracing::debug!(job_id = job.id, request_id = id.get(), "revocation superseded by an extension");
+            return self.complete(job).await;
+        }
         let now = self.inner.clock.now();
         {
             let mut tx = self.inner.db.begin().await?;
@@ -692,6 +703,23 @@ impl Scheduler {
         Ok(JobOutcome::Done)
     }
 
+    /// Warns the holder that their access ends soon, unless the access is
+    /// no longer live or an extension moved the expiry this warning was for.
+    async fn warn_expiry(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Active || superseded(job, &request) {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::ExpiryWarning), request.id, now, now).await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.inner.db.approvals(request.id).await?;
         let notice = Notice { kind, request, approvals };
@@ -716,6 +744,22 @@ impl Scheduler {
             Err(e) => self.fail(job, &e.message).await,
         }
     }
+}
+
+/// Payload of jobs tied to one expiry of a request (revocation, warning):
+/// an extension writes new ones, and these tell the old ones apart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExpiryPayload {
+    /// The `expires_at` (epoch milliseconds) the job was written for.
+    pub expires_at: i64,
+}
+
+/// Whether an extension replaced this job: it was written for another
+/// expiry than the request's current one. Jobs written before expiries were
+/// recorded carry none and always run.
+fn superseded(job: &JobRow, request: &AccessRequest) -> bool {
+    serde_json::from_str::<ExpiryPayload>(&job.payload)
+        .is_ok_and(|p| request.expires_at != Some(crate::domain::Timestamp::from_millis(p.expires_at)))
 }
 
 /// Payload of jobs about one person.
@@ -752,6 +796,47 @@ mod tests {
     }
 
     #[test]
+    fn jobs_for_an_older_expiry_are_superseded() {
+        use crate::domain::{AccessDuration, RoleName, Timestamp};
+        let request = AccessRequest {
+            id: RequestId::new(1),
+            requester: SlackUser::parse("T0WORK", "U0ALICE").unwrap(),
+            requester_issuer: "i".into(),
+            requester_subject: "s".into(),
+            requester_email: "e@example.com".into(),
+            role: RoleName::parse("r").unwrap(),
+            provider: "p".into(),
+            duration: AccessDuration::parse("1h").unwrap(),
+            reason: "r".into(),
+            ticket: None,
+            approvals_required: 1,
+            state: RequestState::Active,
+            state_detail: None,
+            created_at: Timestamp::from_millis(0),
+            decided_at: None,
+            granted_at: None,
+            expires_at: Some(Timestamp::from_millis(7_200_000)),
+            ended_at: None,
+            auto_approved: None,
+            break_glass_reason: None,
+            review_required: false,
+            decide_by: None,
+            extends: None,
+        };
+        let job = |payload: &str| JobRow {
+            id: 1,
+            kind: "revoke".into(),
+            request_id: Some(1),
+            payload: payload.into(),
+            attempt: 1,
+            due_at: 0,
+        };
+        assert!(!superseded(&job(r#"{"expires_at":7200000}"#), &request), "written for the current expiry");
+        assert!(superseded(&job(r#"{"expires_at":3600000}"#), &request), "written before an extension");
+        assert!(!superseded(&job("{}"), &request), "jobs without an expiry always run");
+    }
+
+    #[test]
     fn job_kinds_round_trip_through_rows() {
         for kind in [
             JobKind::Grant,
@@ -760,6 +845,7 @@ mod tests {
             JobKind::TimeOut,
             JobKind::Remind,
             JobKind::Notify(NoticeKind::Reminder),
+            JobKind::WarnExpiry,
         ] {
             let row = JobRow {
                 id: 1,

@@ -43,6 +43,10 @@ pub enum NoticeKind {
     TimedOut,
     /// Halfway to the approval timeout, still undecided: nudge the approvers.
     Reminder,
+    /// Access ends soon: the holder may extend it or end it now.
+    ExpiryWarning,
+    /// An extension moved this request's expiry (its card shows the new one).
+    Extended,
 }
 
 /// One notice, with the request as it is now.

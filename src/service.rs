@@ -17,11 +17,16 @@ use tokio::sync::Notify;
 use crate::audit::{self, Actor, AuditAction};
 use crate::config::Config;
 use crate::domain::{
-    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, SlackUser, Timestamp,
+    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy, SlackUser,
+    Timestamp,
 };
 use crate::jobs::JobKind;
 use crate::notify::NoticeKind;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
+
+mod extension;
+
+pub use extension::{ExtendCommand, ExtendOutcome};
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.
@@ -354,20 +359,7 @@ impl Service {
         if let Some(existing) = self.db.open_request(&cmd.requester, &role).await? {
             return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
         }
-        let auto = match policy.auto_approval(&requester, duration) {
-            None => None,
-            // Nobody looks at an auto-approval, so the groups that qualify
-            // must be as fresh as an approver's. Stale without a refresh
-            // token: the request simply goes to the approvers.
-            Some(why) => match self.identity(&cmd.requester, Purpose::AutoApprove, step_up, now).await {
-                Ok(fresh) => policy.auto_approval(&fresh, duration).map(|w| w.to_string()),
-                Err(ServiceError::SignInRequired { .. }) => {
-                    tracing::info!(%why, "groups too old for auto-approval; asking the approvers");
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-        };
+        let auto = self.auto_approval(&cmd.requester, &policy, &requester, duration, step_up, now).await?;
         let decide_by = match (&auto, policy.approval_timeout) {
             (None, Some(t)) => Some(now.plus(t)),
             _ => None,
@@ -383,6 +375,7 @@ impl Service {
             approvals_required: policy.approvals_required,
             client_key: cmd.client_key.as_deref(),
             decide_by,
+            extends: None,
         };
         let id = match tx.insert_request(&new, now).await {
             Ok(id) => id,
@@ -402,26 +395,16 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        let expires_at = now.plus(duration.get());
+        let mut expires_at = None;
         if let Some(why) = &auto {
-            let fields = TransitionFields {
-                decided_at: Some(now),
-                expires_at: Some(expires_at),
-                auto_approved: Some(why.clone()),
-                ..Default::default()
-            };
-            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
-                return self.already_decided(tx, id).await;
+            let request = tx.request(id).await?.ok_or(ServiceError::NotFound(id))?;
+            match self.let_through(&mut tx, &request, &Approval::Auto(why.clone()), &policy, now).await? {
+                LetThrough::Done { expires_at: t, .. } => expires_at = Some(t),
+                LetThrough::Lost | LetThrough::NothingToExtend => return self.already_decided(tx, id).await,
             }
-            schedule_access(&mut tx, id, expires_at, now).await?;
-            // The approvers' channel still gets a card: it says why nobody was asked.
-            schedule(&mut tx, JobKind::Notify(NoticeKind::AutoApproved), id, now, now).await?;
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
-            if let (Some(deadline), Some(timeout)) = (decide_by, policy.approval_timeout) {
-                schedule(&mut tx, JobKind::Remind, id, now.plus(timeout / 2), now).await?;
-                schedule(&mut tx, JobKind::TimeOut, id, deadline, now).await?;
-            }
+            schedule_timeout(&mut tx, id, &policy, decide_by, now).await?;
         }
         let actor = Actor::Slack(cmd.requester.clone());
         audit::append(
@@ -449,7 +432,7 @@ impl Service {
                 &Actor::System,
                 AuditAction::RequestAutoApproved,
                 Some(id),
-                json!({"why": why, "expires_at": expires_at.to_string()}),
+                json!({"why": why, "expires_at": expires_at.map(|t| t.to_string())}),
             )
             .await?;
         }
@@ -526,13 +509,10 @@ impl Service {
         let actor = Actor::Slack(approver.clone());
         let outcome_approved = count >= request.approvals_required;
         if outcome_approved {
-            let expires_at = now.plus(request.duration.get());
-            let fields = TransitionFields { decided_at: Some(now), expires_at: Some(expires_at), ..Default::default() };
-            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
-                return self.already_decided(tx, id).await;
-            }
-            schedule_access(&mut tx, id, expires_at, now).await?;
-            schedule(&mut tx, JobKind::Notify(NoticeKind::Approved), id, now, now).await?;
+            let outcome = self.let_through(&mut tx, &request, &Approval::Approvers, &policy, now).await?;
+            let LetThrough::Done { expires_at, extended } = outcome else {
+                return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
+            };
             audit::append(
                 &mut tx,
                 now,
@@ -542,6 +522,7 @@ impl Service {
                 json!({"approvals": count, "required": request.approvals_required, "expires_at": expires_at.to_string()}),
             )
             .await?;
+            audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::ApprovalRecorded), id, now, now).await?;
             audit::append(
@@ -657,27 +638,22 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         }
-        let expires_at = now.plus(request.duration.get());
-        let fields = TransitionFields {
-            decided_at: Some(now),
-            expires_at: Some(expires_at),
-            break_glass_reason: Some(reason.to_owned()),
-            ..Default::default()
+        let actor = Actor::Slack(actor.clone());
+        let outcome =
+            self.let_through(&mut tx, &request, &Approval::BreakGlass(reason.to_owned()), &policy, now).await?;
+        let LetThrough::Done { expires_at, extended } = outcome else {
+            return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
         };
-        if !tx.transition(id, RequestState::Granting, &fields, now).await? {
-            return self.already_decided(tx, id).await;
-        }
-        schedule_access(&mut tx, id, expires_at, now).await?;
-        schedule(&mut tx, JobKind::Notify(NoticeKind::BreakGlass), id, now, now).await?;
         audit::append(
             &mut tx,
             now,
-            &Actor::Slack(actor.clone()),
+            &actor,
             AuditAction::RequestBreakGlass,
             Some(id),
             json!({"reason": reason, "expires_at": expires_at.to_string(), "review_required": true}),
         )
         .await?;
+        audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
@@ -728,18 +704,153 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         tx.expedite_revoke(id, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(actor.clone()),
-            AuditAction::RevokeRequested,
-            Some(id),
-            json!({"detail": detail}),
-        )
-        .await?;
+        let actor = Actor::Slack(actor.clone());
+        let cancelled = cancel_pending_extension(&mut tx, id, now).await?;
+        audit::append(&mut tx, now, &actor, AuditAction::RevokeRequested, Some(id), json!({"detail": detail})).await?;
+        if let Some(ext) = cancelled {
+            audit::append(
+                &mut tx,
+                now,
+                &actor,
+                AuditAction::RequestCancelled,
+                Some(ext),
+                json!({"why": "access ended"}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
+    }
+
+    /// Whether `requester` gets `duration` of `policy`'s role without
+    /// approvers, and why. Nobody looks at an auto-approval, so the groups
+    /// that qualify must be as fresh as an approver's: stale without a
+    /// refresh token, the request simply goes to the approvers.
+    async fn auto_approval(
+        &self,
+        user: &SlackUser,
+        policy: &RolePolicy,
+        requester: &Identity,
+        duration: AccessDuration,
+        step_up: Option<Duration>,
+        now: Timestamp,
+    ) -> ServiceResult<Option<String>> {
+        let Some(why) = policy.auto_approval(requester, duration) else { return Ok(None) };
+        match self.identity(user, Purpose::AutoApprove, step_up, now).await {
+            Ok(fresh) => Ok(policy.auto_approval(&fresh, duration).map(|w| w.to_string())),
+            Err(ServiceError::SignInRequired { .. }) => {
+                tracing::info!(%why, "groups too old for auto-approval; asking the approvers");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a pending request on once it is approved (by its approvers,
+    /// the auto-approval rule or a break-glass), inside `tx`. An ordinary
+    /// request enters `granting` with its grant, revocation and expiry
+    /// warning scheduled; an extension moves the expiry of the request it
+    /// extends, reschedules that request's revocation and warning, and ends
+    /// `extended`. The caller appends the audit events and commits.
+    async fn let_through(
+        &self,
+        tx: &mut Tx,
+        request: &AccessRequest,
+        approval: &Approval,
+        policy: &RolePolicy,
+        now: Timestamp,
+    ) -> ServiceResult<LetThrough> {
+        let id = request.id;
+        let (kind, auto_approved, break_glass_reason) = match approval {
+            Approval::Approvers => (NoticeKind::Approved, None, None),
+            Approval::Auto(why) => (NoticeKind::AutoApproved, Some(why.clone()), None),
+            Approval::BreakGlass(reason) => (NoticeKind::BreakGlass, None, Some(reason.clone())),
+        };
+        let Some(parent) = request.extends else {
+            let expires_at = now.plus(request.duration.get());
+            let fields = TransitionFields {
+                decided_at: Some(now),
+                expires_at: Some(expires_at),
+                auto_approved,
+                break_glass_reason,
+                ..Default::default()
+            };
+            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
+                return Ok(LetThrough::Lost);
+            }
+            schedule_access(tx, id, expires_at, policy.warn_before, now).await?;
+            schedule(tx, JobKind::Notify(kind), id, now, now).await?;
+            return Ok(LetThrough::Done { expires_at, extended: None });
+        };
+        // The request it extends must still hold (or be getting) access:
+        // the conditional update fails if it ended or its expiry moved.
+        let live =
+            tx.request(parent).await?.filter(|p| matches!(p.state, RequestState::Granting | RequestState::Active));
+        let from = live.and_then(|p| p.expires_at).filter(|t| *t > now);
+        let moved = match from {
+            Some(from) => {
+                let to = from.plus(request.duration.get());
+                tx.extend_expiry(parent, from, to, now).await?.then_some((from, to))
+            }
+            None => None,
+        };
+        let Some((from, to)) = moved else {
+            let fields = TransitionFields {
+                decided_at: Some(now),
+                ended_at: Some(now),
+                detail: Some(format!(
+                    "the access of request #{} ended before the extension was approved",
+                    parent.get()
+                )),
+                ..Default::default()
+            };
+            if !tx.transition(id, RequestState::Cancelled, &fields, now).await? {
+                return Ok(LetThrough::Lost);
+            }
+            schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
+            return Ok(LetThrough::NothingToExtend);
+        };
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            expires_at: Some(to),
+            auto_approved,
+            break_glass_reason,
+            ..Default::default()
+        };
+        if !tx.transition(id, RequestState::Extended, &fields, now).await? {
+            return Ok(LetThrough::Lost);
+        }
+        // The jobs for the old expiry stay queued and do nothing when they
+        // fire (they carry the expiry they were written for).
+        schedule_expiry(tx, parent, to, policy.warn_before, now).await?;
+        schedule(tx, JobKind::Notify(kind), id, now, now).await?;
+        schedule(tx, JobKind::Notify(NoticeKind::Extended), parent, now, now).await?;
+        Ok(LetThrough::Done { expires_at: to, extended: Some((parent, from)) })
+    }
+
+    /// Finishes a decision whose extension found nothing left to extend:
+    /// the cancellation [`Service::let_through`] wrote is committed with its
+    /// audit event, and the decider is told.
+    async fn nothing_to_extend<T>(
+        &self,
+        mut tx: Tx,
+        request: &AccessRequest,
+        outcome: LetThrough,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> ServiceResult<T> {
+        let id = request.id;
+        if matches!(outcome, LetThrough::Lost) {
+            return self.already_decided(tx, id).await;
+        }
+        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": "access ended"}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Err(ServiceError::NotAllowed(format!(
+            "the access request {id} would extend has already ended, so the extension was cancelled"
+        )))
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).
@@ -791,18 +902,119 @@ pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
     }
 }
 
+/// How a pending request was let through.
+#[derive(Debug, Clone)]
+enum Approval {
+    /// Its approvers reached the number needed.
+    Approvers,
+    /// The role's auto-approval rule, and why it applied.
+    Auto(String),
+    /// The requester's break-glass, with its reason.
+    BreakGlass(String),
+}
+
+/// What [`Service::let_through`] did.
+#[derive(Debug, Clone, Copy)]
+enum LetThrough {
+    /// Granting, or for an extension: its request now ends at `expires_at`
+    /// (and `extended` names that request and its old expiry).
+    Done { expires_at: Timestamp, extended: Option<(RequestId, Timestamp)> },
+    /// The request was no longer pending (a concurrent decision won).
+    Lost,
+    /// An extension found its request's access ended; it was cancelled instead.
+    NothingToExtend,
+}
+
+/// Appends the audit event of an applied extension, on the request it extended.
+async fn audit_extension(
+    tx: &mut Tx,
+    actor: &Actor,
+    extension: RequestId,
+    extended: Option<(RequestId, Timestamp)>,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some((parent, from)) = extended else { return Ok(()) };
+    audit::append(
+        tx,
+        now,
+        actor,
+        AuditAction::AccessExtended,
+        Some(parent),
+        json!({"extension": extension.get(), "from": from.to_string(), "to": to.to_string()}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Cancels the pending extension of a request whose access is ending early.
+async fn cancel_pending_extension(tx: &mut Tx, id: RequestId, now: Timestamp) -> Result<Option<RequestId>, StoreError> {
+    let Some(ext) = tx.pending_extension(id).await? else { return Ok(None) };
+    let fields = TransitionFields {
+        decided_at: Some(now),
+        ended_at: Some(now),
+        detail: Some(format!("the access of request #{} was ended", id.get())),
+        ..Default::default()
+    };
+    if !tx.transition(ext, RequestState::Cancelled, &fields, now).await? {
+        return Ok(None);
+    }
+    schedule(tx, JobKind::Notify(NoticeKind::Cancelled), ext, now, now).await?;
+    Ok(Some(ext))
+}
+
+/// Schedules the timeout of a pending request (and the reminder halfway,
+/// when the role has an approval timeout).
+async fn schedule_timeout(
+    tx: &mut Tx,
+    id: RequestId,
+    policy: &RolePolicy,
+    decide_by: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(deadline) = decide_by else { return Ok(()) };
+    if let Some(timeout) = policy.approval_timeout {
+        let halfway = now.plus(timeout / 2);
+        if halfway < deadline {
+            schedule(tx, JobKind::Remind, id, halfway, now).await?;
+        }
+    }
+    schedule(tx, JobKind::TimeOut, id, deadline, now).await?;
+    Ok(())
+}
+
 /// Schedules what an approved request needs, in the approving
-/// transaction: the grant now and the revocation at expiry. The revocation
-/// exists from the moment the request enters `granting`, so a crash
-/// anywhere after this commit still revokes.
-pub(crate) async fn schedule_access(
+/// transaction: the grant now, the revocation at expiry and the warning
+/// before it. The revocation exists from the moment the request enters
+/// `granting`, so a crash anywhere after this commit still revokes.
+async fn schedule_access(
     tx: &mut Tx,
     id: RequestId,
     expires_at: Timestamp,
+    warn_before: Duration,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     schedule(tx, JobKind::Grant, id, now, now).await?;
-    schedule(tx, JobKind::Revoke, id, expires_at, now).await?;
+    schedule_expiry(tx, id, expires_at, warn_before, now).await
+}
+
+/// Schedules the revocation at `expires_at` and the warning `warn_before`
+/// it (none when that moment has passed already: a warning right after the
+/// grant would be noise). Both carry the expiry they are for, so after an
+/// extension the old ones recognise themselves as superseded.
+async fn schedule_expiry(
+    tx: &mut Tx,
+    id: RequestId,
+    expires_at: Timestamp,
+    warn_before: Duration,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let payload = json!({"expires_at": expires_at.millis()}).to_string();
+    tx.insert_job(JobKind::Revoke.name(), Some(id), &payload, expires_at, now).await?;
+    let warn_at = expires_at.minus(warn_before);
+    if !warn_before.is_zero() && warn_at > now {
+        tx.insert_job(JobKind::WarnExpiry.name(), Some(id), &payload, warn_at, now).await?;
+    }
     Ok(())
 }
 

@@ -27,6 +27,15 @@ pub enum JitCommand {
     Revoke(RequestId),
     /// Withdraw a pending request.
     Cancel(RequestId),
+    /// Ask for more time on live access.
+    Extend {
+        /// The request whose access should last longer.
+        id: RequestId,
+        /// How much longer (the role's default when not given).
+        duration: Option<AccessDuration>,
+        /// Why (the original reason when not given).
+        reason: Option<String>,
+    },
     /// Approve my own request alone (roles with `break_glass = true`).
     BreakGlass {
         /// The request.
@@ -47,7 +56,8 @@ pub enum JitCommand {
 /// Usage lines, shown with every grammar error.
 pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for access, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`\n\
 `/jit list` your requests and those waiting for your approval\n\
-`/jit revoke <id>` end access early\n\
+`/jit revoke <id>` end access early (I'm done)\n\
+`/jit extend <id> [duration] [reason]` ask for more time on live access\n\
 `/jit cancel <id>` withdraw a pending request\n\
 `/jit break-glass <id> <reason>` approve your own request in an emergency (only roles that allow it; announced and reviewed)\n\
 `/jit link` sign in with your company account\n\
@@ -85,6 +95,21 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "unlink" => Ok(JitCommand::Unlink),
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
+        "extend" => {
+            let usage =
+                "Usage: `/jit extend <id> [duration] [reason]`, e.g. `/jit extend 12 1h migration still running`";
+            let Some((id, rest)) = rest.split_first() else { return Err(CommandError(usage.into())) };
+            let id =
+                RequestId::parse(id).ok_or_else(|| CommandError(format!("{id:?} is not a request number. {usage}")))?;
+            let (duration, rest) = match rest.split_first() {
+                Some((d, tail)) if looks_like_duration(d) => {
+                    (Some(AccessDuration::parse(d).map_err(CommandError)?), tail)
+                }
+                _ => (None, rest),
+            };
+            let reason = Some(rest.join(" ")).filter(|r| !r.is_empty());
+            Ok(JitCommand::Extend { id, duration, reason })
+        }
         "break-glass" | "breakglass" => {
             let usage =
                 "Usage: `/jit break-glass <id> <reason>`, e.g. `/jit break-glass 12 primary down, no approver answers`";
@@ -157,6 +182,19 @@ mod tests {
         );
         assert!(parse("break-glass 4").unwrap_err().0.contains("needs a reason"));
         assert!(parse("break-glass").unwrap_err().0.contains("Usage"));
+        assert_eq!(
+            parse("extend 12 1h still migrating").unwrap(),
+            JitCommand::Extend {
+                id: RequestId::new(12),
+                duration: Some(AccessDuration::parse("1h").unwrap()),
+                reason: Some("still migrating".into())
+            }
+        );
+        assert_eq!(
+            parse("extend 12").unwrap(),
+            JitCommand::Extend { id: RequestId::new(12), duration: None, reason: None }
+        );
+        assert!(parse("extend soon").unwrap_err().0.contains("not a request number"));
         assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
     }
 }

@@ -53,4 +53,6 @@ pub struct AccessRequest {
     pub review_required: bool,
     /// When a pending request times out, if its role has an approval timeout.
     pub decide_by: Option<Timestamp>,
+    /// For an extension request: the request whose access it extends.
+    pub extends: Option<RequestId>,
 }

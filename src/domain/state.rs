@@ -4,8 +4,14 @@
 //!  pending ─┬─ approved ─ granting ─ active ─ revoking ─ revoked
 //!           ├─ denied          └─ grant_failed    └─ revoke_failed (retried)
 //!           ├─ cancelled
-//!           └─ timed_out
+//!           ├─ timed_out
+//!           └─ extended   (an extension request, once its request's expiry moved)
 //! ```
+//!
+//! An extension of active access is asked for like a request (it has a
+//! card, approvals and a timeout of its own) but grants nothing: when it is
+//! approved the request it extends gets a later expiry and the extension
+//! ends in `extended`.
 //!
 //! The store enforces each transition with a conditional update
 //! (`... WHERE state IN (<allowed sources>)`); this module is the single list
@@ -27,6 +33,8 @@ pub enum RequestState {
     Active,
     /// The revocation is being applied.
     Revoking,
+    /// An extension request whose extension was applied. Terminal.
+    Extended,
     /// Access removed. Terminal.
     Revoked,
     /// An approver said no. Terminal.
@@ -44,7 +52,7 @@ pub enum RequestState {
 
 impl RequestState {
     /// Every state, for parsing and exhaustive tests.
-    pub const ALL: [RequestState; 11] = [
+    pub const ALL: [RequestState; 12] = [
         Self::Pending,
         Self::Approved,
         Self::Granting,
@@ -56,6 +64,7 @@ impl RequestState {
         Self::TimedOut,
         Self::GrantFailed,
         Self::RevokeFailed,
+        Self::Extended,
     ];
 
     /// States in which a person holds (or may soon hold) the role: a second
@@ -82,6 +91,7 @@ impl RequestState {
             Self::TimedOut => "timed_out",
             Self::GrantFailed => "grant_failed",
             Self::RevokeFailed => "revoke_failed",
+            Self::Extended => "extended",
         }
     }
 
@@ -92,7 +102,7 @@ impl RequestState {
 
     /// Whether the request can still change.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Revoked | Self::Denied | Self::Cancelled | Self::TimedOut)
+        matches!(self, Self::Revoked | Self::Denied | Self::Cancelled | Self::TimedOut | Self::Extended)
     }
 
     /// The states a request may move into `self` from. The store turns this
@@ -100,7 +110,7 @@ impl RequestState {
     pub fn allowed_sources(self) -> &'static [RequestState] {
         match self {
             Self::Pending => &[],
-            Self::Approved | Self::Denied | Self::Cancelled | Self::TimedOut => &[Self::Pending],
+            Self::Approved | Self::Denied | Self::Cancelled | Self::TimedOut | Self::Extended => &[Self::Pending],
             Self::Granting => &[Self::Pending, Self::Approved],
             Self::Active => &[Self::Granting],
             Self::GrantFailed => &[Self::Granting],
@@ -129,6 +139,7 @@ impl RequestState {
             Self::TimedOut => "timed out",
             Self::GrantFailed => "grant failed",
             Self::RevokeFailed => "revocation failing (retrying)",
+            Self::Extended => "extension applied",
         }
     }
 }
@@ -166,5 +177,8 @@ mod tests {
         assert!(!RequestState::Granting.can_come_from(RequestState::Active));
         assert!(!RequestState::Denied.can_come_from(RequestState::Granting));
         assert!(RequestState::Revoking.can_come_from(RequestState::GrantFailed));
+        assert!(RequestState::Extended.can_come_from(RequestState::Pending));
+        assert!(RequestState::Extended.is_terminal());
+        assert!(!RequestState::MAY_HOLD_ACCESS.contains(&RequestState::Extended));
     }
 }

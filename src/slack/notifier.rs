@@ -68,6 +68,16 @@ impl SlackNotifier {
 }
 
 impl SlackNotifier {
+    /// DMs the holder that their access ends soon, with the extensions the
+    /// role allows and an "I'm done" button.
+    async fn warn(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let r = &notice.request;
+        let choices = self.config.role_policy(&r.role).map(|p| p.duration_choices()).unwrap_or_default();
+        let msg = views::ExpiryWarningDm { request: r, choices: &choices }.render();
+        self.api.post_message(r.requester.user_id(), &msg).await?;
+        Ok(())
+    }
+
     /// Posts the reminder under the card, also shown in the channel so it
     /// is seen (a thread reply alone is easy to miss).
     async fn remind(&self, notice: &Notice) -> Result<(), NotifyError> {
@@ -94,8 +104,10 @@ fn store_err(e: crate::store::StoreError) -> NotifyError {
 impl Notifier for SlackNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
         let r = &notice.request;
-        if notice.kind == NoticeKind::Reminder {
-            return self.remind(notice).await;
+        match notice.kind {
+            NoticeKind::Reminder => return self.remind(notice).await,
+            NoticeKind::ExpiryWarning => return self.warn(notice).await,
+            _ => {}
         }
         self.card(notice).await?;
         if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()

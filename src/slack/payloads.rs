@@ -43,6 +43,8 @@ pub struct Interaction {
     pub actions: Vec<Action>,
     /// Where an ephemeral answer to the clicker may be posted.
     pub response_url: Option<String>,
+    /// Lets the app open a modal in answer, for 3 seconds; unique per click.
+    pub trigger_id: Option<String>,
 }
 
 /// An object of which only the id matters.
@@ -68,6 +70,22 @@ pub struct Action {
     pub action_id: String,
     /// Our button `value`.
     pub value: Option<String>,
+    /// The option picked in a select menu.
+    pub selected_option: Option<SelectedOption>,
+}
+
+impl Action {
+    /// The button's value or the picked option's value.
+    pub fn chosen(&self) -> Option<&str> {
+        self.value.as_deref().or(self.selected_option.as_ref().map(|o| o.value.as_str()))
+    }
+}
+
+/// An option picked in a select menu.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SelectedOption {
+    /// Our option `value`.
+    pub value: String,
 }
 
 impl Interaction {

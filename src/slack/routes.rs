@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, SlackConfig};
 use crate::domain::command::{self, JitCommand, USAGE};
 use crate::domain::{RequestId, RequestState, SlackUser};
-use crate::service::{ApprovalOutcome, RequestCommand, Service, ServiceError};
+use crate::service::{ApprovalOutcome, ExtendCommand, ExtendOutcome, RequestCommand, Service, ServiceError};
 
 /// Slack payloads are small; anything bigger is not from Slack.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -297,6 +297,16 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
             }
             Err(e) => answer_error(state, &e, user).await,
         },
+        JitCommand::Extend { id, duration, reason } => {
+            let cmd = ExtendCommand {
+                requester: user.clone(),
+                request: id,
+                duration,
+                reason,
+                client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
+            };
+            extend_reply(state, user, service.extend(cmd, now).await).await
+        }
         JitCommand::BreakGlass { id, reason } => match service.break_glass(id, user, &reason, now).await {
             Ok(r) => format!(
                 ":rotating_light: Break-glass: you approved request #{} for `{}` ({}) yourself. Granting it now; this is announced and flagged for review.",
@@ -413,31 +423,13 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
     let user = SlackUser::parse(interaction.team_id().unwrap_or_default(), &interaction.user.id)
         .map_err(Refusal::Malformed)?;
     for action in &interaction.actions {
-        let Some(id) = action.value.as_deref().and_then(RequestId::parse) else { continue };
         let now = state.clock.now();
-        let answer: Option<Reply> = match action.action_id.as_str() {
-            "approve" => match state.service.approve(id, &user, now).await {
-                Ok(ApprovalOutcome::Approved(r)) => Some(Reply::from(format!(
-                    "You approved request #{}: granting <@{}> `{}` for {} now.",
-                    id.get(),
-                    r.requester.user_id(),
-                    r.role,
-                    r.duration
-                ))),
-                Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(Reply::from(format!(
-                    "Your approval of request #{} is recorded ({approvals} of {}).",
-                    id.get(),
-                    request.approvals_required
-                ))),
-                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
-                Err(e) => Some(answer_error(&state, &e, &user).await),
-            },
-            "deny" => match state.service.deny(id, &user, None, now).await {
-                Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
-                Err(ServiceError::AlreadyVoted(_)) if is_retry(&headers) => None,
-                Err(e) => Some(answer_error(&state, &e, &user).await),
-            },
-            _ => None,
+        let answer = match action.action_id.as_str() {
+            "extend" => extend_action(&state, &user, action, interaction.trigger_id.as_deref(), now).await,
+            _ => {
+                let Some(id) = action.chosen().and_then(RequestId::parse) else { continue };
+                decide_action(&state, &user, &action.action_id, id, &headers, now).await
+            }
         };
         if let (Some(reply), Some(url)) = (answer, interaction.response_url.clone()) {
             let api = state.api.clone();
@@ -449,6 +441,118 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// A click on a button that carries a request id: Approve, Deny, I'm done.
+async fn decide_action(
+    state: &SlackState,
+    user: &SlackUser,
+    action_id: &str,
+    id: RequestId,
+    headers: &HeaderMap,
+    now: crate::domain::Timestamp,
+) -> Option<Reply> {
+    match action_id {
+        "approve" => match state.service.approve(id, user, now).await {
+            Ok(ApprovalOutcome::Approved(r)) if r.extends.is_some() => Some(Reply::from(format!(
+                "You approved extension #{}: <@{}>'s `{}` access now lasts {} longer.",
+                id.get(),
+                r.requester.user_id(),
+                r.role,
+                r.duration
+            ))),
+            Ok(ApprovalOutcome::Approved(r)) => Some(Reply::from(format!(
+                "You approved request #{}: granting <@{}> `{}` for {} now.",
+                id.get(),
+                r.requester.user_id(),
+                r.role,
+                r.duration
+            ))),
+            Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(Reply::from(format!(
+                "Your approval of request #{} is recorded ({approvals} of {}).",
+                id.get(),
+                request.approvals_required
+            ))),
+            Err(ServiceError::AlreadyVoted(_)) if is_retry(headers) => None,
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        "deny" => match state.service.deny(id, user, None, now).await {
+            Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
+            Err(ServiceError::AlreadyVoted(_)) if is_retry(headers) => None,
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        "done" => match state.service.revoke(id, user, now).await {
+            Ok(r) => Some(Reply::from(format!(
+                "Ending your `{}` access (request #{}) now. You will get a DM when it is done.",
+                r.role,
+                id.get()
+            ))),
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        _ => None,
+    }
+}
+
+/// "Extend by…" picked in the expiry warning: the option's value is
+/// `<request id>:<seconds>`.
+async fn extend_action(
+    state: &SlackState,
+    user: &SlackUser,
+    action: &payloads::Action,
+    trigger_id: Option<&str>,
+    now: crate::domain::Timestamp,
+) -> Option<Reply> {
+    let (id, secs) = action.chosen()?.split_once(':')?;
+    let id = RequestId::parse(id)?;
+    let duration = secs
+        .parse::<u64>()
+        .ok()
+        .and_then(|s| crate::domain::AccessDuration::try_from_std(std::time::Duration::from_secs(s)).ok())?;
+    let cmd = ExtendCommand {
+        requester: user.clone(),
+        request: id,
+        duration: Some(duration),
+        reason: None,
+        client_key: trigger_id.filter(|t| !t.is_empty()).map(|t| format!("slack-action:{t}")),
+    };
+    Some(extend_reply(state, user, state.service.extend(cmd, now).await).await)
+}
+
+/// What the holder is told after asking for an extension.
+async fn extend_reply(state: &SlackState, user: &SlackUser, result: Result<ExtendOutcome, ServiceError>) -> Reply {
+    match result {
+        Ok(ExtendOutcome::Extended { request, extension }) => format!(
+            "Extended: your `{}` access (request #{}) now ends {} ({}).",
+            request.role,
+            request.id.get(),
+            request.expires_at.map(slack_date).unwrap_or_default(),
+            escape(
+                extension
+                    .auto_approved
+                    .as_deref()
+                    .map(|w| format!("auto-approved: {w}"))
+                    .as_deref()
+                    .unwrap_or("approved")
+            )
+        )
+        .into(),
+        Ok(ExtendOutcome::Pending(ext)) => {
+            let channel = state
+                .config
+                .roles
+                .get(ext.role.as_str())
+                .and_then(|c| c.approvals_channel.clone())
+                .unwrap_or_else(|| state.slack().approvals_channel.clone());
+            format!(
+                "Extension request #{} (+{} for request #{}) sent to <#{channel}> for approval. Until it is approved your access ends as planned.",
+                ext.id.get(),
+                ext.duration,
+                ext.extends.map(RequestId::get).unwrap_or_default()
+            )
+            .into()
+        }
+        Err(e) => answer_error(state, &e, user).await,
+    }
 }
 
 async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{AccessRequest, RequestState, Timestamp};
+use crate::domain::{AccessDuration, AccessRequest, RequestState, Timestamp};
 use crate::notify::NoticeKind;
 use crate::store::ApprovalRow;
 
@@ -83,6 +83,18 @@ fn approved_by(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
     }
 }
 
+/// "Approved by …" → "approved by …", to continue a sentence; words in
+/// capitals (BREAK-GLASS) stay as they are.
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if second.is_lowercase() => {
+            format!("{}{}", first.to_lowercase(), &s[first.len_utf8()..])
+        }
+        _ => s.to_owned(),
+    }
+}
+
 /// Percent-encodes a ticket id for use in a URL path or query.
 fn url_encode(s: &str) -> String {
     s.bytes()
@@ -108,10 +120,7 @@ pub fn ticket_text(ticket: &str, ticket_url: Option<&str>) -> String {
 /// The card's status line for the request's current state.
 pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
     let by = approved_by(r, approvals);
-    let by_lower = match by.get(..1) {
-        Some(first) if r.break_glass_reason.is_none() => format!("{}{}", first.to_lowercase(), &by[1..]),
-        _ => by.clone(),
-    };
+    let by_lower = lower_first(&by);
     let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
     match r.state {
         RequestState::Pending => {
@@ -139,6 +148,10 @@ pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
             None => format!(":white_check_mark: {by} · active"),
         },
         RequestState::Revoking => format!(":lock: {by} · revoking access…"),
+        RequestState::Extended => match r.expires_at {
+            Some(t) => format!(":white_check_mark: {by} · access extended until {}", slack_date(t)),
+            None => format!(":white_check_mark: {by} · access extended"),
+        },
         RequestState::Revoked => {
             let when = r.ended_at.map(slack_date).unwrap_or_default();
             match detail.filter(|d| d != "expired") {
@@ -254,7 +267,10 @@ fn approval_card(card: &ApprovalCard<'_>) -> Message {
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(r.requester.user_id()))}),
         json!({"type": "mrkdwn", "text": format!("*Role*\n`{}`", r.role)}),
-        json!({"type": "mrkdwn", "text": format!("*Duration*\n{}", r.duration)}),
+        json!({"type": "mrkdwn", "text": match r.extends {
+            Some(_) => format!("*Extension*\n+{}", r.duration),
+            None => format!("*Duration*\n{}", r.duration),
+        }}),
         json!({"type": "mrkdwn", "text": format!("*Approvals needed*\n{}", r.approvals_required)}),
     ];
     if let Some(ticket) = &r.ticket {
@@ -263,6 +279,14 @@ fn approval_card(card: &ApprovalCard<'_>) -> Message {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request #{id}"), "emoji": true}}),
     ];
+    if let Some(parent) = r.extends {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            ":arrows_counterclockwise: Extension of request #{}: {} asks for {} more",
+            parent.get(),
+            mention(r.requester.user_id()),
+            r.duration
+        )}]}));
+    }
     if let Some(reason) = &r.break_glass_reason {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!(
             ":rotating_light: *BREAK-GLASS* — {} approved their own request. Flagged for review.\n>{}",
@@ -299,17 +323,30 @@ fn approval_card(card: &ApprovalCard<'_>) -> Message {
         }));
     }
     let marker = if r.break_glass_reason.is_some() { "BREAK-GLASS " } else { "" };
-    let text = format!(
-        "{marker}Access request #{id}: {} asks for {} for {} — {}",
-        mention(r.requester.user_id()),
-        r.role,
-        r.duration,
-        r.state.describe()
-    );
+    let text = match r.extends {
+        Some(parent) => format!(
+            "{marker}Access request #{id}: {} asks to extend {} (request #{}) by {} — {}",
+            mention(r.requester.user_id()),
+            r.role,
+            parent.get(),
+            r.duration,
+            r.state.describe()
+        ),
+        None => format!(
+            "{marker}Access request #{id}: {} asks for {} for {} — {}",
+            mention(r.requester.user_id()),
+            r.role,
+            r.duration,
+            r.state.describe()
+        ),
+    };
     Message { text, blocks }
 }
 
 fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+    if let Some(parent) = r.extends {
+        return extension_dm(kind, r, parent.get(), approvals);
+    }
     let id = r.id.get();
     let text = match kind {
         NoticeKind::Granted => format!(
@@ -340,14 +377,125 @@ fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) 
             escape(r.state_detail.as_deref().unwrap_or("unknown error"))
         ),
         NoticeKind::Revoked => format!(":lock: Your `{}` access (request #{id}) has ended.", r.role),
+        // Cancelled by someone else (the requester's own cancel needs no DM).
+        NoticeKind::Cancelled => match &r.state_detail {
+            Some(why) => format!(
+                ":no_entry_sign: Your request #{id} for `{}` was cancelled: {}",
+                r.role,
+                escape(&truncate(why, 1000))
+            ),
+            None => return None,
+        },
         _ => return None,
     };
     Some(Message::plain(text))
 }
 
+/// The requester's DMs about an extension request.
+fn extension_dm(kind: NoticeKind, r: &AccessRequest, parent: i64, approvals: &[ApprovalRow]) -> Option<Message> {
+    let id = r.id.get();
+    let detail = |fallback: &str| escape(&truncate(r.state_detail.as_deref().unwrap_or(fallback), 1000));
+    let text = match kind {
+        NoticeKind::Approved | NoticeKind::AutoApproved | NoticeKind::BreakGlass => format!(
+            ":white_check_mark: Your `{}` access (request #{parent}) is extended by {}, until {}. {}.",
+            r.role,
+            r.duration,
+            r.expires_at.map(slack_date).unwrap_or_default(),
+            approved_by(r, approvals)
+        ),
+        NoticeKind::Denied => {
+            let by = approvers(approvals, "deny").join(", ");
+            let why =
+                r.state_detail.as_deref().map(|d| format!(": {}", escape(&truncate(d, 1000)))).unwrap_or_default();
+            format!(
+                ":x: Your extension #{id} of `{}` (request #{parent}) was denied by {by}{why}. Your access still ends as planned.",
+                r.role
+            )
+        }
+        NoticeKind::TimedOut => format!(
+            ":hourglass: Your extension #{id} of `{}` (request #{parent}) timed out: {}.",
+            r.role,
+            detail("nobody decided in time")
+        ),
+        NoticeKind::Cancelled if r.state_detail.is_some() => format!(
+            ":no_entry_sign: Your extension #{id} of `{}` (request #{parent}) was cancelled: {}.",
+            r.role,
+            detail("")
+        ),
+        _ => return None,
+    };
+    Some(Message::plain(text))
+}
+
+/// The DM shortly before access ends: extend it (a duration choice) or end
+/// it now.
+pub struct ExpiryWarningDm<'a> {
+    /// The live request.
+    pub request: &'a AccessRequest,
+    /// The extensions its role allows (shortest first).
+    pub choices: &'a [AccessDuration],
+}
+
+impl ExpiryWarningDm<'_> {
+    /// Renders the DM.
+    pub fn render(&self) -> Message {
+        let r = self.request;
+        let id = r.id.get();
+        let until = r.expires_at.map(slack_date).unwrap_or_default();
+        let text = format!(":hourglass: Your `{}` access (request #{id}) ends {until}. Need more time?", r.role);
+        let options: Vec<Value> = self
+            .choices
+            .iter()
+            .take(100)
+            .map(|d| {
+                json!({"text": {"type": "plain_text", "text": format!("+{d}")}, "value": format!("{id}:{}", d.get().as_secs())})
+            })
+            .collect();
+        let mut elements = Vec::new();
+        if !options.is_empty() {
+            elements.push(json!({"type": "static_select", "action_id": "extend",
+                "placeholder": {"type": "plain_text", "text": "Extend by…"}, "options": options}));
+        }
+        elements.push(json!({"type": "button", "action_id": "done", "value": id.to_string(), "style": "danger",
+            "text": {"type": "plain_text", "text": "I'm done"},
+            "confirm": {
+                "title": {"type": "plain_text", "text": "End your access now?"},
+                "text": {"type": "plain_text", "text": format!("Your {} access is revoked at once.", truncate(r.role.as_str(), 200))},
+                "confirm": {"type": "plain_text", "text": "End it now"},
+                "deny": {"type": "plain_text", "text": "Keep it"},
+                "style": "danger"
+            }}));
+        Message {
+            blocks: vec![
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": text.clone()}}),
+                json!({"type": "actions", "block_id": format!("expiry:{id}"), "elements": elements}),
+                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                    "An extension goes through the role's policy: auto-approved when allowed, otherwise the approvers decide. Or `/jit extend {id} 1h <reason>`."
+                )}]}),
+            ],
+            text,
+        }
+    }
+}
+
 fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
     let who = mention(r.requester.user_id());
     let id = r.id.get();
+    if let Some(parent) = r.extends {
+        let what = format!("#{id} {who} `{}`: extension of #{} by {}", r.role, parent.get(), r.duration);
+        let text = match kind {
+            NoticeKind::Approved | NoticeKind::AutoApproved => {
+                format!("{what}: {}", lower_first(&approved_by(r, approvals)))
+            }
+            NoticeKind::BreakGlass => format!(
+                ":rotating_light: BREAK-GLASS {what}: approved by the requester alone: {}. Flagged for review.",
+                escape(&truncate(r.break_glass_reason.as_deref().unwrap_or(""), 1000))
+            ),
+            NoticeKind::Denied => format!("{what}: denied by {}", approvers(approvals, "deny").join(", ")),
+            _ => return None,
+        };
+        return Some(Message::plain(text));
+    }
     let text = match kind {
         NoticeKind::Approved => format!(
             "#{id} {who} `{}` for {}: approved by {}",

@@ -29,6 +29,7 @@ struct RequestRow {
     break_glass_reason: Option<String>,
     review_required: i64,
     decide_by: Option<i64>,
+    extends_id: Option<i64>,
 }
 
 impl TryFrom<RequestRow> for AccessRequest {
@@ -59,6 +60,7 @@ impl TryFrom<RequestRow> for AccessRequest {
             break_glass_reason: r.break_glass_reason,
             review_required: r.review_required != 0,
             decide_by: r.decide_by.map(Timestamp::from_millis),
+            extends: r.extends_id.map(RequestId::new),
         })
     }
 }
@@ -84,6 +86,8 @@ pub struct NewRequest<'a> {
     pub client_key: Option<&'a str>,
     /// When it times out if still pending (the role's approval timeout).
     pub decide_by: Option<Timestamp>,
+    /// For an extension: the request whose access it extends.
+    pub extends: Option<RequestId>,
 }
 
 /// The columns a transition may set besides the state.
@@ -124,18 +128,27 @@ fn open_slot(user: &SlackUser, role: &RoleName) -> String {
     format!("{}/{}/{}", user.team_id(), user.user_id(), role.as_str())
 }
 
+/// One pending extension per request at a time: its own slot, so it does
+/// not collide with the request it extends (which holds the role's slot).
+fn extension_slot(extends: RequestId) -> String {
+    format!("extends/{}", extends.get())
+}
+
 impl Tx {
     /// Inserts a pending request. `Err(Conflict)` means the person already has
     /// an open request for this role, or this client key was already used.
     pub async fn insert_request(&mut self, new: &NewRequest<'_>, now: Timestamp) -> StoreResult<RequestId> {
-        let slot = open_slot(&new.requester.slack, new.role);
+        let slot = match new.extends {
+            Some(parent) => extension_slot(parent),
+            None => open_slot(&new.requester.slack, new.role),
+        };
         let id: i64 = on_conn!(tx self, |c| {
             sqlx::query_scalar(
                 "INSERT INTO access_requests
                    (team_id, requester_id, requester_issuer, requester_subject, requester_email,
                     role, provider, duration_ms, reason, ticket, approvals_required, state,
-                    open_slot, client_key, created_at, updated_at, decide_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)
+                    open_slot, client_key, created_at, updated_at, decide_by, extends_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)
                  RETURNING id",
             )
             .bind(new.requester.slack.team_id())
@@ -154,6 +167,7 @@ impl Tx {
             .bind(new.client_key)
             .bind(now.millis())
             .bind(new.decide_by.map(Timestamp::millis))
+            .bind(new.extends.map(RequestId::get))
             .fetch_one(c)
             .await?
         });
@@ -270,6 +284,46 @@ impl Tx {
         Ok(())
     }
 
+    /// Moves the expiry of request `id` from `from` to `to` and adds the
+    /// difference to its duration, if it still holds (or is being granted)
+    /// access that ends at `from`, later than `now`. `false` when the
+    /// request moved on: the extension then extends nothing.
+    pub async fn extend_expiry(
+        &mut self,
+        id: RequestId,
+        from: Timestamp,
+        to: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE access_requests SET expires_at = $3, duration_ms = duration_ms + ($3 - $2), updated_at = $4
+                 WHERE id = $1 AND expires_at = $2 AND expires_at > $4 AND state IN ($5, $6)",
+            )
+            .bind(id.get())
+            .bind(from.millis())
+            .bind(to.millis())
+            .bind(now.millis())
+            .bind(RequestState::Granting.as_str())
+            .bind(RequestState::Active.as_str())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// The pending extension of request `id`, if one is waiting.
+    pub async fn pending_extension(&mut self, id: RequestId) -> StoreResult<Option<RequestId>> {
+        let found: Option<i64> = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT id FROM access_requests WHERE open_slot = $1")
+                .bind(extension_slot(id))
+                .fetch_optional(c)
+                .await?
+        });
+        Ok(found.map(RequestId::new))
+    }
+
     /// Whether the person with IdP subject `subject` already decided on
     /// request `id`, from any of their Slack accounts.
     pub async fn person_decided(&mut self, id: RequestId, subject: &str) -> StoreResult<bool> {
@@ -334,6 +388,17 @@ impl Db {
             .await?
         });
         rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
+    /// The pending extension of request `id`, if one is waiting.
+    pub async fn open_extension(&self, id: RequestId) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE open_slot = $1")
+                .bind(extension_slot(id))
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
     }
 
     /// The request created by the delivery with this idempotency key.

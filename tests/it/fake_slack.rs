@@ -304,28 +304,12 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                 let mut action_ids = Vec::new();
                 for (j, e) in elements.iter().enumerate() {
                     let at = format!("{at}/elements/{j}");
-                    if e["type"] != "button" {
-                        errors.push(format!("unsupported element type in the fake [{at}]"));
-                        continue;
-                    }
-                    check_text(&e["text"], &format!("{at}/text"), 75, true, &mut errors);
                     let action_id = e["action_id"].as_str().unwrap_or("");
-                    if action_id.is_empty() || action_id.len() > 255 {
-                        errors.push(format!("action_id must be 1 to 255 characters [{at}/action_id]"));
-                    }
                     if action_ids.contains(&action_id) {
                         errors.push(format!("action_id must be unique in the block [{at}/action_id]"));
                     }
                     action_ids.push(action_id);
-                    if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
-                        errors.push(format!("value must be at most 2000 characters [{at}/value]"));
-                    }
-                    if let Some(style) = e.get("style").and_then(Value::as_str)
-                        && style != "primary"
-                        && style != "danger"
-                    {
-                        errors.push(format!("style must be primary or danger [{at}/style]"));
-                    }
+                    check_element(e, &at, &["button", "static_select"], &mut errors);
                 }
             }
             "divider" => {}
@@ -333,6 +317,83 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
+}
+
+/// Checks one interactive element against Slack's documented limits.
+fn check_element(e: &Value, at: &str, allowed: &[&str], errors: &mut Vec<String>) {
+    let kind = e["type"].as_str().unwrap_or("");
+    if !allowed.contains(&kind) {
+        errors.push(format!("unsupported element type {kind:?} here [{at}]"));
+        return;
+    }
+    let action_id = e["action_id"].as_str().unwrap_or("");
+    if action_id.is_empty() || action_id.len() > 255 {
+        errors.push(format!("action_id must be 1 to 255 characters [{at}/action_id]"));
+    }
+    if let Some(confirm) = e.get("confirm") {
+        check_text(&confirm["title"], &format!("{at}/confirm/title"), 100, true, errors);
+        check_text(&confirm["text"], &format!("{at}/confirm/text"), 300, false, errors);
+        check_text(&confirm["confirm"], &format!("{at}/confirm/confirm"), 30, true, errors);
+        check_text(&confirm["deny"], &format!("{at}/confirm/deny"), 30, true, errors);
+    }
+    match kind {
+        "button" => {
+            check_text(&e["text"], &format!("{at}/text"), 75, true, errors);
+            if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
+                errors.push(format!("value must be at most 2000 characters [{at}/value]"));
+            }
+            if let Some(style) = e.get("style").and_then(Value::as_str)
+                && style != "primary"
+                && style != "danger"
+            {
+                errors.push(format!("style must be primary or danger [{at}/style]"));
+            }
+        }
+        "static_select" => {
+            if let Some(p) = e.get("placeholder") {
+                check_text(p, &format!("{at}/placeholder"), 150, true, errors);
+            }
+            let options = e["options"].as_array().cloned().unwrap_or_default();
+            if options.is_empty() || options.len() > 100 {
+                errors.push(format!("options needs 1 to 100 items [{at}/options]"));
+            }
+            let mut values = Vec::new();
+            for (k, o) in options.iter().enumerate() {
+                check_option(o, &format!("{at}/options/{k}"), errors);
+                values.push(o["value"].clone());
+            }
+            if let Some(initial) = e.get("initial_option")
+                && !values.contains(&initial["value"])
+            {
+                errors.push(format!("initial_option must be one of the options [{at}/initial_option]"));
+            }
+        }
+        "plain_text_input" => {
+            if let Some(p) = e.get("placeholder") {
+                check_text(p, &format!("{at}/placeholder"), 150, true, errors);
+            }
+            let max = e["max_length"].as_u64().unwrap_or(3000);
+            let min = e["min_length"].as_u64().unwrap_or(0);
+            if max > 3000 || min > 3000 || min > max {
+                errors.push(format!("min_length/max_length must be within 0..=3000 [{at}]"));
+            }
+            if e["initial_value"].as_str().is_some_and(|v| v.chars().count() as u64 > max) {
+                errors.push(format!("initial_value is longer than max_length [{at}/initial_value]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_option(o: &Value, at: &str, errors: &mut Vec<String>) {
+    check_text(&o["text"], &format!("{at}/text"), 75, true, errors);
+    let value = o["value"].as_str().unwrap_or("");
+    if value.is_empty() || value.len() > 150 {
+        errors.push(format!("value must be 1 to 150 characters [{at}/value]"));
+    }
+    if let Some(d) = o.get("description") {
+        check_text(d, &format!("{at}/description"), 75, true, errors);
+    }
 }
 
 fn check_text(t: &Value, at: &str, max: usize, plain_only: bool, errors: &mut Vec<String>) {

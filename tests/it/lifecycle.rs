@@ -52,7 +52,13 @@ async fn request_approve_grant_expire_revoke() {
 
     assert_eq!(
         t.notifier.kinds_for(req.id),
-        vec![NoticeKind::RequestCreated, NoticeKind::Approved, NoticeKind::Granted, NoticeKind::Revoked]
+        vec![
+            NoticeKind::RequestCreated,
+            NoticeKind::Approved,
+            NoticeKind::Granted,
+            NoticeKind::ExpiryWarning,
+            NoticeKind::Revoked
+        ]
     );
     assert_eq!(
         t.audit_actions(req.id).await,

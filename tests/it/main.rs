@@ -10,6 +10,7 @@ mod audit_trail;
 mod cli;
 mod concurrency;
 mod crash;
+mod expiry;
 mod lifecycle;
 mod oidc;
 mod scheduler;

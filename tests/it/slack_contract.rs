@@ -105,6 +105,7 @@ fn request(state: RequestState) -> AccessRequest {
         break_glass_reason: None,
         review_required: false,
         decide_by: Some(t),
+        extends: None,
     }
 }
 
@@ -116,7 +117,10 @@ fn variants(state: RequestState) -> Vec<(&'static str, AccessRequest)> {
     let mut glass = request(state);
     glass.break_glass_reason = Some("<!channel> primary & replica down\n".repeat(200));
     glass.review_required = true;
-    vec![("plain", plain), ("auto", auto), ("break-glass", glass)]
+    let mut extension = request(state);
+    extension.extends = Some(RequestId::new(999_999_999));
+    extension.break_glass_reason = glass.break_glass_reason.clone();
+    vec![("plain", plain), ("auto", auto), ("break-glass", glass), ("extension", extension)]
 }
 
 #[test]
@@ -146,6 +150,8 @@ fn every_message_template_passes_slack_sdk_validation() {
         NoticeKind::BreakGlass,
         NoticeKind::TimedOut,
         NoticeKind::Reminder,
+        NoticeKind::ExpiryWarning,
+        NoticeKind::Extended,
     ];
     for (variant, r) in RequestState::ALL.into_iter().flat_map(variants) {
         let state = r.state;
@@ -160,6 +166,12 @@ fn every_message_template_passes_slack_sdk_validation() {
         }
         .render();
         messages.push(json!({"name": format!("card/{variant}/{state}"), "text": card.text, "blocks": card.blocks}));
+        let choices: Vec<AccessDuration> =
+            (1..=150).map(|m| AccessDuration::parse(&format!("{m}h")).unwrap()).collect();
+        let warning = views::ExpiryWarningDm { request: &r, choices: &choices }.render();
+        messages.push(
+            json!({"name": format!("warning/{variant}/{state}"), "text": warning.text, "blocks": warning.blocks}),
+        );
         let reminder = views::ReminderLine { request: &r, approvals: &approvals }.render();
         messages.push(
             json!({"name": format!("reminder/{variant}/{state}"), "text": reminder.text, "blocks": reminder.blocks}),

@@ -25,8 +25,10 @@ use crate::notify::NoticeKind;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod extension;
+mod queries;
 
 pub use extension::{ExtendCommand, ExtendOutcome};
+pub use queries::RECENT_LIMIT;
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! /jit request <role> [duration] <reason...>
+//! /jit request [role]            (opens the request form)
 //! /jit break-glass <id> <reason...>
 //! /jit list | revoke <id> | cancel <id> | whoami | help
 //! ```
@@ -20,6 +21,11 @@ pub enum JitCommand {
         duration: Option<AccessDuration>,
         /// Why.
         reason: String,
+    },
+    /// Open the request form (the role chosen, if given).
+    RequestForm {
+        /// The role as typed, if any.
+        role: Option<String>,
     },
     /// Show my requests and what waits for my approval.
     List,
@@ -54,7 +60,7 @@ pub enum JitCommand {
 }
 
 /// Usage lines, shown with every grammar error.
-pub const USAGE: &str = "`/jit request <role> [duration] <reason>` ask for access, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`\n\
+pub const USAGE: &str = "`/jit request` ask for access in a form, or at once: `/jit request <role> [duration] <reason>`, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`\n\
 `/jit list` your requests and those waiting for your approval\n\
 `/jit revoke <id>` end access early (I'm done)\n\
 `/jit extend <id> [duration] [reason]` ask for more time on live access\n\
@@ -123,11 +129,10 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
             Ok(JitCommand::BreakGlass { id, reason })
         }
         "request" | "req" => {
-            let Some((role, rest)) = rest.split_first() else {
-                return Err(CommandError(
-                    "Which role? Usage: `/jit request <role> [duration] <reason>`, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`".into(),
-                ));
-            };
+            let Some((role, rest)) = rest.split_first() else { return Ok(JitCommand::RequestForm { role: None }) };
+            if rest.is_empty() {
+                return Ok(JitCommand::RequestForm { role: Some(role.to_string()) });
+            }
             let (duration, rest) = match rest.split_first() {
                 Some((d, tail)) if looks_like_duration(d) => {
                     (Some(AccessDuration::parse(d).map_err(CommandError)?), tail)
@@ -166,7 +171,8 @@ mod tests {
         );
         assert!(parse("request prod 10s because").unwrap_err().0.contains("too short"));
         assert!(parse("request prod 30m").unwrap_err().0.contains("say why"));
-        assert!(parse("request").unwrap_err().0.contains("Which role"));
+        assert_eq!(parse("request").unwrap(), JitCommand::RequestForm { role: None });
+        assert_eq!(parse("request prod").unwrap(), JitCommand::RequestForm { role: Some("prod".into()) });
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! shares every line of behaviour.
 
 pub mod api;
+pub mod forms;
+pub mod modals;
 pub mod notifier;
 pub mod payloads;
 pub mod routes;

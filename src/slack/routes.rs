@@ -44,6 +44,15 @@ pub struct SlackState {
 }
 
 impl SlackState {
+    /// The channel where `role`'s approval cards go.
+    pub(crate) fn approvals_channel(&self, role: &str) -> String {
+        self.config
+            .roles
+            .get(role)
+            .and_then(|c| c.approvals_channel.clone())
+            .unwrap_or_else(|| self.slack().approvals_channel.clone())
+    }
+
     fn slack(&self) -> &SlackConfig {
         // The router is only mounted when `[slack]` is configured.
         match &self.config.slack {
@@ -158,7 +167,7 @@ async fn sign_in_reply(
 }
 
 /// Explains a refusal, offering a sign-in button when signing in fixes it.
-async fn answer_error(state: &SlackState, e: &ServiceError, user: &SlackUser) -> Reply {
+pub(crate) async fn answer_error(state: &SlackState, e: &ServiceError, user: &SlackUser) -> Reply {
     match e {
         ServiceError::SignInRequired { reason, max_age } => {
             let mut text = reason.clone();
@@ -188,11 +197,18 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
         return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".to_owned()));
     }
     let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
+    if let Ok(JitCommand::RequestForm { role }) = command::parse(&cmd.text) {
+        // The form opens from a spawned task; the command itself says nothing.
+        return Ok(match super::forms::open_request_form(&state, &user, role, &cmd).await {
+            Some(reply) => ephemeral(reply),
+            None => StatusCode::OK.into_response(),
+        });
+    }
     Ok(ephemeral(run_command(&state, &user, &cmd).await))
 }
 
 /// Explains a refusal to the person who acted.
-fn explain(e: &ServiceError, user: &SlackUser) -> String {
+pub(crate) fn explain(e: &ServiceError, user: &SlackUser) -> String {
     match e {
         ServiceError::NotLinked => format!(
             "You have not linked your Slack account to your company identity yet, so jitbot cannot check your groups. \
@@ -219,6 +235,8 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
     let service = &state.service;
     match parsed {
         JitCommand::Help => help(state, user).await.into(),
+        // Handled before (it answers with a modal, not a message).
+        JitCommand::RequestForm { .. } => "Run `/jit request` to open the request form.".to_owned().into(),
         JitCommand::Link => match &state.config.idp {
             Some(idp) => {
                 sign_in_reply(
@@ -275,6 +293,15 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                             "\nIn an emergency this role allows break-glass: `/jit break-glass {} <reason>` approves it yourself (announced and flagged for review).",
                             r.id.get()
                         ));
+                        return Reply {
+                            blocks: vec![
+                                json!({"type": "section", "text": {"type": "mrkdwn", "text": super::views::fit(&text, 3000)}}),
+                                json!({"type": "actions", "elements": [{"type": "button", "action_id": "break_glass",
+                                    "value": r.id.get().to_string(), "style": "danger",
+                                    "text": {"type": "plain_text", "text": "Break glass"}}]}),
+                            ],
+                            text,
+                        };
                     }
                     text.into()
                 }
@@ -410,25 +437,38 @@ async fn list(state: &SlackState, user: &SlackUser) -> String {
     text
 }
 
-async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, Refusal> {
+async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
     verify(&state, &headers, &body)?;
     let interaction = payloads::parse_interaction(&body).map_err(Refusal::Malformed)?;
     if interaction.team_id() != Some(state.slack().team_id.as_str()) {
         tracing::warn!(team = ?interaction.team_id(), "interaction from another workspace refused");
         return Err(Refusal::ForeignTeam);
     }
-    if interaction.kind != "block_actions" {
-        return Ok(StatusCode::OK);
-    }
     let user = SlackUser::parse(interaction.team_id().unwrap_or_default(), &interaction.user.id)
         .map_err(Refusal::Malformed)?;
+    match (interaction.kind.as_str(), &interaction.view) {
+        ("view_submission", Some(view)) => {
+            return Ok(super::forms::submission(&state, &user, view, state.clock.now()).await);
+        }
+        ("block_actions", _) => {}
+        _ => return Ok(StatusCode::OK.into_response()),
+    }
+    let trigger = interaction.trigger_id.as_deref();
     for action in &interaction.actions {
         let now = state.clock.now();
-        let answer = match action.action_id.as_str() {
-            "extend" => extend_action(&state, &user, action, interaction.trigger_id.as_deref(), now).await,
-            _ => {
+        let answer = match (action.action_id.as_str(), &interaction.view) {
+            ("role", Some(view)) => {
+                super::forms::role_changed(&state, &user, view).await;
+                None
+            }
+            ("extend", _) => extend_action(&state, &user, action, trigger, now).await,
+            (kind, _) => {
                 let Some(id) = action.chosen().and_then(RequestId::parse) else { continue };
-                decide_action(&state, &user, &action.action_id, id, &headers, now).await
+                match kind {
+                    "deny" => super::forms::open_deny_form(&state, &user, id, trigger, now).await,
+                    "break_glass" => super::forms::open_break_glass_form(&state, &user, id, trigger).await,
+                    _ => decide_action(&state, &user, kind, id, &headers, now).await,
+                }
             }
         };
         if let (Some(reply), Some(url)) = (answer, interaction.response_url.clone()) {
@@ -440,7 +480,7 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
             });
         }
     }
-    Ok(StatusCode::OK)
+    Ok(StatusCode::OK.into_response())
 }
 
 /// A click on a button that carries a request id: Approve, Deny, I'm done.
@@ -473,11 +513,6 @@ async fn decide_action(
                 id.get(),
                 request.approvals_required
             ))),
-            Err(ServiceError::AlreadyVoted(_)) if is_retry(headers) => None,
-            Err(e) => Some(answer_error(state, &e, user).await),
-        },
-        "deny" => match state.service.deny(id, user, None, now).await {
-            Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
             Err(ServiceError::AlreadyVoted(_)) if is_retry(headers) => None,
             Err(e) => Some(answer_error(state, &e, user).await),
         },

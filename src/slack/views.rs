@@ -307,20 +307,21 @@ fn approval_card(card: &ApprovalCard<'_>) -> Message {
     ]);
     if r.state == RequestState::Pending && card.break_glass {
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "Break-glass allowed: the requester may approve alone with `/jit break-glass {id} <reason>` (announced, flagged for review)."
+            "Break-glass allowed: the requester may approve alone with *Break glass* or `/jit break-glass {id} <reason>` (announced, flagged for review)."
         )}]}));
     }
     if r.state == RequestState::Pending {
-        blocks.push(json!({
-            "type": "actions",
-            "block_id": format!("decide:{id}"),
-            "elements": [
-                {"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
-                 "text": {"type": "plain_text", "text": "Approve", "emoji": true}},
-                {"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
-                 "text": {"type": "plain_text", "text": "Deny", "emoji": true}},
-            ]
-        }));
+        let mut elements = vec![
+            json!({"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve", "emoji": true}}),
+            json!({"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
+             "text": {"type": "plain_text", "text": "Deny", "emoji": true}}),
+        ];
+        if card.break_glass {
+            elements.push(json!({"type": "button", "action_id": "break_glass", "value": id.to_string(),
+                "text": {"type": "plain_text", "text": "Break glass (requester)", "emoji": true}}));
+        }
+        blocks.push(json!({"type": "actions", "block_id": format!("decide:{id}"), "elements": elements}));
     }
     let marker = if r.break_glass_reason.is_some() { "BREAK-GLASS " } else { "" };
     let text = match r.extends {

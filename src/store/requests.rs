@@ -401,6 +401,24 @@ impl Db {
         row.map(AccessRequest::try_from).transpose()
     }
 
+    /// Up to `limit` requests of `user` that ended (or were decided without
+    /// access), newest first.
+    pub async fn ended_requests_of(&self, user: &SlackUser, limit: i64) -> StoreResult<Vec<AccessRequest>> {
+        let rows = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>(
+                "SELECT * FROM access_requests
+                 WHERE team_id = $1 AND requester_id = $2 AND open_slot IS NULL
+                 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(limit)
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
     /// The request created by the delivery with this idempotency key.
     pub async fn request_by_client_key(&self, key: &str) -> StoreResult<Option<AccessRequest>> {
         let row = on_conn!(db self, |c| {

@@ -181,7 +181,7 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone() {
     // Denied.
     env.command("U0ALICE", "extend 1 1h more please").await;
     eventually("card", || env.card(RequestId::new(2))).await;
-    env.click("U0BOB", "deny", RequestId::new(2)).await;
+    crate::forms::deny(&env, "U0BOB", RequestId::new(2), None).await;
     eventually("the DM", || {
         env.slack
             .posts_to("U0ALICE")

@@ -38,6 +38,10 @@ struct FakeState {
     violations: Vec<String>,
     responses: Vec<(String, Value)>,
     emails: HashMap<String, String>,
+    /// Open modals and published home tabs, by view id.
+    views: BTreeMap<String, Value>,
+    used_triggers: std::collections::HashSet<String>,
+    homes: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -159,12 +163,17 @@ async fn api(
     }
     let result = match method.as_str() {
         "chat.postMessage" | "chat.update" => check_message(&body),
+        "views.open" | "views.update" => check_view(&body["view"], "modal"),
+        "views.publish" => check_view(&body["view"], "home"),
         other => Err(("unknown_method".to_owned(), vec![format!("the fake does not implement {other}")])),
     };
     if let Err((error, errors)) = result {
         s.violations.push(format!("{method}: {error}: {}", errors.join("; ")));
         s.calls.push(ApiCall { method, body, ok: false });
         return slack_error(&error, errors);
+    }
+    if method.starts_with("views.") {
+        return views(&mut s, method, body);
     }
     let channel = body["channel"].as_str().unwrap_or("").to_owned();
     let content = json!({"type": "message", "text": body["text"], "blocks": body.get("blocks").cloned().unwrap_or(json!([])), "user": "U0BOT", "bot_id": "B0FAKE"});
@@ -197,6 +206,64 @@ async fn api(
     };
     s.calls.push(ApiCall { method, body, ok: true });
     ok(response)
+}
+
+/// `views.open`, `views.update`, `views.publish`: keeps each view with an
+/// id and a hash, as Slack does; a trigger works once; an update with a
+/// stale hash is refused.
+fn views(s: &mut FakeState, method: String, body: Value) -> Response {
+    let fail = |s: &mut FakeState, method: String, body: Value, error: &str| {
+        s.calls.push(ApiCall { method, body, ok: false });
+        slack_error(error, vec![])
+    };
+    let n = s.views.len() + 1;
+    let id = match method.as_str() {
+        "views.open" => {
+            let trigger = body["trigger_id"].as_str().unwrap_or("").to_owned();
+            if trigger.is_empty() || !s.used_triggers.insert(trigger) {
+                s.violations.push("views.open: a trigger_id is single-use".into());
+                return fail(s, method, body, "invalid_trigger_id");
+            }
+            format!("V{n:08}")
+        }
+        "views.update" => {
+            let id = body["view_id"].as_str().unwrap_or("").to_owned();
+            let Some(current) = s.views.get(&id) else { return fail(s, method, body, "not_found") };
+            if body.get("hash").and_then(Value::as_str).is_some_and(|h| Some(h) != current["hash"].as_str()) {
+                return fail(s, method, body, "hash_conflict");
+            }
+            id
+        }
+        _ => {
+            let user = body["user_id"].as_str().unwrap_or("").to_owned();
+            if !user.starts_with('U') {
+                return fail(s, method, body, "invalid_user_id");
+            }
+            let id = s.homes.get(&user).cloned().unwrap_or_else(|| format!("V{n:08}"));
+            s.homes.insert(user, id.clone());
+            id
+        }
+    };
+    let mut view = body["view"].clone();
+    view["id"] = json!(id);
+    view["team_id"] = json!("T0WORK");
+    view["hash"] = json!(format!("{}.{:08x}", n, s.calls.len()));
+    view["state"] = json!({"values": {}});
+    s.views.insert(id, view.clone());
+    s.calls.push(ApiCall { method, body, ok: true });
+    ok(json!({"ok": true, "view": view}))
+}
+
+impl FakeSlack {
+    /// The newest modal with this `callback_id`.
+    pub fn modal(&self, callback_id: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.views
+            .values()
+            .filter(|v| v["callback_id"] == callback_id)
+            .max_by_key(|v| v["id"].as_str().map(str::to_owned))
+            .cloned()
+    }
 }
 
 /// `users.info` (a GET with query parameters, as slack-morphism sends it).
@@ -255,6 +322,43 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
     if blocks.len() > 50 {
         errors.push("no more than 50 items allowed [json-pointer:/blocks]".into());
     }
+    check_blocks(&blocks, false, &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
+}
+
+/// Checks a modal or home view against Slack's documented limits.
+fn check_view(view: &Value, kind: &str) -> Result<(), (String, Vec<String>)> {
+    let mut errors = Vec::new();
+    if view["type"] != kind {
+        return Err(("invalid_arguments".into(), vec![format!("view type must be {kind} [/view/type]")]));
+    }
+    let blocks = view["blocks"].as_array().cloned().unwrap_or_default();
+    if blocks.len() > 100 {
+        errors.push("no more than 100 items allowed [/view/blocks]".into());
+    }
+    if kind == "modal" {
+        check_text(&view["title"], "/view/title", 24, true, &mut errors);
+        for key in ["submit", "close"] {
+            if let Some(t) = view.get(key) {
+                check_text(t, &format!("/view/{key}"), 24, true, &mut errors);
+            }
+        }
+        if blocks.iter().any(|b| b["type"] == "input") && view.get("submit").is_none() {
+            errors.push("a modal with inputs needs a submit button [/view/submit]".into());
+        }
+    }
+    if view["callback_id"].as_str().is_some_and(|c| c.len() > 255) {
+        errors.push("callback_id must be at most 255 characters [/view/callback_id]".into());
+    }
+    if view["private_metadata"].as_str().is_some_and(|c| c.len() > 3000) {
+        errors.push("private_metadata must be at most 3000 characters [/view/private_metadata]".into());
+    }
+    check_blocks(&blocks, true, &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(("invalid_arguments".into(), errors)) }
+}
+
+/// Checks blocks; `surface_inputs` allows input blocks (modals, home tabs).
+fn check_blocks(blocks: &[Value], surface_inputs: bool, errors: &mut Vec<String>) {
     let mut block_ids = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let at = format!("/blocks/{i}");
@@ -268,7 +372,7 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
             block_ids.push(id);
         }
         match b["type"].as_str().unwrap_or("") {
-            "header" => check_text(&b["text"], &format!("{at}/text"), 150, true, &mut errors),
+            "header" => check_text(&b["text"], &format!("{at}/text"), 150, true, errors),
             "section" => {
                 let has_text = b.get("text").is_some();
                 let fields = b.get("fields").and_then(Value::as_array);
@@ -276,14 +380,14 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                     errors.push(format!("section needs text or fields [{at}]"));
                 }
                 if has_text {
-                    check_text(&b["text"], &format!("{at}/text"), 3000, false, &mut errors);
+                    check_text(&b["text"], &format!("{at}/text"), 3000, false, errors);
                 }
                 if let Some(fields) = fields {
                     if fields.len() > 10 {
                         errors.push(format!("no more than 10 fields allowed [{at}/fields]"));
                     }
                     for (j, f) in fields.iter().enumerate() {
-                        check_text(f, &format!("{at}/fields/{j}"), 2000, false, &mut errors);
+                        check_text(f, &format!("{at}/fields/{j}"), 2000, false, errors);
                     }
                 }
             }
@@ -293,7 +397,7 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                     errors.push(format!("context needs 1 to 10 elements [{at}/elements]"));
                 }
                 for (j, e) in elements.iter().enumerate() {
-                    check_text(e, &format!("{at}/elements/{j}"), 3000, false, &mut errors);
+                    check_text(e, &format!("{at}/elements/{j}"), 3000, false, errors);
                 }
             }
             "actions" => {
@@ -309,14 +413,20 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                         errors.push(format!("action_id must be unique in the block [{at}/action_id]"));
                     }
                     action_ids.push(action_id);
-                    check_element(e, &at, &["button", "static_select"], &mut errors);
+                    check_element(e, &at, &["button", "static_select"], errors);
                 }
             }
             "divider" => {}
+            "input" if surface_inputs => {
+                check_text(&b["label"], &format!("{at}/label"), 2000, true, errors);
+                if let Some(h) = b.get("hint") {
+                    check_text(h, &format!("{at}/hint"), 2000, true, errors);
+                }
+                check_element(&b["element"], &format!("{at}/element"), &["plain_text_input", "static_select"], errors);
+            }
             other => errors.push(format!("unknown block type {other:?} [{at}/type]")),
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
 }
 
 /// Checks one interactive element against Slack's documented limits.
@@ -426,4 +536,22 @@ fn the_fake_rejects_blocks_that_break_slacks_limits() {
     assert_eq!(error, "invalid_blocks");
     assert_eq!(errors.len(), 4, "{errors:?}");
     assert!(check_message(&json!({"channel": "C1", "text": "hello"})).is_ok());
+}
+
+#[test]
+fn the_fake_rejects_views_that_break_slacks_limits() {
+    let input = json!({"type": "input", "block_id": "b", "label": {"type": "plain_text", "text": "L"},
+        "element": {"type": "plain_text_input", "action_id": "a", "min_length": 10, "max_length": 5}});
+    let view = json!({"type": "modal", "title": {"type": "plain_text", "text": "x".repeat(25)}, "blocks": [input]});
+    let (_, errors) = check_view(&view, "modal").unwrap_err();
+    assert_eq!(errors.len(), 3, "title, missing submit, min > max: {errors:?}");
+    assert!(check_view(&view, "home").is_err(), "a modal is not a home tab");
+    let message = json!({"channel": "C1", "text": "t", "blocks": [{"type": "input", "label": {"type": "plain_text", "text": "L"},
+        "element": {"type": "plain_text_input", "action_id": "a"}}]});
+    assert!(check_message(&message).is_err(), "input blocks belong in views");
+    let ok = json!({"type": "modal", "title": {"type": "plain_text", "text": "Request access"},
+        "submit": {"type": "plain_text", "text": "Request"}, "blocks": [{"type": "input", "block_id": "b",
+        "label": {"type": "plain_text", "text": "L"}, "element": {"type": "static_select", "action_id": "s",
+        "options": [{"text": {"type": "plain_text", "text": "30m"}, "value": "1800"}]}}]});
+    assert!(check_view(&ok, "modal").is_ok());
 }

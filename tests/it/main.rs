@@ -11,6 +11,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod expiry;
+mod forms;
 mod lifecycle;
 mod oidc;
 mod scheduler;

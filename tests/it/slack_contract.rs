@@ -123,6 +123,50 @@ fn variants(state: RequestState) -> Vec<(&'static str, AccessRequest)> {
     vec![("plain", plain), ("auto", auto), ("break-glass", glass), ("extension", extension)]
 }
 
+/// Every modal, at its largest: many roles with long names and
+/// descriptions, long typed text, a request far beyond any limit.
+fn modal_views() -> Vec<Value> {
+    use jitbot::domain::{AutoApproveRule, RolePolicy, TicketPattern};
+    use jitbot::slack::modals;
+    let roles: Vec<modals::RoleChoice> = (0..150)
+        .map(|i| modals::RoleChoice {
+            policy: RolePolicy {
+                role: RoleName::parse(&format!("{i}{}", "r".repeat(60))).unwrap(),
+                requesters: ["engineering".to_string()].into(),
+                approvers: ["sre".to_string()].into(),
+                approvals_required: 10,
+                default_duration: AccessDuration::parse("30m").unwrap(),
+                max_duration: AccessDuration::parse(&format!("{}h", 1 + i % 720)).unwrap(),
+                reason_min_length: 5000,
+                ticket_pattern: Some(TicketPattern::parse(&"[A-Z]+-[0-9]+".repeat(300)).unwrap()),
+                auto_approve: Some(AutoApproveRule {
+                    groups: (0..50).map(|g| format!("group-{g}")).collect(),
+                    max_duration: AccessDuration::parse("1h").unwrap(),
+                }),
+                approval_timeout: None,
+                break_glass: true,
+                warn_before: std::time::Duration::from_secs(600),
+            },
+            description: "d".repeat(5000),
+        })
+        .collect();
+    let long = "<typed> & ".repeat(1000);
+    let r = request(RequestState::Pending);
+    let mut out = Vec::new();
+    for selected in [None, Some(roles[149].policy.role.as_str()), Some("not-offered")] {
+        let form = modals::RequestForm { roles: &roles, selected, reason: Some(&long), ticket: Some(&long) }.render();
+        out.push(json!({"name": format!("modal/request/{selected:?}"), "view": form}));
+    }
+    let small = modals::RequestForm { roles: &roles[..1], selected: None, reason: None, ticket: None }.render();
+    out.push(json!({"name": "modal/request/one-role", "view": small}));
+    out.push(json!({"name": "modal/sent", "view": modals::RequestSent { request: &r, next: &long }.render()}));
+    out.push(json!({"name": "modal/deny", "view": modals::DenyForm { request: &r }.render()}));
+    out.push(
+        json!({"name": "modal/break-glass", "view": modals::BreakGlassForm { request: &r, min_reason: 5000 }.render()}),
+    );
+    out
+}
+
 #[test]
 fn every_message_template_passes_slack_sdk_validation() {
     let Some(py) = python() else { return };
@@ -190,6 +234,7 @@ fn every_message_template_passes_slack_sdk_validation() {
             }
         }
     }
+    messages.extend(modal_views());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("messages.json");
     std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();
@@ -197,4 +242,9 @@ fn every_message_template_passes_slack_sdk_validation() {
     let (ok, out) = run(&py, &[tool.to_str().unwrap(), file.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{} messages checked, 0 problems", messages.len())), "{out}");
+    // And the checker does catch a view beyond Slack's limits.
+    let bad = json!([{"name": "too-long-title", "view": {"type": "modal", "title": {"type": "plain_text", "text": "x".repeat(25)}, "blocks": []}}]);
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let (ok, out) = run(&py, &[tool.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(!ok && out.contains("too-long-title"), "{out}");
 }

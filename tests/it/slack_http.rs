@@ -89,7 +89,7 @@ async fn deny_updates_the_card_and_tells_the_requester() {
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
     eventually("card", || env.card(id)).await;
-    assert_eq!(env.click("U0CAROL", "deny", id).await, 200);
+    crate::forms::deny(&env, "U0CAROL", id, None).await;
     eventually("denied card", || env.card(id).filter(|c| texts(c).contains("Denied by <@U0CAROL>"))).await;
     let dm = eventually("DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert!(texts(&dm).contains("was denied by <@U0CAROL>"));

@@ -198,6 +198,8 @@ impl SlackEnv {
         payload["team"]["id"] = team.into();
         payload["channel"]["id"] = APPROVALS.into();
         payload["response_url"] = self.slack.response_url(n).into();
+        // Unique per click, like Slack's: a trigger opens one modal.
+        payload["trigger_id"] = format!("click-trigger-{n}").into();
         payload["actions"][0]["action_id"] = action.into();
         payload["actions"][0]["block_id"] = format!("decide:{}", request.get()).into();
         payload["actions"][0]["value"] = request.get().to_string().into();

@@ -27,8 +27,10 @@ pub enum JitCommand {
         /// The role as typed, if any.
         role: Option<String>,
     },
-    /// Show my requests and what waits for my approval.
+    /// Show my requests: pending, active, recent.
     List,
+    /// Show the requests waiting for my decision, with buttons.
+    Pending,
     /// End access early.
     Revoke(RequestId),
     /// Withdraw a pending request.
@@ -61,7 +63,8 @@ pub enum JitCommand {
 
 /// Usage lines, shown with every grammar error.
 pub const USAGE: &str = "`/jit request` ask for access in a form, or at once: `/jit request <role> [duration] <reason>`, e.g. `/jit request prod-db-readonly 30m debugging INC-4821`\n\
-`/jit list` your requests and those waiting for your approval\n\
+`/jit list` your requests: pending, active, recent\n\
+`/jit pending` requests waiting for your approval, with buttons\n\
 `/jit revoke <id>` end access early (I'm done)\n\
 `/jit extend <id> [duration] [reason]` ask for more time on live access\n\
 `/jit cancel <id>` withdraw a pending request\n\
@@ -96,6 +99,7 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
     match first.to_ascii_lowercase().as_str() {
         "help" | "?" => Ok(JitCommand::Help),
         "list" | "ls" => Ok(JitCommand::List),
+        "pending" | "approvals" => Ok(JitCommand::Pending),
         "whoami" => Ok(JitCommand::Whoami),
         "link" | "login" => Ok(JitCommand::Link),
         "unlink" => Ok(JitCommand::Unlink),
@@ -179,6 +183,7 @@ mod tests {
     fn other_commands_parse() {
         assert_eq!(parse("").unwrap(), JitCommand::Help);
         assert_eq!(parse("list").unwrap(), JitCommand::List);
+        assert_eq!(parse("pending").unwrap(), JitCommand::Pending);
         assert_eq!(parse("revoke #12").unwrap(), JitCommand::Revoke(RequestId::new(12)));
         assert_eq!(parse("cancel 3").unwrap(), JitCommand::Cancel(RequestId::new(3)));
         assert!(parse("revoke twelve").unwrap_err().0.contains("not a request number"));

@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod payloads;
 pub mod routes;
 pub mod signature;
+pub mod summaries;
 pub mod views;
 
 pub use api::SlackApi;

@@ -24,7 +24,7 @@ use super::views::{escape, slack_date};
 use crate::clock::SharedClock;
 use crate::config::{Config, SlackConfig};
 use crate::domain::command::{self, JitCommand, USAGE};
-use crate::domain::{RequestId, RequestState, SlackUser};
+use crate::domain::{RequestId, SlackUser};
 use crate::service::{ApprovalOutcome, ExtendCommand, ExtendOutcome, RequestCommand, Service, ServiceError};
 
 /// Slack payloads are small; anything bigger is not from Slack.
@@ -308,7 +308,8 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
                 Err(e) => answer_error(state, &e, user).await,
             }
         }
-        JitCommand::List => list(state, user).await.into(),
+        JitCommand::List => list(state, user).await,
+        JitCommand::Pending => pending(state, user).await,
         JitCommand::Revoke(id) => match service.revoke(id, user, now).await {
             Ok(r) if &r.requester == user => {
                 format!(
@@ -390,51 +391,51 @@ async fn help(state: &SlackState, user: &SlackUser) -> String {
     text
 }
 
-async fn list(state: &SlackState, user: &SlackUser) -> String {
-    let db = state.service.db();
-    let mine = match db.open_requests_of(user).await {
-        Ok(r) => r,
-        Err(e) => return explain(&ServiceError::from(e), user),
+async fn list(state: &SlackState, user: &SlackUser) -> Reply {
+    let service = &state.service;
+    let mine = async {
+        let open = service.db().open_requests_of(user).await?;
+        let recent = service.recent_requests(user).await?;
+        let waiting = match service.linked_identity(user).await? {
+            Some(identity) => service.awaiting_decision(&identity).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, ServiceError>((open, recent, waiting))
     };
-    let mut text = String::new();
-    if mine.is_empty() {
-        text.push_str("You have no open requests.");
-    } else {
-        text.push_str("*Your requests*");
-        for r in &mine {
-            let when = match (r.state, r.expires_at) {
-                (RequestState::Active, Some(t)) => format!("active until {}", slack_date(t)),
-                (state, _) => state.describe().to_owned(),
-            };
-            text.push_str(&format!("\n• #{} `{}` ({}): {when}", r.id.get(), r.role, r.duration));
+    match mine.await {
+        Ok((open, recent, waiting)) => {
+            let msg = super::summaries::MyRequests {
+                open: &open,
+                recent: &recent,
+                waiting: &waiting,
+                now: state.clock.now(),
+            }
+            .render();
+            Reply { text: msg.text, blocks: msg.blocks }
         }
+        Err(e) => explain(&e, user).into(),
     }
-    let approver = match db.link(user).await.ok().flatten().and_then(|l| l.identity().ok()) {
-        Some(i) => i,
-        None => return text,
+}
+
+/// `/jit pending`: what waits for my decision, with Approve and Deny.
+async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
+    let service = &state.service;
+    let waiting = async {
+        let Some(identity) = service.linked_identity(user).await? else { return Err(ServiceError::NotLinked) };
+        let mut out = Vec::new();
+        for r in service.awaiting_decision(&identity).await? {
+            let approvals = service.db().approvals(r.id).await?;
+            out.push((r, approvals));
+        }
+        Ok(out)
     };
-    let waiting: Vec<String> = db
-        .requests_in_states(&[RequestState::Pending])
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| {
-            let requester = crate::domain::Identity {
-                slack: r.requester.clone(),
-                issuer: r.requester_issuer.clone(),
-                subject: r.requester_subject.clone(),
-                email: r.requester_email.clone(),
-                groups: Default::default(),
-            };
-            state.config.role_policy(&r.role).is_some_and(|p| p.check_approver(&approver, &requester).is_ok())
-        })
-        .map(|r| format!("\n• #{} <@{}> `{}` for {}", r.id.get(), r.requester.user_id(), r.role, r.duration))
-        .collect();
-    if !waiting.is_empty() {
-        text.push_str("\n\n*Waiting for your approval*");
-        text.push_str(&waiting.concat());
+    match waiting.await {
+        Ok(requests) => {
+            let msg = super::summaries::AwaitingMe { requests: &requests }.render();
+            Reply { text: msg.text, blocks: msg.blocks }
+        }
+        Err(e) => answer_error(state, &e, user).await,
     }
-    text
 }
 
 async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {

@@ -14,6 +14,7 @@ mod expiry;
 mod forms;
 mod lifecycle;
 mod oidc;
+mod overview;
 mod scheduler;
 mod slack_contract;
 mod slack_http;

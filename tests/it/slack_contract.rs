@@ -123,6 +123,18 @@ fn variants(state: RequestState) -> Vec<(&'static str, AccessRequest)> {
     vec![("plain", plain), ("auto", auto), ("break-glass", glass), ("extension", extension)]
 }
 
+fn views_list(many: &[AccessRequest], now: Timestamp) -> Vec<Value> {
+    use jitbot::slack::summaries::{AwaitingMe, MyRequests};
+    let mine = MyRequests { open: many, recent: many, waiting: many, now }.render();
+    let with_approvals: Vec<(AccessRequest, Vec<ApprovalRow>)> = many.iter().map(|r| (r.clone(), Vec::new())).collect();
+    let pending = AwaitingMe { requests: &with_approvals }.render();
+    let none = AwaitingMe { requests: &[] }.render();
+    [("list", mine), ("pending", pending), ("pending/none", none)]
+        .into_iter()
+        .map(|(name, m)| json!({"name": name, "text": m.text, "blocks": m.blocks}))
+        .collect()
+}
+
 /// Every modal, at its largest: many roles with long names and
 /// descriptions, long typed text, a request far beyond any limit.
 fn modal_views() -> Vec<Value> {
@@ -235,6 +247,11 @@ fn every_message_template_passes_slack_sdk_validation() {
         }
     }
     messages.extend(modal_views());
+    // Many requests at once: the lists stay within limits.
+    let many: Vec<AccessRequest> = RequestState::ALL.into_iter().flat_map(variants).map(|(_, r)| r).collect();
+    let now = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let list = views_list(&many, now);
+    messages.extend(list);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("messages.json");
     std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();

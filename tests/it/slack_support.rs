@@ -115,7 +115,15 @@ impl SlackEnv {
             clock: Arc::new(clock.clone()),
             notifier: None,
             providers: None,
-            scheduler: SchedulerOptions { worker_id: "slack-test".into(), ..Default::default() },
+            // Tests jump the clock by hours while notices are in flight: a
+            // lease that lasts longer than any jump keeps a job that is
+            // still delivering from being taken over (and delivered twice).
+            // Leases themselves are tested with `TestApp`.
+            scheduler: SchedulerOptions {
+                worker_id: "slack-test".into(),
+                lease: Duration::from_secs(30 * 86_400),
+                ..Default::default()
+            },
         };
         let app = App::build(config, deps).await.unwrap();
         let service = app.service().clone();

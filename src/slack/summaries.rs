@@ -1,0 +1,183 @@
+//! What people see of many requests at once: `/jit list` (mine: pending,
+//! active, recent), `/jit pending` (waiting for my decision, with buttons)
+//! and the App Home tab. Templates like [`super::views`]: Block Kit plus a
+//! plain-text fallback, within Slack's limits however many requests there
+//! are.
+
+use serde_json::{Value, json};
+
+use super::views::{Message, escape, fit, slack_date, truncate};
+use crate::domain::{AccessRequest, RequestState, Timestamp};
+use crate::store::ApprovalRow;
+
+/// At most this many requests are listed per section; the rest are counted.
+pub const SECTION_LIMIT: usize = 15;
+
+/// "25m left", "1h 5m left", "less than a minute left".
+pub fn time_left(now: Timestamp, until: Timestamp) -> String {
+    let minutes = now.until(until).as_secs() / 60;
+    if minutes == 0 {
+        return "less than a minute left".to_owned();
+    }
+    let (h, m) = (minutes / 60, minutes % 60);
+    match (h, m) {
+        (0, m) => format!("{m}m left"),
+        (h, 0) => format!("{h}h left"),
+        (h, m) => format!("{h}h {m}m left"),
+    }
+}
+
+fn approvals_so_far(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+    let n = approvals.iter().filter(|a| a.decision == "approve").count();
+    format!("{n} of {} approvals", r.approvals_required)
+}
+
+/// One line about one of my requests.
+fn my_line(r: &AccessRequest, now: Timestamp) -> String {
+    let what = match r.extends {
+        Some(parent) => format!("#{} extension of #{} `{}` (+{})", r.id.get(), parent.get(), r.role, r.duration),
+        None => format!("#{} `{}` ({})", r.id.get(), r.role, r.duration),
+    };
+    let state = match (r.state, r.expires_at, r.ended_at.or(r.decided_at)) {
+        (RequestState::Active | RequestState::Granting, Some(t), _) => {
+            format!("{} until {} ({})", r.state.describe(), slack_date(t), time_left(now, t))
+        }
+        (RequestState::Pending, _, _) => match r.decide_by {
+            Some(t) => format!("waiting for approval · times out {}", slack_date(t)),
+            None => "waiting for approval".to_owned(),
+        },
+        (state, _, Some(t)) if state.is_terminal() => format!("{} {}", state.describe(), slack_date(t)),
+        (state, _, _) => state.describe().to_owned(),
+    };
+    format!("• {what}: {state}")
+}
+
+fn section(title: &str, requests: &[AccessRequest], now: Timestamp) -> Option<String> {
+    if requests.is_empty() {
+        return None;
+    }
+    let mut lines: Vec<String> = requests.iter().take(SECTION_LIMIT).map(|r| my_line(r, now)).collect();
+    if requests.len() > SECTION_LIMIT {
+        lines.push(format!("…and {} more", requests.len() - SECTION_LIMIT));
+    }
+    Some(format!("*{title}*\n{}", lines.join("\n")))
+}
+
+/// `/jit list`: my pending requests, my access, my recent requests.
+pub struct MyRequests<'a> {
+    /// Open requests (pending, or holding access).
+    pub open: &'a [AccessRequest],
+    /// Recently ended ones, newest first.
+    pub recent: &'a [AccessRequest],
+    /// The requests waiting for my decision.
+    pub waiting: &'a [AccessRequest],
+    /// Now, for "time left".
+    pub now: Timestamp,
+}
+
+impl MyRequests<'_> {
+    /// Renders the list as one mrkdwn text (it has no buttons).
+    pub fn render(&self) -> Message {
+        let (pending, live): (Vec<AccessRequest>, Vec<AccessRequest>) =
+            self.open.iter().cloned().partition(|r| r.state == RequestState::Pending);
+        let parts: Vec<String> = [
+            section("Pending", &pending, self.now),
+            section("Active", &live, self.now),
+            section("Recent", self.recent, self.now),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut text = if parts.is_empty() { "You have no open requests.".to_owned() } else { parts.join("\n\n") };
+        if self.open.is_empty() && !self.recent.is_empty() {
+            text = format!("You have no open requests.\n\n{text}");
+        }
+        if !self.waiting.is_empty() {
+            let lines: Vec<String> = self
+                .waiting
+                .iter()
+                .take(SECTION_LIMIT)
+                .map(|r| format!("• #{} <@{}> `{}` for {}", r.id.get(), r.requester.user_id(), r.role, r.duration))
+                .collect();
+            text.push_str(&format!(
+                "\n\n*Waiting for your approval* (`/jit pending` shows them with buttons)\n{}",
+                lines.join("\n")
+            ));
+            if self.waiting.len() > SECTION_LIMIT {
+                text.push_str(&format!("\n…and {} more", self.waiting.len() - SECTION_LIMIT));
+            }
+        }
+        Message { text: truncate(&text, 39_000), blocks: Vec::new() }
+    }
+}
+
+/// The blocks for one request waiting for a decision: who asks what and
+/// why, and Approve / Deny.
+pub fn decision_blocks(r: &AccessRequest, approvals: &[ApprovalRow]) -> Vec<Value> {
+    let id = r.id.get();
+    let what = match r.extends {
+        Some(parent) => format!("to extend `{}` (#{}) by {}", r.role, parent.get(), r.duration),
+        None => format!("`{}` for {}", r.role, r.duration),
+    };
+    let deadline = r.decide_by.map(|t| format!(" · times out {}", slack_date(t))).unwrap_or_default();
+    vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!(
+            "*#{id}* <@{}> asks for {what} ({}){deadline}\n>{}",
+            r.requester.user_id(),
+            approvals_so_far(r, approvals),
+            escape(&truncate(&r.reason, 500)).replace('\n', "\n>")
+        ), 3000)}}),
+        json!({"type": "actions", "block_id": format!("decide:{id}"), "elements": [
+            {"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
+             "text": {"type": "plain_text", "text": "Deny"}},
+        ]}),
+    ]
+}
+
+/// `/jit pending`: the requests waiting for my decision, with buttons.
+pub struct AwaitingMe<'a> {
+    /// The requests with their decisions so far, oldest first.
+    pub requests: &'a [(AccessRequest, Vec<ApprovalRow>)],
+}
+
+impl AwaitingMe<'_> {
+    /// Renders the message (at most [`SECTION_LIMIT`] requests with buttons).
+    pub fn render(&self) -> Message {
+        if self.requests.is_empty() {
+            return Message { text: "Nothing waits for your approval.".to_owned(), blocks: Vec::new() };
+        }
+        let n = self.requests.len();
+        let text = format!(
+            "{n} request{} wait{} for your approval.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" }
+        );
+        let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{text}*")}})];
+        for (r, approvals) in self.requests.iter().take(SECTION_LIMIT) {
+            blocks.extend(decision_blocks(r, approvals));
+        }
+        if n > SECTION_LIMIT {
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+                "text": format!("…and {} more: decide these first, or use the cards in the approvals channels.", n - SECTION_LIMIT)}]}));
+        }
+        Message { text, blocks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn time_left_reads_naturally() {
+        let now = Timestamp::from_millis(0);
+        assert_eq!(time_left(now, now.plus(Duration::from_secs(25 * 60 + 30))), "25m left");
+        assert_eq!(time_left(now, now.plus(Duration::from_secs(3600))), "1h left");
+        assert_eq!(time_left(now, now.plus(Duration::from_secs(3900))), "1h 5m left");
+        assert_eq!(time_left(now, now.plus(Duration::from_secs(30))), "less than a minute left");
+        assert_eq!(time_left(now, Timestamp::from_millis(-5)), "less than a minute left");
+    }
+}

@@ -83,6 +83,8 @@ pub enum AuditAction {
     RequestTimedOut,
     /// An approved extension moved the request's expiry.
     AccessExtended,
+    /// Someone pulled the kill switch: all access revoked, pending requests cancelled.
+    RevokeAll,
 }
 
 impl AuditAction {
@@ -108,6 +110,7 @@ impl AuditAction {
             Self::RequestBreakGlass => "request.break_glass",
             Self::RequestTimedOut => "request.timed_out",
             Self::AccessExtended => "access.extended",
+            Self::RevokeAll => "kill_switch.revoke_all",
         }
     }
 }

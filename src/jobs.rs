@@ -60,6 +60,9 @@ pub enum JobKind {
     Remind,
     /// Warn the holder shortly before their access ends (payload: the expiry it is for).
     WarnExpiry,
+    /// Tell the audit channel something that concerns no single request
+    /// (payload: an [`crate::notify::Announcement`]), such as the kill switch.
+    Announce,
 }
 
 impl JobKind {
@@ -74,6 +77,7 @@ impl JobKind {
             Self::TimeOut => "time_out",
             Self::Remind => "remind",
             Self::WarnExpiry => "warn_expiry",
+            Self::Announce => "announce",
         }
     }
 
@@ -94,6 +98,7 @@ impl JobKind {
             "time_out" => Some(Self::TimeOut),
             "remind" => Some(Self::Remind),
             "warn_expiry" => Some(Self::WarnExpiry),
+            "announce" => Some(Self::Announce),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -356,6 +361,7 @@ impl Scheduler {
         };
         match kind {
             JobKind::DirectMessage => return self.direct_message(job).await,
+            JobKind::Announce => return self.announce(job).await,
             JobKind::RefreshLink => return self.refresh_link(job).await,
             _ => {}
         }
@@ -372,7 +378,9 @@ impl Scheduler {
             JobKind::TimeOut => self.time_out(job, request).await,
             JobKind::Remind => self.remind(job, request).await,
             JobKind::WarnExpiry => self.warn_expiry(job, request).await,
-            JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
+            JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce => {
+                self.fail(job, "not a request job").await
+            }
         }
     }
 
@@ -384,6 +392,14 @@ impl Scheduler {
             return self.fail(job, "malformed user in payload").await;
         };
         let result = self.inner.notifier.direct_message(&user, payload.text.as_deref().unwrap_or("")).await;
+        self.finish_delivery(job, result).await
+    }
+
+    async fn announce(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(announcement) = serde_json::from_str::<crate::notify::Announcement>(&job.payload) else {
+            return self.fail(job, "malformed announcement payload").await;
+        };
+        let result = self.inner.notifier.announce(&announcement).await;
         self.finish_delivery(job, result).await
     }
 

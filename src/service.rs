@@ -25,9 +25,11 @@ use crate::notify::NoticeKind;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod extension;
+mod kill_switch;
 mod queries;
 
 pub use extension::{ExtendCommand, ExtendOutcome};
+pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use queries::RECENT_LIMIT;
 
 /// Why a use case refused or failed. `Display` is written for the person who

@@ -51,6 +51,12 @@ pub enum JitCommand {
         /// Why this cannot wait for approvers.
         reason: String,
     },
+    /// Kill switch: revoke every grant and cancel every pending request
+    /// (administrators; asks for confirmation first).
+    RevokeAll {
+        /// Why (required).
+        reason: String,
+    },
     /// Show my identity link.
     Whoami,
     /// Link my Slack account to the IdP.
@@ -69,6 +75,7 @@ pub const USAGE: &str = "`/jit request` ask for access in a form, or at once: `/
 `/jit extend <id> [duration] [reason]` ask for more time on live access\n\
 `/jit cancel <id>` withdraw a pending request\n\
 `/jit break-glass <id> <reason>` approve your own request in an emergency (only roles that allow it; announced and reviewed)\n\
+`/jit revoke-all <reason>` administrators: revoke all access in an incident (asks to confirm)\n\
 `/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
 `/jit unlink` remove your link\n\
@@ -105,6 +112,15 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "unlink" => Ok(JitCommand::Unlink),
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
+        "revoke-all" | "revokeall" => {
+            let reason = rest.join(" ");
+            if reason.is_empty() {
+                return Err(CommandError(
+                    "Say why: `/jit revoke-all <reason>`, e.g. `/jit revoke-all credentials leaked, INC-4821`".into(),
+                ));
+            }
+            Ok(JitCommand::RevokeAll { reason })
+        }
         "extend" => {
             let usage =
                 "Usage: `/jit extend <id> [duration] [reason]`, e.g. `/jit extend 12 1h migration still running`";
@@ -206,6 +222,8 @@ mod tests {
             JitCommand::Extend { id: RequestId::new(12), duration: None, reason: None }
         );
         assert!(parse("extend soon").unwrap_err().0.contains("not a request number"));
+        assert_eq!(parse("revoke-all leaked keys").unwrap(), JitCommand::RevokeAll { reason: "leaked keys".into() });
+        assert!(parse("revoke-all").unwrap_err().0.contains("Say why"));
         assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
     }
 }

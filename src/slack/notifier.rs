@@ -127,6 +127,14 @@ impl Notifier for SlackNotifier {
         Ok(())
     }
 
+    async fn announce(&self, announcement: &crate::notify::Announcement) -> Result<(), NotifyError> {
+        let Some(slack) = &self.config.slack else { return Ok(()) };
+        // Without an audit channel, the default approvals channel must hear it.
+        let channel = slack.audit_channel.clone().unwrap_or_else(|| slack.approvals_channel.clone());
+        self.api.post_message(&channel, &views::AnnouncementLine { announcement }.render()).await?;
+        Ok(())
+    }
+
     async fn direct_message(&self, user: &crate::domain::SlackUser, text: &str) -> Result<(), NotifyError> {
         let msg = views::Message { text: text.to_owned(), blocks: Vec::new() };
         self.api.post_message(user.user_id(), &msg).await?;

@@ -345,6 +345,7 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
             .into(),
             Err(e) => answer_error(state, &e, user).await,
         },
+        JitCommand::RevokeAll { reason } => confirm_revoke_all(state, user, &reason, now).await,
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
             Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
             Err(e) => explain(&e, user).into(),
@@ -417,6 +418,34 @@ async fn list(state: &SlackState, user: &SlackUser) -> Reply {
     }
 }
 
+/// `/jit revoke-all <reason>`: for administrators, a confirmation with
+/// what would be revoked; the button (behind Slack's confirmation dialog)
+/// pulls the kill switch.
+async fn confirm_revoke_all(
+    state: &SlackState,
+    user: &SlackUser,
+    reason: &str,
+    now: crate::domain::Timestamp,
+) -> Reply {
+    if let Err(e) = state.service.check_admin(user, now).await {
+        return answer_error(state, &e, user).await;
+    }
+    let reason = super::views::truncate(reason.trim(), 1000);
+    if reason.chars().count() < crate::service::REVOKE_ALL_REASON_MIN {
+        return "Say why: `/jit revoke-all <reason>`, e.g. `/jit revoke-all credentials leaked, INC-4821`"
+            .to_owned()
+            .into();
+    }
+    let db = state.service.db();
+    let count = |states: &'static [crate::domain::RequestState]| async move {
+        db.requests_in_states(states).await.map(|r| r.len()).unwrap_or(0)
+    };
+    use crate::domain::RequestState as S;
+    let live = count(&[S::Granting, S::Active, S::GrantFailed, S::Revoking, S::RevokeFailed]).await;
+    let pending = count(&[S::Pending]).await;
+    super::summaries::RevokeAllConfirmation { reason: &reason, live, pending }.render().into()
+}
+
 /// `/jit pending`: what waits for my decision, with Approve and Deny.
 async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
     let service = &state.service;
@@ -463,6 +492,17 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
                 None
             }
             ("extend", _) => extend_action(&state, &user, action, trigger, now).await,
+            ("revoke_all", _) => {
+                let reason = action.chosen().unwrap_or_default();
+                Some(match state.service.revoke_all(&user, reason, now).await {
+                    Ok(done) => Reply::from(format!(
+                        ":rotating_light: Done: {} grant(s) being revoked, {} pending request(s) cancelled. The audit channel was told.",
+                        done.revoking.len(),
+                        done.cancelled.len()
+                    )),
+                    Err(e) => answer_error(&state, &e, &user).await,
+                })
+            }
             (kind, _) => {
                 let Some(id) = action.chosen().and_then(RequestId::parse) else { continue };
                 match kind {

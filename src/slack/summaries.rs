@@ -166,6 +166,48 @@ impl AwaitingMe<'_> {
     }
 }
 
+/// The confirmation an administrator sees after `/jit revoke-all`: what
+/// would happen, and a button behind Slack's confirmation dialog.
+pub struct RevokeAllConfirmation<'a> {
+    /// Why (already cut to fit a button value).
+    pub reason: &'a str,
+    /// Grants that would be revoked.
+    pub live: usize,
+    /// Pending requests that would be cancelled.
+    pub pending: usize,
+}
+
+impl RevokeAllConfirmation<'_> {
+    /// Renders the message.
+    pub fn render(&self) -> Message {
+        let text = format!(
+            ":rotating_light: *Revoke ALL access?* {} live grant{} would be revoked and {} pending request{} cancelled, in every role. Reason:\n>{}",
+            self.live,
+            if self.live == 1 { "" } else { "s" },
+            self.pending,
+            if self.pending == 1 { "" } else { "s" },
+            escape(self.reason).replace('\n', "\n>")
+        );
+        let text = fit(&text, 3000);
+        Message {
+            blocks: vec![
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}),
+                json!({"type": "actions", "elements": [{"type": "button", "action_id": "revoke_all",
+                "value": truncate(self.reason, 1000), "style": "danger",
+                "text": {"type": "plain_text", "text": "Revoke all access"},
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Revoke all access?"},
+                    "text": {"type": "plain_text", "text": "Every grant jitbot gave is revoked now and every pending request cancelled. This cannot be undone."},
+                    "confirm": {"type": "plain_text", "text": "Revoke everything"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                    "style": "danger"
+                }}]}),
+            ],
+            text,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

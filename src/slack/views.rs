@@ -18,6 +18,12 @@ pub struct Message {
     pub blocks: Vec<Value>,
 }
 
+impl From<Message> for super::routes::Reply {
+    fn from(m: Message) -> Self {
+        Self { text: m.text, blocks: m.blocks }
+    }
+}
+
 impl Message {
     fn plain(text: String) -> Self {
         Self { text, blocks: Vec::new() }
@@ -198,6 +204,30 @@ impl ApprovalCard<'_> {
     /// Renders the card.
     pub fn render(&self) -> Message {
         approval_card(self)
+    }
+}
+
+/// A line in the audit channel about no single request (the kill switch).
+pub struct AnnouncementLine<'a> {
+    /// What happened.
+    pub announcement: &'a crate::notify::Announcement,
+}
+
+impl AnnouncementLine<'_> {
+    /// Renders the line.
+    pub fn render(&self) -> Message {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        match self.announcement {
+            crate::notify::Announcement::RevokeAll { slack_user, actor, reason, revoking, cancelled } => {
+                Message::plain(format!(
+                    ":rotating_light: *All access revoked* by {}: {}. {} being revoked, {} cancelled.",
+                    slack_user.as_deref().map(mention).unwrap_or_else(|| escape(actor)),
+                    escape(&truncate(reason, 2000)),
+                    plural(*revoking, "grant"),
+                    plural(*cancelled, "pending request"),
+                ))
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod expiry;
 mod forms;
+mod kill_switch;
 mod lifecycle;
 mod oidc;
 mod overview;

@@ -129,7 +129,18 @@ fn views_list(many: &[AccessRequest], now: Timestamp) -> Vec<Value> {
     let with_approvals: Vec<(AccessRequest, Vec<ApprovalRow>)> = many.iter().map(|r| (r.clone(), Vec::new())).collect();
     let pending = AwaitingMe { requests: &with_approvals }.render();
     let none = AwaitingMe { requests: &[] }.render();
-    [("list", mine), ("pending", pending), ("pending/none", none)]
+    let long = "<!channel> & leaked ".repeat(500);
+    let confirm =
+        jitbot::slack::summaries::RevokeAllConfirmation { reason: &long, live: 1_000_000, pending: 1 }.render();
+    let announcement = jitbot::notify::Announcement::RevokeAll {
+        slack_user: None,
+        actor: "cli:<root>".into(),
+        reason: long.clone(),
+        revoking: 1,
+        cancelled: 2,
+    };
+    let announced = views::AnnouncementLine { announcement: &announcement }.render();
+    [("list", mine), ("pending", pending), ("pending/none", none), ("revoke-all", confirm), ("announce", announced)]
         .into_iter()
         .map(|(name, m)| json!({"name": name, "text": m.text, "blocks": m.blocks}))
         .collect()

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::modals::{self, BreakGlassForm, DenyForm, RequestForm, RequestSent, RoleChoice, field};
-use super::payloads::{SlashCommand, ViewPayload};
+use super::payloads::ViewPayload;
 use super::routes::{Reply, SlackState, answer_error, explain};
 use super::views::{escape, truncate};
 use crate::domain::{AccessDuration, PolicyError, RequestId, SlackUser, Timestamp};
@@ -59,13 +59,15 @@ async fn role_choices(state: &SlackState, user: &SlackUser) -> Result<Vec<RoleCh
     Ok(roles)
 }
 
-/// `/jit request` without a reason: opens the request form (with `role`
-/// chosen, if given). Answers the command with nothing when the form opens.
+/// `/jit request` without a reason (or **Request access** in the home
+/// tab): opens the request form (with `role` chosen, if given). Returns no
+/// answer when the form opens.
 pub(crate) async fn open_request_form(
     state: &SlackState,
     user: &SlackUser,
     role: Option<String>,
-    cmd: &SlashCommand,
+    trigger_id: &str,
+    response_url: Option<String>,
 ) -> Option<Reply> {
     let roles = match role_choices(state, user).await {
         Ok(r) => r,
@@ -77,13 +79,12 @@ pub(crate) async fn open_request_form(
         let known = roles.iter().map(|c| format!("`{}`", c.policy.role)).collect::<Vec<_>>().join(", ");
         return Some(format!("You cannot request `{}`. Roles you can request: {known}.", escape(r)).into());
     }
-    if cmd.trigger_id.is_empty() {
+    if trigger_id.is_empty() {
         return Some("Usage: `/jit request <role> [duration] <reason>`".to_owned().into());
     }
     let selected = role.as_deref().or((roles.len() == 1).then(|| roles[0].policy.role.as_str()));
     let view = RequestForm { roles: &roles, selected, reason: None, ticket: None }.render();
-    let response_url = Some(cmd.response_url.clone()).filter(|u| !u.is_empty());
-    open_soon(state, &cmd.trigger_id, view, response_url);
+    open_soon(state, trigger_id, view, response_url);
     None
 }
 

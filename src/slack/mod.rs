@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod forms;
+pub mod home;
 pub mod modals;
 pub mod notifier;
 pub mod payloads;

@@ -152,6 +152,20 @@ pub struct EventEnvelope {
     pub challenge: Option<String>,
     /// Present on `event_callback`.
     pub team_id: Option<String>,
+    /// The event itself, on `event_callback`.
+    pub event: Option<Event>,
+}
+
+/// The inner event of an `event_callback` (only what jitbot reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Event {
+    /// `app_home_opened`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The user it is about.
+    pub user: Option<String>,
+    /// `app_home_opened`: which tab (`home` or `messages`).
+    pub tab: Option<String>,
 }
 
 /// Parses a slash-command form body.

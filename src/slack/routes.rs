@@ -199,7 +199,8 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
     let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
     if let Ok(JitCommand::RequestForm { role }) = command::parse(&cmd.text) {
         // The form opens from a spawned task; the command itself says nothing.
-        return Ok(match super::forms::open_request_form(&state, &user, role, &cmd).await {
+        let response_url = Some(cmd.response_url.clone()).filter(|u| !u.is_empty());
+        return Ok(match super::forms::open_request_form(&state, &user, role, &cmd.trigger_id, response_url).await {
             Some(reply) => ephemeral(reply),
             None => StatusCode::OK.into_response(),
         });
@@ -484,6 +485,7 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
         _ => return Ok(StatusCode::OK.into_response()),
     }
     let trigger = interaction.trigger_id.as_deref();
+    let in_home = interaction.view.as_ref().is_some_and(|v| v.kind.as_deref() == Some("home"));
     for action in &interaction.actions {
         let now = state.clock.now();
         let answer = match (action.action_id.as_str(), &interaction.view) {
@@ -492,6 +494,10 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
                 None
             }
             ("extend", _) => extend_action(&state, &user, action, trigger, now).await,
+            ("request_form", _) => {
+                let response_url = interaction.response_url.clone();
+                super::forms::open_request_form(&state, &user, None, trigger.unwrap_or_default(), response_url).await
+            }
             ("revoke_all", _) => {
                 let reason = action.chosen().unwrap_or_default();
                 Some(match state.service.revoke_all(&user, reason, now).await {
@@ -520,6 +526,10 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
                 }
             });
         }
+    }
+    if in_home {
+        // Clicks in the home tab have nowhere to answer: the redrawn tab is the answer.
+        super::home::publish_soon(&state, user);
     }
     Ok(StatusCode::OK.into_response())
 }
@@ -555,6 +565,10 @@ async fn decide_action(
                 request.approvals_required
             ))),
             Err(ServiceError::AlreadyVoted(_)) if is_retry(headers) => None,
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        "cancel" => match state.service.cancel(id, user, now).await {
+            Ok(r) => Some(Reply::from(format!("Request #{} for `{}` cancelled.", id.get(), r.role))),
             Err(e) => Some(answer_error(state, &e, user).await),
         },
         "done" => match state.service.revoke(id, user, now).await {
@@ -638,8 +652,17 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
     match envelope.kind.as_str() {
         "url_verification" => Ok(Json(json!({"challenge": envelope.challenge.unwrap_or_default()})).into_response()),
         _ => {
-            if envelope.team_id.as_deref() != Some(state.slack().team_id.as_str()) {
+            let team = envelope.team_id.as_deref().unwrap_or_default();
+            if team != state.slack().team_id {
                 return Err(Refusal::ForeignTeam);
+            }
+            if let Some(event) = &envelope.event
+                && event.kind == "app_home_opened"
+                && event.tab.as_deref() == Some("home")
+                && let Some(user) = event.user.as_deref().and_then(|u| SlackUser::parse(team, u).ok())
+            {
+                // Acknowledged now; the tab is drawn from a spawned task.
+                super::home::publish_soon(&state, user);
             }
             Ok(StatusCode::OK.into_response())
         }

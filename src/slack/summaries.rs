@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::views::{Message, escape, fit, slack_date, truncate};
-use crate::domain::{AccessRequest, RequestState, Timestamp};
+use crate::domain::{AccessDuration, AccessRequest, RequestState, Timestamp};
 use crate::store::ApprovalRow;
 
 /// At most this many requests are listed per section; the rest are counted.
@@ -163,6 +163,118 @@ impl AwaitingMe<'_> {
                 "text": format!("…and {} more: decide these first, or use the cards in the approvals channels.", n - SECTION_LIMIT)}]}));
         }
         Message { text, blocks }
+    }
+}
+
+/// At most this many requests per section of the App Home tab (a home
+/// view holds at most 100 blocks).
+pub const HOME_SECTION_LIMIT: usize = 10;
+
+/// My App Home tab: my access with time left (extend it, or end it), my
+/// pending requests (cancel them), and what waits for my approval.
+pub struct HomeView<'a> {
+    /// Now, for "time left".
+    pub now: Timestamp,
+    /// Whether the person has an identity link at all.
+    pub linked: bool,
+    /// My live access, with the extensions each role allows.
+    pub active: &'a [(AccessRequest, Vec<AccessDuration>)],
+    /// My pending requests (and extensions), with their decisions so far.
+    pub pending: &'a [(AccessRequest, Vec<ApprovalRow>)],
+    /// What waits for my decision.
+    pub awaiting: &'a [(AccessRequest, Vec<ApprovalRow>)],
+}
+
+fn header(text: &str) -> Value {
+    json!({"type": "header", "text": {"type": "plain_text", "text": text}})
+}
+
+fn mrkdwn(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(text, 3000)}})
+}
+
+fn more(n: usize, what: &str) -> Option<Value> {
+    (n > HOME_SECTION_LIMIT).then(|| {
+        json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("…and {} more {what}: `/jit list` and `/jit pending` show them all.", n - HOME_SECTION_LIMIT)}]})
+    })
+}
+
+impl HomeView<'_> {
+    /// Renders the home view.
+    pub fn render(&self) -> Value {
+        let mut blocks = vec![
+            header("Your access"),
+            json!({"type": "actions", "elements": [{"type": "button", "action_id": "request_form", "style": "primary",
+                "text": {"type": "plain_text", "text": "Request access"}}]}),
+        ];
+        if !self.linked {
+            blocks.push(mrkdwn(
+                "You have not linked your Slack account to your company identity yet: run `/jit link` (or ask a jitbot administrator).",
+            ));
+        }
+        if self.active.is_empty() {
+            blocks.push(mrkdwn("No access right now."));
+        }
+        for (r, choices) in self.active.iter().take(HOME_SECTION_LIMIT) {
+            let id = r.id.get();
+            let until = r
+                .expires_at
+                .map(|t| format!(" until {} ({})", slack_date(t), time_left(self.now, t)))
+                .unwrap_or_default();
+            blocks.push(mrkdwn(&format!(":unlock: `{}` (request #{id}): {}{until}", r.role, r.state.describe())));
+            if matches!(r.state, RequestState::Active | RequestState::Granting) {
+                let mut elements = Vec::new();
+                let options: Vec<Value> = choices
+                    .iter()
+                    .take(100)
+                    .map(|d| json!({"text": {"type": "plain_text", "text": format!("+{d}")}, "value": format!("{id}:{}", d.get().as_secs())}))
+                    .collect();
+                if !options.is_empty() {
+                    elements.push(json!({"type": "static_select", "action_id": "extend",
+                        "placeholder": {"type": "plain_text", "text": "Extend by…"}, "options": options}));
+                }
+                elements.push(json!({"type": "button", "action_id": "done", "value": id.to_string(), "style": "danger",
+                    "text": {"type": "plain_text", "text": "I'm done"},
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "End your access now?"},
+                        "text": {"type": "plain_text", "text": format!("Your {} access is revoked at once.", truncate(r.role.as_str(), 200))},
+                        "confirm": {"type": "plain_text", "text": "End it now"},
+                        "deny": {"type": "plain_text", "text": "Keep it"},
+                        "style": "danger"
+                    }}));
+                blocks.push(json!({"type": "actions", "block_id": format!("live:{id}"), "elements": elements}));
+            }
+        }
+        blocks.extend(more(self.active.len(), "grants"));
+
+        blocks.push(json!({"type": "divider"}));
+        blocks.push(header("Your pending requests"));
+        if self.pending.is_empty() {
+            blocks.push(mrkdwn("None."));
+        }
+        for (r, approvals) in self.pending.iter().take(HOME_SECTION_LIMIT) {
+            let id = r.id.get();
+            let line = my_line(r, self.now);
+            blocks.push(json!({"type": "section", "block_id": format!("mine:{id}"),
+                "text": {"type": "mrkdwn", "text": fit(&format!("{} ({})", line.trim_start_matches("• "), approvals_so_far(r, approvals)), 3000)},
+                "accessory": {"type": "button", "action_id": "cancel", "value": id.to_string(),
+                    "text": {"type": "plain_text", "text": "Cancel"}}}));
+        }
+        blocks.extend(more(self.pending.len(), "pending requests"));
+
+        blocks.push(json!({"type": "divider"}));
+        blocks.push(header("Waiting for your approval"));
+        if self.awaiting.is_empty() {
+            blocks.push(mrkdwn("Nothing waits for your approval."));
+        }
+        for (r, approvals) in self.awaiting.iter().take(HOME_SECTION_LIMIT) {
+            blocks.extend(decision_blocks(r, approvals));
+        }
+        blocks.extend(more(self.awaiting.len(), "requests"));
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("Updated {}. `/jit help` lists every command.", slack_date(self.now))}]}));
+        json!({"type": "home", "blocks": blocks})
     }
 }
 

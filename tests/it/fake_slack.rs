@@ -255,6 +255,12 @@ fn views(s: &mut FakeState, method: String, body: Value) -> Response {
 }
 
 impl FakeSlack {
+    /// A user's published App Home tab.
+    pub fn home(&self, user: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.homes.get(user).and_then(|id| s.views.get(id)).cloned()
+    }
+
     /// The newest modal with this `callback_id`.
     pub fn modal(&self, callback_id: &str) -> Option<Value> {
         let s = self.state.lock().unwrap();
@@ -381,6 +387,9 @@ fn check_blocks(blocks: &[Value], surface_inputs: bool, errors: &mut Vec<String>
                 }
                 if has_text {
                     check_text(&b["text"], &format!("{at}/text"), 3000, false, errors);
+                }
+                if let Some(accessory) = b.get("accessory") {
+                    check_element(accessory, &format!("{at}/accessory"), &["button", "static_select"], errors);
                 }
                 if let Some(fields) = fields {
                     if fields.len() > 10 {

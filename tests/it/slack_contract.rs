@@ -75,7 +75,11 @@ fn the_manifest_declares_exactly_what_the_code_uses() {
     assert!(m["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
     // Only the scopes the Web API calls need: the command, chat.postMessage /
     // chat.update, and users.info with the profile email (OIDC linking).
+    // (views.open, views.update and views.publish need no scope of their own.)
     assert_eq!(m["oauth_config"]["scopes"]["bot"], json!(["commands", "chat:write", "users:read", "users:read.email"]));
+    // The App Home tab: drawn on app_home_opened.
+    assert_eq!(m["features"]["app_home"]["home_tab_enabled"], true);
+    assert_eq!(m["settings"]["event_subscriptions"]["bot_events"], json!(["app_home_opened"]));
     assert_eq!(m["settings"]["socket_mode_enabled"], false);
 }
 
@@ -184,6 +188,17 @@ fn modal_views() -> Vec<Value> {
     out.push(json!({"name": "modal/request/one-role", "view": small}));
     out.push(json!({"name": "modal/sent", "view": modals::RequestSent { request: &r, next: &long }.render()}));
     out.push(json!({"name": "modal/deny", "view": modals::DenyForm { request: &r }.render()}));
+    // The home tab, full in every section.
+    let many: Vec<AccessRequest> = RequestState::ALL.into_iter().flat_map(variants).map(|(_, r)| r).collect();
+    let choices: Vec<AccessDuration> = (1..=150).map(|m| AccessDuration::parse(&format!("{m}h")).unwrap()).collect();
+    let active: Vec<(AccessRequest, Vec<AccessDuration>)> = many.iter().map(|r| (r.clone(), choices.clone())).collect();
+    let with: Vec<(AccessRequest, Vec<ApprovalRow>)> = many.iter().map(|r| (r.clone(), Vec::new())).collect();
+    let now = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    for (name, linked, active, pending) in [("full", true, &active[..], &with[..]), ("empty", false, &[][..], &[][..])]
+    {
+        let home = jitbot::slack::summaries::HomeView { now, linked, active, pending, awaiting: pending }.render();
+        out.push(json!({"name": format!("home/{name}"), "view": home}));
+    }
     out.push(
         json!({"name": "modal/break-glass", "view": modals::BreakGlassForm { request: &r, min_reason: 5000 }.render()}),
     );

@@ -1,5 +1,8 @@
-//! The use cases: request, approve, deny, cancel, revoke, and the
-//! administrator's link changes.
+//! The use cases: request, approve, deny, break-glass, cancel, revoke, and
+//! the administrator's link changes; extending live access
+//! ([`Service::extend`]), the kill switch ([`Service::revoke_all`]) and the
+//! read models the transports show (roles I may request, what waits for
+//! me) live in child modules.
 //!
 //! Each use case is one transaction that makes a conditional state change,
 //! schedules the jobs that change implies (grant, revocation at expiry,

@@ -369,20 +369,12 @@ async fn run_command(state: &SlackState, user: &SlackUser, cmd: &SlashCommand) -
 
 async fn help(state: &SlackState, user: &SlackUser) -> String {
     let mut text = format!("*jitbot* gives you temporary, approved access.\n{USAGE}");
-    if let Ok(Some(link)) = state.service.db().link(user).await
-        && let Ok(identity) = link.identity()
-    {
+    if let Ok(Some(identity)) = state.service.linked_identity(user).await {
         let mine: Vec<String> = state
-            .config
-            .roles
-            .iter()
-            .filter(|(name, _)| {
-                crate::domain::RoleName::parse(name)
-                    .ok()
-                    .and_then(|n| state.config.role_policy(&n))
-                    .is_some_and(|p| p.check_requester(&identity).is_ok())
-            })
-            .map(|(name, role)| format!("• `{name}`: {} (up to {})", escape(&role.description), role.max_duration))
+            .service
+            .requestable_roles(&identity)
+            .into_iter()
+            .map(|(p, description)| format!("• `{}`: {} (up to {})", p.role, escape(&description), p.max_duration))
             .collect();
         if mine.is_empty() {
             text.push_str("\n\nYour groups do not allow you to request any role.");

@@ -215,6 +215,28 @@ impl App {
     }
 }
 
+/// Runs every job that is due now, once, with the providers and notifier
+/// the config describes, then returns: how `jitbot revoke-all` applies the
+/// kill switch at once, even when no jitbot is serving. A serving jitbot
+/// may run the same jobs concurrently; their fenced leases keep each run
+/// single.
+pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let providers = Providers::from_config(&config).context("cannot build providers")?;
+    let notifier: Arc<dyn Notifier> = match &config.slack {
+        Some(slack) => Arc::new(SlackNotifier::new(
+            SlackApi::new(slack).context("cannot build the Slack client")?,
+            db.clone(),
+            config.clone(),
+            clock.clone(),
+        )),
+        None => Arc::new(LogNotifier),
+    };
+    let options = SchedulerOptions { worker_id: format!("jitbot-cli-{}", std::process::id()), ..Default::default() };
+    let scheduler = Scheduler::new(db.clone(), clock, providers, notifier, Arc::new(Notify::new()), options, None);
+    Ok(scheduler.drain().await?)
+}
+
 /// Requests that may still hold access in a target but whose role or
 /// provider is no longer configured: removing them from the config would
 /// leave nobody able to revoke.

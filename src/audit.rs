@@ -96,6 +96,16 @@ pub enum AuditAction {
     CredentialsLinkIssued,
     /// The requester set a fresh password through the credentials page.
     CredentialsPasswordSet,
+    /// The role's auto-approval rule granted the request without approvers.
+    RequestAutoApproved,
+    /// The requester approved their own request (break-glass); flagged for review.
+    RequestBreakGlass,
+    /// Nobody decided before the role's approval timeout.
+    RequestTimedOut,
+    /// An approved extension moved the request's expiry.
+    AccessExtended,
+    /// Someone pulled the kill switch: all access revoked, pending requests cancelled.
+    RevokeAll,
 }
 
 impl AuditAction {
@@ -126,6 +136,11 @@ impl AuditAction {
             Self::ReconcileRevoked => "reconcile.revoked",
             Self::CredentialsLinkIssued => "credentials.link_issued",
             Self::CredentialsPasswordSet => "credentials.password_set",
+            Self::RequestAutoApproved => "request.auto_approved",
+            Self::RequestBreakGlass => "request.break_glass",
+            Self::RequestTimedOut => "request.timed_out",
+            Self::AccessExtended => "access.extended",
+            Self::RevokeAll => "kill_switch.revoke_all",
         }
     }
 }

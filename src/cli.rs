@@ -73,6 +73,15 @@ pub enum Command {
         /// The request number (12 or #12).
         id: String,
     },
+    /// Kill switch for incidents: revoke every grant and cancel every pending
+    /// request now (audited; the audit channel is told).
+    RevokeAll {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Why; recorded in the audit trail and announced.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// `jitbot audit ...`.
@@ -222,6 +231,39 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 identity.email,
                 identity.groups.iter().cloned().collect::<Vec<_>>().join(", ")
             );
+        }
+        Command::RevokeAll { config, reason } => {
+            let config = std::sync::Arc::new(Config::load(&config.config)?);
+            let db = open(&config).await?;
+            let service = Service::new(db.clone(), config.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+            let operator = match cli_actor() {
+                Actor::Cli(name) => name,
+                other => other.to_string(),
+            };
+            let done = service.revoke_all_as_operator(&operator, &reason, SystemClock.now()).await?;
+            println!(
+                "revoking {} grant(s), cancelled {} pending request(s); applying the revocations now",
+                done.revoking.len(),
+                done.cancelled.len()
+            );
+            app::run_due_jobs(config, &db).await.context("running the revocations")?;
+            let mut pending = Vec::new();
+            for id in &done.revoking {
+                match db.request(*id).await?.map(|r| r.state) {
+                    Some(crate::domain::RequestState::Revoked) => {}
+                    Some(state) => pending.push(format!("{id} ({state})")),
+                    None => {}
+                }
+            }
+            if pending.is_empty() {
+                println!("all access revoked");
+            } else {
+                eprintln!(
+                    "not revoked yet: {}; a serving jitbot keeps retrying them (or run this command again)",
+                    pending.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Link(LinkCommand::List(c)) => {
             let config = Config::load(&c.config)?;

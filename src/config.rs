@@ -15,7 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::{AccessDuration, RoleName, RolePolicy};
+use crate::domain::{AccessDuration, AutoApproveRule, RoleName, RolePolicy, TicketPattern};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -435,6 +435,11 @@ fn opt_std_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>,
     std_duration(d).map(Some)
 }
 
+fn ticket_pattern<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TicketPattern>, D::Error> {
+    let raw = String::deserialize(d)?;
+    TicketPattern::parse(&raw).map(Some).map_err(serde::de::Error::custom)
+}
+
 fn default_key_id() -> String {
     "k1".to_owned()
 }
@@ -486,6 +491,27 @@ pub struct RoleConfig {
     /// nothing to revoke. Only for `command` providers.
     #[serde(default)]
     pub one_shot: bool,
+    /// A regular expression the whole ticket id must match; a ticket is
+    /// then required (typed in the modal, or found in the reason).
+    #[serde(default, deserialize_with = "ticket_pattern")]
+    pub ticket_pattern: Option<TicketPattern>,
+    /// A link for the ticket on the approval card; `{ticket}` is replaced
+    /// by the ticket id.
+    pub ticket_url: Option<String>,
+    /// Members of these groups get up to `max_duration` without approvers.
+    pub auto_approve: Option<AutoApproveConfig>,
+    /// Pending requests time out after this long; the approvers are
+    /// reminded halfway.
+    #[serde(default, deserialize_with = "opt_std_duration")]
+    pub approval_timeout: Option<Duration>,
+    /// The requester may approve their own request alone, with a reason;
+    /// announced loudly and flagged for review.
+    #[serde(default)]
+    pub break_glass: bool,
+    /// How long before expiry the holder gets a DM with Extend and I'm done
+    /// (`"0s"`: no warning).
+    #[serde(default = "default_warn_before", deserialize_with = "std_duration")]
+    pub warn_before: Duration,
 }
 
 impl RoleConfig {
@@ -509,8 +535,23 @@ impl RoleConfig {
     }
 }
 
+/// `auto_approve = { groups = [...], max_duration = "1h" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApproveConfig {
+    /// IdP groups whose members are auto-approved.
+    pub groups: BTreeSet<String>,
+    /// The longest access granted without approvers.
+    #[serde(deserialize_with = "access_duration")]
+    pub max_duration: AccessDuration,
+}
+
 fn default_approvals_required() -> u32 {
     1
+}
+
+fn default_warn_before() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_reason_min_length() -> usize {
@@ -852,6 +893,42 @@ impl Config {
             if role.max_duration.get() > Duration::from_secs(30 * 86_400) {
                 return Err(format!("{}{table}.max_duration may be at most 30 days", at(&table, Some("max_duration"))));
             }
+            if let Some(url) = &role.ticket_url {
+                let parsed = reqwest::Url::parse(&url.replace("{ticket}", "T"));
+                if !url.contains("{ticket}") || !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                    return Err(format!(
+                        "{}{table}.ticket_url must be an http(s) URL containing {{ticket}}, like \"https://jira.example.com/browse/{{ticket}}\"",
+                        at(&table, Some("ticket_url"))
+                    ));
+                }
+            }
+            if let Some(auto) = &role.auto_approve {
+                if auto.groups.is_empty() {
+                    return Err(format!(
+                        "{}{table}.auto_approve.groups must name at least one IdP group",
+                        at(&table, Some("auto_approve"))
+                    ));
+                }
+                if auto.max_duration > role.max_duration {
+                    return Err(format!(
+                        "{}{table}.auto_approve.max_duration ({}) is longer than max_duration ({})",
+                        at(&table, Some("auto_approve")),
+                        auto.max_duration,
+                        role.max_duration
+                    ));
+                }
+            }
+            if let Some(t) = role.approval_timeout
+                && (t < Duration::from_secs(60) || t > Duration::from_secs(30 * 86_400))
+            {
+                return Err(format!(
+                    "{}{table}.approval_timeout must be between 1m and 30 days",
+                    at(&table, Some("approval_timeout"))
+                ));
+            }
+            if role.warn_before > Duration::from_secs(86_400) {
+                return Err(format!("{}{table}.warn_before may be at most 1 day", at(&table, Some("warn_before"))));
+            }
         }
         Ok(())
     }
@@ -910,6 +987,14 @@ impl Config {
             default_duration: role.default_duration,
             max_duration: role.max_duration,
             reason_min_length: role.reason_min_length,
+            ticket_pattern: role.ticket_pattern.clone(),
+            auto_approve: role
+                .auto_approve
+                .as_ref()
+                .map(|a| AutoApproveRule { groups: a.groups.clone(), max_duration: a.max_duration }),
+            approval_timeout: role.approval_timeout,
+            break_glass: role.break_glass,
+            warn_before: role.warn_before,
         })
     }
 }
@@ -1007,6 +1092,38 @@ max_duration = "4h"
         assert!(e.contains("line 9") && e.contains("roles.prod-db-readonly.provider"), "{e}");
         let e = parse(&GOOD.replace("\"30m\"", "\"8h\"")).unwrap_err().to_string();
         assert!(e.contains("default_duration") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn workflow_policies_parse_and_are_checked() {
+        let extra = "max_duration = \"4h\"\nticket_pattern = \"INC-[0-9]+\"\nticket_url = \"https://jira.example.com/browse/{ticket}\"\nauto_approve = { groups = [\"oncall\"], max_duration = \"1h\" }\napproval_timeout = \"1h\"\nbreak_glass = true\nwarn_before = \"5m\"";
+        let text = GOOD.replace("max_duration = \"4h\"", extra);
+        let c = parse(&text).unwrap();
+        let p = c.role_policy(&RoleName::parse("prod-db-readonly").unwrap()).unwrap();
+        assert_eq!(p.ticket_pattern.as_ref().map(|t| t.as_str()), Some("INC-[0-9]+"));
+        assert_eq!(p.auto_approve.as_ref().map(|a| a.max_duration.to_string()), Some("1h".into()));
+        assert_eq!(p.approval_timeout, Some(Duration::from_secs(3600)));
+        assert!(p.break_glass);
+        assert_eq!(p.warn_before, Duration::from_secs(300));
+        // Defaults: no ticket, no auto-approval, no timeout, a 10-minute warning.
+        let p = parse(GOOD).unwrap().role_policy(&RoleName::parse("prod-db-readonly").unwrap()).unwrap();
+        assert!(p.ticket_pattern.is_none() && p.auto_approve.is_none() && p.approval_timeout.is_none());
+        assert!(!p.break_glass);
+        assert_eq!(p.warn_before, Duration::from_secs(600));
+
+        let cases = [
+            ("ticket_pattern = \"INC-[0-9]+\"", "ticket_pattern = \"INC-[\"", "line 14"),
+            ("{ticket}", "{id}", "ticket_url must be an http(s) URL containing {ticket}"),
+            ("max_duration = \"1h\" }", "max_duration = \"5h\" }", "auto_approve.max_duration (5h) is longer"),
+            ("groups = [\"oncall\"]", "groups = []", "auto_approve.groups must name"),
+            ("approval_timeout = \"1h\"", "approval_timeout = \"10s\"", "approval_timeout must be between"),
+            ("warn_before = \"5m\"", "warn_before = \"2d\"", "warn_before may be at most"),
+            ("break_glass = true", "break_glass = \"yes\"", "break_glass"),
+        ];
+        for (from, to, want) in cases {
+            let e = parse(&text.replace(from, to)).unwrap_err().to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
     }
 
     #[test]

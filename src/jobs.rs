@@ -81,6 +81,15 @@ pub enum JobKind {
     RefreshLink,
     /// A minute after expiry: alert if the access may still exist.
     OverdueCheck,
+    /// End a request nobody decided in time (its role's `approval_timeout`).
+    TimeOut,
+    /// Remind the approvers of a request still pending halfway to its timeout.
+    Remind,
+    /// Warn the holder shortly before their access ends (payload: the expiry it is for).
+    WarnExpiry,
+    /// Tell the audit channel something that concerns no single request
+    /// (payload: an [`crate::notify::Announcement`]), such as the kill switch.
+    Announce,
 }
 
 impl JobKind {
@@ -93,6 +102,10 @@ impl JobKind {
             Self::DirectMessage => "direct_message",
             Self::RefreshLink => "refresh_link",
             Self::OverdueCheck => "overdue_check",
+            Self::TimeOut => "time_out",
+            Self::Remind => "remind",
+            Self::WarnExpiry => "warn_expiry",
+            Self::Announce => "announce",
         }
     }
 
@@ -111,6 +124,10 @@ impl JobKind {
             "direct_message" => Some(Self::DirectMessage),
             "refresh_link" => Some(Self::RefreshLink),
             "overdue_check" => Some(Self::OverdueCheck),
+            "time_out" => Some(Self::TimeOut),
+            "remind" => Some(Self::Remind),
+            "warn_expiry" => Some(Self::WarnExpiry),
+            "announce" => Some(Self::Announce),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -390,6 +407,7 @@ impl Scheduler {
         };
         match kind {
             JobKind::DirectMessage => return self.direct_message(job).await,
+            JobKind::Announce => return self.announce(job).await,
             JobKind::RefreshLink => return self.refresh_link(job).await,
             _ => {}
         }
@@ -404,7 +422,12 @@ impl Scheduler {
             JobKind::Revoke => self.revoke(job, request).await,
             JobKind::Notify(kind) => self.notify(job, request, kind).await,
             JobKind::OverdueCheck => self.check_overdue(job, request).await,
-            JobKind::DirectMessage | JobKind::RefreshLink => self.fail(job, "not a request job").await,
+            JobKind::TimeOut => self.time_out(job, request).await,
+            JobKind::Remind => self.remind(job, request).await,
+            JobKind::WarnExpiry => self.warn_expiry(job, request).await,
+            JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce => {
+                self.fail(job, "not a request job").await
+            }
         }
     }
 
@@ -416,6 +439,14 @@ impl Scheduler {
             return self.fail(job, "malformed user in payload").await;
         };
         let result = self.inner.notifier.direct_message(&user, payload.text.as_deref().unwrap_or("")).await;
+        self.finish_delivery(job, result).await
+    }
+
+    async fn announce(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(announcement) = serde_json::from_str::<crate::notify::Announcement>(&job.payload) else {
+            return self.fail(job, "malformed announcement payload").await;
+        };
+        let result = self.inner.notifier.announce(&announcement).await;
         self.finish_delivery(job, result).await
     }
 
@@ -736,6 +767,12 @@ impl Scheduler {
         if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
             return self.complete(job).await;
         }
+        if superseded(job, &request) {
+            // An extension moved the expiry and wrote the revocation for the
+            // new one in the same transaction: that job revokes, not this one.
+            tracing::debug!(job_id = job.id, request_id = id.get(), "revocation superseded by an extension");
+            return self.complete(job).await;
+        }
         let target = providers::target_of(&self.inner.db, &request).await;
         let provider = self.inner.providers.get(&request.provider);
         let key = match (&provider, &target) {
@@ -852,7 +889,8 @@ impl Scheduler {
     /// exist, people are alerted and the overdue counter goes up. The
     /// revocation itself keeps retrying on its own.
     async fn check_overdue(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
-        if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) {
+        // An extension moved the expiry (and wrote a check for the new one).
+        if !RequestState::MAY_HOLD_ACCESS.contains(&request.state) || superseded(job, &request) {
             return self.complete(job).await;
         }
         let now = self.inner.clock.now();
@@ -896,6 +934,77 @@ impl Scheduler {
         Ok(JobOutcome::Done)
     }
 
+    /// Ends a request still pending at its deadline. A request decided in
+    /// the meantime is left alone (the conditional update finds nothing).
+    async fn time_out(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Pending {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let id = request.id;
+        let waited = request.created_at.until(now);
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            ended_at: Some(now),
+            detail: Some(format!("nobody decided within {}", humantime::format_duration(waited))),
+            ..Default::default()
+        };
+        if tx.transition(id, RequestState::TimedOut, &fields, now).await? {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::TimedOut), id, now, now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::System,
+                AuditAction::RequestTimedOut,
+                Some(id),
+                json!({"decide_by": request.decide_by.map(|t| t.to_string())}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
+    /// Nudges the approvers of a request that is still pending. The notice
+    /// is written now (not when the request was made) so it queues behind
+    /// the request's earlier notices instead of holding them up.
+    async fn remind(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Pending {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::Reminder), request.id, now, now).await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
+    /// Warns the holder that their access ends soon, unless the access is
+    /// no longer live or an extension moved the expiry this warning was for.
+    async fn warn_expiry(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        if request.state != RequestState::Active || superseded(job, &request) {
+            return self.complete(job).await;
+        }
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        if !tx.complete_job(job.id, job.attempt, now).await? {
+            return Ok(JobOutcome::LostLease);
+        }
+        schedule(&mut tx, JobKind::Notify(NoticeKind::ExpiryWarning), request.id, now, now).await?;
+        tx.commit().await?;
+        self.inner.wake.notify_one();
+        Ok(JobOutcome::Done)
+    }
+
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.inner.db.approvals(request.id).await?;
         let notice = Notice { kind, request, approvals };
@@ -920,6 +1029,22 @@ impl Scheduler {
             Err(e) => self.fail(job, &e.message).await,
         }
     }
+}
+
+/// Payload of jobs tied to one expiry of a request (revocation, warning):
+/// an extension writes new ones, and these tell the old ones apart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExpiryPayload {
+    /// The `expires_at` (epoch milliseconds) the job was written for.
+    pub expires_at: i64,
+}
+
+/// Whether an extension replaced this job: it was written for another
+/// expiry than the request's current one. Jobs written before expiries were
+/// recorded carry none and always run.
+fn superseded(job: &JobRow, request: &AccessRequest) -> bool {
+    serde_json::from_str::<ExpiryPayload>(&job.payload)
+        .is_ok_and(|p| request.expires_at != Some(crate::domain::Timestamp::from_millis(p.expires_at)))
 }
 
 /// Payload of jobs about one person.
@@ -1021,8 +1146,58 @@ mod tests {
     }
 
     #[test]
+    fn jobs_for_an_older_expiry_are_superseded() {
+        use crate::domain::{AccessDuration, RoleName, Timestamp};
+        let request = AccessRequest {
+            id: RequestId::new(1),
+            requester: SlackUser::parse("T0WORK", "U0ALICE").unwrap(),
+            requester_issuer: "i".into(),
+            requester_subject: "s".into(),
+            requester_email: "e@example.com".into(),
+            role: RoleName::parse("r").unwrap(),
+            provider: "p".into(),
+            duration: AccessDuration::parse("1h").unwrap(),
+            reason: "r".into(),
+            ticket: None,
+            approvals_required: 1,
+            state: RequestState::Active,
+            state_detail: None,
+            created_at: Timestamp::from_millis(0),
+            decided_at: None,
+            granted_at: None,
+            expires_at: Some(Timestamp::from_millis(7_200_000)),
+            ended_at: None,
+            auto_approved: None,
+            break_glass_reason: None,
+            review_required: false,
+            decide_by: None,
+            extends: None,
+        };
+        let job = |payload: &str| JobRow {
+            id: 1,
+            kind: "revoke".into(),
+            request_id: Some(1),
+            payload: payload.into(),
+            attempt: 1,
+            due_at: 0,
+        };
+        assert!(!superseded(&job(r#"{"expires_at":7200000}"#), &request), "written for the current expiry");
+        assert!(superseded(&job(r#"{"expires_at":3600000}"#), &request), "written before an extension");
+        assert!(!superseded(&job("{}"), &request), "jobs without an expiry always run");
+    }
+
+    #[test]
     fn job_kinds_round_trip_through_rows() {
-        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::Notify(NoticeKind::Granted), JobKind::OverdueCheck] {
+        for kind in [
+            JobKind::Grant,
+            JobKind::Revoke,
+            JobKind::Notify(NoticeKind::Granted),
+            JobKind::TimeOut,
+            JobKind::Remind,
+            JobKind::Notify(NoticeKind::Reminder),
+            JobKind::WarnExpiry,
+            JobKind::OverdueCheck,
+        ] {
             let row = JobRow {
                 id: 1,
                 kind: kind.name().into(),

@@ -6,8 +6,9 @@
 //!   machine, policy). No I/O, no clock.
 //! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
-//! - [`service`]: the use cases (request, approve, deny, cancel, revoke,
-//!   link). One transaction per transition, with its audit event and jobs.
+//! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
+//!   revoke, extend, the kill switch, link). One transaction per transition,
+//!   with its audit event and jobs; read models for the transports.
 //! - [`jobs`]: the durable scheduler that grants, revokes and notifies after
 //!   commit, with fenced leases and capped backoff.
 //! - [`providers`]: adapters that apply and remove access: webhook,
@@ -18,7 +19,8 @@
 //!   targets report.
 //! - [`metrics`]: counters served on `/metrics`.
 //! - [`notify`]: what people are told, behind a trait the transports implement.
-//! - [`slack`]: Slack over HTTP: signatures, commands, buttons, Block Kit, Web API.
+//! - [`slack`]: Slack over HTTP: signatures, commands, buttons, modals, the
+//!   App Home tab, Block Kit templates, Web API.
 //! - [`audit`]: the hash-chained audit trail, verify and export.
 //! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.

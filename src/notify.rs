@@ -39,6 +39,37 @@ pub enum NoticeKind {
     ActionFinished,
     /// Access still exists a minute after it should have ended: people must look.
     RevokeOverdue,
+    /// Granted without approvers by the role's auto-approval rule.
+    AutoApproved,
+    /// The requester approved their own request (break-glass): announced loudly.
+    BreakGlass,
+    /// Nobody decided before the approval timeout.
+    TimedOut,
+    /// Halfway to the approval timeout, still undecided: nudge the approvers.
+    Reminder,
+    /// Access ends soon: the holder may extend it or end it now.
+    ExpiryWarning,
+    /// An extension moved this request's expiry (its card shows the new one).
+    Extended,
+}
+
+/// News that concerns no single request; stored as a job's payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Announcement {
+    /// Someone pulled the kill switch.
+    RevokeAll {
+        /// Who: a Slack user id, when it was pulled in Slack.
+        slack_user: Option<String>,
+        /// Who, as the audit trail names them (`cli:alice`).
+        actor: String,
+        /// Why.
+        reason: String,
+        /// How many grants are being revoked.
+        revoking: usize,
+        /// How many pending requests were cancelled.
+        cancelled: usize,
+    },
 }
 
 /// One notice, with the request as it is now.
@@ -73,6 +104,13 @@ pub trait Notifier: Send + Sync + 'static {
     /// confirmations, "sign in again").
     async fn direct_message(&self, user: &SlackUser, text: &str) -> Result<(), NotifyError> {
         tracing::info!(user = %user, text, "direct message");
+        Ok(())
+    }
+
+    /// Tells the audit channel something that concerns no single request
+    /// (the kill switch).
+    async fn announce(&self, announcement: &Announcement) -> Result<(), NotifyError> {
+        tracing::warn!(?announcement, "announcement");
         Ok(())
     }
 }

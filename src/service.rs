@@ -1,5 +1,8 @@
-//! The use cases: request, approve, deny, cancel, revoke, and the
-//! administrator's link changes.
+//! The use cases: request, approve, deny, break-glass, cancel, revoke, and
+//! the administrator's link changes; extending live access
+//! ([`Service::extend`]), the kill switch ([`Service::revoke_all`]) and the
+//! read models the transports show (roles I may request, what waits for
+//! me) live in child modules.
 //!
 //! Each use case is one transaction that makes a conditional state change,
 //! schedules the jobs that change implies (grant, revocation at expiry,
@@ -17,12 +20,21 @@ use tokio::sync::Notify;
 use crate::audit::{self, Actor, AuditAction};
 use crate::config::Config;
 use crate::domain::{
-    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, SlackUser, Timestamp,
+    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy, SlackUser,
+    Timestamp,
 };
 use crate::jobs::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
 use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
+
+mod extension;
+mod kill_switch;
+mod queries;
+
+pub use extension::{ExtendCommand, ExtendOutcome};
+pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
+pub use queries::RECENT_LIMIT;
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.
@@ -129,6 +141,9 @@ enum Purpose {
     Request,
     /// Approving, denying, revoking others: groups within `groups_max_age`.
     Decide,
+    /// Being auto-approved: the groups that qualify must be as fresh as an
+    /// approver's, since no approver looks at them.
+    AutoApprove,
 }
 
 /// A request as asked for, already parsed from its transport.
@@ -201,7 +216,7 @@ impl Service {
         if let Some(idp) = &self.config.idp {
             let max_age = match purpose {
                 Purpose::Request => idp.link_max_age,
-                Purpose::Decide => idp.groups_max_age.min(idp.link_max_age),
+                Purpose::Decide | Purpose::AutoApprove => idp.groups_max_age.min(idp.link_max_age),
             };
             // A step-up role needs a recent authentication at the IdP, which
             // only a new sign-in (with max_age) can give.
@@ -341,9 +356,15 @@ impl Service {
         let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
         let requester = self.identity(&cmd.requester, Purpose::Request, step_up, now).await?;
         let duration = policy.check_request(&requester, cmd.duration, &cmd.reason)?;
+        let ticket = policy.check_ticket(cmd.ticket.as_deref(), &cmd.reason)?;
         if let Some(existing) = self.db.open_request(&cmd.requester, &role).await? {
             return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
         }
+        let auto = self.auto_approval(&cmd.requester, &policy, &requester, duration, step_up, now).await?;
+        let decide_by = match (&auto, policy.approval_timeout) {
+            (None, Some(t)) => Some(now.plus(t)),
+            _ => None,
+        };
         let mut tx = self.db.begin().await?;
         let new = NewRequest {
             requester: &requester,
@@ -351,9 +372,11 @@ impl Service {
             provider: &provider,
             duration,
             reason: cmd.reason.trim(),
-            ticket: cmd.ticket.as_deref(),
+            ticket: ticket.as_deref(),
             approvals_required: policy.approvals_required,
             client_key: cmd.client_key.as_deref(),
+            decide_by,
+            extends: None,
         };
         let id = match tx.insert_request(&new, now).await {
             Ok(id) => id,
@@ -385,11 +408,22 @@ impl Service {
                 return Err(ServiceError::NotAllowed(format!("{role} cannot be granted to you: {why}")));
             }
         }
-        schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
+        let mut expires_at = None;
+        if let Some(why) = &auto {
+            let request = tx.request(id).await?.ok_or(ServiceError::NotFound(id))?;
+            match self.let_through(&mut tx, &request, &Approval::Auto(why.clone()), &policy, now).await? {
+                LetThrough::Done { expires_at: t, .. } => expires_at = Some(t),
+                LetThrough::Lost | LetThrough::NothingToExtend => return self.already_decided(tx, id).await,
+            }
+        } else {
+            schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
+            schedule_timeout(&mut tx, id, &policy, decide_by, now).await?;
+        }
+        let actor = Actor::Slack(cmd.requester.clone());
         audit::append(
             &mut tx,
             now,
-            &Actor::Slack(cmd.requester.clone()),
+            &actor,
             AuditAction::RequestCreated,
             Some(id),
             json!({
@@ -397,12 +431,24 @@ impl Service {
                 "provider": provider,
                 "duration": duration.to_string(),
                 "reason": cmd.reason.trim(),
-                "ticket": cmd.ticket,
+                "ticket": ticket,
                 "approvals_required": policy.approvals_required,
+                "decide_by": decide_by.map(|t| t.to_string()),
                 "requester": {"email": requester.email, "subject": requester.subject, "issuer": requester.issuer},
             }),
         )
         .await?;
+        if let Some(why) = &auto {
+            audit::append(
+                &mut tx,
+                now,
+                &Actor::System,
+                AuditAction::RequestAutoApproved,
+                Some(id),
+                json!({"why": why, "expires_at": expires_at.map(|t| t.to_string())}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
@@ -429,14 +475,7 @@ impl Service {
                 request.role
             ))
         })?;
-        let requester = Identity {
-            slack: request.requester.clone(),
-            issuer: request.requester_issuer.clone(),
-            subject: request.requester_subject.clone(),
-            email: request.requester_email.clone(),
-            groups: Default::default(),
-        };
-        policy.check_approver(&approver, &requester)?;
+        policy.check_approver(&approver, &requester_of(&request))?;
         Ok((request, approver))
     }
 
@@ -466,6 +505,11 @@ impl Service {
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
             return self.already_decided(tx, id).await;
         }
+        // One person, one vote, however many Slack accounts they link.
+        if tx.person_decided(id, &approver_identity.subject).await? {
+            tx.rollback().await?;
+            return Err(ServiceError::AlreadyVoted(id));
+        }
         match tx.insert_approval(id, &approver_identity, "approve", None, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
@@ -478,20 +522,10 @@ impl Service {
         let actor = Actor::Slack(approver.clone());
         let outcome_approved = count >= request.approvals_required;
         if outcome_approved {
-            let expires_at = now.plus(request.duration.get());
-            let fields = TransitionFields { decided_at: Some(now), expires_at: Some(expires_at), ..Default::default() };
-            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
-                return self.already_decided(tx, id).await;
-            }
-            // The revocation exists from the moment the request enters
-            // `granting`: a crash anywhere after this commit still revokes.
-            // A one-shot action has nothing to revoke.
-            schedule(&mut tx, JobKind::Grant, id, now, now).await?;
-            if !self.is_one_shot(&mut tx, id).await? {
-                schedule(&mut tx, JobKind::Revoke, id, expires_at, now).await?;
-                schedule(&mut tx, JobKind::OverdueCheck, id, expires_at.plus(REVOKE_OVERDUE_AFTER), now).await?;
-            }
-            schedule(&mut tx, JobKind::Notify(NoticeKind::Approved), id, now, now).await?;
+            let outcome = self.let_through(&mut tx, &request, &Approval::Approvers, &policy, now).await?;
+            let LetThrough::Done { expires_at, extended } = outcome else {
+                return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
+            };
             audit::append(
                 &mut tx,
                 now,
@@ -501,6 +535,7 @@ impl Service {
                 json!({"approvals": count, "required": request.approvals_required, "expires_at": expires_at.to_string()}),
             )
             .await?;
+            audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::ApprovalRecorded), id, now, now).await?;
             audit::append(
@@ -576,6 +611,67 @@ impl Service {
         self.load(id).await
     }
 
+    /// The requester approves their own request alone, on a role with
+    /// `break_glass = true`: it counts as all the approvals it needs, needs
+    /// a reason, is announced on the card and in the audit channel, and
+    /// flags the request for review.
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
+    pub async fn break_glass(
+        &self,
+        id: RequestId,
+        actor: &SlackUser,
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<AccessRequest> {
+        let request = self.load(id).await?;
+        let role = self.config.roles.get(request.role.as_str());
+        // A decision like any other: groups must be fresh, and a step-up role
+        // needs a recent sign-in (break-glass is the riskiest decision there is).
+        let step_up = role.and_then(|r| r.step_up);
+        let actor_identity = self.identity(actor, Purpose::Decide, step_up, now).await?;
+        if request.state != RequestState::Pending {
+            return Err(ServiceError::AlreadyDecided { id, state: request.state });
+        }
+        let policy = self
+            .config
+            .role_policy(&request.role)
+            .ok_or_else(|| ServiceError::NotAllowed(format!("role {} is no longer configured", request.role)))?;
+        let reason = reason.trim();
+        policy.check_break_glass(&actor_identity, &requester_of(&request), reason)?;
+
+        let mut tx = self.db.begin().await?;
+        if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
+            return self.already_decided(tx, id).await;
+        }
+        match tx.insert_approval(id, &actor_identity, "break_glass", Some(reason), now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                tx.rollback().await?;
+                return Err(ServiceError::AlreadyVoted(id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let actor = Actor::Slack(actor.clone());
+        let outcome =
+            self.let_through(&mut tx, &request, &Approval::BreakGlass(reason.to_owned()), &policy, now).await?;
+        let LetThrough::Done { expires_at, extended } = outcome else {
+            return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
+        };
+        audit::append(
+            &mut tx,
+            now,
+            &actor,
+            AuditAction::RequestBreakGlass,
+            Some(id),
+            json!({"reason": reason, "expires_at": expires_at.to_string(), "review_required": true}),
+        )
+        .await?;
+        audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        self.load(id).await
+    }
+
     /// The requester withdraws a pending request.
     #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
     pub async fn cancel(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
@@ -626,15 +722,20 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         tx.expedite_revoke(id, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(actor.clone()),
-            AuditAction::RevokeRequested,
-            Some(id),
-            json!({"detail": detail}),
-        )
-        .await?;
+        let actor = Actor::Slack(actor.clone());
+        let cancelled = cancel_pending_extension(&mut tx, id, now).await?;
+        audit::append(&mut tx, now, &actor, AuditAction::RevokeRequested, Some(id), json!({"detail": detail})).await?;
+        if let Some(ext) = cancelled {
+            audit::append(
+                &mut tx,
+                now,
+                &actor,
+                AuditAction::RequestCancelled,
+                Some(ext),
+                json!({"why": "access ended"}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
@@ -826,6 +927,142 @@ impl Service {
         self.retry_revoke(id, &Actor::Slack(actor.clone()), now).await
     }
 
+    /// Whether `requester` gets `duration` of `policy`'s role without
+    /// approvers, and why. Nobody looks at an auto-approval, so the groups
+    /// that qualify must be as fresh as an approver's: stale without a
+    /// refresh token, the request simply goes to the approvers.
+    async fn auto_approval(
+        &self,
+        user: &SlackUser,
+        policy: &RolePolicy,
+        requester: &Identity,
+        duration: AccessDuration,
+        step_up: Option<Duration>,
+        now: Timestamp,
+    ) -> ServiceResult<Option<String>> {
+        let Some(why) = policy.auto_approval(requester, duration) else { return Ok(None) };
+        match self.identity(user, Purpose::AutoApprove, step_up, now).await {
+            Ok(fresh) => Ok(policy.auto_approval(&fresh, duration).map(|w| w.to_string())),
+            Err(ServiceError::SignInRequired { .. }) => {
+                tracing::info!(%why, "groups too old for auto-approval; asking the approvers");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a pending request on once it is approved (by its approvers,
+    /// the auto-approval rule or a break-glass), inside `tx`. An ordinary
+    /// request enters `granting` with its grant, revocation and expiry
+    /// warning scheduled; an extension moves the expiry of the request it
+    /// extends, reschedules that request's revocation and warning, and ends
+    /// `extended`. The caller appends the audit events and commits.
+    async fn let_through(
+        &self,
+        tx: &mut Tx,
+        request: &AccessRequest,
+        approval: &Approval,
+        policy: &RolePolicy,
+        now: Timestamp,
+    ) -> ServiceResult<LetThrough> {
+        let id = request.id;
+        let (kind, auto_approved, break_glass_reason) = match approval {
+            Approval::Approvers => (NoticeKind::Approved, None, None),
+            Approval::Auto(why) => (NoticeKind::AutoApproved, Some(why.clone()), None),
+            Approval::BreakGlass(reason) => (NoticeKind::BreakGlass, None, Some(reason.clone())),
+        };
+        let Some(parent) = request.extends else {
+            let expires_at = now.plus(request.duration.get());
+            let fields = TransitionFields {
+                decided_at: Some(now),
+                expires_at: Some(expires_at),
+                auto_approved,
+                break_glass_reason,
+                ..Default::default()
+            };
+            if !tx.transition(id, RequestState::Granting, &fields, now).await? {
+                return Ok(LetThrough::Lost);
+            }
+            // The revocation exists from the moment the request enters
+            // `granting`: a crash anywhere after this commit still revokes.
+            // A one-shot action has nothing to revoke.
+            schedule(tx, JobKind::Grant, id, now, now).await?;
+            if !self.is_one_shot(tx, id).await? {
+                schedule_expiry(tx, id, expires_at, policy.warn_before, now).await?;
+            }
+            schedule(tx, JobKind::Notify(kind), id, now, now).await?;
+            return Ok(LetThrough::Done { expires_at, extended: None });
+        };
+        // The request it extends must still hold (or be getting) access:
+        // the conditional update fails if it ended or its expiry moved.
+        let live =
+            tx.request(parent).await?.filter(|p| matches!(p.state, RequestState::Granting | RequestState::Active));
+        let from = live.and_then(|p| p.expires_at).filter(|t| *t > now);
+        let moved = match from {
+            Some(from) => {
+                let to = from.plus(request.duration.get());
+                tx.extend_expiry(parent, from, to, now).await?.then_some((from, to))
+            }
+            None => None,
+        };
+        let Some((from, to)) = moved else {
+            let fields = TransitionFields {
+                decided_at: Some(now),
+                ended_at: Some(now),
+                detail: Some(format!(
+                    "the access of request #{} ended before the extension was approved",
+                    parent.get()
+                )),
+                ..Default::default()
+            };
+            if !tx.transition(id, RequestState::Cancelled, &fields, now).await? {
+                return Ok(LetThrough::Lost);
+            }
+            schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
+            return Ok(LetThrough::NothingToExtend);
+        };
+        let fields = TransitionFields {
+            decided_at: Some(now),
+            expires_at: Some(to),
+            auto_approved,
+            break_glass_reason,
+            ..Default::default()
+        };
+        if !tx.transition(id, RequestState::Extended, &fields, now).await? {
+            return Ok(LetThrough::Lost);
+        }
+        // The jobs for the old expiry stay queued and do nothing when they
+        // fire (they carry the expiry they were written for).
+        schedule_expiry(tx, parent, to, policy.warn_before, now).await?;
+        schedule(tx, JobKind::Notify(kind), id, now, now).await?;
+        schedule(tx, JobKind::Notify(NoticeKind::Extended), parent, now, now).await?;
+        Ok(LetThrough::Done { expires_at: to, extended: Some((parent, from)) })
+    }
+
+    /// Finishes a decision whose extension found nothing left to extend:
+    /// the cancellation [`Service::let_through`] wrote is committed with its
+    /// audit event, and the decider is told.
+    async fn nothing_to_extend<T>(
+        &self,
+        mut tx: Tx,
+        request: &AccessRequest,
+        outcome: LetThrough,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> ServiceResult<T> {
+        let id = request.id;
+        if matches!(outcome, LetThrough::Lost) {
+            return self.already_decided(tx, id).await;
+        }
+        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": "access ended"}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Err(ServiceError::NotAllowed(format!(
+            "the access request {id} would extend has already ended, so the extension was cancelled"
+        )))
+    }
+
     /// Creates or replaces an identity link by hand (`jitbot link add`).
     pub async fn add_link(&self, identity: &Identity, actor: &Actor, now: Timestamp) -> ServiceResult<()> {
         let mut tx = self.db.begin().await?;
@@ -867,6 +1104,122 @@ impl Service {
 pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
     let payload = crate::jobs::PersonPayload::json(user, Some(text));
     tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+    Ok(())
+}
+
+/// The requester of `request` as an identity for "same person" checks (the
+/// groups are not needed for that and are left empty).
+pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
+    Identity {
+        slack: request.requester.clone(),
+        issuer: request.requester_issuer.clone(),
+        subject: request.requester_subject.clone(),
+        email: request.requester_email.clone(),
+        groups: Default::default(),
+    }
+}
+
+/// How a pending request was let through.
+#[derive(Debug, Clone)]
+enum Approval {
+    /// Its approvers reached the number needed.
+    Approvers,
+    /// The role's auto-approval rule, and why it applied.
+    Auto(String),
+    /// The requester's break-glass, with its reason.
+    BreakGlass(String),
+}
+
+/// What [`Service::let_through`] did.
+#[derive(Debug, Clone, Copy)]
+enum LetThrough {
+    /// Granting, or for an extension: its request now ends at `expires_at`
+    /// (and `extended` names that request and its old expiry).
+    Done { expires_at: Timestamp, extended: Option<(RequestId, Timestamp)> },
+    /// The request was no longer pending (a concurrent decision won).
+    Lost,
+    /// An extension found its request's access ended; it was cancelled instead.
+    NothingToExtend,
+}
+
+/// Appends the audit event of an applied extension, on the request it extended.
+async fn audit_extension(
+    tx: &mut Tx,
+    actor: &Actor,
+    extension: RequestId,
+    extended: Option<(RequestId, Timestamp)>,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some((parent, from)) = extended else { return Ok(()) };
+    audit::append(
+        tx,
+        now,
+        actor,
+        AuditAction::AccessExtended,
+        Some(parent),
+        json!({"extension": extension.get(), "from": from.to_string(), "to": to.to_string()}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Cancels the pending extension of a request whose access is ending early.
+async fn cancel_pending_extension(tx: &mut Tx, id: RequestId, now: Timestamp) -> Result<Option<RequestId>, StoreError> {
+    let Some(ext) = tx.pending_extension(id).await? else { return Ok(None) };
+    let fields = TransitionFields {
+        decided_at: Some(now),
+        ended_at: Some(now),
+        detail: Some(format!("the access of request #{} was ended", id.get())),
+        ..Default::default()
+    };
+    if !tx.transition(ext, RequestState::Cancelled, &fields, now).await? {
+        return Ok(None);
+    }
+    schedule(tx, JobKind::Notify(NoticeKind::Cancelled), ext, now, now).await?;
+    Ok(Some(ext))
+}
+
+/// Schedules the timeout of a pending request (and the reminder halfway,
+/// when the role has an approval timeout).
+async fn schedule_timeout(
+    tx: &mut Tx,
+    id: RequestId,
+    policy: &RolePolicy,
+    decide_by: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(deadline) = decide_by else { return Ok(()) };
+    if let Some(timeout) = policy.approval_timeout {
+        let halfway = now.plus(timeout / 2);
+        if halfway < deadline {
+            schedule(tx, JobKind::Remind, id, halfway, now).await?;
+        }
+    }
+    schedule(tx, JobKind::TimeOut, id, deadline, now).await?;
+    Ok(())
+}
+
+/// Schedules the revocation at `expires_at` and the warning `warn_before`
+/// it (none when that moment has passed already: a warning right after the
+/// grant would be noise). Both carry the expiry they are for, so after an
+/// extension the old ones recognise themselves as superseded.
+async fn schedule_expiry(
+    tx: &mut Tx,
+    id: RequestId,
+    expires_at: Timestamp,
+    warn_before: Duration,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let payload = json!({"expires_at": expires_at.millis()}).to_string();
+    tx.insert_job(JobKind::Revoke.name(), Some(id), &payload, expires_at, now).await?;
+    // People are alerted if access still exists a minute after it should have ended.
+    let overdue_at = expires_at.plus(REVOKE_OVERDUE_AFTER);
+    tx.insert_job(JobKind::OverdueCheck.name(), Some(id), &payload, overdue_at, now).await?;
+    let warn_at = expires_at.minus(warn_before);
+    if !warn_before.is_zero() && warn_at > now {
+        tx.insert_job(JobKind::WarnExpiry.name(), Some(id), &payload, warn_at, now).await?;
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ pub mod state;
 pub mod time;
 
 pub use ids::{RequestId, RoleName, SlackUser};
-pub use policy::{Identity, PolicyError, RolePolicy};
+pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolicy, TicketPattern};
 pub use request::AccessRequest;
 pub use state::RequestState;
 pub use time::{AccessDuration, Timestamp};

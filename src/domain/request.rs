@@ -45,4 +45,14 @@ pub struct AccessRequest {
     pub expires_at: Option<Timestamp>,
     /// When access actually ended, or the request otherwise finished.
     pub ended_at: Option<Timestamp>,
+    /// Why no approvers were needed, when the role's auto-approval applied.
+    pub auto_approved: Option<String>,
+    /// The requester's reason for approving their own request (break-glass).
+    pub break_glass_reason: Option<String>,
+    /// Someone must review this request afterwards (set by break-glass).
+    pub review_required: bool,
+    /// When a pending request times out, if its role has an approval timeout.
+    pub decide_by: Option<Timestamp>,
+    /// For an extension request: the request whose access it extends.
+    pub extends: Option<RequestId>,
 }

@@ -4,12 +4,18 @@
 //!  pending ─┬─ approved ─ granting ─ active ─ revoking ─ revoked
 //!           ├─ denied          ├─ grant_failed    └─ revoke_failed (retried)
 //!           ├─ cancelled       ├─ completed      (one-shot action ran)
-//!           └─ timed_out       └─ action_failed  (one-shot action failed)
+//!           ├─ timed_out       └─ action_failed  (one-shot action failed)
+//!           └─ extended   (an extension request, once its request's expiry moved)
 //! ```
 //!
 //! One-shot actions (a `command` role with `one_shot = true`) have nothing
 //! to revoke: their grant job runs the action once and the request ends in
 //! `completed` or `action_failed`, both terminal, without a revocation job.
+//!
+//! An extension of active access is asked for like a request (it has a
+//! card, approvals and a timeout of its own) but grants nothing: when it is
+//! approved the request it extends gets a later expiry and the extension
+//! ends in `extended`.
 //!
 //! The store enforces each transition with a conditional update
 //! (`... WHERE state IN (<allowed sources>)`); this module is the single list
@@ -31,6 +37,8 @@ pub enum RequestState {
     Active,
     /// The revocation is being applied.
     Revoking,
+    /// An extension request whose extension was applied. Terminal.
+    Extended,
     /// Access removed. Terminal.
     Revoked,
     /// An approver said no. Terminal.
@@ -52,7 +60,7 @@ pub enum RequestState {
 
 impl RequestState {
     /// Every state, for parsing and exhaustive tests.
-    pub const ALL: [RequestState; 13] = [
+    pub const ALL: [RequestState; 14] = [
         Self::Pending,
         Self::Approved,
         Self::Granting,
@@ -66,6 +74,7 @@ impl RequestState {
         Self::RevokeFailed,
         Self::Completed,
         Self::ActionFailed,
+        Self::Extended,
     ];
 
     /// States in which a person holds (or may soon hold) the role: a second
@@ -94,6 +103,7 @@ impl RequestState {
             Self::RevokeFailed => "revoke_failed",
             Self::Completed => "completed",
             Self::ActionFailed => "action_failed",
+            Self::Extended => "extended",
         }
     }
 
@@ -106,7 +116,13 @@ impl RequestState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Revoked | Self::Denied | Self::Cancelled | Self::TimedOut | Self::Completed | Self::ActionFailed
+            Self::Revoked
+                | Self::Denied
+                | Self::Cancelled
+                | Self::TimedOut
+                | Self::Completed
+                | Self::ActionFailed
+                | Self::Extended
         )
     }
 
@@ -115,7 +131,7 @@ impl RequestState {
     pub fn allowed_sources(self) -> &'static [RequestState] {
         match self {
             Self::Pending => &[],
-            Self::Approved | Self::Denied | Self::Cancelled | Self::TimedOut => &[Self::Pending],
+            Self::Approved | Self::Denied | Self::Cancelled | Self::TimedOut | Self::Extended => &[Self::Pending],
             Self::Granting => &[Self::Pending, Self::Approved],
             Self::Active => &[Self::Granting],
             Self::GrantFailed | Self::Completed | Self::ActionFailed => &[Self::Granting],
@@ -146,6 +162,7 @@ impl RequestState {
             Self::RevokeFailed => "revocation failing (retrying)",
             Self::Completed => "completed",
             Self::ActionFailed => "action failed",
+            Self::Extended => "extension applied",
         }
     }
 }
@@ -183,6 +200,9 @@ mod tests {
         assert!(!RequestState::Granting.can_come_from(RequestState::Active));
         assert!(!RequestState::Denied.can_come_from(RequestState::Granting));
         assert!(RequestState::Revoking.can_come_from(RequestState::GrantFailed));
+        assert!(RequestState::Extended.can_come_from(RequestState::Pending));
+        assert!(RequestState::Extended.is_terminal());
+        assert!(!RequestState::MAY_HOLD_ACCESS.contains(&RequestState::Extended));
     }
 
     #[test]

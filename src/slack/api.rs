@@ -113,11 +113,65 @@ impl SlackApi {
         Ok(resp.ts.0)
     }
 
+    /// Posts a reply in the thread of message `thread_ts`; with `broadcast`
+    /// the reply is also shown in the channel.
+    pub async fn post_reply(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        msg: &Message,
+        broadcast: bool,
+    ) -> Result<String, SlackApiError> {
+        let mut req = SlackApiChatPostMessageRequest::new(channel.into(), Self::content(msg)?);
+        req.thread_ts = Some(SlackTs(thread_ts.to_owned()));
+        req.reply_broadcast = Some(broadcast);
+        let session = self.client.open_session(&self.token);
+        let resp = session.chat_post_message(&req).await.map_err(describe)?;
+        Ok(resp.ts.0)
+    }
+
     /// Replaces a posted message.
     pub async fn update_message(&self, channel: &str, ts: &str, msg: &Message) -> Result<(), SlackApiError> {
         let req = SlackApiChatUpdateRequest::new(channel.into(), Self::content(msg)?, SlackTs(ts.to_owned()));
         let session = self.client.open_session(&self.token);
         session.chat_update(&req).await.map_err(describe)?;
+        Ok(())
+    }
+
+    fn view(view: &serde_json::Value) -> Result<SlackView, SlackApiError> {
+        serde_json::from_value(view.clone())
+            .map_err(|e| SlackApiError { message: format!("cannot encode the view: {e}"), retry_after: None })
+    }
+
+    /// Opens a modal in answer to an interaction. `trigger_id` is only
+    /// good for 3 seconds after the interaction, so callers do this at once.
+    pub async fn open_view(&self, trigger_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
+        let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.to_owned()), Self::view(view)?);
+        let session = self.client.open_session(&self.token);
+        session.views_open(&req).await.map_err(describe)?;
+        Ok(())
+    }
+
+    /// Replaces an open modal; with `hash`, only if nobody changed it since.
+    pub async fn update_view(
+        &self,
+        view_id: &str,
+        hash: Option<&str>,
+        view: &serde_json::Value,
+    ) -> Result<(), SlackApiError> {
+        let mut req = SlackApiViewsUpdateRequest::new(Self::view(view)?);
+        req.view_id = Some(SlackViewId(view_id.to_owned()));
+        req.hash = hash.map(str::to_owned);
+        let session = self.client.open_session(&self.token);
+        session.views_update(&req).await.map_err(describe)?;
+        Ok(())
+    }
+
+    /// Publishes a user's App Home tab.
+    pub async fn publish_home(&self, user_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
+        let req = SlackApiViewsPublishRequest::new(SlackUserId(user_id.to_owned()), Self::view(view)?);
+        let session = self.client.open_session(&self.token);
+        session.views_publish(&req).await.map_err(describe)?;
         Ok(())
     }
 

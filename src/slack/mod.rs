@@ -6,11 +6,15 @@
 //! shares every line of behaviour.
 
 pub mod api;
+pub mod forms;
+pub mod home;
+pub mod modals;
 pub mod notifier;
 pub mod payloads;
 pub mod routes;
 pub mod signature;
 pub mod socket;
+pub mod summaries;
 pub mod views;
 
 pub use api::SlackApi;

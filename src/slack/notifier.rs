@@ -41,18 +41,56 @@ impl SlackNotifier {
 
     async fn card(&self, notice: &Notice) -> Result<(), NotifyError> {
         let r = &notice.request;
-        let description = self.config.roles.get(r.role.as_str()).map(|c| c.description.as_str()).unwrap_or("");
-        let msg = views::ApprovalCard { request: r, approvals: &notice.approvals, description }.render();
+        let role = self.config.roles.get(r.role.as_str());
+        let msg = views::ApprovalCard {
+            request: r,
+            approvals: &notice.approvals,
+            description: role.map(|c| c.description.as_str()).unwrap_or(""),
+            ticket_url: role.and_then(|c| c.ticket_url.as_deref()),
+            break_glass: role.is_some_and(|c| c.break_glass),
+        }
+        .render();
         let existing = self.db.card(r.id).await.map_err(store_err)?;
         match existing {
             Some(card) => self.api.update_message(&card.channel, &card.ts, &msg).await?,
-            None if notice.kind == NoticeKind::RequestCreated => {
+            // The first notice of a request posts its card; an auto-approved
+            // request's first notice is its approval.
+            None if matches!(notice.kind, NoticeKind::RequestCreated | NoticeKind::AutoApproved) => {
                 let Some(channel) = self.channel_for(r.role.as_str()) else { return Ok(()) };
                 let ts = self.api.post_message(&channel, &msg).await?;
                 self.db.save_card(r.id, &CardRow { channel, ts }, self.clock.now()).await.map_err(store_err)?;
             }
             // No card to update (it was never posted): the DM and audit line still go out.
             None => {}
+        }
+        Ok(())
+    }
+}
+
+impl SlackNotifier {
+    /// DMs the holder that their access ends soon, with the extensions the
+    /// role allows and an "I'm done" button.
+    async fn warn(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let r = &notice.request;
+        let choices = self.config.role_policy(&r.role).map(|p| p.duration_choices()).unwrap_or_default();
+        let msg = views::ExpiryWarningDm { request: r, choices: &choices }.render();
+        self.api.post_message(r.requester.user_id(), &msg).await?;
+        Ok(())
+    }
+
+    /// Posts the reminder under the card, also shown in the channel so it
+    /// is seen (a thread reply alone is easy to miss).
+    async fn remind(&self, notice: &Notice) -> Result<(), NotifyError> {
+        let r = &notice.request;
+        let msg = views::ReminderLine { request: r, approvals: &notice.approvals }.render();
+        match self.db.card(r.id).await.map_err(store_err)? {
+            Some(card) => {
+                self.api.post_reply(&card.channel, &card.ts, &msg, true).await?;
+            }
+            None => {
+                let Some(channel) = self.channel_for(r.role.as_str()) else { return Ok(()) };
+                self.api.post_message(&channel, &msg).await?;
+            }
         }
         Ok(())
     }
@@ -65,8 +103,13 @@ fn store_err(e: crate::store::StoreError) -> NotifyError {
 #[async_trait]
 impl Notifier for SlackNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
-        self.card(notice).await?;
         let r = &notice.request;
+        match notice.kind {
+            NoticeKind::Reminder => return self.remind(notice).await,
+            NoticeKind::ExpiryWarning => return self.warn(notice).await,
+            _ => {}
+        }
+        self.card(notice).await?;
         if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()
         {
             self.api.post_message(r.requester.user_id(), &dm).await?;
@@ -94,6 +137,14 @@ impl Notifier for SlackNotifier {
                 self.api.post_message(&channel, &line).await?;
             }
         }
+        Ok(())
+    }
+
+    async fn announce(&self, announcement: &crate::notify::Announcement) -> Result<(), NotifyError> {
+        let Some(slack) = &self.config.slack else { return Ok(()) };
+        // Without an audit channel, the default approvals channel must hear it.
+        let channel = slack.audit_channel.clone().unwrap_or_else(|| slack.approvals_channel.clone());
+        self.api.post_message(&channel, &views::AnnouncementLine { announcement }.render()).await?;
         Ok(())
     }
 

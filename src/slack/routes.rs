@@ -24,8 +24,8 @@ use super::views::{escape, slack_date};
 use crate::clock::SharedClock;
 use crate::config::{Config, SlackConfig};
 use crate::domain::command::{self, JitCommand, USAGE};
-use crate::domain::{RequestId, RequestState, SlackUser};
-use crate::service::{ApprovalOutcome, RequestCommand, Service, ServiceError};
+use crate::domain::{RequestId, SlackUser};
+use crate::service::{ApprovalOutcome, ExtendCommand, ExtendOutcome, RequestCommand, Service, ServiceError};
 
 /// Slack payloads are small; anything bigger is not from Slack.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -47,6 +47,15 @@ impl SlackState {
     /// The one workspace served.
     pub fn team_id(&self) -> &str {
         &self.slack().team_id
+    }
+
+    /// The channel where `role`'s approval cards go.
+    pub(crate) fn approvals_channel(&self, role: &str) -> String {
+        self.config
+            .roles
+            .get(role)
+            .and_then(|c| c.approvals_channel.clone())
+            .unwrap_or_else(|| self.slack().approvals_channel.clone())
     }
 
     fn slack(&self) -> &SlackConfig {
@@ -165,7 +174,7 @@ async fn sign_in_reply(
 }
 
 /// Explains a refusal, offering a sign-in button when signing in fixes it.
-async fn answer_error(state: &SlackState, e: &ServiceError, user: &SlackUser) -> Reply {
+pub(crate) async fn answer_error(state: &SlackState, e: &ServiceError, user: &SlackUser) -> Reply {
     match e {
         ServiceError::SignInRequired { reason, max_age } => {
             let mut text = reason.clone();
@@ -195,11 +204,19 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
         return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".to_owned()));
     }
     let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
+    if let Ok(JitCommand::RequestForm { role }) = command::parse(&cmd.text) {
+        // The form opens from a spawned task; the command itself says nothing.
+        let response_url = Some(cmd.response_url.clone()).filter(|u| !u.is_empty());
+        return Ok(match super::forms::open_request_form(&state, &user, role, &cmd.trigger_id, response_url).await {
+            Some(reply) => ephemeral(reply),
+            None => StatusCode::OK.into_response(),
+        });
+    }
     Ok(ephemeral(run_command(&state, &user, &cmd).await))
 }
 
 /// Explains a refusal to the person who acted.
-fn explain(e: &ServiceError, user: &SlackUser) -> String {
+pub(crate) fn explain(e: &ServiceError, user: &SlackUser) -> String {
     match e {
         ServiceError::NotLinked => format!(
             "You have not linked your Slack account to your company identity yet, so jitbot cannot check your groups. \
@@ -227,6 +244,8 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
     let service = &state.service;
     match parsed {
         JitCommand::Help => help(state, user).await.into(),
+        // Handled before (it answers with a modal, not a message).
+        JitCommand::RequestForm { .. } => "Run `/jit request` to open the request form.".to_owned().into(),
         JitCommand::Link => match &state.config.idp {
             Some(idp) => {
                 sign_in_reply(
@@ -254,6 +273,14 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                 client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
             };
             match service.request(request, now).await {
+                Ok(r) if r.auto_approved.is_some() => format!(
+                    "Request #{} for `{}` ({}) was auto-approved ({}): granting it now. You will get a DM when it is active.",
+                    r.id.get(),
+                    r.role,
+                    r.duration,
+                    escape(r.auto_approved.as_deref().unwrap_or(""))
+                )
+                .into(),
                 Ok(r) => {
                     let channel = state
                         .config
@@ -261,18 +288,37 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                         .get(r.role.as_str())
                         .and_then(|c| c.approvals_channel.clone())
                         .unwrap_or_else(|| state.slack().approvals_channel.clone());
-                    format!(
+                    let mut text = format!(
                         "Request #{} for `{}` ({}) sent to <#{channel}> for approval. You will get a DM when it is decided.",
                         r.id.get(),
                         r.role,
                         r.duration
-                    )
-                    .into()
+                    );
+                    if let Some(t) = r.decide_by {
+                        text.push_str(&format!(" It times out {} if nobody decides.", slack_date(t)));
+                    }
+                    if state.config.roles.get(r.role.as_str()).is_some_and(|c| c.break_glass) {
+                        text.push_str(&format!(
+                            "\nIn an emergency this role allows break-glass: `/jit break-glass {} <reason>` approves it yourself (announced and flagged for review).",
+                            r.id.get()
+                        ));
+                        return Reply {
+                            blocks: vec![
+                                json!({"type": "section", "text": {"type": "mrkdwn", "text": super::views::fit(&text, 3000)}}),
+                                json!({"type": "actions", "elements": [{"type": "button", "action_id": "break_glass",
+                                    "value": r.id.get().to_string(), "style": "danger",
+                                    "text": {"type": "plain_text", "text": "Break glass"}}]}),
+                            ],
+                            text,
+                        };
+                    }
+                    text.into()
                 }
                 Err(e) => answer_error(state, &e, user).await,
             }
         }
-        JitCommand::List => list(state, user).await.into(),
+        JitCommand::List => list(state, user).await,
+        JitCommand::Pending => pending(state, user).await,
         JitCommand::Revoke(id) => match service.revoke(id, user, now).await {
             Ok(r) if &r.requester == user => {
                 format!(
@@ -298,6 +344,27 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             .into(),
             Err(e) => answer_error(state, &e, user).await,
         },
+        JitCommand::Extend { id, duration, reason } => {
+            let cmd = ExtendCommand {
+                requester: user.clone(),
+                request: id,
+                duration,
+                reason,
+                client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
+            };
+            extend_reply(state, user, service.extend(cmd, now).await).await
+        }
+        JitCommand::BreakGlass { id, reason } => match service.break_glass(id, user, &reason, now).await {
+            Ok(r) => format!(
+                ":rotating_light: Break-glass: you approved request #{} for `{}` ({}) yourself. Granting it now; this is announced and flagged for review.",
+                id.get(),
+                r.role,
+                r.duration
+            )
+            .into(),
+            Err(e) => answer_error(state, &e, user).await,
+        },
+        JitCommand::RevokeAll { reason } => confirm_revoke_all(state, user, &reason, now).await,
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
             Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
             Err(e) => explain(&e, user).into(),
@@ -320,20 +387,12 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
 
 async fn help(state: &SlackState, user: &SlackUser) -> String {
     let mut text = format!("*jitbot* gives you temporary, approved access.\n{USAGE}");
-    if let Ok(Some(link)) = state.service.db().link(user).await
-        && let Ok(identity) = link.identity()
-    {
+    if let Ok(Some(identity)) = state.service.linked_identity(user).await {
         let mine: Vec<String> = state
-            .config
-            .roles
-            .iter()
-            .filter(|(name, _)| {
-                crate::domain::RoleName::parse(name)
-                    .ok()
-                    .and_then(|n| state.config.role_policy(&n))
-                    .is_some_and(|p| p.check_requester(&identity).is_ok())
-            })
-            .map(|(name, role)| format!("• `{name}`: {} (up to {})", escape(&role.description), role.max_duration))
+            .service
+            .requestable_roles(&identity)
+            .into_iter()
+            .map(|(p, description)| format!("• `{}`: {} (up to {})", p.role, escape(&description), p.max_duration))
             .collect();
         if mine.is_empty() {
             text.push_str("\n\nYour groups do not allow you to request any role.");
@@ -344,54 +403,82 @@ async fn help(state: &SlackState, user: &SlackUser) -> String {
     text
 }
 
-async fn list(state: &SlackState, user: &SlackUser) -> String {
-    let db = state.service.db();
-    let mine = match db.open_requests_of(user).await {
-        Ok(r) => r,
-        Err(e) => return explain(&ServiceError::from(e), user),
+async fn list(state: &SlackState, user: &SlackUser) -> Reply {
+    let service = &state.service;
+    let mine = async {
+        let open = service.db().open_requests_of(user).await?;
+        let recent = service.recent_requests(user).await?;
+        let waiting = match service.linked_identity(user).await? {
+            Some(identity) => service.awaiting_decision(&identity).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, ServiceError>((open, recent, waiting))
     };
-    let mut text = String::new();
-    if mine.is_empty() {
-        text.push_str("You have no open requests.");
-    } else {
-        text.push_str("*Your requests*");
-        for r in &mine {
-            let when = match (r.state, r.expires_at) {
-                (RequestState::Active, Some(t)) => format!("active until {}", slack_date(t)),
-                (state, _) => state.describe().to_owned(),
-            };
-            text.push_str(&format!("\n• #{} `{}` ({}): {when}", r.id.get(), r.role, r.duration));
+    match mine.await {
+        Ok((open, recent, waiting)) => {
+            let msg = super::summaries::MyRequests {
+                open: &open,
+                recent: &recent,
+                waiting: &waiting,
+                now: state.clock.now(),
+            }
+            .render();
+            Reply { text: msg.text, blocks: msg.blocks }
         }
+        Err(e) => explain(&e, user).into(),
     }
-    let approver = match db.link(user).await.ok().flatten().and_then(|l| l.identity().ok()) {
-        Some(i) => i,
-        None => return text,
-    };
-    let waiting: Vec<String> = db
-        .requests_in_states(&[RequestState::Pending])
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| {
-            let requester = crate::domain::Identity {
-                slack: r.requester.clone(),
-                issuer: r.requester_issuer.clone(),
-                subject: r.requester_subject.clone(),
-                email: r.requester_email.clone(),
-                groups: Default::default(),
-            };
-            state.config.role_policy(&r.role).is_some_and(|p| p.check_approver(&approver, &requester).is_ok())
-        })
-        .map(|r| format!("\n• #{} <@{}> `{}` for {}", r.id.get(), r.requester.user_id(), r.role, r.duration))
-        .collect();
-    if !waiting.is_empty() {
-        text.push_str("\n\n*Waiting for your approval*");
-        text.push_str(&waiting.concat());
-    }
-    text
 }
 
-async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, Refusal> {
+/// `/jit revoke-all <reason>`: for administrators, a confirmation with
+/// what would be revoked; the button (behind Slack's confirmation dialog)
+/// pulls the kill switch.
+async fn confirm_revoke_all(
+    state: &SlackState,
+    user: &SlackUser,
+    reason: &str,
+    now: crate::domain::Timestamp,
+) -> Reply {
+    if let Err(e) = state.service.check_admin(user, now).await {
+        return answer_error(state, &e, user).await;
+    }
+    let reason = super::views::truncate(reason.trim(), 1000);
+    if reason.chars().count() < crate::service::REVOKE_ALL_REASON_MIN {
+        return "Say why: `/jit revoke-all <reason>`, e.g. `/jit revoke-all credentials leaked, INC-4821`"
+            .to_owned()
+            .into();
+    }
+    let db = state.service.db();
+    let count = |states: &'static [crate::domain::RequestState]| async move {
+        db.requests_in_states(states).await.map(|r| r.len()).unwrap_or(0)
+    };
+    use crate::domain::RequestState as S;
+    let live = count(&[S::Granting, S::Active, S::GrantFailed, S::Revoking, S::RevokeFailed]).await;
+    let pending = count(&[S::Pending]).await;
+    super::summaries::RevokeAllConfirmation { reason: &reason, live, pending }.render().into()
+}
+
+/// `/jit pending`: what waits for my decision, with Approve and Deny.
+async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
+    let service = &state.service;
+    let waiting = async {
+        let Some(identity) = service.linked_identity(user).await? else { return Err(ServiceError::NotLinked) };
+        let mut out = Vec::new();
+        for r in service.awaiting_decision(&identity).await? {
+            let approvals = service.db().approvals(r.id).await?;
+            out.push((r, approvals));
+        }
+        Ok(out)
+    };
+    match waiting.await {
+        Ok(requests) => {
+            let msg = super::summaries::AwaitingMe { requests: &requests }.render();
+            Reply { text: msg.text, blocks: msg.blocks }
+        }
+        Err(e) => answer_error(state, &e, user).await,
+    }
+}
+
+async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
     verify(&state, &headers, &body)?;
     let interaction = payloads::parse_interaction(&body).map_err(Refusal::Malformed)?;
     handle_interaction(&state, interaction, is_retry(&headers)).await
@@ -403,43 +490,54 @@ pub(crate) async fn handle_interaction(
     state: &SlackState,
     interaction: payloads::Interaction,
     retry: bool,
-) -> Result<StatusCode, Refusal> {
+) -> Result<Response, Refusal> {
     let state = state.clone();
     if interaction.team_id() != Some(state.slack().team_id.as_str()) {
         tracing::warn!(team = ?interaction.team_id(), "interaction from another workspace refused");
         return Err(Refusal::ForeignTeam);
     }
-    if interaction.kind != "block_actions" {
-        return Ok(StatusCode::OK);
-    }
     let user = SlackUser::parse(interaction.team_id().unwrap_or_default(), &interaction.user.id)
         .map_err(Refusal::Malformed)?;
+    match (interaction.kind.as_str(), &interaction.view) {
+        ("view_submission", Some(view)) => {
+            return Ok(super::forms::submission(&state, &user, view, state.clock.now()).await);
+        }
+        ("block_actions", _) => {}
+        _ => return Ok(StatusCode::OK.into_response()),
+    }
+    let trigger = interaction.trigger_id.as_deref();
+    let in_home = interaction.view.as_ref().is_some_and(|v| v.kind.as_deref() == Some("home"));
     for action in &interaction.actions {
-        let Some(id) = action.value.as_deref().and_then(RequestId::parse) else { continue };
         let now = state.clock.now();
-        let answer: Option<Reply> = match action.action_id.as_str() {
-            "approve" => match state.service.approve(id, &user, now).await {
-                Ok(ApprovalOutcome::Approved(r)) => Some(Reply::from(format!(
-                    "You approved request #{}: granting <@{}> `{}` for {} now.",
-                    id.get(),
-                    r.requester.user_id(),
-                    r.role,
-                    r.duration
-                ))),
-                Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(Reply::from(format!(
-                    "Your approval of request #{} is recorded ({approvals} of {}).",
-                    id.get(),
-                    request.approvals_required
-                ))),
-                Err(ServiceError::AlreadyVoted(_)) if retry => None,
-                Err(e) => Some(answer_error(&state, &e, &user).await),
-            },
-            "deny" => match state.service.deny(id, &user, None, now).await {
-                Ok(_) => Some(Reply::from(format!("You denied request #{}.", id.get()))),
-                Err(ServiceError::AlreadyVoted(_)) if retry => None,
-                Err(e) => Some(answer_error(&state, &e, &user).await),
-            },
-            _ => None,
+        let answer = match (action.action_id.as_str(), &interaction.view) {
+            ("role", Some(view)) => {
+                super::forms::role_changed(&state, &user, view).await;
+                None
+            }
+            ("extend", _) => extend_action(&state, &user, action, trigger, now).await,
+            ("request_form", _) => {
+                let response_url = interaction.response_url.clone();
+                super::forms::open_request_form(&state, &user, None, trigger.unwrap_or_default(), response_url).await
+            }
+            ("revoke_all", _) => {
+                let reason = action.chosen().unwrap_or_default();
+                Some(match state.service.revoke_all(&user, reason, now).await {
+                    Ok(done) => Reply::from(format!(
+                        ":rotating_light: Done: {} grant(s) being revoked, {} pending request(s) cancelled. The audit channel was told.",
+                        done.revoking.len(),
+                        done.cancelled.len()
+                    )),
+                    Err(e) => answer_error(&state, &e, &user).await,
+                })
+            }
+            (kind, _) => {
+                let Some(id) = action.chosen().and_then(RequestId::parse) else { continue };
+                match kind {
+                    "deny" => super::forms::open_deny_form(&state, &user, id, trigger, now).await,
+                    "break_glass" => super::forms::open_break_glass_form(&state, &user, id, trigger).await,
+                    _ => decide_action(&state, &user, kind, id, retry, now).await,
+                }
+            }
         };
         if let (Some(reply), Some(url)) = (answer, interaction.response_url.clone()) {
             let api = state.api.clone();
@@ -450,7 +548,122 @@ pub(crate) async fn handle_interaction(
             });
         }
     }
-    Ok(StatusCode::OK)
+    if in_home {
+        // Clicks in the home tab have nowhere to answer: the redrawn tab is the answer.
+        super::home::publish_soon(&state, user);
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A click on a button that carries a request id: Approve, Deny, I'm done.
+async fn decide_action(
+    state: &SlackState,
+    user: &SlackUser,
+    action_id: &str,
+    id: RequestId,
+    retry: bool,
+    now: crate::domain::Timestamp,
+) -> Option<Reply> {
+    match action_id {
+        "approve" => match state.service.approve(id, user, now).await {
+            Ok(ApprovalOutcome::Approved(r)) if r.extends.is_some() => Some(Reply::from(format!(
+                "You approved extension #{}: <@{}>'s `{}` access now lasts {} longer.",
+                id.get(),
+                r.requester.user_id(),
+                r.role,
+                r.duration
+            ))),
+            Ok(ApprovalOutcome::Approved(r)) => Some(Reply::from(format!(
+                "You approved request #{}: granting <@{}> `{}` for {} now.",
+                id.get(),
+                r.requester.user_id(),
+                r.role,
+                r.duration
+            ))),
+            Ok(ApprovalOutcome::Recorded { request, approvals }) => Some(Reply::from(format!(
+                "Your approval of request #{} is recorded ({approvals} of {}).",
+                id.get(),
+                request.approvals_required
+            ))),
+            Err(ServiceError::AlreadyVoted(_)) if retry => None,
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        "cancel" => match state.service.cancel(id, user, now).await {
+            Ok(r) => Some(Reply::from(format!("Request #{} for `{}` cancelled.", id.get(), r.role))),
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        "done" => match state.service.revoke(id, user, now).await {
+            Ok(r) => Some(Reply::from(format!(
+                "Ending your `{}` access (request #{}) now. You will get a DM when it is done.",
+                r.role,
+                id.get()
+            ))),
+            Err(e) => Some(answer_error(state, &e, user).await),
+        },
+        _ => None,
+    }
+}
+
+/// "Extend by…" picked in the expiry warning: the option's value is
+/// `<request id>:<seconds>`.
+async fn extend_action(
+    state: &SlackState,
+    user: &SlackUser,
+    action: &payloads::Action,
+    trigger_id: Option<&str>,
+    now: crate::domain::Timestamp,
+) -> Option<Reply> {
+    let (id, secs) = action.chosen()?.split_once(':')?;
+    let id = RequestId::parse(id)?;
+    let duration = secs
+        .parse::<u64>()
+        .ok()
+        .and_then(|s| crate::domain::AccessDuration::try_from_std(std::time::Duration::from_secs(s)).ok())?;
+    let cmd = ExtendCommand {
+        requester: user.clone(),
+        request: id,
+        duration: Some(duration),
+        reason: None,
+        client_key: trigger_id.filter(|t| !t.is_empty()).map(|t| format!("slack-action:{t}")),
+    };
+    Some(extend_reply(state, user, state.service.extend(cmd, now).await).await)
+}
+
+/// What the holder is told after asking for an extension.
+async fn extend_reply(state: &SlackState, user: &SlackUser, result: Result<ExtendOutcome, ServiceError>) -> Reply {
+    match result {
+        Ok(ExtendOutcome::Extended { request, extension }) => format!(
+            "Extended: your `{}` access (request #{}) now ends {} ({}).",
+            request.role,
+            request.id.get(),
+            request.expires_at.map(slack_date).unwrap_or_default(),
+            escape(
+                extension
+                    .auto_approved
+                    .as_deref()
+                    .map(|w| format!("auto-approved: {w}"))
+                    .as_deref()
+                    .unwrap_or("approved")
+            )
+        )
+        .into(),
+        Ok(ExtendOutcome::Pending(ext)) => {
+            let channel = state
+                .config
+                .roles
+                .get(ext.role.as_str())
+                .and_then(|c| c.approvals_channel.clone())
+                .unwrap_or_else(|| state.slack().approvals_channel.clone());
+            format!(
+                "Extension request #{} (+{} for request #{}) sent to <#{channel}> for approval. Until it is approved your access ends as planned.",
+                ext.id.get(),
+                ext.duration,
+                ext.extends.map(RequestId::get).unwrap_or_default()
+            )
+            .into()
+        }
+        Err(e) => answer_error(state, &e, user).await,
+    }
 }
 
 async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
@@ -460,8 +673,17 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
     match envelope.kind.as_str() {
         "url_verification" => Ok(Json(json!({"challenge": envelope.challenge.unwrap_or_default()})).into_response()),
         _ => {
-            if envelope.team_id.as_deref() != Some(state.slack().team_id.as_str()) {
+            let team = envelope.team_id.as_deref().unwrap_or_default();
+            if team != state.slack().team_id {
                 return Err(Refusal::ForeignTeam);
+            }
+            if let Some(event) = &envelope.event
+                && event.kind == "app_home_opened"
+                && event.tab.as_deref() == Some("home")
+                && let Some(user) = event.user.as_deref().and_then(|u| SlackUser::parse(team, u).ok())
+            {
+                // Acknowledged now; the tab is drawn from a spawned task.
+                super::home::publish_soon(&state, user);
             }
             Ok(StatusCode::OK.into_response())
         }

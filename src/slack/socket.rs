@@ -62,14 +62,26 @@ async fn on_interaction(
     event: SlackInteractionEvent,
     _client: Arc<SlackHyperClient>,
     states: SlackClientEventsUserState,
-) -> Result<(), Failure> {
+) -> Result<SlackInteractionResponse, Failure> {
     let Some(state) = state_of(&states).await else { return Err("socket mode state missing".into()) };
     // The typed event serialises back to Slack's own JSON shape.
     let interaction: Interaction = serde_json::from_value(serde_json::to_value(&event)?)?;
-    if let Err(e) = routes::handle_interaction(&state, interaction, false).await {
-        tracing::warn!(error = %e, "interaction refused");
+    let response = match routes::handle_interaction(&state, interaction, false).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "interaction refused");
+            return Ok(SlackInteractionResponse::Empty);
+        }
+    };
+    // A form submission's answer (field errors, a new view) travels in the ack.
+    let body = axum::body::to_bytes(response.into_body(), 1024 * 1024).await?;
+    if body.is_empty() {
+        return Ok(SlackInteractionResponse::Empty);
     }
-    Ok(())
+    match serde_json::from_slice::<SlackViewSubmissionResponse>(&body) {
+        Ok(answer) => Ok(SlackInteractionResponse::ViewSubmission(answer)),
+        Err(_) => Ok(SlackInteractionResponse::Empty),
+    }
 }
 
 async fn on_push_event(
@@ -80,6 +92,14 @@ async fn on_push_event(
     let Some(state) = state_of(&states).await else { return Err("socket mode state missing".into()) };
     if event.team_id.0 != state.team_id() {
         tracing::warn!(team = %event.team_id, "event from another workspace ignored");
+        return Ok(());
+    }
+    if let SlackEventCallbackBody::AppHomeOpened(opened) = &event.event
+        && opened.tab.as_deref() == Some("home")
+        && let Ok(user) = SlackUser::parse(&event.team_id.0, &opened.user.0)
+    {
+        // Acknowledged now; the tab is drawn from a spawned task.
+        super::home::publish_soon(&state, user);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{AccessRequest, RequestState, Timestamp};
+use crate::domain::{AccessDuration, AccessRequest, RequestState, Timestamp};
 use crate::notify::NoticeKind;
 use crate::store::ApprovalRow;
 
@@ -16,6 +16,12 @@ pub struct Message {
     pub text: String,
     /// Block Kit blocks (empty for plain messages).
     pub blocks: Vec<Value>,
+}
+
+impl From<Message> for super::routes::Reply {
+    fn from(m: Message) -> Self {
+        Self { text: m.text, blocks: m.blocks }
+    }
 }
 
 impl Message {
@@ -71,32 +77,92 @@ fn approvers(approvals: &[ApprovalRow], decision: &str) -> Vec<String> {
     approvals.iter().filter(|a| a.decision == decision).map(|a| mention(&a.approver_id)).collect()
 }
 
+/// Who let the request through: approvers, the auto-approval rule, or the
+/// requester's break-glass.
+fn approved_by(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+    if let Some(why) = &r.auto_approved {
+        format!("Auto-approved ({})", escape(why))
+    } else if r.break_glass_reason.is_some() {
+        format!("BREAK-GLASS self-approval by {}", mention(r.requester.user_id()))
+    } else {
+        format!("Approved by {}", approvers(approvals, "approve").join(", "))
+    }
+}
+
+/// "Approved by …" → "approved by …", to continue a sentence; words in
+/// capitals (BREAK-GLASS) stay as they are.
+fn lower_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if second.is_lowercase() => {
+            format!("{}{}", first.to_lowercase(), &s[first.len_utf8()..])
+        }
+        _ => s.to_owned(),
+    }
+}
+
+/// Percent-encodes a ticket id for use in a URL path or query.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The ticket as mrkdwn: a link when the role has a `ticket_url`.
+pub fn ticket_text(ticket: &str, ticket_url: Option<&str>) -> String {
+    let shown = escape(&truncate(ticket, 100));
+    match ticket_url {
+        // A link cannot be cut without breaking it: an absurdly long one is left out.
+        Some(url) if url.len() < 1500 => {
+            format!("<{}|{shown}>", escape(&url.replace("{ticket}", &url_encode(ticket))))
+        }
+        _ => shown,
+    }
+}
+
 /// The card's status line for the request's current state.
 pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
-    let approved_by = approvers(approvals, "approve").join(", ");
+    let by = approved_by(r, approvals);
+    let by_lower = lower_first(&by);
     let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
     match r.state {
         RequestState::Pending => {
-            let n = approvers(approvals, "approve").len();
-            if n == 0 {
+            let yes = approvers(approvals, "approve");
+            let progress = if yes.is_empty() {
                 format!(":hourglass_flowing_sand: Waiting for approval (0 of {})", r.approvals_required)
             } else {
-                format!(":hourglass_flowing_sand: {n} of {} approvals: {approved_by}", r.approvals_required)
+                format!(
+                    ":hourglass_flowing_sand: {} of {} approvals: {}",
+                    yes.len(),
+                    r.approvals_required,
+                    yes.join(", ")
+                )
+            };
+            match r.decide_by {
+                Some(t) => format!("{progress} · times out {}", slack_date(t)),
+                None => progress,
             }
         }
         RequestState::Approved | RequestState::Granting => {
-            format!(":white_check_mark: Approved by {approved_by} · granting access…")
+            format!(":white_check_mark: {by} · granting access…")
         }
         RequestState::Active => match r.expires_at {
-            Some(t) => format!(":white_check_mark: Approved by {approved_by} · active until {}", slack_date(t)),
-            None => format!(":white_check_mark: Approved by {approved_by} · active"),
+            Some(t) => format!(":white_check_mark: {by} · active until {}", slack_date(t)),
+            None => format!(":white_check_mark: {by} · active"),
         },
-        RequestState::Revoking => format!(":lock: Approved by {approved_by} · revoking access…"),
+        RequestState::Revoking => format!(":lock: {by} · revoking access…"),
+        RequestState::Extended => match r.expires_at {
+            Some(t) => format!(":white_check_mark: {by} · access extended until {}", slack_date(t)),
+            None => format!(":white_check_mark: {by} · access extended"),
+        },
         RequestState::Revoked => {
             let when = r.ended_at.map(slack_date).unwrap_or_default();
             match detail.filter(|d| d != "expired") {
-                Some(d) => format!(":lock: Access ended {when} ({d}) · approved by {approved_by}"),
-                None => format!(":lock: Access expired {when} · approved by {approved_by}"),
+                Some(d) => format!(":lock: Access ended {when} ({d}) · {by_lower}"),
+                None => format!(":lock: Access expired {when} · {by_lower}"),
             }
         }
         RequestState::Denied => {
@@ -107,21 +173,23 @@ pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
             }
         }
         RequestState::Cancelled => ":no_entry_sign: Cancelled by the requester".to_owned(),
-        RequestState::TimedOut => ":hourglass: Timed out: nobody decided in time".to_owned(),
+        RequestState::TimedOut => match detail {
+            Some(d) => format!(":hourglass: Timed out: {d}"),
+            None => ":hourglass: Timed out: nobody decided in time".to_owned(),
+        },
         RequestState::GrantFailed => {
-            format!(":warning: Approved by {approved_by}, but the grant failed: {}", detail.unwrap_or_default())
+            format!(":warning: {by}, but the grant failed: {}", detail.unwrap_or_default())
         }
         RequestState::RevokeFailed => {
             format!(":rotating_light: Revocation is failing and is being retried: {}", detail.unwrap_or_default())
         }
         // The detail of a completed action is its output: that goes to the
         // requester only, not on the card.
-        RequestState::Completed => format!(
-            ":white_check_mark: Approved by {approved_by} · the action ran {}",
-            r.ended_at.map(slack_date).unwrap_or_default()
-        ),
+        RequestState::Completed => {
+            format!(":white_check_mark: {by} · the action ran {}", r.ended_at.map(slack_date).unwrap_or_default())
+        }
         RequestState::ActionFailed => {
-            format!(":warning: Approved by {approved_by}, but the action failed: {}", detail.unwrap_or_default())
+            format!(":warning: {by}, but the action failed: {}", detail.unwrap_or_default())
         }
     }
 }
@@ -134,12 +202,65 @@ pub struct ApprovalCard<'a> {
     pub approvals: &'a [ApprovalRow],
     /// The role's description from the config.
     pub description: &'a str,
+    /// The role's `ticket_url` (with `{ticket}`), to link the ticket.
+    pub ticket_url: Option<&'a str>,
+    /// Whether the role allows break-glass (the card then says how).
+    pub break_glass: bool,
 }
 
 impl ApprovalCard<'_> {
     /// Renders the card.
     pub fn render(&self) -> Message {
-        approval_card(self.request, self.approvals, self.description)
+        approval_card(self)
+    }
+}
+
+/// A line in the audit channel about no single request (the kill switch).
+pub struct AnnouncementLine<'a> {
+    /// What happened.
+    pub announcement: &'a crate::notify::Announcement,
+}
+
+impl AnnouncementLine<'_> {
+    /// Renders the line.
+    pub fn render(&self) -> Message {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        match self.announcement {
+            crate::notify::Announcement::RevokeAll { slack_user, actor, reason, revoking, cancelled } => {
+                Message::plain(format!(
+                    ":rotating_light: *All access revoked* by {}: {}. {} being revoked, {} cancelled.",
+                    slack_user.as_deref().map(mention).unwrap_or_else(|| escape(actor)),
+                    escape(&truncate(reason, 2000)),
+                    plural(*revoking, "grant"),
+                    plural(*cancelled, "pending request"),
+                ))
+            }
+        }
+    }
+}
+
+/// The reminder posted under a card halfway to its approval timeout.
+pub struct ReminderLine<'a> {
+    /// The request, still pending.
+    pub request: &'a AccessRequest,
+    /// Its approvals so far.
+    pub approvals: &'a [ApprovalRow],
+}
+
+impl ReminderLine<'_> {
+    /// Renders the reminder.
+    pub fn render(&self) -> Message {
+        let r = self.request;
+        let got = approvers(self.approvals, "approve").len();
+        let deadline = r.decide_by.map(|t| format!(" It times out {}.", slack_date(t))).unwrap_or_default();
+        Message::plain(format!(
+            ":bell: Request #{} from {} for `{}` ({}) still needs approval ({got} of {}).{deadline}",
+            r.id.get(),
+            mention(r.requester.user_id()),
+            r.role,
+            r.duration,
+            r.approvals_required
+        ))
     }
 }
 
@@ -177,20 +298,41 @@ impl AuditLine<'_> {
     }
 }
 
-fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str) -> Message {
+fn approval_card(card: &ApprovalCard<'_>) -> Message {
+    let (r, approvals, description) = (card.request, card.approvals, card.description);
     let id = r.id.get();
     let status = status_line(r, approvals);
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(r.requester.user_id()))}),
         json!({"type": "mrkdwn", "text": format!("*Role*\n`{}`", r.role)}),
-        json!({"type": "mrkdwn", "text": format!("*Duration*\n{}", r.duration)}),
+        json!({"type": "mrkdwn", "text": match r.extends {
+            Some(_) => format!("*Extension*\n+{}", r.duration),
+            None => format!("*Duration*\n{}", r.duration),
+        }}),
         json!({"type": "mrkdwn", "text": format!("*Approvals needed*\n{}", r.approvals_required)}),
     ];
     if let Some(ticket) = &r.ticket {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", escape(&truncate(ticket, 200)))}));
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", ticket_text(ticket, card.ticket_url))}));
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request #{id}"), "emoji": true}}),
+    ];
+    if let Some(parent) = r.extends {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            ":arrows_counterclockwise: Extension of request #{}: {} asks for {} more",
+            parent.get(),
+            mention(r.requester.user_id()),
+            r.duration
+        )}]}));
+    }
+    if let Some(reason) = &r.break_glass_reason {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!(
+            ":rotating_light: *BREAK-GLASS* — {} approved their own request. Flagged for review.\n>{}",
+            mention(r.requester.user_id()),
+            escape(reason).replace('\n', "\n>")
+        ), 3000)}}));
+    }
+    blocks.extend([
         json!({"type": "section", "fields": fields}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&format!("*Reason*\n>{}", escape(&r.reason).replace('\n', "\n>")), 3000)}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
@@ -200,37 +342,62 @@ fn approval_card(r: &AccessRequest, approvals: &[ApprovalRow], description: &str
             r.requester_email
         )}]}),
         json!({"type": "section", "block_id": format!("status:{id}"), "text": {"type": "mrkdwn", "text": fit(&status, 3000)}}),
-    ];
-    if r.state == RequestState::Pending {
-        blocks.push(json!({
-            "type": "actions",
-            "block_id": format!("decide:{id}"),
-            "elements": [
-                {"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
-                 "text": {"type": "plain_text", "text": "Approve", "emoji": true}},
-                {"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
-                 "text": {"type": "plain_text", "text": "Deny", "emoji": true}},
-            ]
-        }));
+    ]);
+    if r.state == RequestState::Pending && card.break_glass {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "Break-glass allowed: the requester may approve alone with *Break glass* or `/jit break-glass {id} <reason>` (announced, flagged for review)."
+        )}]}));
     }
-    let text = format!(
-        "Access request #{id}: {} asks for {} for {} — {}",
-        mention(r.requester.user_id()),
-        r.role,
-        r.duration,
-        r.state.describe()
-    );
+    if r.state == RequestState::Pending {
+        let mut elements = vec![
+            json!({"type": "button", "action_id": "approve", "value": id.to_string(), "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve", "emoji": true}}),
+            json!({"type": "button", "action_id": "deny", "value": id.to_string(), "style": "danger",
+             "text": {"type": "plain_text", "text": "Deny", "emoji": true}}),
+        ];
+        if card.break_glass {
+            elements.push(json!({"type": "button", "action_id": "break_glass", "value": id.to_string(),
+                "text": {"type": "plain_text", "text": "Break glass (requester)", "emoji": true}}));
+        }
+        blocks.push(json!({"type": "actions", "block_id": format!("decide:{id}"), "elements": elements}));
+    }
+    let marker = if r.break_glass_reason.is_some() { "BREAK-GLASS " } else { "" };
+    let text = match r.extends {
+        Some(parent) => format!(
+            "{marker}Access request #{id}: {} asks to extend {} (request #{}) by {} — {}",
+            mention(r.requester.user_id()),
+            r.role,
+            parent.get(),
+            r.duration,
+            r.state.describe()
+        ),
+        None => format!(
+            "{marker}Access request #{id}: {} asks for {} for {} — {}",
+            mention(r.requester.user_id()),
+            r.role,
+            r.duration,
+            r.state.describe()
+        ),
+    };
     Message { text, blocks }
 }
 
 fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+    if let Some(parent) = r.extends {
+        return extension_dm(kind, r, parent.get(), approvals);
+    }
     let id = r.id.get();
     let text = match kind {
         NoticeKind::Granted => format!(
-            ":white_check_mark: Your `{}` access (request #{id}) is active until {}. Approved by {}. Done early? `/jit revoke {id}`",
+            ":white_check_mark: Your `{}` access (request #{id}) is active until {}. {}. Done early? `/jit revoke {id}`",
             r.role,
             r.expires_at.map(slack_date).unwrap_or_default(),
-            approvers(approvals, "approve").join(", ")
+            approved_by(r, approvals)
+        ),
+        NoticeKind::TimedOut => format!(
+            ":hourglass: Your request #{id} for `{}` timed out: {}. Ask again with `/jit request` if you still need it.",
+            r.role,
+            escape(r.state_detail.as_deref().unwrap_or("nobody decided in time"))
         ),
         NoticeKind::Denied => {
             let by = approvers(approvals, "deny").join(", ");
@@ -259,6 +426,15 @@ fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) 
             r.role,
             escape(&truncate(r.state_detail.as_deref().unwrap_or("unknown error"), 1000))
         ),
+        // Cancelled by someone else (the requester's own cancel needs no DM).
+        NoticeKind::Cancelled => match &r.state_detail {
+            Some(why) => format!(
+                ":no_entry_sign: Your request #{id} for `{}` was cancelled: {}",
+                r.role,
+                escape(&truncate(why, 1000))
+            ),
+            None => return None,
+        },
         _ => return None,
     };
     Some(Message::plain(text))
@@ -293,9 +469,111 @@ impl CredentialsDm<'_> {
     }
 }
 
+/// The requester's DMs about an extension request.
+fn extension_dm(kind: NoticeKind, r: &AccessRequest, parent: i64, approvals: &[ApprovalRow]) -> Option<Message> {
+    let id = r.id.get();
+    let detail = |fallback: &str| escape(&truncate(r.state_detail.as_deref().unwrap_or(fallback), 1000));
+    let text = match kind {
+        NoticeKind::Approved | NoticeKind::AutoApproved | NoticeKind::BreakGlass => format!(
+            ":white_check_mark: Your `{}` access (request #{parent}) is extended by {}, until {}. {}.",
+            r.role,
+            r.duration,
+            r.expires_at.map(slack_date).unwrap_or_default(),
+            approved_by(r, approvals)
+        ),
+        NoticeKind::Denied => {
+            let by = approvers(approvals, "deny").join(", ");
+            let why =
+                r.state_detail.as_deref().map(|d| format!(": {}", escape(&truncate(d, 1000)))).unwrap_or_default();
+            format!(
+                ":x: Your extension #{id} of `{}` (request #{parent}) was denied by {by}{why}. Your access still ends as planned.",
+                r.role
+            )
+        }
+        NoticeKind::TimedOut => format!(
+            ":hourglass: Your extension #{id} of `{}` (request #{parent}) timed out: {}.",
+            r.role,
+            detail("nobody decided in time")
+        ),
+        NoticeKind::Cancelled if r.state_detail.is_some() => format!(
+            ":no_entry_sign: Your extension #{id} of `{}` (request #{parent}) was cancelled: {}.",
+            r.role,
+            detail("")
+        ),
+        _ => return None,
+    };
+    Some(Message::plain(text))
+}
+
+/// The DM shortly before access ends: extend it (a duration choice) or end
+/// it now.
+pub struct ExpiryWarningDm<'a> {
+    /// The live request.
+    pub request: &'a AccessRequest,
+    /// The extensions its role allows (shortest first).
+    pub choices: &'a [AccessDuration],
+}
+
+impl ExpiryWarningDm<'_> {
+    /// Renders the DM.
+    pub fn render(&self) -> Message {
+        let r = self.request;
+        let id = r.id.get();
+        let until = r.expires_at.map(slack_date).unwrap_or_default();
+        let text = format!(":hourglass: Your `{}` access (request #{id}) ends {until}. Need more time?", r.role);
+        let options: Vec<Value> = self
+            .choices
+            .iter()
+            .take(100)
+            .map(|d| {
+                json!({"text": {"type": "plain_text", "text": format!("+{d}")}, "value": format!("{id}:{}", d.get().as_secs())})
+            })
+            .collect();
+        let mut elements = Vec::new();
+        if !options.is_empty() {
+            elements.push(json!({"type": "static_select", "action_id": "extend",
+                "placeholder": {"type": "plain_text", "text": "Extend by…"}, "options": options}));
+        }
+        elements.push(json!({"type": "button", "action_id": "done", "value": id.to_string(), "style": "danger",
+            "text": {"type": "plain_text", "text": "I'm done"},
+            "confirm": {
+                "title": {"type": "plain_text", "text": "End your access now?"},
+                "text": {"type": "plain_text", "text": format!("Your {} access is revoked at once.", truncate(r.role.as_str(), 200))},
+                "confirm": {"type": "plain_text", "text": "End it now"},
+                "deny": {"type": "plain_text", "text": "Keep it"},
+                "style": "danger"
+            }}));
+        Message {
+            blocks: vec![
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": text.clone()}}),
+                json!({"type": "actions", "block_id": format!("expiry:{id}"), "elements": elements}),
+                json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                    "An extension goes through the role's policy: auto-approved when allowed, otherwise the approvers decide. Or `/jit extend {id} 1h <reason>`."
+                )}]}),
+            ],
+            text,
+        }
+    }
+}
+
 fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
     let who = mention(r.requester.user_id());
     let id = r.id.get();
+    if let Some(parent) = r.extends {
+        let what = format!("#{id} {who} `{}`: extension of #{} by {}", r.role, parent.get(), r.duration);
+        let text = match kind {
+            NoticeKind::Approved | NoticeKind::AutoApproved => {
+                format!("{what}: {}", lower_first(&approved_by(r, approvals)))
+            }
+            NoticeKind::BreakGlass => format!(
+                ":rotating_light: BREAK-GLASS {what}: approved by the requester alone: {}. Flagged for review.",
+                escape(&truncate(r.break_glass_reason.as_deref().unwrap_or(""), 1000))
+            ),
+            NoticeKind::Denied => format!("{what}: denied by {}", approvers(approvals, "deny").join(", ")),
+            _ => return None,
+        };
+        return Some(Message::plain(text));
+    }
     let text = match kind {
         NoticeKind::Approved => format!(
             "#{id} {who} `{}` for {}: approved by {}",
@@ -307,6 +585,19 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) ->
             format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, "deny").join(", "))
         }
         NoticeKind::Granted => format!("#{id} {who} `{}`: granted", r.role),
+        NoticeKind::AutoApproved => format!(
+            "#{id} {who} `{}` for {}: auto-approved ({})",
+            r.role,
+            r.duration,
+            escape(r.auto_approved.as_deref().unwrap_or(""))
+        ),
+        NoticeKind::BreakGlass => format!(
+            ":rotating_light: BREAK-GLASS #{id} {who} `{}` for {}: approved by the requester alone: {}. Flagged for review.",
+            r.role,
+            r.duration,
+            escape(&truncate(r.break_glass_reason.as_deref().unwrap_or(""), 1000))
+        ),
+        NoticeKind::TimedOut => format!("#{id} {who} `{}`: timed out (nobody decided)", r.role),
         NoticeKind::Revoked => match r.state_detail.as_deref().filter(|d| *d != "expired") {
             Some(why) => format!("#{id} {who} `{}`: revoked ({})", r.role, escape(&truncate(why, 500))),
             None => format!("#{id} {who} `{}`: revoked", r.role),
@@ -362,6 +653,14 @@ mod tests {
         assert_eq!(fit("abcdef", 5), "abcd…");
         assert_eq!(fit("ab&amp;cdef", 5), "ab…");
         assert_eq!(truncate("héllo", 3), "hé…");
+    }
+
+    #[test]
+    fn tickets_link_to_the_tracker_with_the_id_encoded() {
+        let url = Some("https://jira.example.com/browse/{ticket}");
+        assert_eq!(ticket_text("INC-42", url), "<https://jira.example.com/browse/INC-42|INC-42>");
+        assert_eq!(ticket_text("a|b>c", url), "<https://jira.example.com/browse/a%7Cb%3Ec|a|b&gt;c>");
+        assert_eq!(ticket_text("INC-42", None), "INC-42");
     }
 
     #[test]

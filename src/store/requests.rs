@@ -25,6 +25,11 @@ struct RequestRow {
     granted_at: Option<i64>,
     expires_at: Option<i64>,
     ended_at: Option<i64>,
+    auto_approved: Option<String>,
+    break_glass_reason: Option<String>,
+    review_required: i64,
+    decide_by: Option<i64>,
+    extends_id: Option<i64>,
 }
 
 impl TryFrom<RequestRow> for AccessRequest {
@@ -51,6 +56,11 @@ impl TryFrom<RequestRow> for AccessRequest {
             granted_at: r.granted_at.map(Timestamp::from_millis),
             expires_at: r.expires_at.map(Timestamp::from_millis),
             ended_at: r.ended_at.map(Timestamp::from_millis),
+            auto_approved: r.auto_approved,
+            break_glass_reason: r.break_glass_reason,
+            review_required: r.review_required != 0,
+            decide_by: r.decide_by.map(Timestamp::from_millis),
+            extends: r.extends_id.map(RequestId::new),
         })
     }
 }
@@ -74,6 +84,10 @@ pub struct NewRequest<'a> {
     pub approvals_required: u32,
     /// Idempotency key of the delivery that asked, if any.
     pub client_key: Option<&'a str>,
+    /// When it times out if still pending (the role's approval timeout).
+    pub decide_by: Option<Timestamp>,
+    /// For an extension: the request whose access it extends.
+    pub extends: Option<RequestId>,
 }
 
 /// The columns a transition may set besides the state.
@@ -89,6 +103,10 @@ pub struct TransitionFields {
     pub ended_at: Option<Timestamp>,
     /// Sets `state_detail` (a reason or an error summary).
     pub detail: Option<String>,
+    /// Sets `auto_approved` (why no approvers were needed).
+    pub auto_approved: Option<String>,
+    /// Sets `break_glass_reason` and flags the request for review.
+    pub break_glass_reason: Option<String>,
 }
 
 /// One approver's decision as stored.
@@ -110,18 +128,27 @@ fn open_slot(user: &SlackUser, role: &RoleName) -> String {
     format!("{}/{}/{}", user.team_id(), user.user_id(), role.as_str())
 }
 
+/// One pending extension per request at a time: its own slot, so it does
+/// not collide with the request it extends (which holds the role's slot).
+fn extension_slot(extends: RequestId) -> String {
+    format!("extends/{}", extends.get())
+}
+
 impl Tx {
     /// Inserts a pending request. `Err(Conflict)` means the person already has
     /// an open request for this role, or this client key was already used.
     pub async fn insert_request(&mut self, new: &NewRequest<'_>, now: Timestamp) -> StoreResult<RequestId> {
-        let slot = open_slot(&new.requester.slack, new.role);
+        let slot = match new.extends {
+            Some(parent) => extension_slot(parent),
+            None => open_slot(&new.requester.slack, new.role),
+        };
         let id: i64 = on_conn!(tx self, |c| {
             sqlx::query_scalar(
                 "INSERT INTO access_requests
                    (team_id, requester_id, requester_issuer, requester_subject, requester_email,
                     role, provider, duration_ms, reason, ticket, approvals_required, state,
-                    open_slot, client_key, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+                    open_slot, client_key, created_at, updated_at, decide_by, extends_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)
                  RETURNING id",
             )
             .bind(new.requester.slack.team_id())
@@ -139,6 +166,8 @@ impl Tx {
             .bind(&slot)
             .bind(new.client_key)
             .bind(now.millis())
+            .bind(new.decide_by.map(Timestamp::millis))
+            .bind(new.extends.map(RequestId::get))
             .fetch_one(c)
             .await?
         });
@@ -179,9 +208,12 @@ impl Tx {
                expires_at = COALESCE($4, expires_at),
                ended_at = COALESCE($5, ended_at),
                state_detail = COALESCE($6, state_detail),
-               updated_at = $7
+               updated_at = $7,
+               auto_approved = COALESCE($9, auto_approved),
+               break_glass_reason = COALESCE($10, break_glass_reason),
+               review_required = CASE WHEN $10 IS NULL THEN review_required ELSE 1 END
              WHERE id = $8 AND state IN ({})",
-            placeholders(9, from.len())
+            placeholders(11, from.len())
         );
         let n = on_conn!(tx self, |c| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
@@ -192,7 +224,9 @@ impl Tx {
                 .bind(fields.ended_at.map(Timestamp::millis))
                 .bind(fields.detail.as_deref())
                 .bind(now.millis())
-                .bind(id.get());
+                .bind(id.get())
+                .bind(fields.auto_approved.as_deref())
+                .bind(fields.break_glass_reason.as_deref());
             for s in from {
                 q = q.bind(s.as_str());
             }
@@ -250,7 +284,61 @@ impl Tx {
         Ok(())
     }
 
-    /// How many distinct approvals request `id` has.
+    /// Moves the expiry of request `id` from `from` to `to` and adds the
+    /// difference to its duration, if it still holds (or is being granted)
+    /// access that ends at `from`, later than `now`. `false` when the
+    /// request moved on: the extension then extends nothing.
+    pub async fn extend_expiry(
+        &mut self,
+        id: RequestId,
+        from: Timestamp,
+        to: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE access_requests SET expires_at = $3, duration_ms = duration_ms + ($3 - $2), updated_at = $4
+                 WHERE id = $1 AND expires_at = $2 AND expires_at > $4 AND state IN ($5, $6)",
+            )
+            .bind(id.get())
+            .bind(from.millis())
+            .bind(to.millis())
+            .bind(now.millis())
+            .bind(RequestState::Granting.as_str())
+            .bind(RequestState::Active.as_str())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// The pending extension of request `id`, if one is waiting.
+    pub async fn pending_extension(&mut self, id: RequestId) -> StoreResult<Option<RequestId>> {
+        let found: Option<i64> = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT id FROM access_requests WHERE open_slot = $1")
+                .bind(extension_slot(id))
+                .fetch_optional(c)
+                .await?
+        });
+        Ok(found.map(RequestId::new))
+    }
+
+    /// Whether the person with IdP subject `subject` already decided on
+    /// request `id`, from any of their Slack accounts.
+    pub async fn person_decided(&mut self, id: RequestId, subject: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND approver_subject = $2")
+                .bind(id.get())
+                .bind(subject)
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// How many distinct people approved request `id`: two Slack accounts
+    /// linked to one IdP identity count once.
     pub async fn count_approvals(&mut self, id: RequestId) -> StoreResult<u32> {
         let n: i64 = on_conn!(tx self, |c| {
             // Distinct IdP identities: one person with two Slack accounts counts once.
@@ -297,6 +385,35 @@ impl Db {
             )
             .bind(user.team_id())
             .bind(user.user_id())
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
+    /// The pending extension of request `id`, if one is waiting.
+    pub async fn open_extension(&self, id: RequestId) -> StoreResult<Option<AccessRequest>> {
+        let row = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE open_slot = $1")
+                .bind(extension_slot(id))
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// Up to `limit` requests of `user` that ended (or were decided without
+    /// access), newest first.
+    pub async fn ended_requests_of(&self, user: &SlackUser, limit: i64) -> StoreResult<Vec<AccessRequest>> {
+        let rows = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>(
+                "SELECT * FROM access_requests
+                 WHERE team_id = $1 AND requester_id = $2 AND open_slot IS NULL
+                 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(limit)
             .fetch_all(c)
             .await?
         });

@@ -66,9 +66,10 @@ async fn fifty_concurrent_approvals_grant_once(backend: Backend) {
             ("grant".to_owned(), 1),
             ("notify".to_owned(), 3),
             ("overdue_check".to_owned(), 1),
-            ("revoke".to_owned(), 1)
+            ("revoke".to_owned(), 1),
+            ("warn_expiry".to_owned(), 1)
         ],
-        "one grant, one revocation (and its overdue check), and the created/approved/granted notices"
+        "one grant, one revocation (with its overdue check and expiry warning), and the created/approved/granted notices"
     );
     jitbot::audit::verify(t.app.db()).await.unwrap();
 }

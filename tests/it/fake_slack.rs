@@ -47,6 +47,10 @@ struct FakeState {
     next_envelope: u64,
     next_socket: usize,
     base_host: String,
+    /// Open modals and published home tabs, by view id.
+    views: BTreeMap<String, Value>,
+    used_triggers: std::collections::HashSet<String>,
+    homes: HashMap<String, String>,
 }
 
 /// What the fake sends down a socket.
@@ -243,12 +247,17 @@ async fn api(
     }
     let result = match method.as_str() {
         "chat.postMessage" | "chat.update" => check_message(&body),
+        "views.open" | "views.update" => check_view(&body["view"], "modal"),
+        "views.publish" => check_view(&body["view"], "home"),
         other => Err(("unknown_method".to_owned(), vec![format!("the fake does not implement {other}")])),
     };
     if let Err((error, errors)) = result {
         s.violations.push(format!("{method}: {error}: {}", errors.join("; ")));
         s.calls.push(ApiCall { method, body, ok: false });
         return slack_error(&error, errors);
+    }
+    if method.starts_with("views.") {
+        return views(&mut s, method, body);
     }
     let channel = body["channel"].as_str().unwrap_or("").to_owned();
     let content = json!({"type": "message", "text": body["text"], "blocks": body.get("blocks").cloned().unwrap_or(json!([])), "user": "U0BOT", "bot_id": "B0FAKE"});
@@ -281,6 +290,70 @@ async fn api(
     };
     s.calls.push(ApiCall { method, body, ok: true });
     ok(response)
+}
+
+/// `views.open`, `views.update`, `views.publish`: keeps each view with an
+/// id and a hash, as Slack does; a trigger works once; an update with a
+/// stale hash is refused.
+fn views(s: &mut FakeState, method: String, body: Value) -> Response {
+    let fail = |s: &mut FakeState, method: String, body: Value, error: &str| {
+        s.calls.push(ApiCall { method, body, ok: false });
+        slack_error(error, vec![])
+    };
+    let n = s.views.len() + 1;
+    let id = match method.as_str() {
+        "views.open" => {
+            let trigger = body["trigger_id"].as_str().unwrap_or("").to_owned();
+            if trigger.is_empty() || !s.used_triggers.insert(trigger) {
+                s.violations.push("views.open: a trigger_id is single-use".into());
+                return fail(s, method, body, "invalid_trigger_id");
+            }
+            format!("V{n:08}")
+        }
+        "views.update" => {
+            let id = body["view_id"].as_str().unwrap_or("").to_owned();
+            let Some(current) = s.views.get(&id) else { return fail(s, method, body, "not_found") };
+            if body.get("hash").and_then(Value::as_str).is_some_and(|h| Some(h) != current["hash"].as_str()) {
+                return fail(s, method, body, "hash_conflict");
+            }
+            id
+        }
+        _ => {
+            let user = body["user_id"].as_str().unwrap_or("").to_owned();
+            if !user.starts_with('U') {
+                return fail(s, method, body, "invalid_user_id");
+            }
+            let id = s.homes.get(&user).cloned().unwrap_or_else(|| format!("V{n:08}"));
+            s.homes.insert(user, id.clone());
+            id
+        }
+    };
+    let mut view = body["view"].clone();
+    view["id"] = json!(id);
+    view["team_id"] = json!("T0WORK");
+    view["hash"] = json!(format!("{}.{:08x}", n, s.calls.len()));
+    view["state"] = json!({"values": {}});
+    s.views.insert(id, view.clone());
+    s.calls.push(ApiCall { method, body, ok: true });
+    ok(json!({"ok": true, "view": view}))
+}
+
+impl FakeSlack {
+    /// A user's published App Home tab.
+    pub fn home(&self, user: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.homes.get(user).and_then(|id| s.views.get(id)).cloned()
+    }
+
+    /// The newest modal with this `callback_id`.
+    pub fn modal(&self, callback_id: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.views
+            .values()
+            .filter(|v| v["callback_id"] == callback_id)
+            .max_by_key(|v| v["id"].as_str().map(str::to_owned))
+            .cloned()
+    }
 }
 
 /// `users.info` (a GET with query parameters, as slack-morphism sends it).
@@ -384,6 +457,43 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
     if blocks.len() > 50 {
         errors.push("no more than 50 items allowed [json-pointer:/blocks]".into());
     }
+    check_blocks(&blocks, false, &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
+}
+
+/// Checks a modal or home view against Slack's documented limits.
+fn check_view(view: &Value, kind: &str) -> Result<(), (String, Vec<String>)> {
+    let mut errors = Vec::new();
+    if view["type"] != kind {
+        return Err(("invalid_arguments".into(), vec![format!("view type must be {kind} [/view/type]")]));
+    }
+    let blocks = view["blocks"].as_array().cloned().unwrap_or_default();
+    if blocks.len() > 100 {
+        errors.push("no more than 100 items allowed [/view/blocks]".into());
+    }
+    if kind == "modal" {
+        check_text(&view["title"], "/view/title", 24, true, &mut errors);
+        for key in ["submit", "close"] {
+            if let Some(t) = view.get(key) {
+                check_text(t, &format!("/view/{key}"), 24, true, &mut errors);
+            }
+        }
+        if blocks.iter().any(|b| b["type"] == "input") && view.get("submit").is_none() {
+            errors.push("a modal with inputs needs a submit button [/view/submit]".into());
+        }
+    }
+    if view["callback_id"].as_str().is_some_and(|c| c.len() > 255) {
+        errors.push("callback_id must be at most 255 characters [/view/callback_id]".into());
+    }
+    if view["private_metadata"].as_str().is_some_and(|c| c.len() > 3000) {
+        errors.push("private_metadata must be at most 3000 characters [/view/private_metadata]".into());
+    }
+    check_blocks(&blocks, true, &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(("invalid_arguments".into(), errors)) }
+}
+
+/// Checks blocks; `surface_inputs` allows input blocks (modals, home tabs).
+fn check_blocks(blocks: &[Value], surface_inputs: bool, errors: &mut Vec<String>) {
     let mut block_ids = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let at = format!("/blocks/{i}");
@@ -397,7 +507,7 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
             block_ids.push(id);
         }
         match b["type"].as_str().unwrap_or("") {
-            "header" => check_text(&b["text"], &format!("{at}/text"), 150, true, &mut errors),
+            "header" => check_text(&b["text"], &format!("{at}/text"), 150, true, errors),
             "section" => {
                 let has_text = b.get("text").is_some();
                 let fields = b.get("fields").and_then(Value::as_array);
@@ -405,14 +515,17 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                     errors.push(format!("section needs text or fields [{at}]"));
                 }
                 if has_text {
-                    check_text(&b["text"], &format!("{at}/text"), 3000, false, &mut errors);
+                    check_text(&b["text"], &format!("{at}/text"), 3000, false, errors);
+                }
+                if let Some(accessory) = b.get("accessory") {
+                    check_element(accessory, &format!("{at}/accessory"), &["button", "static_select"], errors);
                 }
                 if let Some(fields) = fields {
                     if fields.len() > 10 {
                         errors.push(format!("no more than 10 fields allowed [{at}/fields]"));
                     }
                     for (j, f) in fields.iter().enumerate() {
-                        check_text(f, &format!("{at}/fields/{j}"), 2000, false, &mut errors);
+                        check_text(f, &format!("{at}/fields/{j}"), 2000, false, errors);
                     }
                 }
             }
@@ -422,7 +535,7 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                     errors.push(format!("context needs 1 to 10 elements [{at}/elements]"));
                 }
                 for (j, e) in elements.iter().enumerate() {
-                    check_text(e, &format!("{at}/elements/{j}"), 3000, false, &mut errors);
+                    check_text(e, &format!("{at}/elements/{j}"), 3000, false, errors);
                 }
             }
             "actions" => {
@@ -433,35 +546,102 @@ fn check_message(body: &Value) -> Result<(), (String, Vec<String>)> {
                 let mut action_ids = Vec::new();
                 for (j, e) in elements.iter().enumerate() {
                     let at = format!("{at}/elements/{j}");
-                    if e["type"] != "button" {
-                        errors.push(format!("unsupported element type in the fake [{at}]"));
-                        continue;
-                    }
-                    check_text(&e["text"], &format!("{at}/text"), 75, true, &mut errors);
                     let action_id = e["action_id"].as_str().unwrap_or("");
-                    if action_id.is_empty() || action_id.len() > 255 {
-                        errors.push(format!("action_id must be 1 to 255 characters [{at}/action_id]"));
-                    }
                     if action_ids.contains(&action_id) {
                         errors.push(format!("action_id must be unique in the block [{at}/action_id]"));
                     }
                     action_ids.push(action_id);
-                    if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
-                        errors.push(format!("value must be at most 2000 characters [{at}/value]"));
-                    }
-                    if let Some(style) = e.get("style").and_then(Value::as_str)
-                        && style != "primary"
-                        && style != "danger"
-                    {
-                        errors.push(format!("style must be primary or danger [{at}/style]"));
-                    }
+                    check_element(e, &at, &["button", "static_select"], errors);
                 }
             }
             "divider" => {}
+            "input" if surface_inputs => {
+                check_text(&b["label"], &format!("{at}/label"), 2000, true, errors);
+                if let Some(h) = b.get("hint") {
+                    check_text(h, &format!("{at}/hint"), 2000, true, errors);
+                }
+                check_element(&b["element"], &format!("{at}/element"), &["plain_text_input", "static_select"], errors);
+            }
             other => errors.push(format!("unknown block type {other:?} [{at}/type]")),
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(("invalid_blocks".into(), errors)) }
+}
+
+/// Checks one interactive element against Slack's documented limits.
+fn check_element(e: &Value, at: &str, allowed: &[&str], errors: &mut Vec<String>) {
+    let kind = e["type"].as_str().unwrap_or("");
+    if !allowed.contains(&kind) {
+        errors.push(format!("unsupported element type {kind:?} here [{at}]"));
+        return;
+    }
+    let action_id = e["action_id"].as_str().unwrap_or("");
+    if action_id.is_empty() || action_id.len() > 255 {
+        errors.push(format!("action_id must be 1 to 255 characters [{at}/action_id]"));
+    }
+    if let Some(confirm) = e.get("confirm") {
+        check_text(&confirm["title"], &format!("{at}/confirm/title"), 100, true, errors);
+        check_text(&confirm["text"], &format!("{at}/confirm/text"), 300, false, errors);
+        check_text(&confirm["confirm"], &format!("{at}/confirm/confirm"), 30, true, errors);
+        check_text(&confirm["deny"], &format!("{at}/confirm/deny"), 30, true, errors);
+    }
+    match kind {
+        "button" => {
+            check_text(&e["text"], &format!("{at}/text"), 75, true, errors);
+            if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
+                errors.push(format!("value must be at most 2000 characters [{at}/value]"));
+            }
+            if let Some(style) = e.get("style").and_then(Value::as_str)
+                && style != "primary"
+                && style != "danger"
+            {
+                errors.push(format!("style must be primary or danger [{at}/style]"));
+            }
+        }
+        "static_select" => {
+            if let Some(p) = e.get("placeholder") {
+                check_text(p, &format!("{at}/placeholder"), 150, true, errors);
+            }
+            let options = e["options"].as_array().cloned().unwrap_or_default();
+            if options.is_empty() || options.len() > 100 {
+                errors.push(format!("options needs 1 to 100 items [{at}/options]"));
+            }
+            let mut values = Vec::new();
+            for (k, o) in options.iter().enumerate() {
+                check_option(o, &format!("{at}/options/{k}"), errors);
+                values.push(o["value"].clone());
+            }
+            if let Some(initial) = e.get("initial_option")
+                && !values.contains(&initial["value"])
+            {
+                errors.push(format!("initial_option must be one of the options [{at}/initial_option]"));
+            }
+        }
+        "plain_text_input" => {
+            if let Some(p) = e.get("placeholder") {
+                check_text(p, &format!("{at}/placeholder"), 150, true, errors);
+            }
+            let max = e["max_length"].as_u64().unwrap_or(3000);
+            let min = e["min_length"].as_u64().unwrap_or(0);
+            if max > 3000 || min > 3000 || min > max {
+                errors.push(format!("min_length/max_length must be within 0..=3000 [{at}]"));
+            }
+            if e["initial_value"].as_str().is_some_and(|v| v.chars().count() as u64 > max) {
+                errors.push(format!("initial_value is longer than max_length [{at}/initial_value]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_option(o: &Value, at: &str, errors: &mut Vec<String>) {
+    check_text(&o["text"], &format!("{at}/text"), 75, true, errors);
+    let value = o["value"].as_str().unwrap_or("");
+    if value.is_empty() || value.len() > 150 {
+        errors.push(format!("value must be 1 to 150 characters [{at}/value]"));
+    }
+    if let Some(d) = o.get("description") {
+        check_text(d, &format!("{at}/description"), 75, true, errors);
+    }
 }
 
 fn check_text(t: &Value, at: &str, max: usize, plain_only: bool, errors: &mut Vec<String>) {
@@ -494,4 +674,22 @@ fn the_fake_rejects_blocks_that_break_slacks_limits() {
     assert_eq!(error, "invalid_blocks");
     assert_eq!(errors.len(), 4, "{errors:?}");
     assert!(check_message(&json!({"channel": "C1", "text": "hello"})).is_ok());
+}
+
+#[test]
+fn the_fake_rejects_views_that_break_slacks_limits() {
+    let input = json!({"type": "input", "block_id": "b", "label": {"type": "plain_text", "text": "L"},
+        "element": {"type": "plain_text_input", "action_id": "a", "min_length": 10, "max_length": 5}});
+    let view = json!({"type": "modal", "title": {"type": "plain_text", "text": "x".repeat(25)}, "blocks": [input]});
+    let (_, errors) = check_view(&view, "modal").unwrap_err();
+    assert_eq!(errors.len(), 3, "title, missing submit, min > max: {errors:?}");
+    assert!(check_view(&view, "home").is_err(), "a modal is not a home tab");
+    let message = json!({"channel": "C1", "text": "t", "blocks": [{"type": "input", "label": {"type": "plain_text", "text": "L"},
+        "element": {"type": "plain_text_input", "action_id": "a"}}]});
+    assert!(check_message(&message).is_err(), "input blocks belong in views");
+    let ok = json!({"type": "modal", "title": {"type": "plain_text", "text": "Request access"},
+        "submit": {"type": "plain_text", "text": "Request"}, "blocks": [{"type": "input", "block_id": "b",
+        "label": {"type": "plain_text", "text": "L"}, "element": {"type": "static_select", "action_id": "s",
+        "options": [{"text": {"type": "plain_text", "text": "30m"}, "value": "1800"}]}}]});
+    assert!(check_view(&ok, "modal").is_ok());
 }

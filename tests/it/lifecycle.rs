@@ -51,7 +51,13 @@ async fn request_approve_grant_expire_revoke(backend: Backend) {
 
     assert_eq!(
         t.notifier.kinds_for(req.id),
-        vec![NoticeKind::RequestCreated, NoticeKind::Approved, NoticeKind::Granted, NoticeKind::Revoked]
+        vec![
+            NoticeKind::RequestCreated,
+            NoticeKind::Approved,
+            NoticeKind::Granted,
+            NoticeKind::ExpiryWarning,
+            NoticeKind::Revoked
+        ]
     );
     assert_eq!(
         t.audit_actions(req.id).await,
@@ -181,8 +187,8 @@ async fn one_person_with_two_slack_accounts_counts_as_one_approver(backend: Back
     t.link("U0BOB2", "bob", &["sre-leads"]).await;
     let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
-    let second = t.service().approve(req.id, &user("U0BOB2"), t.now()).await.unwrap();
-    assert!(matches!(second, ApprovalOutcome::Recorded { approvals: 1, .. }), "{second:?}");
+    let second = t.service().approve(req.id, &user("U0BOB2"), t.now()).await.unwrap_err();
+    assert!(matches!(second, ServiceError::AlreadyVoted(_)), "{second:?}");
     assert_eq!(t.state(req.id).await, "pending");
     t.service().approve(req.id, &user("U0CAROL"), t.now()).await.unwrap();
     assert_eq!(t.state(req.id).await, "granting");

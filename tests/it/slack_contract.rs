@@ -100,6 +100,11 @@ fn the_manifests_declare_exactly_what_the_code_uses() {
     assert!(http["features"]["slash_commands"][0]["url"].as_str().unwrap().ends_with("/slack/commands"));
     assert!(http["settings"]["interactivity"]["request_url"].as_str().unwrap().ends_with("/slack/interactions"));
     assert!(http["settings"]["event_subscriptions"]["request_url"].as_str().unwrap().ends_with("/slack/events"));
+    for m in [&socket, &http] {
+        // The App Home tab: drawn on app_home_opened.
+        assert_eq!(m["features"]["app_home"]["home_tab_enabled"], true);
+        assert_eq!(m["settings"]["event_subscriptions"]["bot_events"], json!(["app_home_opened"]));
+    }
 }
 
 fn request(state: RequestState) -> AccessRequest {
@@ -124,7 +129,104 @@ fn request(state: RequestState) -> AccessRequest {
         granted_at: Some(t),
         expires_at: Some(t),
         ended_at: Some(t),
+        auto_approved: None,
+        break_glass_reason: None,
+        review_required: false,
+        decide_by: Some(t),
+        extends: None,
     }
+}
+
+/// The variants a card renders differently: plain, auto-approved, break-glass.
+fn variants(state: RequestState) -> Vec<(&'static str, AccessRequest)> {
+    let plain = request(state);
+    let mut auto = request(state);
+    auto.auto_approved = Some("member of <oncall>, up to 1h without approval ".repeat(100));
+    let mut glass = request(state);
+    glass.break_glass_reason = Some("<!channel> primary & replica down\n".repeat(200));
+    glass.review_required = true;
+    let mut extension = request(state);
+    extension.extends = Some(RequestId::new(999_999_999));
+    extension.break_glass_reason = glass.break_glass_reason.clone();
+    vec![("plain", plain), ("auto", auto), ("break-glass", glass), ("extension", extension)]
+}
+
+fn views_list(many: &[AccessRequest], now: Timestamp) -> Vec<Value> {
+    use jitbot::slack::summaries::{AwaitingMe, MyRequests};
+    let mine = MyRequests { open: many, recent: many, waiting: many, now }.render();
+    let with_approvals: Vec<(AccessRequest, Vec<ApprovalRow>)> = many.iter().map(|r| (r.clone(), Vec::new())).collect();
+    let pending = AwaitingMe { requests: &with_approvals }.render();
+    let none = AwaitingMe { requests: &[] }.render();
+    let long = "<!channel> & leaked ".repeat(500);
+    let confirm =
+        jitbot::slack::summaries::RevokeAllConfirmation { reason: &long, live: 1_000_000, pending: 1 }.render();
+    let announcement = jitbot::notify::Announcement::RevokeAll {
+        slack_user: None,
+        actor: "cli:<root>".into(),
+        reason: long.clone(),
+        revoking: 1,
+        cancelled: 2,
+    };
+    let announced = views::AnnouncementLine { announcement: &announcement }.render();
+    [("list", mine), ("pending", pending), ("pending/none", none), ("revoke-all", confirm), ("announce", announced)]
+        .into_iter()
+        .map(|(name, m)| json!({"name": name, "text": m.text, "blocks": m.blocks}))
+        .collect()
+}
+
+/// Every modal, at its largest: many roles with long names and
+/// descriptions, long typed text, a request far beyond any limit.
+fn modal_views() -> Vec<Value> {
+    use jitbot::domain::{AutoApproveRule, RolePolicy, TicketPattern};
+    use jitbot::slack::modals;
+    let roles: Vec<modals::RoleChoice> = (0..150)
+        .map(|i| modals::RoleChoice {
+            policy: RolePolicy {
+                role: RoleName::parse(&format!("{i}{}", "r".repeat(60))).unwrap(),
+                requesters: ["engineering".to_string()].into(),
+                approvers: ["sre".to_string()].into(),
+                approvals_required: 10,
+                default_duration: AccessDuration::parse("30m").unwrap(),
+                max_duration: AccessDuration::parse(&format!("{}h", 1 + i % 720)).unwrap(),
+                reason_min_length: 5000,
+                ticket_pattern: Some(TicketPattern::parse(&"[A-Z]+-[0-9]+".repeat(300)).unwrap()),
+                auto_approve: Some(AutoApproveRule {
+                    groups: (0..50).map(|g| format!("group-{g}")).collect(),
+                    max_duration: AccessDuration::parse("1h").unwrap(),
+                }),
+                approval_timeout: None,
+                break_glass: true,
+                warn_before: std::time::Duration::from_secs(600),
+            },
+            description: "d".repeat(5000),
+        })
+        .collect();
+    let long = "<typed> & ".repeat(1000);
+    let r = request(RequestState::Pending);
+    let mut out = Vec::new();
+    for selected in [None, Some(roles[149].policy.role.as_str()), Some("not-offered")] {
+        let form = modals::RequestForm { roles: &roles, selected, reason: Some(&long), ticket: Some(&long) }.render();
+        out.push(json!({"name": format!("modal/request/{selected:?}"), "view": form}));
+    }
+    let small = modals::RequestForm { roles: &roles[..1], selected: None, reason: None, ticket: None }.render();
+    out.push(json!({"name": "modal/request/one-role", "view": small}));
+    out.push(json!({"name": "modal/sent", "view": modals::RequestSent { request: &r, next: &long }.render()}));
+    out.push(json!({"name": "modal/deny", "view": modals::DenyForm { request: &r }.render()}));
+    // The home tab, full in every section.
+    let many: Vec<AccessRequest> = RequestState::ALL.into_iter().flat_map(variants).map(|(_, r)| r).collect();
+    let choices: Vec<AccessDuration> = (1..=150).map(|m| AccessDuration::parse(&format!("{m}h")).unwrap()).collect();
+    let active: Vec<(AccessRequest, Vec<AccessDuration>)> = many.iter().map(|r| (r.clone(), choices.clone())).collect();
+    let with: Vec<(AccessRequest, Vec<ApprovalRow>)> = many.iter().map(|r| (r.clone(), Vec::new())).collect();
+    let now = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    for (name, linked, active, pending) in [("full", true, &active[..], &with[..]), ("empty", false, &[][..], &[][..])]
+    {
+        let home = jitbot::slack::summaries::HomeView { now, linked, active, pending, awaiting: pending }.render();
+        out.push(json!({"name": format!("home/{name}"), "view": home}));
+    }
+    out.push(
+        json!({"name": "modal/break-glass", "view": modals::BreakGlassForm { request: &r, min_reason: 5000 }.render()}),
+    );
+    out
 }
 
 #[test]
@@ -152,12 +254,36 @@ fn every_message_template_passes_slack_sdk_validation() {
         NoticeKind::RevokeFailing,
         NoticeKind::ActionFinished,
         NoticeKind::RevokeOverdue,
+        NoticeKind::AutoApproved,
+        NoticeKind::BreakGlass,
+        NoticeKind::TimedOut,
+        NoticeKind::Reminder,
+        NoticeKind::ExpiryWarning,
+        NoticeKind::Extended,
     ];
-    for state in RequestState::ALL {
-        let r = request(state);
+    for (variant, r) in RequestState::ALL.into_iter().flat_map(variants) {
+        let state = r.state;
         let description = "d".repeat(1000);
-        let card = views::ApprovalCard { request: &r, approvals: &approvals, description: &description }.render();
-        messages.push(json!({"name": format!("card/{state}"), "text": card.text, "blocks": card.blocks}));
+        let ticket_url = format!("https://jira.example.com/browse/{{ticket}}?{}", "q".repeat(3000));
+        let card = views::ApprovalCard {
+            request: &r,
+            approvals: &approvals,
+            description: &description,
+            ticket_url: Some(&ticket_url),
+            break_glass: true,
+        }
+        .render();
+        messages.push(json!({"name": format!("card/{variant}/{state}"), "text": card.text, "blocks": card.blocks}));
+        let choices: Vec<AccessDuration> =
+            (1..=150).map(|m| AccessDuration::parse(&format!("{m}h")).unwrap()).collect();
+        let warning = views::ExpiryWarningDm { request: &r, choices: &choices }.render();
+        messages.push(
+            json!({"name": format!("warning/{variant}/{state}"), "text": warning.text, "blocks": warning.blocks}),
+        );
+        let reminder = views::ReminderLine { request: &r, approvals: &approvals }.render();
+        messages.push(
+            json!({"name": format!("reminder/{variant}/{state}"), "text": reminder.text, "blocks": reminder.blocks}),
+        );
         for kind in kinds {
             for (what, msg) in [
                 ("dm", views::RequesterDm { kind, request: &r, approvals: &approvals }.render()),
@@ -165,8 +291,9 @@ fn every_message_template_passes_slack_sdk_validation() {
             ] {
                 if let Some(m) = msg {
                     assert!(m.text.chars().count() <= 40_000);
-                    messages
-                        .push(json!({"name": format!("{what}/{kind:?}/{state}"), "text": m.text, "blocks": m.blocks}));
+                    messages.push(
+                        json!({"name": format!("{what}/{kind:?}/{variant}/{state}"), "text": m.text, "blocks": m.blocks}),
+                    );
                 }
             }
         }
@@ -176,6 +303,12 @@ fn every_message_template_passes_slack_sdk_validation() {
     let url = format!("https://jitbot.example.com/credentials/{}", "t".repeat(43));
     let m = views::CredentialsDm { request: &r, login: &login, url: &url }.render();
     messages.push(json!({"name": "dm/credentials", "text": m.text, "blocks": m.blocks}));
+    messages.extend(modal_views());
+    // Many requests at once: the lists stay within limits.
+    let many: Vec<AccessRequest> = RequestState::ALL.into_iter().flat_map(variants).map(|(_, r)| r).collect();
+    let now = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let list = views_list(&many, now);
+    messages.extend(list);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("messages.json");
     std::fs::write(&file, serde_json::to_string(&messages).unwrap()).unwrap();
@@ -183,4 +316,9 @@ fn every_message_template_passes_slack_sdk_validation() {
     let (ok, out) = run(&py, &[tool.to_str().unwrap(), file.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{} messages checked, 0 problems", messages.len())), "{out}");
+    // And the checker does catch a view beyond Slack's limits.
+    let bad = json!([{"name": "too-long-title", "view": {"type": "modal", "title": {"type": "plain_text", "text": "x".repeat(25)}, "blocks": []}}]);
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let (ok, out) = run(&py, &[tool.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(!ok && out.contains("too-long-title"), "{out}");
 }

@@ -149,7 +149,15 @@ impl SlackEnv {
             clock: Arc::new(clock.clone()),
             notifier: None,
             providers: None,
-            scheduler: SchedulerOptions { worker_id: "slack-test".into(), ..Default::default() },
+            // Tests jump the clock by hours while notices are in flight: a
+            // lease that lasts longer than any jump keeps a job that is
+            // still delivering from being taken over (and delivered twice).
+            // Leases themselves are tested with `TestApp`.
+            scheduler: SchedulerOptions {
+                worker_id: "slack-test".into(),
+                lease: Duration::from_secs(30 * 86_400),
+                ..Default::default()
+            },
         };
         let app = App::build(config, deps).await.unwrap();
         let service = app.service().clone();
@@ -237,6 +245,8 @@ impl SlackEnv {
         payload["team"]["id"] = team.into();
         payload["channel"]["id"] = APPROVALS.into();
         payload["response_url"] = self.slack.response_url(n).into();
+        // Unique per click, like Slack's: a trigger opens one modal.
+        payload["trigger_id"] = format!("click-trigger-{n}").into();
         payload["actions"][0]["action_id"] = action.into();
         payload["actions"][0]["block_id"] = format!("decide:{}", request.get()).into();
         payload["actions"][0]["value"] = request.get().to_string().into();

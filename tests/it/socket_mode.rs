@@ -67,3 +67,18 @@ async fn other_workspaces_are_refused_over_socket_mode_too() {
     assert_eq!(env.request_count().await, 0);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_tab_is_drawn_over_socket_mode() {
+    let env = socket_env().await;
+    env.command("U0ALICE", "request prod-db-readonly debugging").await;
+    let mut event: serde_json::Value =
+        serde_json::from_str(&crate::slack_support::fixture("app_home_opened.json")).unwrap();
+    event["team_id"] = "T0WORK".into();
+    event["event"]["user"] = "U0ALICE".into();
+    let envelope = env.slack.send_envelope("events_api", event, false);
+    env.wait_ack(&envelope).await;
+    let home = eventually("the home tab", || env.slack.home("U0ALICE")).await;
+    assert!(home.to_string().contains("prod-db-readonly"), "{home}");
+    env.stop().await;
+}

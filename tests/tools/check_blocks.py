@@ -1,15 +1,37 @@
 """Validates rendered Slack messages with the official slack_sdk models.
 
 Usage: python3 check_blocks.py MESSAGES.json
-MESSAGES.json is a list of {"name": ..., "text": ..., "blocks": [...]}.
+MESSAGES.json is a list of {"name": ..., "text": ..., "blocks": [...]} for
+messages and {"name": ..., "view": {...}} for modals and App Home tabs.
 Each block is parsed with slack_sdk's Block Kit models and checked with
 their validate_json(), which enforces Slack's documented limits (text
-lengths, element counts, id lengths). Exit 1 naming each failing message.
+lengths, element counts, id lengths); views are checked with
+View(**view).validate_json() (title length, block count, metadata size) and
+then block by block. Exit 1 naming each failing message or view.
 """
 import json
 import sys
 
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+
+def check_view(m) -> int:
+    try:
+        view = View(**m["view"])
+        view.validate_json()
+        if len(view.blocks) != len(m["view"].get("blocks", [])):
+            raise ValueError("some blocks were not recognised")
+        for i, block in enumerate(view.blocks):
+            try:
+                block.validate_json()
+            except Exception as e:  # noqa: BLE001 - report every failure
+                print(f"{m['name']}: block {i} ({block.type}): {e}")
+                return 1
+    except Exception as e:  # noqa: BLE001 - report every failure
+        print(f"{m['name']}: {e}")
+        return 1
+    return 0
 
 
 def main() -> int:
@@ -17,6 +39,9 @@ def main() -> int:
         messages = json.load(f)
     failures = 0
     for m in messages:
+        if "view" in m:
+            failures += check_view(m)
+            continue
         if not m.get("text"):
             print(f"{m['name']}: no plain-text fallback")
             failures += 1

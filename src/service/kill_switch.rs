@@ -1,0 +1,155 @@
+//! The kill switch for incidents: every live grant is revoked and every
+//! pending request cancelled, in one transaction, and the audit channel is
+//! told. An administrator in Slack (`/jit revoke-all`, members of
+//! `policy.admin_groups`, behind a confirmation) or an operator on the
+//! command line (`jitbot revoke-all`) pulls it.
+//!
+//! Like an early revoke, this only moves requests to `revoking` and makes
+//! their revocation jobs due now; the jobs do the provider calls.
+
+use serde_json::json;
+
+use super::{Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
+use crate::audit::{self, Actor, AuditAction};
+use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
+use crate::jobs::JobKind;
+use crate::notify::{Announcement, NoticeKind};
+use crate::store::TransitionFields;
+
+/// The shortest reason the kill switch accepts: people will ask why.
+pub const REVOKE_ALL_REASON_MIN: usize = 4;
+
+/// What the kill switch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokeAllOutcome {
+    /// Requests whose access is now being revoked (or whose failing
+    /// revocation was made due now).
+    pub revoking: Vec<RequestId>,
+    /// Pending requests (and extensions) cancelled.
+    pub cancelled: Vec<RequestId>,
+}
+
+impl Service {
+    /// Whether `user` may pull the kill switch: a member of
+    /// `policy.admin_groups`, with groups as fresh as an approver's.
+    pub async fn check_admin(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
+        let identity = self.identity(user, Purpose::Decide, None, now).await?;
+        if identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
+            Ok(())
+        } else {
+            Err(ServiceError::NotAllowed(
+                "only jitbot administrators (policy.admin_groups) can revoke all access".into(),
+            ))
+        }
+    }
+
+    /// `/jit revoke-all <reason>`, confirmed: an administrator pulls the kill switch.
+    #[tracing::instrument(skip_all, fields(actor = %admin))]
+    pub async fn revoke_all(&self, admin: &SlackUser, reason: &str, now: Timestamp) -> ServiceResult<RevokeAllOutcome> {
+        self.check_admin(admin, now).await?;
+        self.kill_switch(Actor::Slack(admin.clone()), reason, now).await
+    }
+
+    /// `jitbot revoke-all`: an operator with access to the config and the
+    /// database pulls the kill switch.
+    #[tracing::instrument(skip_all, fields(operator = %operator))]
+    pub async fn revoke_all_as_operator(
+        &self,
+        operator: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<RevokeAllOutcome> {
+        self.kill_switch(Actor::Cli(operator.to_owned()), reason, now).await
+    }
+
+    async fn kill_switch(&self, actor: Actor, reason: &str, now: Timestamp) -> ServiceResult<RevokeAllOutcome> {
+        let reason = reason.trim();
+        if reason.chars().count() < REVOKE_ALL_REASON_MIN {
+            return Err(ServiceError::NotAllowed(format!(
+                "say why you are revoking all access (at least {REVOKE_ALL_REASON_MIN} characters)"
+            )));
+        }
+        let live = self
+            .db
+            .requests_in_states(&[
+                RequestState::Pending,
+                RequestState::Granting,
+                RequestState::Active,
+                RequestState::GrantFailed,
+                RequestState::Revoking,
+                RequestState::RevokeFailed,
+            ])
+            .await?;
+        let detail = format!("revoke-all by {actor}: {reason}");
+        let mut out = RevokeAllOutcome::default();
+        let mut tx = self.db.begin().await?;
+        let mut events = Vec::new();
+        for r in &live {
+            match r.state {
+                RequestState::Pending => {
+                    let fields = TransitionFields {
+                        decided_at: Some(now),
+                        ended_at: Some(now),
+                        detail: Some(format!("all access was revoked ({reason})")),
+                        ..Default::default()
+                    };
+                    if tx.transition(r.id, RequestState::Cancelled, &fields, now).await? {
+                        schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), r.id, now, now).await?;
+                        out.cancelled.push(r.id);
+                        events.push((AuditAction::RequestCancelled, r.id));
+                    }
+                }
+                RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
+                    let fields = TransitionFields { detail: Some(detail.clone()), ..Default::default() };
+                    if tx.transition(r.id, RequestState::Revoking, &fields, now).await? {
+                        tx.expedite_revoke(r.id, now).await?;
+                        out.revoking.push(r.id);
+                        events.push((AuditAction::RevokeRequested, r.id));
+                        if let Some(ext) = cancel_pending_extension(&mut tx, r.id, now).await? {
+                            out.cancelled.push(ext);
+                            events.push((AuditAction::RequestCancelled, ext));
+                        }
+                    }
+                }
+                // Already being revoked (perhaps failing and retrying): try now.
+                _ => {
+                    tx.expedite_revoke(r.id, now).await?;
+                    out.revoking.push(r.id);
+                }
+            }
+        }
+        out.cancelled.sort();
+        out.cancelled.dedup();
+        let announcement = Announcement::RevokeAll {
+            slack_user: match &actor {
+                Actor::Slack(u) => Some(u.user_id().to_owned()),
+                _ => None,
+            },
+            actor: actor.to_string(),
+            reason: reason.to_owned(),
+            revoking: out.revoking.len(),
+            cancelled: out.cancelled.len(),
+        };
+        let payload = serde_json::to_string(&announcement).unwrap_or_default();
+        tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
+        for (action, id) in events {
+            audit::append(&mut tx, now, &actor, action, Some(id), json!({"detail": detail})).await?;
+        }
+        audit::append(
+            &mut tx,
+            now,
+            &actor,
+            AuditAction::RevokeAll,
+            None,
+            json!({
+                "reason": reason,
+                "revoking": out.revoking.iter().map(|i| i.get()).collect::<Vec<_>>(),
+                "cancelled": out.cancelled.iter().map(|i| i.get()).collect::<Vec<_>>(),
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(out)
+    }
+}

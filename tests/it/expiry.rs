@@ -1,0 +1,229 @@
+//! Before access ends: the warning DM, extending (auto-approved, or through
+//! a card of its own), "I'm done", and the revocation and warning jobs an
+//! extension supersedes. All with the manual clock.
+
+use std::time::Duration;
+
+use jitbot::domain::RequestId;
+use serde_json::Value;
+
+use crate::slack_http::{buttons, texts};
+use crate::slack_support::{APPROVALS, SlackEnv, eventually};
+use crate::support::start_time;
+use crate::workflow::{start, until_state};
+
+/// Picks `value` in the select menu `action_id` of a message, as `user_id`.
+pub async fn select(env: &SlackEnv, user_id: &str, action_id: &str, value: &str) -> u16 {
+    let body = env.click_body("T0WORK", user_id, action_id, RequestId::new(1));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+    let mut payload: Value = serde_json::from_str(&pairs[0].1).unwrap();
+    let action = &mut payload["actions"][0];
+    action.as_object_mut().unwrap().remove("value");
+    action.as_object_mut().unwrap().remove("text");
+    action["type"] = "static_select".into();
+    action["selected_option"] = serde_json::json!({"text": {"type": "plain_text", "text": "+1h"}, "value": value});
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+}
+
+/// The expiry warning DMs `user` got so far.
+fn warnings(env: &SlackEnv, user: &str) -> Vec<Value> {
+    env.slack.posts_to(user).into_iter().filter(|m| texts(m).contains("Need more time?")).collect()
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+async fn approved(env: &SlackEnv, user: &str, text: &str, id: RequestId) {
+    env.command(user, text).await;
+    env.click("U0BOB", "approve", id).await;
+    until_state(env, id, "active").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now() {
+    let env = start("").await;
+    let id = RequestId::new(1);
+    approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging", id).await;
+
+    env.clock.advance(minutes(19));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(warnings(&env, "U0ALICE").is_empty(), "no warning before warn_before (10m)");
+    env.clock.advance(minutes(1));
+    let warning = eventually("the warning", || warnings(&env, "U0ALICE").first().cloned()).await;
+    let text = texts(&warning);
+    assert!(text.contains("Your `prod-db-readonly` access (request #1) ends <!date^"), "{text}");
+    let actions = &warning["blocks"][1]["elements"];
+    assert_eq!(actions[0]["type"], "static_select");
+    let options: Vec<&str> =
+        actions[0]["options"].as_array().unwrap().iter().map(|o| o["value"].as_str().unwrap()).collect();
+    assert_eq!(options, ["1:900", "1:1800", "1:3600", "1:7200", "1:14400"], "extensions bounded by the role");
+    assert_eq!(actions[1]["action_id"], "done");
+    assert_eq!(actions[1]["confirm"]["confirm"]["text"], "End it now", "I'm done asks first");
+
+    // "I'm done": revoked now, not at expiry.
+    assert_eq!(env.click("U0ALICE", "done", id).await, 200);
+    eventually("the early revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    let answer =
+        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Ending"))).await;
+    assert!(texts(&answer).contains("Ending your `prod-db-readonly` access (request #1) now"));
+    eventually("the end DM", || env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("has ended")))
+        .await;
+    let card =
+        eventually("the card", || env.card(id).filter(|c| texts(c).contains("ended early by the requester"))).await;
+    assert!(buttons(&card).is_empty());
+    // Someone else's "I'm done" is refused.
+    approved(&env, "U0ALICE", "request prod-db-readonly 30m again", RequestId::new(2)).await;
+    env.click("U0MALLORY", "done", RequestId::new(2)).await;
+    eventually("the refusal", || {
+        env.slack.responses().into_iter().find(|r| texts(r).contains("Only the requester or a jitbot administrator"))
+    })
+    .await;
+    assert_eq!(env.state(RequestId::new(2)).await, "active");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing() {
+    let env = start("").await;
+    let id = RequestId::new(1);
+    env.command("U0DAVE", "request oncall-db 30m paging alert").await;
+    until_state(&env, id, "active").await;
+    env.clock.advance(minutes(20));
+    eventually("the warning", || warnings(&env, "U0DAVE").first().cloned()).await;
+
+    assert_eq!(select(&env, "U0DAVE", "extend", "1:1800").await, 200);
+    let answer =
+        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Extended"))).await;
+    assert!(texts(&answer).contains("now ends <!date^") && texts(&answer).contains("auto-approved"), "{answer}");
+    let request = env.db.request(id).await.unwrap().unwrap();
+    assert_eq!(request.expires_at, Some(start_time().plus(minutes(60))));
+    assert_eq!(request.duration.to_string(), "1h");
+    assert_eq!(env.state(RequestId::new(2)).await, "extended");
+    // The extension has a card saying it was auto-approved, and a DM says so.
+    let ext_card = eventually("the extension's card", || env.card(RequestId::new(2))).await;
+    assert!(texts(&ext_card).contains("Extension of request #1"), "{}", texts(&ext_card));
+    assert!(texts(&ext_card).contains("Auto-approved (member of oncall"), "{}", texts(&ext_card));
+    eventually("the DM", || env.slack.posts_to("U0DAVE").into_iter().find(|m| texts(m).contains("is extended by 30m")))
+        .await;
+    eventually("the request's card shows the new expiry", || {
+        env.card(id).filter(|c| texts(c).contains(&format!("<!date^{}^", start_time().plus(minutes(60)).seconds())))
+    })
+    .await;
+
+    // The revocation and warning written for the old expiry do nothing.
+    env.clock.advance(minutes(11));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(env.hook.count("revoke", id), 0, "the superseded revocation did nothing");
+    assert_eq!(env.state(id).await, "active");
+    assert_eq!(warnings(&env, "U0DAVE").len(), 1);
+    // The new warning comes 10 minutes before the new expiry, the revocation at it.
+    env.clock.advance(minutes(19));
+    eventually("the second warning", || warnings(&env, "U0DAVE").get(1).cloned()).await;
+    env.clock.advance(minutes(10));
+    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.hook.count("revoke", id), 1, "revoked exactly once");
+    let revoke = env.hook.calls().into_iter().find(|c| c.action == "revoke").unwrap();
+    assert_eq!(revoke.body["expires_at"], "2026-01-01T01:00:00Z");
+    let actions: Vec<String> = env.db.audit_rows_for_request(1).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert!(actions.contains(&"access.extended".to_owned()), "{actions:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_needing_approval_gets_its_own_card() {
+    let env = start("").await;
+    let id = RequestId::new(1);
+    approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging the migration", id).await;
+    env.clock.advance(minutes(20));
+    let reply = env.command("U0ALICE", "extend 1 1h migration still running").await;
+    assert!(reply.starts_with("Extension request #2 (+1h for request #1) sent to <#C0APPROVALS>"), "{reply}");
+    let ext = RequestId::new(2);
+    let card = eventually("the extension's card", || env.card(ext)).await;
+    assert!(texts(&card).contains("Extension of request #1: <@U0ALICE> asks for 1h more"), "{}", texts(&card));
+    assert!(texts(&card).contains("migration still running"));
+    assert_eq!(buttons(&card), vec![("approve".into(), "2".into()), ("deny".into(), "2".into())]);
+    // One pending extension at a time.
+    let again = env.command("U0ALICE", "extend 1 30m more").await;
+    assert!(again.contains("already have request #2"), "{again}");
+    // Only the holder may extend.
+    let other = env.command("U0BOB", "extend 1 1h helping").await;
+    assert!(other.contains("Only the holder of request #1"), "{other}");
+
+    env.click("U0CAROL", "approve", ext).await;
+    eventually("the extension applied", || {
+        env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("is extended by 1h"))
+    })
+    .await;
+    let card =
+        eventually("the extension's card", || env.card(ext).filter(|c| texts(c).contains("extended until"))).await;
+    assert!(texts(&card).contains("Approved by <@U0CAROL>"), "{}", texts(&card));
+    assert_eq!(env.db.request(id).await.unwrap().unwrap().expires_at, Some(start_time().plus(minutes(90))));
+    assert_eq!(env.hook.count("grant", ext), 0, "an extension grants nothing itself");
+
+    env.clock.advance(minutes(11));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(env.hook.count("revoke", id), 0);
+    env.clock.advance(minutes(60));
+    eventually("the revocation at the new expiry", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone() {
+    let env = start("").await;
+    let id = RequestId::new(1);
+    approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging", id).await;
+    let original = env.db.request(id).await.unwrap().unwrap().expires_at;
+
+    // Denied.
+    env.command("U0ALICE", "extend 1 1h more please").await;
+    eventually("card", || env.card(RequestId::new(2))).await;
+    crate::forms::deny(&env, "U0BOB", RequestId::new(2), None).await;
+    eventually("the DM", || {
+        env.slack
+            .posts_to("U0ALICE")
+            .into_iter()
+            .find(|m| texts(m).contains("Your extension #2") && texts(m).contains("denied"))
+    })
+    .await;
+    assert_eq!(env.db.request(id).await.unwrap().unwrap().expires_at, original);
+
+    // Cancelled by the requester.
+    env.command("U0ALICE", "extend 1 1h more please").await;
+    assert_eq!(env.command("U0ALICE", "cancel 3").await, "Request #3 for `prod-db-readonly` cancelled.");
+    let card = eventually("card", || env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled"))).await;
+    assert!(buttons(&card).is_empty());
+
+    // Ended early ("I'm done") while an extension waits: the extension is cancelled.
+    env.command("U0ALICE", "extend 1 1h more please").await;
+    env.command("U0ALICE", "revoke 1").await;
+    until_state(&env, id, "revoked").await;
+    assert_eq!(env.state(RequestId::new(4)).await, "cancelled");
+    env.click("U0BOB", "approve", RequestId::new(4)).await;
+    eventually("the refusal", || env.slack.responses().into_iter().find(|r| texts(r).contains("already cancelled")))
+        .await;
+
+    // Nobody decides before the access ends: the extension times out with it.
+    let id = RequestId::new(5);
+    approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging again", id).await;
+    env.command("U0ALICE", "extend 5 1h more please").await;
+    // (Let its card go out first: a jump of the clock past the lease of a
+    // notice still being delivered would deliver it twice.)
+    eventually("the extension's card", || env.card(RequestId::new(6))).await;
+    env.clock.advance(minutes(31));
+    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the timeout", || {
+        env.slack
+            .posts_to("U0ALICE")
+            .into_iter()
+            .find(|m| texts(m).contains("Your extension #6") && texts(m).contains("timed out"))
+    })
+    .await;
+    assert_eq!(env.state(RequestId::new(6)).await, "timed_out");
+    let posts: Vec<String> = env.slack.posts_to(APPROVALS).iter().map(|p| p["text"].to_string()).collect();
+    assert_eq!(posts.len(), 6, "one card per request and extension: {posts:#?}");
+    env.stop().await;
+}

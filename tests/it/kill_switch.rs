@@ -1,0 +1,131 @@
+//! The kill switch: `/jit revoke-all` for administrators behind a
+//! confirmation, and `jitbot revoke-all` on the command line, which applies
+//! the revocations itself even when no jitbot is serving.
+
+use std::process::Command;
+
+use jitbot::domain::RequestId;
+use serde_json::Value;
+
+use crate::fake_slack::BOT_TOKEN;
+use crate::slack_http::{buttons, texts};
+use crate::slack_support::{AUDIT, SlackEnv, eventually, slack_config_text};
+use crate::workflow::{WORKFLOW_ROLES, start, until_state};
+
+/// Clicks the button `action_id` whose value is `value`.
+async fn click_value(env: &SlackEnv, user_id: &str, action_id: &str, value: &str) -> u16 {
+    let body = env.click_body("T0WORK", user_id, action_id, RequestId::new(1));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+    let mut payload: Value = serde_json::from_str(&pairs[0].1).unwrap();
+    payload["actions"][0]["value"] = value.into();
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+}
+
+/// Two live grants and one pending request.
+async fn incident(env: &SlackEnv) {
+    env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    env.click("U0BOB", "approve", RequestId::new(1)).await;
+    env.command("U0DAVE", "request oncall-db 30m paging alert").await;
+    until_state(env, RequestId::new(1), "active").await;
+    until_state(env, RequestId::new(2), "active").await;
+    env.command("U0ALICE", "request slow-db 30m slow query").await;
+    eventually("the cards", || env.card(RequestId::new(3))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_revokes_everything_after_confirming() {
+    let env = start("").await;
+    env.link("U0ADMIN", "admin", &["jit-admins"]).await;
+    incident(&env).await;
+
+    let refused = env.command("U0BOB", "revoke-all credentials leaked").await;
+    assert!(refused.contains("Only jitbot administrators"), "{refused}");
+    let usage = env.command("U0ADMIN", "revoke-all").await;
+    assert!(usage.contains("Say why"), "{usage}");
+
+    let confirm = env.command_json("U0ADMIN", "revoke-all credentials leaked, INC-9").await;
+    let text = texts(&confirm);
+    assert!(text.contains("2 live grants would be revoked and 1 pending request cancelled"), "{text}");
+    assert_eq!(buttons(&confirm), vec![("revoke_all".to_owned(), "credentials leaked, INC-9".to_owned())]);
+    let button = &confirm["blocks"][1]["elements"][0];
+    assert_eq!(button["confirm"]["confirm"]["text"], "Revoke everything", "behind a confirmation dialog");
+    assert_eq!(env.hook.calls().iter().filter(|c| c.action == "revoke").count(), 0, "nothing happens before the click");
+
+    // The click is checked again: a non-administrator's click does nothing.
+    click_value(&env, "U0BOB", "revoke_all", "credentials leaked, INC-9").await;
+    eventually("the refusal", || {
+        env.slack.responses().into_iter().find(|r| texts(r).contains("Only jitbot administrators"))
+    })
+    .await;
+    assert_eq!(env.state(RequestId::new(1)).await, "active");
+
+    assert_eq!(click_value(&env, "U0ADMIN", "revoke_all", "credentials leaked, INC-9").await, 200);
+    let done =
+        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Done:"))).await;
+    assert!(texts(&done).contains("2 grant(s) being revoked, 1 pending request(s) cancelled"), "{done}");
+    until_state(&env, RequestId::new(1), "revoked").await;
+    until_state(&env, RequestId::new(2), "revoked").await;
+    assert_eq!(env.state(RequestId::new(3)).await, "cancelled");
+    assert_eq!((env.hook.count("revoke", RequestId::new(1)), env.hook.count("revoke", RequestId::new(2))), (1, 1));
+    eventually("the announcement", || {
+        env.slack.posts_to(AUDIT).into_iter().find(|m| {
+            texts(m).contains(":rotating_light: *All access revoked* by <@U0ADMIN>: credentials leaked, INC-9. 2 grants being revoked, 1 pending request cancelled.")
+        })
+    })
+    .await;
+    eventually("the requester's DM", || {
+        env.slack
+            .posts_to("U0ALICE")
+            .into_iter()
+            .find(|m| texts(m).contains("#3 for `slow-db` was cancelled: all access was revoked"))
+    })
+    .await;
+    let card =
+        eventually("the cancelled card", || env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled")))
+            .await;
+    assert!(buttons(&card).is_empty());
+    let actions: Vec<String> = env.db.audit_rows_for_request(1).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert!(actions.contains(&"revoke.requested".to_owned()), "{actions:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_kill_switch_works_without_a_running_jitbot() {
+    let mut env = start("").await;
+    incident(&env).await;
+    let (hook, slack) = (env.hook.clone(), env.slack.clone());
+    let dir = std::mem::replace(&mut env._dir, tempfile::tempdir().unwrap());
+    env.stop().await;
+
+    let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
+    let path = dir.path().join("jitbot.toml");
+    std::fs::write(&path, format!("{}{WORKFLOW_ROLES}", slack_config_text(&db_url, &hook.url, &slack.api_url())))
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["revoke-all", "--config", path.to_str().unwrap(), "--reason", "laptop stolen"])
+        .env("USER", "oncall-sre")
+        .env_remove("JITBOT_DATABASE_URL")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("revoking 2 grant(s), cancelled 1 pending request(s)"), "{stdout}");
+    assert!(stdout.contains("all access revoked"), "{stdout}");
+    assert_eq!((hook.count("revoke", RequestId::new(1)), hook.count("revoke", RequestId::new(2))), (1, 1));
+    let announced = slack.posts_to(AUDIT).into_iter().any(|m| {
+        texts(&m).contains("*All access revoked* by cli:oncall-sre: laptop stolen. 2 grants being revoked, 1 pending request cancelled.")
+    });
+    assert!(announced, "{:?}", slack.posts_to(AUDIT));
+    assert_eq!(slack.violations(), Vec::<String>::new());
+    assert!(!stderr.contains(BOT_TOKEN), "secrets never reach the output");
+
+    // A reason is required.
+    let out = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["revoke-all", "--config", path.to_str().unwrap(), "--reason", " "])
+        .env_remove("JITBOT_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("say why you are revoking all access"));
+}

@@ -68,6 +68,10 @@ pub enum AuditAction {
     RequestCancelled,
     /// The provider applied the grant.
     GrantApplied,
+    /// The provider was told an extension moved the expiry.
+    GrantExtended,
+    /// The provider could not be told about an extension.
+    GrantExtendFailed,
     /// A grant attempt failed and will be retried.
     GrantAttemptFailed,
     /// The grant failed for good.
@@ -122,6 +126,8 @@ impl AuditAction {
             Self::RequestDenied => "request.denied",
             Self::RequestCancelled => "request.cancelled",
             Self::GrantApplied => "grant.applied",
+            Self::GrantExtended => "grant.extended",
+            Self::GrantExtendFailed => "grant.extend_failed",
             Self::GrantAttemptFailed => "grant.attempt_failed",
             Self::GrantFailed => "grant.failed",
             Self::GrantSkipped => "grant.skipped",

@@ -87,6 +87,8 @@ pub enum JobKind {
     Remind,
     /// Warn the holder shortly before their access ends (payload: the expiry it is for).
     WarnExpiry,
+    /// Tell the provider an extension moved the expiry (payload: the new expiry).
+    ExtendGrant,
     /// Tell the audit channel something that concerns no single request
     /// (payload: an [`crate::notify::Announcement`]), such as the kill switch.
     Announce,
@@ -105,6 +107,7 @@ impl JobKind {
             Self::TimeOut => "time_out",
             Self::Remind => "remind",
             Self::WarnExpiry => "warn_expiry",
+            Self::ExtendGrant => "extend_grant",
             Self::Announce => "announce",
         }
     }
@@ -127,6 +130,7 @@ impl JobKind {
             "time_out" => Some(Self::TimeOut),
             "remind" => Some(Self::Remind),
             "warn_expiry" => Some(Self::WarnExpiry),
+            "extend_grant" => Some(Self::ExtendGrant),
             "announce" => Some(Self::Announce),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
@@ -425,6 +429,7 @@ impl Scheduler {
             JobKind::TimeOut => self.time_out(job, request).await,
             JobKind::Remind => self.remind(job, request).await,
             JobKind::WarnExpiry => self.warn_expiry(job, request).await,
+            JobKind::ExtendGrant => self.extend_grant(job, request).await,
             JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce => {
                 self.fail(job, "not a request job").await
             }
@@ -1003,6 +1008,71 @@ impl Scheduler {
         tx.commit().await?;
         self.inner.wake.notify_one();
         Ok(JobOutcome::Done)
+    }
+
+    /// Tells the target that an extension moved the expiry, so access it
+    /// bounds itself (a PostgreSQL login's `VALID UNTIL`, a webhook receiver
+    /// that enforces `expires_at`) lasts as long as jitbot's revocation.
+    async fn extend_grant(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
+        let id = request.id;
+        let live = matches!(request.state, RequestState::Granting | RequestState::Active);
+        // A later extension wrote its own job; an ended request needs nothing.
+        if !live || superseded(job, &request) {
+            return self.complete(job).await;
+        }
+        let target = match providers::target_of(&self.inner.db, &request).await {
+            Ok(Some(t)) => t,
+            _ => return self.fail(job, "the request has no grant to extend").await,
+        };
+        let result = match self.inner.providers.get(&request.provider) {
+            Some(provider) => provider.extend(&target, self.inner.clock.now()).await,
+            None => Err(ProviderError::permanent(format!("provider {} is not configured", request.provider))),
+        };
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        match result {
+            Ok(report) => {
+                if !tx.complete_job(job.id, job.attempt, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                let detail = json!({"provider": request.provider, "expires_at": target.expires_at.to_string()});
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantExtended,
+                    Some(id),
+                    with_report(detail, &report),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(JobOutcome::Done)
+            }
+            Err(e) if job.attempt < GRANT_ATTEMPTS && e.retryable => {
+                let due = now.plus(backoff(job.attempt, job.id));
+                let ok = tx.retry_job(job.id, job.attempt, due, &e.message).await?;
+                tx.commit().await?;
+                Ok(if ok { JobOutcome::Retried } else { JobOutcome::LostLease })
+            }
+            Err(e) => {
+                // The target may now end access before jitbot's revocation:
+                // earlier than promised, never later.
+                if !tx.fail_job(job.id, job.attempt, &e.message, now).await? {
+                    return Ok(JobOutcome::LostLease);
+                }
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantExtendFailed,
+                    Some(id),
+                    json!({"provider": request.provider, "error": e.message}),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(JobOutcome::Failed)
+            }
+        }
     }
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {

@@ -189,6 +189,13 @@ pub trait Provider: Send + Sync + 'static {
     /// and fail (to be retried) if it is not.
     async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError>;
 
+    /// An extension moved `target.expires_at` later. Providers whose target
+    /// bounds access by itself update that bound; the default applies the
+    /// grant again, which is idempotent and carries the new expiry.
+    async fn extend(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError> {
+        self.grant(&ApprovedGrant::new(target.clone()), now).await
+    }
+
     /// Names the access in the target when several requests can map to the
     /// same thing (two roles granting `readonly` to the same login). The
     /// scheduler then keeps leases: the access is only removed when the last

@@ -2,14 +2,16 @@
 //! revocation, so any system with an HTTP endpoint can be a target.
 //!
 //! Body: `{"action", "request_id", "sequence", "role", "user": {"email",
-//! "subject", "slack_id"}, "expires_at"}`. `sequence` is 1 for the grant and 2
-//! for the revocation of a request, so a receiver that sees them out of order
-//! can tell. Headers:
+//! "subject", "slack_id"}, "expires_at"}`. `action` is `grant`, `extend` (an
+//! approved extension moved `expires_at` later) or `revoke`. `sequence` is 1
+//! for the grant and its extensions and 2 for the revocation of a request, so
+//! a receiver that sees them out of order can tell. Headers:
 //!
 //! - `Jitbot-Timestamp`: Unix seconds when signed.
 //! - `Jitbot-Key-Id`: which secret signed (for rotation).
 //! - `Jitbot-Signature`: `v1=` + hex HMAC-SHA256 over `v1:{timestamp}:{body}`.
-//! - `Idempotency-Key`: `jitbot-{request_id}-{action}`, the same on every retry.
+//! - `Idempotency-Key`: `jitbot-{request_id}-{action}`, the same on every retry
+//!   (`jitbot-{request_id}-extend-{expiry in Unix seconds}` for an extension).
 //!
 //! A receiver recomputes the HMAC over the raw body, compares in constant
 //! time, and refuses timestamps more than 5 minutes from its clock.
@@ -85,7 +87,7 @@ impl WebhookProvider {
             .header("jitbot-timestamp", ts.to_string())
             .header("jitbot-key-id", &self.key_id)
             .header("jitbot-signature", format!("v1={signature}"))
-            .header("idempotency-key", format!("jitbot-{}-{action}", target.request_id.get()))
+            .header("idempotency-key", idempotency_key(action, target))
             .body(body)
             .send()
             .await
@@ -130,6 +132,20 @@ impl Provider for WebhookProvider {
 
     async fn revoke(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError> {
         self.call("revoke", 2, target, now).await
+    }
+
+    /// `action: "extend"` with the new `expires_at`, in the grant's place
+    /// in the sequence (a revocation still comes after it).
+    async fn extend(&self, target: &GrantTarget, now: Timestamp) -> Result<ProviderReport, ProviderError> {
+        self.call("extend", 1, target, now).await
+    }
+}
+
+/// The same on every retry of one call; each extension is a call of its own.
+fn idempotency_key(action: &str, target: &GrantTarget) -> String {
+    match action {
+        "extend" => format!("jitbot-{}-extend-{}", target.request_id.get(), target.expires_at.seconds()),
+        _ => format!("jitbot-{}-{action}", target.request_id.get()),
     }
 }
 

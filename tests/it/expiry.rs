@@ -111,6 +111,15 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing
         env.card(id).filter(|c| texts(c).contains(&format!("<!date^{}^", start_time().plus(minutes(60)).seconds())))
     })
     .await;
+    // The target is told too (a receiver that enforces expires_at keeps access).
+    eventually("the extend call", || (env.hook.count("extend", id) == 1).then_some(())).await;
+    let extend = env.hook.calls().into_iter().find(|c| c.action == "extend").unwrap();
+    assert!(extend.signature_ok);
+    assert_eq!(
+        (extend.body["sequence"].as_i64(), extend.body["expires_at"].as_str()),
+        (Some(1), Some("2026-01-01T01:00:00Z"))
+    );
+    assert_eq!(extend.idempotency_key, format!("jitbot-1-extend-{}", start_time().plus(minutes(60)).seconds()));
 
     // The revocation and warning written for the old expiry do nothing.
     env.clock.advance(minutes(11));
@@ -129,6 +138,7 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing
     assert_eq!(revoke.body["expires_at"], "2026-01-01T01:00:00Z");
     let actions: Vec<String> = env.db.audit_rows_for_request(1).await.unwrap().into_iter().map(|r| r.action).collect();
     assert!(actions.contains(&"access.extended".to_owned()), "{actions:?}");
+    assert!(actions.contains(&"grant.extended".to_owned()), "{actions:?}");
     env.stop().await;
 }
 

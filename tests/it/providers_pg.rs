@@ -315,15 +315,48 @@ async fn an_ephemeral_login_is_created_for_the_grant_and_dropped_after() {
     let mut session = pg.connect_as(&login).await.unwrap();
     assert!(pg.can_read(&login).await);
 
-    t.advance(Duration::from_secs(31 * 60));
+    // An approved extension moves the login's VALID UNTIL with it, so the
+    // database does not end the access before jitbot's revocation.
+    let ext = match t
+        .service()
+        .extend(
+            jitbot::service::ExtendCommand {
+                requester: user("U0ALICE"),
+                request: id,
+                duration: Some(jitbot::domain::AccessDuration::parse("1h").unwrap()),
+                reason: None,
+                client_key: None,
+            },
+            t.now(),
+        )
+        .await
+        .unwrap()
+    {
+        jitbot::service::ExtendOutcome::Pending(r) => r.id,
+        other => panic!("db-eph extensions need approval: {other:?}"),
+    };
+    t.service().approve(ext, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    let valid_until: Option<String> = sqlx::query_scalar(
+        "SELECT to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(&login)
+    .fetch_one(&mut pg.superuser().await)
+    .await
+    .unwrap();
+    assert_eq!(valid_until.as_deref(), Some("2026-01-01T01:30:00Z"), "VALID UNTIL follows the extension");
+    assert!(pg.can_read(&login).await);
+
+    t.advance(Duration::from_secs(91 * 60));
     t.drain().await;
     assert_eq!(t.state(id).await, "revoked");
     assert!(!pg.role_exists(&login).await, "the login was dropped");
     assert!(sqlx::query("SELECT 1").execute(&mut session).await.is_err());
     let _ = session.close().await;
 
-    // A role with the next request's name that jitbot did not make is left alone.
-    let squatter = format!("{}2_alice", pg.prefix);
+    // A role with the next request's name (#3: the extension was #2) that
+    // jitbot did not make is left alone.
+    let squatter = format!("{}3_alice", pg.prefix);
     pg.sql(&format!("CREATE ROLE \"{squatter}\" LOGIN")).await;
     let r = t.request("U0ALICE", "db-eph", "30m").await.unwrap();
     t.service().approve(r.id, &user("U0BOB"), t.now()).await.unwrap();

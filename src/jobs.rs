@@ -982,12 +982,22 @@ impl Scheduler {
         if request.state != RequestState::Pending {
             return self.complete(job).await;
         }
+        self.complete_with_notice(job, request.id, NoticeKind::Reminder).await
+    }
+
+    /// Completes `job` and writes `kind`'s notice in the same transaction.
+    async fn complete_with_notice(
+        &self,
+        job: &JobRow,
+        id: RequestId,
+        kind: NoticeKind,
+    ) -> Result<JobOutcome, JobError> {
         let now = self.inner.clock.now();
         let mut tx = self.inner.db.begin().await?;
         if !tx.complete_job(job.id, job.attempt, now).await? {
             return Ok(JobOutcome::LostLease);
         }
-        schedule(&mut tx, JobKind::Notify(NoticeKind::Reminder), request.id, now, now).await?;
+        schedule(&mut tx, JobKind::Notify(kind), id, now, now).await?;
         tx.commit().await?;
         self.inner.wake.notify_one();
         Ok(JobOutcome::Done)
@@ -999,15 +1009,7 @@ impl Scheduler {
         if request.state != RequestState::Active || superseded(job, &request) {
             return self.complete(job).await;
         }
-        let now = self.inner.clock.now();
-        let mut tx = self.inner.db.begin().await?;
-        if !tx.complete_job(job.id, job.attempt, now).await? {
-            return Ok(JobOutcome::LostLease);
-        }
-        schedule(&mut tx, JobKind::Notify(NoticeKind::ExpiryWarning), request.id, now, now).await?;
-        tx.commit().await?;
-        self.inner.wake.notify_one();
-        Ok(JobOutcome::Done)
+        self.complete_with_notice(job, request.id, NoticeKind::ExpiryWarning).await
     }
 
     /// Tells the target that an extension moved the expiry, so access it

@@ -163,38 +163,7 @@ async fn start(State(state): State<IdpState>, headers: HeaderMap, Form(form): Fo
         Ok(v) => v,
         Err(page) => return page,
     };
-    let login = match state.oidc.start(max_age).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = ?e, "cannot start a sign-in");
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
-    };
-    let browser = random_token();
-    let row = LoginRow {
-        token_hash: hash_token(&form.token),
-        browser_hash: hash_token(&browser),
-        nonce: login.nonce,
-        pkce_verifier: login.pkce_verifier,
-        expires_at: now.plus(LINK_TOKEN_TTL).millis(),
-        used_at: None,
-    };
-    if let Err(e) = state.service.db().insert_login(&hash_token(&login.state), &row, now).await {
-        tracing::error!(error = %e, "cannot store a sign-in");
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "jitbot cannot write to its database right now; please try again.",
-        );
-    }
-    let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(&login.authorize_url), HeaderValue::from_str(&cookie)) {
-        resp.headers_mut().insert(header::LOCATION, location);
-        resp.headers_mut().insert(header::SET_COOKIE, cookie);
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
+    begin_login(&state, hash_token(&form.token), max_age).await
 }
 
 #[derive(Deserialize)]
@@ -227,8 +196,14 @@ async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) ->
     if !allowed_return(&q.return_to) {
         return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
     }
+    begin_login(&state, format!("{SIGN_IN_MARK}{}", q.return_to), Some(SESSION_TTL)).await
+}
+
+/// Starts a login at the IdP for `purpose` (a link token's hash, or a
+/// plain sign-in's return path), bound to this browser with a cookie.
+async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration>) -> Response {
     let now = state.clock.now();
-    let login = match state.oidc.start(Some(SESSION_TTL)).await {
+    let login = match state.oidc.start(max_age).await {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = ?e, "cannot start a sign-in");
@@ -237,7 +212,7 @@ async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) ->
     };
     let browser = random_token();
     let row = LoginRow {
-        token_hash: format!("{SIGN_IN_MARK}{}", q.return_to),
+        token_hash: purpose,
         browser_hash: hash_token(&browser),
         nonce: login.nonce,
         pkce_verifier: login.pkce_verifier,
@@ -251,7 +226,7 @@ async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) ->
             "jitbot cannot write to its database right now; please try again.",
         );
     }
-    redirect_with_cookie(&state, &login.authorize_url, &format!("{BROWSER_COOKIE}={browser}; Path=/oidc"))
+    redirect_with_cookie(state, &login.authorize_url, &format!("{BROWSER_COOKIE}={browser}; Path=/oidc"))
 }
 
 fn redirect_with_cookie(state: &IdpState, location: &str, cookie: &str) -> Response {

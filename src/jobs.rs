@@ -1006,7 +1006,10 @@ impl Scheduler {
     /// Warns the holder that their access ends soon, unless the access is
     /// no longer live or an extension moved the expiry this warning was for.
     async fn warn_expiry(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
-        if request.state != RequestState::Active || superseded(job, &request) {
+        // After an outage a warning may come due only after the expiry: by
+        // then it would be noise, the revocation is what comes next.
+        let past = request.expires_at.is_none_or(|t| self.inner.clock.now() >= t);
+        if request.state != RequestState::Active || superseded(job, &request) || past {
             return self.complete(job).await;
         }
         self.complete_with_notice(job, request.id, NoticeKind::ExpiryWarning).await

@@ -98,10 +98,16 @@ pub struct JobRow {
 ///   (a card must be posted before it can be updated);
 /// - group refreshes of one person run one at a time, so a rotating refresh
 ///   token is never spent twice by two replicas.
-const SERIAL: &str = "NOT EXISTS (
-        SELECT 1 FROM jobs e WHERE e.id < j.id AND e.kind = j.kind AND e.state IN ('queued', 'running')
-          AND ((j.kind = 'notify' AND e.request_id = j.request_id)
-               OR (j.kind = 'refresh_link' AND e.payload = j.payload)))";
+///
+/// Other kinds skip the subquery altogether (it would cost a scan per
+/// candidate: quadratic in a large queue).
+const SERIAL: &str = "NOT (
+        (j.kind = 'notify' AND EXISTS (
+            SELECT 1 FROM jobs e WHERE e.request_id = j.request_id AND e.kind = 'notify'
+              AND e.id < j.id AND e.state IN ('queued', 'running')))
+        OR (j.kind = 'refresh_link' AND EXISTS (
+            SELECT 1 FROM jobs e WHERE e.kind = 'refresh_link' AND e.payload = j.payload
+              AND e.id < j.id AND e.state IN ('queued', 'running'))))";
 
 impl Tx {
     /// Schedules a job; it becomes claimable at `due_at`.

@@ -901,9 +901,10 @@ impl Scheduler {
         let now = self.inner.clock.now();
         let mut tx = self.inner.db.begin().await?;
         if job.attempt <= OVERDUE_DEFERRALS && tx.revoke_in_flight(request.id, now).await? {
-            // A revocation attempt is running (say, right after a restart
-            // made both jobs due at once): give it a few seconds, a bounded
-            // number of times, so a hung attempt is still reported.
+            // A revocation attempt is running or has not been tried yet
+            // (say, right after a restart made both jobs due at once): give
+            // it a few seconds, a bounded number of times, so a hung attempt
+            // or a stuck queue is still reported.
             let ok =
                 tx.retry_job(job.id, job.attempt, now.plus(WAIT_FOR_GRANT), "a revocation attempt is running").await?;
             tx.commit().await?;

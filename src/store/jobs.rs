@@ -231,10 +231,23 @@ impl Tx {
         Ok(n > 0)
     }
 
-    /// Whether a revocation attempt for the request is running right now
-    /// (its job holds a live lease).
+    /// Whether the request's revocation has not had its chance yet: an
+    /// attempt is running right now (its job holds a live lease), or the job
+    /// is due but no worker has tried it (after a restart, or on a busy
+    /// queue, the expiry's revoke and its overdue check come due together).
     pub async fn revoke_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
-        self.job_in_flight("revoke", request, now).await
+        if self.job_in_flight("revoke", request, now).await? {
+            return Ok(true);
+        }
+        let untried: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE request_id = $1 AND kind = 'revoke' AND state = 'queued' AND attempt = 0",
+            )
+            .bind(request.get())
+            .fetch_one(c)
+            .await?
+        });
+        Ok(untried > 0)
     }
 
     /// Whether a grant call for the request may be in flight right now (a

@@ -44,6 +44,11 @@ pub use slack_cards::CardRow;
 /// before answering "try again": well under Slack's 3-second deadline.
 pub const DB_WAIT: Duration = Duration::from_millis(2000);
 
+/// How long start-up (`serve`, `migrate`, the CLI) waits for the database:
+/// a server that is still starting, or a disk that is slow to create and
+/// sync a new SQLite file, is waited for instead of failing the command.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +160,46 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// Opens and closes one connection, patiently: the pool's own wait
+/// ([`DB_WAIT`]) is sized for the request path, while the first connection
+/// may meet a server that is still starting (refused connections are retried)
+/// or create a SQLite file and switch it to WAL on a busy disk. Errors that
+/// waiting cannot fix (a wrong password, a missing database) return at once.
+async fn first_connection<O>(opts: &O) -> StoreResult<()>
+where
+    O: sqlx::ConnectOptions,
+    O::Connection: Sized,
+{
+    const RETRY: Duration = Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    let mut warned = false;
+    loop {
+        let error = match tokio::time::timeout_at(deadline, opts.connect()).await {
+            Ok(Ok(conn)) => {
+                // Closing is a courtesy to the server; the pool opens its own.
+                let _ = sqlx::Connection::close(conn).await;
+                return Ok(());
+            }
+            Err(_) => return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+            // Refused or reset: the server may still be starting.
+            Ok(Err(e @ sqlx::Error::Io(_))) => e,
+            // "The database system is starting up" and the like.
+            Ok(Err(sqlx::Error::Database(db))) if postgres_is_transient(&db.code().unwrap_or_default()) => {
+                sqlx::Error::Database(db)
+            }
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        if tokio::time::Instant::now() + RETRY >= deadline {
+            return Err(error.into());
+        }
+        if !warned {
+            tracing::warn!(%error, wait_secs = STARTUP_WAIT.as_secs(), "database not reachable yet, retrying");
+            warned = true;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`). A SQLite file
     /// is created if missing and put in WAL mode.
@@ -167,6 +212,7 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(DB_WAIT)
                 .foreign_keys(true);
+            first_connection(&opts).await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)
@@ -175,6 +221,7 @@ impl Db {
             Ok(Db::Sqlite(pool))
         } else {
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Internal)?;
+            first_connection(&opts).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)

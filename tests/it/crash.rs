@@ -81,9 +81,33 @@ async fn a_job_whose_worker_died_is_taken_over_after_its_lease(backend: Backend)
     assert_eq!(taken_over, vec![("test".to_owned(), grant.attempt + 1)]);
 }
 
+async fn after_an_outage_the_overdue_alert_waits_for_the_first_revocation_attempt(backend: Backend) {
+    let mut t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    t.restart().await;
+    // Down past the expiry and its overdue check. On a busy queue the check
+    // can be reached a moment before the revocation is tried at all.
+    t.advance(Duration::from_secs(3600));
+    let soon = t.now().millis() + 1_000;
+    t.exec(&format!("UPDATE jobs SET due_at = {soon} WHERE kind = 'revoke' AND request_id = {}", req.id.get())).await;
+    t.drain().await;
+    assert_eq!(t.hook.count("revoke", req.id), 0);
+    t.advance(Duration::from_secs(1));
+    t.drain().await;
+    assert_eq!(t.hook.count("revoke", req.id), 1);
+    t.advance(jitbot::jobs::WAIT_FOR_GRANT);
+    t.drain().await;
+    assert_eq!(t.state(req.id).await, "revoked");
+    let actions = t.audit_actions(req.id).await;
+    assert!(!actions.contains(&"revoke.overdue".to_owned()), "no false alarm: {actions:?}");
+}
+
 both_backends!(
     a_crash_after_approval_before_the_grant_still_grants_once_and_revokes,
     a_crash_after_the_grant_still_revokes_at_expiry,
+    after_an_outage_the_overdue_alert_waits_for_the_first_revocation_attempt,
     a_grant_job_that_becomes_due_after_expiry_does_nothing,
     a_job_whose_worker_died_is_taken_over_after_its_lease,
 );

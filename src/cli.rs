@@ -127,6 +127,10 @@ pub enum LinkCommand {
         /// Comma-separated IdP groups.
         #[arg(long, value_delimiter = ',', default_value = "")]
         groups: Vec<String>,
+        /// A claim for login templates (`{claims.NAME}`), as `NAME=VALUE`;
+        /// repeat for several.
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
     },
     /// List links.
     List(ConfigArg),
@@ -214,7 +218,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let n = audit::export(&db, after, &mut out).await?;
             eprintln!("exported {n} events");
         }
-        Command::Link(LinkCommand::Add { config, team, user, email, subject, issuer, groups }) => {
+        Command::Link(LinkCommand::Add { config, team, user, email, subject, issuer, groups, claims }) => {
             let config = Config::load(&config.config)?;
             let slack = SlackUser::parse(&team, &user).map_err(anyhow::Error::msg)?;
             if !email.contains('@') {
@@ -222,7 +226,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let groups: BTreeSet<String> =
                 groups.into_iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
-            let identity = Identity { slack, issuer, subject: subject.unwrap_or_else(|| email.clone()), email, groups };
+            let claims = claims
+                .iter()
+                .map(|c| match c.split_once('=') {
+                    Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.to_owned())),
+                    _ => Err(anyhow::anyhow!("--claim: {c:?} is not NAME=VALUE")),
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let subject = subject.unwrap_or_else(|| email.clone());
+            let identity = Identity { slack, issuer, subject, email, groups, claims };
             let db = open(&config).await?;
             service(db, config).add_link(&identity, &cli_actor(), SystemClock.now()).await?;
             println!(
@@ -273,15 +285,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 println!("no identity links");
             }
             for l in links {
+                let claims: Vec<String> = l.claims()?.into_iter().map(|(k, v)| format!("\tclaims.{k}={v}")).collect();
                 println!(
-                    "{}/{}\t{}\t{}\t{}\tgroups={}\tconfirmed={}",
+                    "{}/{}\t{}\t{}\t{}\tgroups={}\tconfirmed={}{}",
                     l.team_id,
                     l.user_id,
                     l.email,
                     l.subject,
                     l.source,
                     l.groups()?.into_iter().collect::<Vec<_>>().join(","),
-                    l.confirmed_at()
+                    l.confirmed_at(),
+                    claims.concat()
                 );
             }
         }

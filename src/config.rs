@@ -593,6 +593,25 @@ impl Config {
         Ok(config)
     }
 
+    /// The IdP claims that login templates name (`{claims.NAME}` in a
+    /// postgres provider's `login` or a role's `grant.login`): sign-ins keep
+    /// exactly these, so no other personal data is stored. Templates were
+    /// checked by validation; one that does not parse names nothing.
+    pub fn login_claims(&self) -> BTreeSet<String> {
+        use crate::providers::postgres::LoginTemplate;
+        let provider_templates = self.providers.values().filter_map(|p| match p {
+            ProviderConfig::Postgres(p) => Some(p.login.clone()),
+            _ => None,
+        });
+        let role_templates =
+            self.roles.values().filter_map(|r| r.grant.as_ref()?.get("login")?.as_str().map(str::to_owned));
+        provider_templates
+            .chain(role_templates)
+            .filter_map(|t| LoginTemplate::parse(&t).ok())
+            .flat_map(|t| t.claim_names().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
     fn apply_env_overrides(&mut self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
         for (var, key) in ENV_OVERRIDES {
             let Some(value) = lookup(var) else { continue };
@@ -1214,6 +1233,16 @@ max_duration = "1h"
         assert_eq!(k.timeout, Duration::from_secs(30));
         assert_eq!(c.roles.get("k8s-edit").unwrap().command_grant().unwrap().args, ["--namespace", "payments"]);
         assert!(c.roles.get("import").unwrap().one_shot);
+    }
+
+    #[test]
+    fn sign_ins_keep_only_the_claims_login_templates_name() {
+        assert!(parse(PROVIDERS).unwrap().login_claims().is_empty());
+        let text = PROVIDERS
+            .replace("pg_role = \"readonly\" }", "pg_role = \"readonly\", login = \"{claims.preferred_username}\" }")
+            .replace("db.internal/prod\"\n", "db.internal/prod\"\nlogin = \"x_{claims.employee_id}\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.login_claims().into_iter().collect::<Vec<_>>(), ["employee_id", "preferred_username"]);
     }
 
     #[test]

@@ -1081,6 +1081,7 @@ impl Service {
                 "subject": identity.subject,
                 "email": identity.email,
                 "groups": identity.groups,
+                "claims": identity.claims,
                 "source": "admin",
             }),
         )
@@ -1110,7 +1111,7 @@ pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: 
 }
 
 /// The requester of `request` as an identity for "same person" checks (the
-/// groups are not needed for that and are left empty).
+/// groups and claims are not needed for that and are left empty).
 pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
     Identity {
         slack: request.requester.clone(),
@@ -1118,6 +1119,7 @@ pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
         subject: request.requester_subject.clone(),
         email: request.requester_email.clone(),
         groups: Default::default(),
+        claims: Default::default(),
     }
 }
 

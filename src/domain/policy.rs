@@ -7,7 +7,7 @@
 
 use super::ids::{RoleName, SlackUser};
 use super::time::AccessDuration;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ pub struct Identity {
     pub email: String,
     /// The IdP groups confirmed at the last sign-in.
     pub groups: BTreeSet<String>,
+    /// The IdP claims kept at the last sign-in: only those a login template
+    /// names (`{claims.NAME}`), so nothing else personal is stored.
+    pub claims: BTreeMap<String, String>,
 }
 
 impl Identity {
@@ -317,6 +320,7 @@ mod tests {
             subject: sub.into(),
             email: format!("{sub}@example.com"),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            claims: Default::default(),
         }
     }
 

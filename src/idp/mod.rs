@@ -8,7 +8,7 @@
 
 pub mod routes;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +159,9 @@ pub struct VerifiedIdentity {
     pub email_verified: bool,
     /// Groups from the configured claim.
     pub groups: BTreeSet<String>,
+    /// The claims login templates name (`{claims.NAME}`), as strings; from
+    /// the ID token, or from userinfo when the ID token lacks them.
+    pub claims: BTreeMap<String, String>,
     /// When the person authenticated at the IdP.
     pub auth_time: Option<Timestamp>,
     /// A refresh token, when the IdP issued one.
@@ -196,6 +199,24 @@ struct IdpConfigView {
     groups_claim: String,
     scopes: Vec<String>,
     redirect_url: String,
+    /// Claims to keep, from every login template of the config.
+    kept_claims: BTreeSet<String>,
+}
+
+/// The kept claims that `all` (a whole claims set, as JSON) carries as
+/// strings or numbers; other shapes cannot name a login and are skipped.
+fn kept_claims_from(all: &serde_json::Value, kept: &BTreeSet<String>, into: &mut BTreeMap<String, String>) {
+    for name in kept {
+        if into.contains_key(name) {
+            continue;
+        }
+        let value = match all.get(name) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        into.insert(name.clone(), value);
+    }
 }
 
 fn groups_from(claims: &ExtraClaims, name: &str) -> Option<BTreeSet<String>> {
@@ -215,7 +236,14 @@ fn chrono_of(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
 
 impl Oidc {
     /// Builds the client; discovery is attempted by [`Oidc::discover`].
-    pub fn new(config: &IdpConfig, public_url: &str, clock: SharedClock) -> anyhow::Result<Self> {
+    /// `kept_claims` are the claims the login templates name
+    /// ([`crate::config::Config::login_claims`]).
+    pub fn new(
+        config: &IdpConfig,
+        public_url: &str,
+        kept_claims: &BTreeSet<String>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let http = openidconnect::reqwest::ClientBuilder::new()
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -228,6 +256,7 @@ impl Oidc {
                 groups_claim: config.groups_claim.clone(),
                 scopes: config.scopes.clone(),
                 redirect_url: format!("{}/oidc/callback", public_url.trim_end_matches('/')),
+                kept_claims: kept_claims.clone(),
             },
             http,
             client: RwLock::new(None),
@@ -357,7 +386,12 @@ impl Oidc {
         let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim);
         let mut email = claims.email().map(|e| e.as_str().to_owned());
         let mut email_verified = claims.email_verified().unwrap_or(false);
-        if groups.is_none() || email.is_none() {
+        let mut kept = BTreeMap::new();
+        if !self.config.kept_claims.is_empty() {
+            let all = serde_json::to_value(&claims).map_err(|e| OidcError::Invalid(e.to_string()))?;
+            kept_claims_from(&all, &self.config.kept_claims, &mut kept);
+        }
+        if groups.is_none() || email.is_none() || kept.len() < self.config.kept_claims.len() {
             // Some IdPs put scope claims only in userinfo.
             let info: openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim> = client
                 .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
@@ -372,6 +406,10 @@ impl Oidc {
                 email = info.email().map(|e| e.as_str().to_owned());
                 email_verified = info.email_verified().unwrap_or(false);
             }
+            if kept.len() < self.config.kept_claims.len() {
+                let all = serde_json::to_value(&info).map_err(|e| OidcError::Invalid(e.to_string()))?;
+                kept_claims_from(&all, &self.config.kept_claims, &mut kept);
+            }
         }
         Ok(VerifiedIdentity {
             issuer: claims.issuer().as_str().to_owned(),
@@ -379,6 +417,7 @@ impl Oidc {
             email,
             email_verified,
             groups: groups.unwrap_or_default(),
+            claims: kept,
             auth_time: claims.auth_time().map(|t| Timestamp::from_millis(t.timestamp_millis())),
             refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
         })
@@ -525,10 +564,12 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
             }
             Ok(fresh) => {
                 let groups_json = serde_json::to_string(&fresh.groups).map_err(|e| e.to_string())?;
+                let claims_json = serde_json::to_string(&fresh.claims).map_err(|e| e.to_string())?;
                 let sealed = fresh.refresh_token.as_deref().map(|t| cipher.seal(t)).transpose()?;
                 let before = link.groups().map_err(store)?;
                 let mut tx = self.db.begin().await.map_err(store)?;
-                tx.confirm_link(user, &groups_json, fresh.auth_time.map(Timestamp::millis), sealed.as_deref(), now)
+                let auth_time = fresh.auth_time.map(Timestamp::millis);
+                tx.confirm_link(user, &groups_json, &claims_json, auth_time, sealed.as_deref(), now)
                     .await
                     .map_err(store)?;
                 crate::audit::append(

@@ -372,6 +372,7 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
         subject: verified.subject.clone(),
         email: email.clone(),
         groups: verified.groups.clone(),
+        claims: verified.claims.clone(),
     };
     match state.service.link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), now).await {
         Ok(()) => {}

@@ -1,6 +1,6 @@
 //! Identity links: a Slack user tied to an IdP identity.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{Identity, SlackUser, Timestamp};
 
@@ -31,6 +31,8 @@ pub struct LinkRow {
     pub created_at: i64,
     /// The IdP refresh token, encrypted (see `crate::idp::TokenCipher`).
     pub refresh_token: Option<String>,
+    /// The claims login templates need, as a JSON object of strings.
+    pub claims_json: String,
 }
 
 impl LinkRow {
@@ -38,6 +40,12 @@ impl LinkRow {
     pub fn groups(&self) -> StoreResult<BTreeSet<String>> {
         serde_json::from_str(&self.groups_json)
             .map_err(|e| StoreError::Corrupt(format!("groups of link {}/{}: {e}", self.team_id, self.user_id)))
+    }
+
+    /// The kept IdP claims, parsed.
+    pub fn claims(&self) -> StoreResult<BTreeMap<String, String>> {
+        serde_json::from_str(&self.claims_json)
+            .map_err(|e| StoreError::Corrupt(format!("claims of link {}/{}: {e}", self.team_id, self.user_id)))
     }
 
     /// The identity this link vouches for.
@@ -48,6 +56,7 @@ impl LinkRow {
             subject: self.subject.clone(),
             email: self.email.clone(),
             groups: self.groups()?,
+            claims: self.claims()?,
         })
     }
 
@@ -79,16 +88,18 @@ impl Tx {
         now: Timestamp,
     ) -> StoreResult<()> {
         let groups = serde_json::to_string(&identity.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let claims = serde_json::to_string(&identity.claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         on_conn!(tx self, |c| {
             sqlx::query(
                 "INSERT INTO identity_links
                    (team_id, user_id, issuer, subject, email, groups_json, source, auth_time, confirmed_at, created_at,
-                    refresh_token)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10)
+                    refresh_token, claims_json)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11)
                  ON CONFLICT (team_id, user_id) DO UPDATE SET
                    issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
                    groups_json = excluded.groups_json, source = excluded.source, auth_time = excluded.auth_time,
-                   confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token",
+                   confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token,
+                   claims_json = excluded.claims_json",
             )
             .bind(identity.slack.team_id())
             .bind(identity.slack.user_id())
@@ -100,6 +111,7 @@ impl Tx {
             .bind(now.millis())
             .bind(auth_time.map(Timestamp::millis))
             .bind(refresh_token)
+            .bind(&claims)
             .execute(c)
             .await?;
         });

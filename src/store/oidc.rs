@@ -180,11 +180,13 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Records the groups (and rotated refresh token) a sign-in or refresh confirmed.
+    /// Records the groups and kept claims (and rotated refresh token) a
+    /// sign-in or refresh confirmed.
     pub async fn confirm_link(
         &mut self,
         user: &SlackUser,
         groups_json: &str,
+        claims_json: &str,
         auth_time: Option<i64>,
         refresh_token: Option<&str>,
         now: Timestamp,
@@ -192,7 +194,7 @@ impl Tx {
         let n = on_conn!(tx self, |c| {
             sqlx::query(
                 "UPDATE identity_links SET groups_json = $3, auth_time = COALESCE($4, auth_time),
-                   refresh_token = COALESCE($5, refresh_token), confirmed_at = $6
+                   refresh_token = COALESCE($5, refresh_token), confirmed_at = $6, claims_json = $7
                  WHERE team_id = $1 AND user_id = $2",
             )
             .bind(user.team_id())
@@ -201,6 +203,7 @@ impl Tx {
             .bind(auth_time)
             .bind(refresh_token)
             .bind(now.millis())
+            .bind(claims_json)
             .execute(c)
             .await?
             .rows_affected()

@@ -126,11 +126,20 @@ async fn links_are_added_listed_removed_and_audited(backend: Backend) {
         "alice@example.com",
         "--groups",
         "engineering,sre-leads",
+        "--claim",
+        "preferred_username=alice",
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
     let out = jitbot(&["link", "list", "--config", cfg]);
     let (stdout, _) = text(&out);
     assert!(stdout.contains("T0WORK/U0ALICE") && stdout.contains("groups=engineering,sre-leads"), "{stdout}");
+    assert!(stdout.contains("claims.preferred_username=alice"), "{stdout}");
+
+    let out = jitbot(&[
+        "link", "add", "--config", cfg, "--team", "T0WORK", "--user", "U0BOB", "--email", "b@y", "--claim", "novalue",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--claim: \"novalue\" is not NAME=VALUE"), "{:?}", text(&out));
 
     let out = jitbot(&["link", "add", "--config", cfg, "--team", "T0WORK", "--user", "bad id", "--email", "x@y"]);
     assert_eq!(out.status.code(), Some(1));
@@ -148,6 +157,7 @@ async fn links_are_added_listed_removed_and_audited(backend: Backend) {
     assert_eq!(actions[0]["action"], "link.added");
     assert!(actions[0]["actor"].as_str().unwrap().starts_with("cli:"));
     assert_eq!(actions[0]["detail"]["groups"], serde_json::json!(["engineering", "sre-leads"]));
+    assert_eq!(actions[0]["detail"]["claims"], serde_json::json!({"preferred_username": "alice"}));
     assert_eq!(actions[1]["action"], "link.removed");
 
     let out = jitbot(&["audit", "verify", "--config", cfg]);

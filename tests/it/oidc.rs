@@ -181,7 +181,7 @@ async fn id_tokens_for_another_audience_or_expired_are_refused() {
     )
     .unwrap();
     let clock = std::sync::Arc::new(o.env.clock.clone());
-    let oidc = jitbot::idp::Oidc::new(config.idp.as_ref().unwrap(), &o.public_url, clock).unwrap();
+    let oidc = jitbot::idp::Oidc::new(config.idp.as_ref().unwrap(), &o.public_url, &Default::default(), clock).unwrap();
     let (other_token, nonce) = crate::idp_support::other_apps_id_token(&o.idp, "alice").await;
     let e = oidc.verify_id_token(&other_token, &nonce).await.unwrap_err();
     assert!(e.to_string().contains("issued for another application (audience)"), "{e}");
@@ -630,4 +630,81 @@ async fn the_credentials_page_shows_a_password_only_after_the_requester_signs_in
     let page = Browser::new().get(&format!("{}/oidc/signin?return_to=https://evil.example/", o.public_url)).await;
     assert_eq!(page.status, 400);
     o.env.stop().await;
+}
+
+/// A role whose database login is an IdP claim (`{claims.preferred_username}`)
+/// grants to that login; a claim the IdP never sends is named in the refusal;
+/// and the link keeps only the claims templates name.
+async fn a_login_template_reads_a_claim_from_the_sign_in(groups_in_id_token: bool) {
+    if !idp_available() {
+        return;
+    }
+    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let p = &pg.prefix;
+    let roles = format!(
+        r#"
+[roles.db-by-username]
+description = "Read-only SQL as your IdP username"
+provider = "db"
+grant = {{ pg_role = "{p}readonly", login = "{p}{{claims.preferred_username}}" }}
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+
+[roles.db-by-employee-id]
+description = "Read-only SQL as your employee id"
+provider = "db"
+grant = {{ pg_role = "{p}readonly", login = "e{{claims.employee_id}}" }}
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+"#
+    );
+    let o = OidcEnv::start(OidcOptions {
+        groups_in_id_token,
+        extra_toml: format!("{}{roles}", crate::providers_pg::extra(&pg, &pg.admin_url())),
+        ..Default::default()
+    })
+    .await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    let link = o.env.db.link(&crate::support::user("U0ALICE")).await.unwrap().unwrap();
+    assert_eq!(
+        link.claims().unwrap(),
+        [("preferred_username".to_owned(), "alice".to_owned())].into(),
+        "only the claims a template names are kept (the IdP also sent name and email)"
+    );
+
+    let login = format!("{p}alice");
+    assert!(!pg.can_read(&login).await, "no access before the grant");
+    let reply = o.env.command("U0ALICE", "request db-by-username 30m checking a slow query").await;
+    assert!(reply.starts_with("Request #1"), "{reply}");
+    o.env.click("U0BOB", "approve", jitbot::domain::RequestId::new(1)).await;
+    let mut granted = false;
+    for _ in 0..400 {
+        if pg.can_read(&login).await {
+            granted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(granted, "the grant reached the database as the claim's login");
+    assert!(pg.is_member(&format!("{p}readonly"), &login).await);
+
+    let reply = o.env.command("U0ALICE", "request db-by-employee-id 30m checking a slow query").await;
+    assert!(reply.contains("did not send the claim `employee_id`"), "{reply}");
+    assert!(reply.contains("/jit link"), "{reply}");
+    o.env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_template_reads_a_claim_from_the_id_token() {
+    a_login_template_reads_a_claim_from_the_sign_in(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_template_reads_a_claim_from_userinfo() {
+    a_login_template_reads_a_claim_from_the_sign_in(false).await;
 }

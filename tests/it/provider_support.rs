@@ -90,6 +90,7 @@ impl ProviderApp {
             subject: subject.into(),
             email: email.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            claims: Default::default(),
         };
         self.service().add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.now()).await.unwrap();
     }

@@ -445,6 +445,7 @@ async fn the_requester_gets_a_one_time_link_by_dm_never_the_password() {
         subject: "alice".into(),
         email: "alice@example.com".into(),
         groups: ["engineering".to_owned()].into(),
+        claims: Default::default(),
     };
     let bob = jitbot::domain::Identity {
         slack: user("U0BOB"),

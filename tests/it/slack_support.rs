@@ -201,6 +201,7 @@ impl SlackEnv {
             subject: name.into(),
             email: format!("{name}@example.com"),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            claims: Default::default(),
         };
         self.service.add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.clock.now()).await.unwrap();
     }

@@ -449,6 +449,7 @@ impl TestApp {
             subject: name.into(),
             email: format!("{name}@example.com"),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            claims: Default::default(),
         };
         self.service().add_link(&identity, &jitbot::audit::Actor::Cli("test".into()), self.now()).await.unwrap();
     }

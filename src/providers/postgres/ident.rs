@@ -154,12 +154,14 @@ impl fmt::Display for LoginName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Placeholder {
     Email,
     EmailLocal,
     Subject,
     SlackId,
+    /// `{claims.NAME}`: a claim the IdP sent at the last sign-in.
+    Claim(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +173,13 @@ enum Piece {
 /// A login template such as `"{email_local}"` or `"ext_{subject}"`.
 ///
 /// Placeholders: `{email}`, `{email_local}` (before the `@`), `{subject}`
-/// (the IdP `sub`), `{slack_id}`. Email-derived values and Slack ids are
-/// lower-cased (both are case-insensitive); the subject is used as is, so a
-/// subject with upper-case letters is refused rather than folded onto
-/// someone else's login. Literal text may only use the login alphabet.
+/// (the IdP `sub`), `{slack_id}`, and `{claims.NAME}` (a string or number
+/// claim of the ID token or userinfo, e.g. `{claims.preferred_username}`;
+/// jitbot keeps exactly the claims its templates name, at each sign-in).
+/// Email-derived values and Slack ids are lower-cased (both are
+/// case-insensitive); the subject and claims are used as they are, so a
+/// value with upper-case letters is refused rather than folded onto someone
+/// else's login. Literal text may only use the login alphabet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginTemplate {
     source: String,
@@ -194,11 +199,19 @@ impl LoginTemplate {
                     "email_local" => Placeholder::EmailLocal,
                     "subject" => Placeholder::Subject,
                     "slack_id" => Placeholder::SlackId,
-                    other => {
-                        return Err(format!(
-                            "unknown placeholder {{{other}}} in login template {template:?} (known: {{email}}, {{email_local}}, {{subject}}, {{slack_id}})"
-                        ));
-                    }
+                    other => match other.strip_prefix("claims.") {
+                        Some(name) if is_claim_name(name) => Placeholder::Claim(name.to_owned()),
+                        Some(name) => {
+                            return Err(format!(
+                                "login template {template:?}: {name:?} is not a claim name (letters, digits, '_', '-', '.', ':', '/')"
+                            ));
+                        }
+                        None => {
+                            return Err(format!(
+                                "unknown placeholder {{{other}}} in login template {template:?} (known: {{email}}, {{email_local}}, {{subject}}, {{slack_id}}, {{claims.NAME}})"
+                            ));
+                        }
+                    },
                 };
                 pieces.push(Piece::Value(placeholder));
                 rest = &after[end + 1..];
@@ -225,6 +238,15 @@ impl LoginTemplate {
         Ok(Self { source: template.to_owned(), pieces })
     }
 
+    /// The IdP claims this template reads (`{claims.NAME}`), which sign-ins
+    /// must keep.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Value(Placeholder::Claim(name)) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// The login for `who`, or a message saying why their identity does not
     /// make a safe login (the value is shown quoted, never interpreted).
     pub fn render(&self, who: &Identity) -> Result<LoginName, String> {
@@ -232,6 +254,15 @@ impl LoginTemplate {
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(s) => out.push_str(s),
+                Piece::Value(Placeholder::Claim(name)) => match who.claims.get(name) {
+                    Some(value) => out.push_str(value),
+                    None => {
+                        return Err(format!(
+                            "your identity provider did not send the claim `{name}` that this role's database login is made from; \
+                             run `/jit link` to sign in again, and ask an administrator if this persists"
+                        ));
+                    }
+                },
                 Piece::Value(Placeholder::Email) => out.push_str(&who.email.to_ascii_lowercase()),
                 Piece::Value(Placeholder::EmailLocal) => {
                     out.push_str(&who.email.split('@').next().unwrap_or("").to_ascii_lowercase())
@@ -246,6 +277,14 @@ impl LoginTemplate {
     }
 }
 
+/// Claim names as IdPs write them, namespaced ones included
+/// (`https://example.com/db_user`); never `}` or spaces.
+fn is_claim_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +297,7 @@ mod tests {
             subject: subject.into(),
             email: email.into(),
             groups: Default::default(),
+            claims: [("preferred_username".to_owned(), "alice_s".to_owned())].into(),
         }
     }
 
@@ -289,7 +329,18 @@ mod tests {
         assert_eq!(t.render(&who("a@b", "u123")).unwrap().as_str(), "ext_u123");
         let e = t.render(&who("a@b", r#"x"; DROP ROLE postgres; --"#)).unwrap_err();
         assert!(e.contains("not a safe database login name"), "{e}");
-        assert!(LoginTemplate::parse("{claims.nope}").unwrap_err().contains("unknown placeholder"));
+        let t = LoginTemplate::parse("app_{claims.preferred_username}").unwrap();
+        assert_eq!(t.claim_names().collect::<Vec<_>>(), ["preferred_username"]);
+        assert_eq!(t.render(&who("a@b", "x")).unwrap().as_str(), "app_alice_s");
+        let mut injected = who("a@b", "x");
+        injected.claims.insert("preferred_username".into(), r#"x"; DROP ROLE postgres; --"#.into());
+        assert!(t.render(&injected).unwrap_err().contains("not a safe database login name"));
+        let e = LoginTemplate::parse("{claims.db_user}").unwrap().render(&who("a@b", "x")).unwrap_err();
+        assert!(e.contains("did not send the claim `db_user`"), "{e}");
+        assert!(LoginTemplate::parse("{claims.https://example.com/db_user}").is_ok());
+        assert!(LoginTemplate::parse("{claims.}").unwrap_err().contains("not a claim name"));
+        assert!(LoginTemplate::parse("{claims.a b}").unwrap_err().contains("not a claim name"));
+        assert!(LoginTemplate::parse("{nope}").unwrap_err().contains("unknown placeholder"));
         assert!(LoginTemplate::parse("fixed").unwrap_err().contains("no placeholder"));
         assert!(LoginTemplate::parse("x\";{email}").is_err());
         assert!(LoginTemplate::parse("{email").is_err());

@@ -104,6 +104,8 @@ pub enum AuditAction {
     RequestAutoApproved,
     /// The requester approved their own request (break-glass); flagged for review.
     RequestBreakGlass,
+    /// Someone reviewed a break-glass request afterwards (`jitbot review done`).
+    RequestReviewed,
     /// Nobody decided before the role's approval timeout.
     RequestTimedOut,
     /// An approved extension moved the request's expiry.
@@ -144,6 +146,7 @@ impl AuditAction {
             Self::CredentialsPasswordSet => "credentials.password_set",
             Self::RequestAutoApproved => "request.auto_approved",
             Self::RequestBreakGlass => "request.break_glass",
+            Self::RequestReviewed => "request.reviewed",
             Self::RequestTimedOut => "request.timed_out",
             Self::AccessExtended => "access.extended",
             Self::RevokeAll => "kill_switch.revoke_all",

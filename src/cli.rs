@@ -65,6 +65,9 @@ pub enum Command {
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         since: std::time::Duration,
     },
+    /// Follow up break-glass requests: each stays flagged until reviewed.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Try a failing revocation again now (after fixing its cause). A running
     /// jitbot picks it up within 30 seconds.
     RetryRevoke {
@@ -81,6 +84,23 @@ pub enum Command {
         /// Why; recorded in the audit trail and announced.
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `jitbot review ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List break-glass requests not yet reviewed.
+    List(ConfigArg),
+    /// Mark a break-glass request reviewed, with what was checked (audited).
+    Done {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The request number (12 or #12).
+        id: String,
+        /// What was checked and found.
+        #[arg(long)]
+        note: String,
     },
 }
 
@@ -319,6 +339,34 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if !report.is_clean() {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Review(ReviewCommand::List(c)) => {
+            let config = Config::load(&c.config)?;
+            let db = open(&config).await?;
+            let flagged = service(db, config).awaiting_review().await?;
+            if flagged.is_empty() {
+                println!("no break-glass requests waiting for review");
+            }
+            for r in flagged {
+                println!(
+                    "{}\t{}\t{}\t{}\tcreated={}\treason={:?}\tbreak_glass={:?}",
+                    r.id,
+                    r.role,
+                    r.requester,
+                    r.state,
+                    r.created_at,
+                    r.reason,
+                    r.break_glass_reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Command::Review(ReviewCommand::Done { config, id, note }) => {
+            let config = Config::load(&config.config)?;
+            let id = crate::domain::RequestId::parse(&id)
+                .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
+            let db = open(&config).await?;
+            service(db, config).mark_reviewed(id, &cli_actor(), &note, SystemClock.now()).await?;
+            println!("request {id} marked reviewed");
         }
         Command::RetryRevoke { config, id } => {
             let config = Config::load(&config.config)?;

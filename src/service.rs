@@ -31,10 +31,12 @@ use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 mod extension;
 mod kill_switch;
 mod queries;
+mod review;
 
 pub use extension::{ExtendCommand, ExtendOutcome};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use queries::RECENT_LIMIT;
+pub use review::REVIEW_NOTE_MIN;
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.

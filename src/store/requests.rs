@@ -185,6 +185,19 @@ impl Tx {
         row.map(AccessRequest::try_from).transpose()
     }
 
+    /// Clears the review flag of request `id`; `false` when it was not
+    /// flagged (never, or already reviewed).
+    pub async fn mark_reviewed(&mut self, id: RequestId) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query("UPDATE access_requests SET review_required = 0 WHERE id = $1 AND review_required = 1")
+                .bind(id.get())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Moves request `id` to `to` if it is currently in one of `to`'s allowed
     /// source states. Returns `false` (and changes nothing) otherwise: the
     /// caller lost a race or the request already moved on.
@@ -429,6 +442,17 @@ impl Db {
                 .await?
         });
         row.map(AccessRequest::try_from).transpose()
+    }
+
+    /// Requests flagged for review (break-glass) and not yet reviewed,
+    /// oldest first.
+    pub async fn requests_for_review(&self) -> StoreResult<Vec<AccessRequest>> {
+        let rows = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>("SELECT * FROM access_requests WHERE review_required = 1 ORDER BY id")
+                .fetch_all(c)
+                .await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
     }
 
     /// Requests in any of `states`, oldest first.

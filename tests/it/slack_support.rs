@@ -45,6 +45,8 @@ pub struct SlackEnv {
     pub base: String,
     pub service: Service,
     pub db: Db,
+    /// The whole config the app runs with (for the command line).
+    pub config_text: String,
     pub transport: Transport,
     http: reqwest::Client,
     triggers: AtomicU32,
@@ -145,6 +147,7 @@ impl SlackEnv {
         text.push_str(&options.extra_toml);
         let text = (options.edit)(text);
         let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+        let config_text = text.clone();
         let deps = Deps {
             clock: Arc::new(clock.clone()),
             notifier: None,
@@ -176,6 +179,7 @@ impl SlackEnv {
             base,
             service,
             db,
+            config_text,
             transport: options.transport,
             http: reqwest::Client::new(),
             triggers: AtomicU32::new(1),

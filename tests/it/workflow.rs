@@ -234,6 +234,40 @@ async fn break_glass_grants_announces_and_flags_for_review() {
     assert!(stored.review_required);
     assert_eq!(stored.break_glass_reason.as_deref(), Some("primary down, nobody answers the page"));
     assert!(env.db.audit_rows_for_request(1).await.unwrap().iter().any(|r| r.action == "request.break_glass"));
+
+    // Afterwards an operator reviews it from the command line, once.
+    let cfg = env._dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, &env.config_text).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .args(args)
+            .args(["--config", cfg.to_str().unwrap()])
+            .env("USER", "carol")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, listed) = cli(&["review", "list"]);
+    assert_eq!(code, Some(0), "{listed}");
+    assert!(listed.starts_with("#1\temergency\tT0WORK/U0ALICE"), "{listed}");
+    assert!(listed.contains("primary down, nobody answers the page"), "{listed}");
+    let (code, refused) = cli(&["review", "done", "1", "--note", "ok"]);
+    assert_eq!(code, Some(1));
+    assert!(refused.contains("needs a note of at least 4 characters"), "{refused}");
+    let note = "checked the session log with the DBA: failover only";
+    let (code, done) = cli(&["review", "done", "#1", "--note", note]);
+    assert_eq!(code, Some(0), "{done}");
+    assert!(done.contains("request #1 marked reviewed"), "{done}");
+    let (_, listed) = cli(&["review", "list"]);
+    assert!(listed.contains("no break-glass requests waiting for review"), "{listed}");
+    let (code, again) = cli(&["review", "done", "1", "--note", note]);
+    assert_eq!(code, Some(1));
+    assert!(again.contains("request #1 is not waiting for review"), "{again}");
+    let rows = env.db.audit_rows_for_request(1).await.unwrap();
+    let reviewed = rows.iter().find(|r| r.action == "request.reviewed").expect("the review is audited");
+    assert_eq!(reviewed.actor, "cli:carol");
+    assert!(reviewed.detail.contains(note), "{}", reviewed.detail);
     env.stop().await;
 }
 

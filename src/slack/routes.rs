@@ -370,15 +370,25 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             Err(e) => explain(&e, user).into(),
         },
         JitCommand::Whoami => match service.db().link(user).await {
-            Ok(Some(link)) => format!(
-                "You are linked to *{}* (subject `{}` at `{}`).\nGroups: {}\nLast confirmed {}.",
-                escape(&link.email),
-                escape(&link.subject),
-                escape(&link.issuer),
-                link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-                slack_date(link.confirmed_at())
-            )
-            .into(),
+            Ok(Some(link)) => {
+                // The claims login templates read, so a person can see which
+                // database login their requests will use.
+                let claims: String = link
+                    .claims()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(name, value)| format!("\nClaim `{}`: `{}`", escape(name), escape(value)))
+                    .collect();
+                format!(
+                    "You are linked to *{}* (subject `{}` at `{}`).\nGroups: {}{claims}\nLast confirmed {}.",
+                    escape(&link.email),
+                    escape(&link.subject),
+                    escape(&link.issuer),
+                    link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                    slack_date(link.confirmed_at())
+                )
+                .into()
+            }
             Ok(None) => answer_error(state, &ServiceError::NotLinked, user).await,
             Err(e) => explain(&ServiceError::from(e), user).into(),
         },

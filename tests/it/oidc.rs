@@ -676,21 +676,15 @@ max_duration = "4h"
         [("preferred_username".to_owned(), "alice".to_owned())].into(),
         "only the claims a template names are kept (the IdP also sent name and email)"
     );
+    let whoami = o.env.command("U0ALICE", "whoami").await;
+    assert!(whoami.contains("Claim `preferred_username`: `alice`"), "{whoami}");
 
     let login = format!("{p}alice");
     assert!(!pg.can_read(&login).await, "no access before the grant");
     let reply = o.env.command("U0ALICE", "request db-by-username 30m checking a slow query").await;
     assert!(reply.starts_with("Request #1"), "{reply}");
     o.env.click("U0BOB", "approve", jitbot::domain::RequestId::new(1)).await;
-    let mut granted = false;
-    for _ in 0..400 {
-        if pg.can_read(&login).await {
-            granted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(granted, "the grant reached the database as the claim's login");
+    assert!(pg.becomes_readable_by(&login).await, "the grant reached the database as the claim's login");
     assert!(pg.is_member(&format!("{p}readonly"), &login).await);
 
     let reply = o.env.command("U0ALICE", "request db-by-employee-id 30m checking a slow query").await;

@@ -196,6 +196,18 @@ impl PgTarget {
         sqlx::query_scalar::<_, String>("SELECT v FROM secrets").fetch_one(&mut c).await.is_ok()
     }
 
+    /// Waits (up to 10 s) until `user` can read the granted table: a grant
+    /// made by a job lands a moment after the click.
+    pub async fn becomes_readable_by(&self, user: &str) -> bool {
+        for _ in 0..400 {
+            if self.can_read(user).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
     async fn drop_everything(server: String, prefix: String, db: String) {
         let Ok(mut su) = connect(&server).await else { return };
         let dbs: Vec<String> =

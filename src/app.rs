@@ -99,7 +99,7 @@ impl App {
         let notifier: Arc<dyn Notifier> = match (deps.notifier, &slack_api) {
             (Some(n), _) => n,
             (None, Some(api)) => {
-                Arc::new(SlackNotifier::new(api.clone(), db.clone(), config.clone(), deps.clock.clone()))
+                Arc::new(SlackNotifier::new(api.clone(), service.clone(), config.clone(), deps.clock.clone()))
             }
             (None, None) => Arc::new(LogNotifier),
         };
@@ -226,7 +226,7 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
     let notifier: Arc<dyn Notifier> = match &config.slack {
         Some(slack) => Arc::new(SlackNotifier::new(
             SlackApi::new(slack).context("cannot build the Slack client")?,
-            db.clone(),
+            Service::new(db.clone(), config.clone(), Arc::new(Notify::new())),
             config.clone(),
             clock.clone(),
         )),

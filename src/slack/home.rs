@@ -1,19 +1,27 @@
-//! The App Home tab: published when someone opens it (`app_home_opened`)
-//! and again after they act in it, from a spawned task so Slack's event is
-//! acknowledged at once. A home view is a picture of the database, not a
-//! state change, so it is not a job: a lost refresh is made good by the
-//! next opening.
+//! The App Home tab: published when someone opens it (`app_home_opened`),
+//! after they act in it (from a spawned task, so Slack's event is
+//! acknowledged at once), and by the notifier whenever one of their
+//! requests changes, so a tab left open follows along. A home view is a
+//! picture of the database, not a state change, so it is never a job of its
+//! own and a failed publish never fails a notice: the next change or
+//! opening makes it good.
 
 use std::collections::HashMap;
 
+use super::api::SlackApi;
 use super::routes::SlackState;
 use super::summaries::HomeView;
-use crate::domain::{AccessDuration, RequestState, SlackUser};
-use crate::service::ServiceError;
+use crate::config::Config;
+use crate::domain::{AccessDuration, RequestState, SlackUser, Timestamp};
+use crate::service::{Service, ServiceError};
 
 /// Builds `user`'s home view from the database.
-async fn render(state: &SlackState, user: &SlackUser) -> Result<serde_json::Value, ServiceError> {
-    let service = &state.service;
+async fn render(
+    service: &Service,
+    config: &Config,
+    now: Timestamp,
+    user: &SlackUser,
+) -> Result<serde_json::Value, ServiceError> {
     let db = service.db();
     let mine = db.open_requests_of(user).await?;
     let mut choices: HashMap<String, Vec<AccessDuration>> = HashMap::new();
@@ -27,7 +35,7 @@ async fn render(state: &SlackState, user: &SlackUser) -> Result<serde_json::Valu
             let role = r.role.as_str().to_owned();
             let durations = choices
                 .entry(role)
-                .or_insert_with(|| state.config.role_policy(&r.role).map(|p| p.duration_choices()).unwrap_or_default())
+                .or_insert_with(|| config.role_policy(&r.role).map(|p| p.duration_choices()).unwrap_or_default())
                 .clone();
             active.push((r, durations));
         }
@@ -40,29 +48,30 @@ async fn render(state: &SlackState, user: &SlackUser) -> Result<serde_json::Valu
             awaiting.push((r, approvals));
         }
     }
-    let view = HomeView {
-        now: state.clock.now(),
-        linked: identity.is_some(),
-        active: &active,
-        pending: &pending,
-        awaiting: &awaiting,
-    };
+    let view = HomeView { now, linked: identity.is_some(), active: &active, pending: &pending, awaiting: &awaiting };
     Ok(view.render())
+}
+
+/// Draws and publishes `user`'s App Home tab now; the error says which
+/// step failed (for a warning in the log).
+pub(crate) async fn publish(
+    api: &SlackApi,
+    service: &Service,
+    config: &Config,
+    now: Timestamp,
+    user: &SlackUser,
+) -> Result<(), String> {
+    let view = render(service, config, now, user).await.map_err(|e| format!("could not build the home tab: {e}"))?;
+    api.publish_home(user.user_id(), &view).await.map_err(|e| format!("could not publish the home tab: {e}"))
 }
 
 /// Publishes `user`'s App Home tab in the background.
 pub(crate) fn publish_soon(state: &SlackState, user: SlackUser) {
     let state = state.clone();
     tokio::spawn(async move {
-        let view = match render(&state, &user).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not build the home tab");
-                return;
-            }
-        };
-        if let Err(e) = state.api.publish_home(user.user_id(), &view).await {
-            tracing::warn!(error = %e, "could not publish the home tab");
+        let now = state.clock.now();
+        if let Err(e) = publish(&state.api, &state.service, &state.config, now, &user).await {
+            tracing::warn!(error = %e, "home tab not refreshed");
         }
     });
 }

@@ -12,6 +12,7 @@ use super::views;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
+use crate::service::Service;
 use crate::store::{CardRow, Db};
 
 /// Delivers notices to Slack.
@@ -20,12 +21,14 @@ pub struct SlackNotifier {
     db: Db,
     config: Arc<Config>,
     clock: SharedClock,
+    /// Reads what the requester's App Home tab shows.
+    service: Service,
 }
 
 impl SlackNotifier {
     /// Builds the notifier.
-    pub fn new(api: SlackApi, db: Db, config: Arc<Config>, clock: SharedClock) -> Self {
-        Self { api, db, config, clock }
+    pub fn new(api: SlackApi, service: Service, config: Arc<Config>, clock: SharedClock) -> Self {
+        Self { api, db: service.db().clone(), config, clock, service }
     }
 
     fn channel_for(&self, role: &str) -> Option<String> {
@@ -136,6 +139,12 @@ impl Notifier for SlackNotifier {
             if let (Some(channel), Some(line)) = (alert_channel, line) {
                 self.api.post_message(&channel, &line).await?;
             }
+        }
+        // Last, and best effort: the requester's tab follows their request,
+        // and the notice counts as delivered either way.
+        let now = self.clock.now();
+        if let Err(e) = super::home::publish(&self.api, &self.service, &self.config, now, &r.requester).await {
+            tracing::warn!(request_id = r.id.get(), error = %e, "home tab not refreshed");
         }
         Ok(())
     }

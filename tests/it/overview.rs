@@ -119,7 +119,10 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals() {
     env.clock.advance(Duration::from_secs(5 * 60));
 
     assert_eq!(open_home(&env, "T0WORK", "U0ALICE", "home").await, 200);
-    let home = eventually("alice's home tab", || env.slack.home("U0ALICE")).await;
+    // Notices drew the tab before (as the requests changed); opening it
+    // draws it at the current time.
+    let home =
+        eventually("alice's home tab", || env.slack.home("U0ALICE").filter(|h| texts(h).contains("(25m left)"))).await;
     let text = texts(&home);
     assert!(text.contains("`prod-db-readonly` (request #1): active until <!date^"), "{text}");
     assert!(text.contains("(25m left)"), "{text}");
@@ -146,10 +149,14 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals() {
     })
     .await;
     assert!(texts(&home).contains("Your pending requests") && !texts(&home).contains("slow-db"), "{}", texts(&home));
-    // Request access from the tab opens the form.
+    // Request access from the tab opens the form (and redraws the tab).
+    eventually("the cancellation delivered", || env.card(RequestId::new(2)).filter(|c| texts(c).contains("ancelled")))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = env.slack.calls("views.publish").len();
     click_in_home(&env, "U0ALICE", "request_form", "").await;
     eventually("the form", || env.slack.modal("request")).await;
-    eventually("the tab redrawn again", || (env.slack.calls("views.publish").len() == before + 2).then_some(())).await;
+    eventually("the tab redrawn again", || (env.slack.calls("views.publish").len() == before + 1).then_some(())).await;
 
     // The messages tab, other workspaces and strangers.
     let publishes = env.slack.calls("views.publish").len();
@@ -160,5 +167,32 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals() {
     open_home(&env, "T0WORK", "U0STRANGER", "home").await;
     let strangers = eventually("a stranger's tab", || env.slack.home("U0STRANGER")).await;
     assert!(texts(&strangers).contains("not linked your Slack account"), "{}", texts(&strangers));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_home_tab_follows_my_request_without_reopening() {
+    let env = start("").await;
+    env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    assert_eq!(open_home(&env, "T0WORK", "U0ALICE", "home").await, 200);
+    eventually("the pending request on the tab", || {
+        env.slack.home("U0ALICE").filter(|h| texts(h).contains("waiting for approval"))
+    })
+    .await;
+
+    // Bob approves on the channel card; Alice never leaves her tab.
+    env.click("U0BOB", "approve", RequestId::new(1)).await;
+    let home = eventually("the tab redrawn with the access", || {
+        env.slack.home("U0ALICE").filter(|h| texts(h).contains("`prod-db-readonly` (request #1): active until"))
+    })
+    .await;
+    assert!(!texts(&home).contains("waiting for approval"), "{}", texts(&home));
+
+    // And when the access ends.
+    env.clock.advance(Duration::from_secs(30 * 60 + 1));
+    eventually("the tab redrawn without it", || {
+        env.slack.home("U0ALICE").filter(|h| texts(h).contains("No access right now."))
+    })
+    .await;
     env.stop().await;
 }

@@ -89,6 +89,10 @@ fn access_duration<'de, D: Deserializer<'de>>(d: D) -> Result<AccessDuration, D:
     AccessDuration::parse(&raw).map_err(serde::de::Error::custom)
 }
 
+fn opt_access_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AccessDuration>, D::Error> {
+    access_duration(d).map(Some)
+}
+
 fn std_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let raw = String::deserialize(d)?;
     humantime::parse_duration(&raw)
@@ -512,6 +516,10 @@ pub struct RoleConfig {
     /// (`"0s"`: no warning).
     #[serde(default = "default_warn_before", deserialize_with = "std_duration")]
     pub warn_before: Duration,
+    /// The longest one grant may last with all its extensions: without it,
+    /// auto-approved extensions could add up to standing access.
+    #[serde(default, deserialize_with = "opt_access_duration")]
+    pub max_total_duration: Option<AccessDuration>,
 }
 
 impl RoleConfig {
@@ -948,6 +956,15 @@ impl Config {
             if role.warn_before > Duration::from_secs(86_400) {
                 return Err(format!("{}{table}.warn_before may be at most 1 day", at(&table, Some("warn_before"))));
             }
+            if let Some(total) = role.max_total_duration
+                && total < role.max_duration
+            {
+                return Err(format!(
+                    "{}{table}.max_total_duration ({total}) is shorter than max_duration ({}): one grant could not last as long as it may be asked for",
+                    at(&table, Some("max_total_duration")),
+                    role.max_duration
+                ));
+            }
         }
         Ok(())
     }
@@ -1014,6 +1031,7 @@ impl Config {
             approval_timeout: role.approval_timeout,
             break_glass: role.break_glass,
             warn_before: role.warn_before,
+            max_total_duration: role.max_total_duration,
         })
     }
 }
@@ -1137,6 +1155,12 @@ max_duration = "4h"
             ("groups = [\"oncall\"]", "groups = []", "auto_approve.groups must name"),
             ("approval_timeout = \"1h\"", "approval_timeout = \"10s\"", "approval_timeout must be between"),
             ("warn_before = \"5m\"", "warn_before = \"2d\"", "warn_before may be at most"),
+            (
+                "warn_before = \"5m\"",
+                "max_total_duration = \"2h\"",
+                "max_total_duration (2h) is shorter than max_duration (4h)",
+            ),
+            ("warn_before = \"5m\"", "max_total_duration = \"soon\"", "is not a duration"),
             ("break_glass = true", "break_glass = \"yes\"", "break_glass"),
         ];
         for (from, to, want) in cases {

@@ -415,7 +415,7 @@ impl Service {
             let request = tx.request(id).await?.ok_or(ServiceError::NotFound(id))?;
             match self.let_through(&mut tx, &request, &Approval::Auto(why.clone()), &policy, now).await? {
                 LetThrough::Done { expires_at: t, .. } => expires_at = Some(t),
-                LetThrough::Lost | LetThrough::NothingToExtend => return self.already_decided(tx, id).await,
+                LetThrough::Lost | LetThrough::NothingToExtend(_) => return self.already_decided(tx, id).await,
             }
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::RequestCreated), id, now, now).await?;
@@ -997,31 +997,36 @@ impl Service {
         };
         // The request it extends must still hold (or be getting) access:
         // the conditional update fails if it ended or its expiry moved.
+        // The role's limit on one grant's total length is checked at each
+        // decision too: the config may have changed since it was asked for.
         let live =
             tx.request(parent).await?.filter(|p| matches!(p.state, RequestState::Granting | RequestState::Active));
-        let from = live.and_then(|p| p.expires_at).filter(|t| *t > now);
-        let moved = match from {
-            Some(from) => {
+        let ended = || format!("the access of request #{} ended before the extension was approved", parent.get());
+        let moved = match live.and_then(|p| Some((p.decided_at.unwrap_or(p.created_at), p.expires_at?))) {
+            Some((started, from)) if from > now => {
                 let to = from.plus(request.duration.get());
-                tx.extend_expiry(parent, from, to, now).await?.then_some((from, to))
+                match policy.check_total(started, to) {
+                    Ok(()) => tx.extend_expiry(parent, from, to, now).await?.then_some((from, to)).ok_or_else(ended),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            None => None,
+            _ => Err(ended()),
         };
-        let Some((from, to)) = moved else {
-            let fields = TransitionFields {
-                decided_at: Some(now),
-                ended_at: Some(now),
-                detail: Some(format!(
-                    "the access of request #{} ended before the extension was approved",
-                    parent.get()
-                )),
-                ..Default::default()
-            };
-            if !tx.transition(id, RequestState::Cancelled, &fields, now).await? {
-                return Ok(LetThrough::Lost);
+        let (from, to) = match moved {
+            Ok(moved) => moved,
+            Err(why) => {
+                let fields = TransitionFields {
+                    decided_at: Some(now),
+                    ended_at: Some(now),
+                    detail: Some(why.clone()),
+                    ..Default::default()
+                };
+                if !tx.transition(id, RequestState::Cancelled, &fields, now).await? {
+                    return Ok(LetThrough::Lost);
+                }
+                schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
+                return Ok(LetThrough::NothingToExtend(why));
             }
-            schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
-            return Ok(LetThrough::NothingToExtend);
         };
         let fields = TransitionFields {
             decided_at: Some(now),
@@ -1055,16 +1060,13 @@ impl Service {
         now: Timestamp,
     ) -> ServiceResult<T> {
         let id = request.id;
-        if matches!(outcome, LetThrough::Lost) {
+        let LetThrough::NothingToExtend(why) = outcome else {
             return self.already_decided(tx, id).await;
-        }
-        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": "access ended"}))
-            .await?;
+        };
+        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
         tx.commit().await?;
         self.wake.notify_one();
-        Err(ServiceError::NotAllowed(format!(
-            "the access request {id} would extend has already ended, so the extension was cancelled"
-        )))
+        Err(ServiceError::NotAllowed(format!("{why}, so extension {id} was cancelled")))
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).
@@ -1137,15 +1139,17 @@ enum Approval {
 }
 
 /// What [`Service::let_through`] did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum LetThrough {
     /// Granting, or for an extension: its request now ends at `expires_at`
     /// (and `extended` names that request and its old expiry).
     Done { expires_at: Timestamp, extended: Option<(RequestId, Timestamp)> },
     /// The request was no longer pending (a concurrent decision won).
     Lost,
-    /// An extension found its request's access ended; it was cancelled instead.
-    NothingToExtend,
+    /// An extension could not apply (its request's access ended, or it
+    /// would exceed the role's total); it was cancelled instead, for this
+    /// reason.
+    NothingToExtend(String),
 }
 
 /// Appends the audit event of an applied extension, on the request it extended.

@@ -6,7 +6,7 @@
 //! made and again at every decision, because group membership changes.
 
 use super::ids::{RoleName, SlackUser};
-use super::time::AccessDuration;
+use super::time::{AccessDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
@@ -150,6 +150,8 @@ pub struct RolePolicy {
     pub break_glass: bool,
     /// How long before expiry the holder is warned (zero: no warning).
     pub warn_before: Duration,
+    /// The longest one grant may last with its extensions, if limited.
+    pub max_total_duration: Option<AccessDuration>,
 }
 
 /// Why a policy said no. Each message is written for the person who asked.
@@ -191,6 +193,12 @@ pub enum PolicyError {
     /// Break-glass by someone other than the requester.
     #[error("only the requester can break glass on their own request")]
     BreakGlassNotRequester,
+    /// An extension would make one grant last longer than the role allows.
+    #[error(
+        "`{role}` allows at most {max} of access in one grant, extensions included; this extension would make it {total}. \
+         Ask again with /jit request once it ends"
+    )]
+    TooLongInAll { role: RoleName, total: AccessDuration, max: AccessDuration },
 }
 
 /// The longest ticket id accepted (it ends up in Slack fields and URLs).
@@ -283,6 +291,19 @@ impl RolePolicy {
         out
     }
 
+    /// Checks that extending access that began at `started` so that it ends
+    /// at `new_expiry` stays within `max_total_duration`.
+    pub fn check_total(&self, started: Timestamp, new_expiry: Timestamp) -> Result<(), PolicyError> {
+        let Some(max) = self.max_total_duration else { return Ok(()) };
+        let total_ms = new_expiry.millis().saturating_sub(started.millis());
+        if total_ms > max.millis() {
+            // Shown in whole minutes, rounded up: "8h 31m", not "8h 30m 12s".
+            let total = AccessDuration::from_millis(total_ms.saturating_add(59_999) / 60_000 * 60_000);
+            return Err(PolicyError::TooLongInAll { role: self.role.clone(), total, max });
+        }
+        Ok(())
+    }
+
     /// Checks that the requester is (still) allowed to hold the role.
     pub fn check_requester(&self, requester: &Identity) -> Result<(), PolicyError> {
         if requester.in_any(&self.requesters) {
@@ -338,11 +359,29 @@ mod tests {
             approval_timeout: None,
             break_glass: false,
             warn_before: Duration::from_secs(600),
+            max_total_duration: None,
         }
     }
 
     fn d(s: &str) -> AccessDuration {
         AccessDuration::parse(s).unwrap()
+    }
+
+    #[test]
+    fn extensions_stay_within_the_total_of_one_grant() {
+        let start = Timestamp::from_millis(1_000_000);
+        let at = |m: u64| start.plus(Duration::from_secs(m * 60));
+        let unlimited = policy();
+        assert_eq!(unlimited.check_total(start, at(10_000)), Ok(()));
+        let capped = RolePolicy { max_total_duration: Some(d("8h")), ..policy() };
+        for (ends, ok) in [(60, true), (480, true), (481, false), (2000, false)] {
+            assert_eq!(capped.check_total(start, at(ends)).is_ok(), ok, "ends after {ends}m");
+        }
+        let e = capped.check_total(start, at(510)).unwrap_err().to_string();
+        assert!(e.contains("at most 8h") && e.contains("would make it 8h 30m"), "{e}");
+        // Seconds are rounded up to the minute in the message.
+        let e = capped.check_total(start, at(480).plus(Duration::from_secs(1))).unwrap_err().to_string();
+        assert!(e.contains("would make it 8h 1m"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Service {
         let requester = self.identity(&cmd.requester, Purpose::Request, step_up, now).await?;
         let reason = cmd.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or(&parent.reason);
         let duration = policy.check_request(&requester, cmd.duration, reason)?;
+        policy.check_total(parent.decided_at.unwrap_or(parent.created_at), expires_at.plus(duration.get()))?;
         let ticket = policy.check_ticket(parent.ticket.as_deref(), reason)?;
         if let Some(existing) = self.db.open_extension(id).await? {
             return Err(ServiceError::AlreadyOpen { existing: Box::new(existing) });
@@ -116,9 +117,13 @@ impl Service {
             let extension = tx.request(ext).await?.ok_or(ServiceError::NotFound(ext))?;
             match self.let_through(&mut tx, &extension, &Approval::Auto(why.clone()), &policy, now).await? {
                 LetThrough::Done { expires_at, extended } => applied = Some((expires_at, extended)),
-                LetThrough::Lost | LetThrough::NothingToExtend => {
+                LetThrough::Lost => {
                     tx.rollback().await?;
                     return Err(ServiceError::NotAllowed(format!("request {id} ended while it was being extended")));
+                }
+                LetThrough::NothingToExtend(why) => {
+                    tx.rollback().await?;
+                    return Err(ServiceError::NotAllowed(why));
                 }
             }
         } else {

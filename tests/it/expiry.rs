@@ -237,3 +237,39 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone() {
     assert_eq!(posts.len(), 6, "one card per request and extension: {posts:#?}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_cannot_add_up_past_the_roles_total() {
+    let env = start(
+        r#"
+[roles.capped-db]
+description = "Read-write SQL, two hours per grant at most"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "1h"
+max_duration = "1h"
+auto_approve = { groups = ["oncall"], max_duration = "1h" }
+max_total_duration = "2h"
+"#,
+    )
+    .await;
+    let id = RequestId::new(1);
+    env.command("U0DAVE", "request capped-db 1h paging alert").await;
+    until_state(&env, id, "active").await;
+    env.clock.advance(minutes(45));
+    let answer = env.command("U0DAVE", "extend 1 1h still paging").await;
+    assert!(answer.contains("Extended"), "{answer}");
+    assert_eq!(env.db.request(id).await.unwrap().unwrap().expires_at, Some(start_time().plus(minutes(120))));
+
+    // Two hours in all is the cap: another 30 minutes is refused, and says why.
+    let refused = env.command("U0DAVE", "extend 1 30m still paging").await;
+    assert!(
+        refused.contains("`capped-db` allows at most 2h of access in one grant, extensions included")
+            && refused.contains("would make it 2h 30m"),
+        "{refused}"
+    );
+    assert_eq!(env.db.request(id).await.unwrap().unwrap().expires_at, Some(start_time().plus(minutes(120))));
+    assert_eq!(env.request_count().await, 2, "no extension was recorded for the refused ask");
+    env.stop().await;
+}

@@ -197,6 +197,7 @@ fn modal_views() -> Vec<Value> {
                 approval_timeout: None,
                 break_glass: true,
                 warn_before: std::time::Duration::from_secs(600),
+                max_total_duration: None,
             },
             description: "d".repeat(5000),
         })

@@ -69,7 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Review(ReviewCommand),
     /// Try a failing revocation again now (after fixing its cause). A running
-    /// jitbot picks it up within 30 seconds.
+    /// jitbot picks it up at once on PostgreSQL, within 30 seconds on SQLite.
     RetryRevoke {
         #[command(flatten)]
         config: ConfigArg,

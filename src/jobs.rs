@@ -50,7 +50,8 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// How long a revocation waits for a grant call that is still in flight.
 pub const WAIT_FOR_GRANT: Duration = Duration::from_secs(5);
 /// The scheduler re-reads the queue at least this often even with nothing
-/// due, so jobs written by another replica are picked up.
+/// due, so jobs written by another replica are picked up even where no
+/// notification arrives (SQLite; a PostgreSQL listener reconnecting).
 pub const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// The shortest sleep before re-checking an expiring lease, so a lease that
 /// runs out between two statements cannot make the loop spin.
@@ -283,6 +284,8 @@ impl Scheduler {
     /// finish (their leases would hand them to another replica otherwise).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
+        // Jobs other replicas write wake this loop at once (PostgreSQL).
+        let _listener = self.inner.db.listen_for_jobs(self.inner.wake.clone()).map(AbortOnDrop);
         let options = &self.inner.options;
         let semaphore = Arc::new(Semaphore::new(options.concurrency));
         let mut running = JoinSet::new();

@@ -44,6 +44,11 @@ pub use slack_cards::CardRow;
 /// before answering "try again": well under Slack's 3-second deadline.
 pub const DB_WAIT: Duration = Duration::from_millis(2000);
 
+/// The PostgreSQL channel replicas announce new or rescheduled jobs on.
+pub const JOBS_CHANNEL: &str = "jitbot_jobs";
+/// The pause before listening again after the notification connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
 /// How long start-up (`serve`, `migrate`, the CLI) waits for the database:
 /// a server that is still starting, or a disk that is slow to create and
 /// sync a new SQLite file, is waited for instead of failing the command.
@@ -268,6 +273,50 @@ impl Db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
         }
+    }
+
+    /// On PostgreSQL, listens for job notifications from every replica
+    /// (the `jobs_notify` trigger) and wakes `wake` on each; `None` on
+    /// SQLite. The listener has a connection of its own, outside the pool,
+    /// so it never takes a slot from requests or jobs. After a lost
+    /// connection it reconnects and wakes too, since notifications sent
+    /// meanwhile are lost.
+    pub fn listen_for_jobs(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Option<tokio::task::JoinHandle<()>> {
+        let Db::Postgres(pool) = self else { return None };
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        Some(tokio::spawn(async move {
+            let mut listener = loop {
+                match sqlx::postgres::PgListener::connect_with(&own).await {
+                    Ok(mut l) => match l.listen(JOBS_CHANNEL).await {
+                        Ok(()) => break l,
+                        Err(e) => tracing::debug!(error = %e, "cannot listen for jobs; retrying"),
+                    },
+                    Err(e) => tracing::debug!(error = %e, "cannot connect to listen for jobs; retrying"),
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+            };
+            listener.ignore_pool_close_event(true);
+            // Anything sent before this moment was missed.
+            wake.notify_one();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection dropped; the next call reconnects and
+                    // listens again, and what was sent meanwhile is lost.
+                    Ok(None) => wake.notify_one(),
+                    // Reconnecting failed (the database is down): the
+                    // scheduler has its own backoff, so no wake here.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "job notifications interrupted; reconnecting");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                    }
+                }
+            }
+        }))
     }
 
     /// Whether this is PostgreSQL (some statements add row locking there).

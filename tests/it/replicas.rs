@@ -355,6 +355,30 @@ async fn a_database_outage_answers_try_again_and_the_scheduler_resumes_by_itself
     jitbot::audit::verify(t.db()).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_written_by_another_replica_wakes_an_idle_one_at_once() {
+    if postgres_server().is_none() {
+        return;
+    }
+    let t = TestApp::spawn_on(Backend::Postgres).await;
+    // An idle replica: nothing is due, so it sleeps until the manual clock
+    // moves (it never does here) or something wakes it.
+    let idle = RunningLoop::start(t.replica("idle").await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Another replica (whose own scheduler is not running) takes the click.
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    let clicked = Instant::now();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    eventually("the idle replica to grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
+    eprintln!("approval on one replica to grant by another: {:?}", clicked.elapsed());
+    let worker = t
+        .pairs(&format!("SELECT worker, attempt FROM jobs WHERE kind = 'grant' AND request_id = {}", req.id.get()))
+        .await;
+    assert_eq!(worker, vec![("idle".to_owned(), 1)]);
+    idle.stop().await;
+}
+
 /// Not a timed test: measures how long two replicas take to revoke 1,000
 /// grants and how they split the work, and prints the figures. Run with
 ///

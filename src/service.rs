@@ -185,13 +185,30 @@ pub enum ApprovalOutcome {
 pub struct Service {
     db: Db,
     config: Arc<Config>,
-    wake: Arc<Notify>,
+    wake: Wake,
+}
+
+/// Wakes schedulers after a commit that wrote jobs: this process's at once,
+/// and on PostgreSQL every other replica's (see [`Db::announce_jobs`]), so
+/// whichever replica took the Slack request, an idle one may run the job.
+#[derive(Clone)]
+struct Wake {
+    local: Arc<Notify>,
+    db: Db,
+}
+
+impl Wake {
+    fn notify_one(&self) {
+        self.local.notify_one();
+        self.db.announce_jobs();
+    }
 }
 
 impl Service {
     /// Builds the service. `wake` is notified after every commit that
     /// scheduled jobs, so the scheduler does not wait for its next timer.
     pub fn new(db: Db, config: Arc<Config>, wake: Arc<Notify>) -> Self {
+        let wake = Wake { local: wake, db: db.clone() };
         Self { db, config, wake }
     }
 

@@ -275,9 +275,29 @@ impl Db {
         }
     }
 
-    /// On PostgreSQL, listens for job notifications from every replica
-    /// (the `jobs_notify` trigger) and wakes `wake` on each; `None` on
-    /// SQLite. The listener has a connection of its own, outside the pool,
+    /// Tells the other replicas that jobs were written or made due, with a
+    /// PostgreSQL `NOTIFY` after the commit, from a task of its own so the
+    /// caller's answer does not wait; nothing on SQLite (one process).
+    ///
+    /// Only the use cases announce (a click, a SCIM push, the CLI): the
+    /// follow-up jobs a job writes are run by the replica that wrote them.
+    /// A trigger on the jobs table would also notify from every job's own
+    /// commit, and PostgreSQL serializes the commits of notifying
+    /// transactions on one lock; keeping `NOTIFY` out of the transaction and
+    /// off the job path leaves job throughput alone.
+    pub fn announce_jobs(&self) {
+        let Db::Postgres(pool) = self else { return };
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&pool).await {
+                // The others still look at the queue every 30 s.
+                tracing::debug!(error = %e, "could not tell the other replicas about new jobs");
+            }
+        });
+    }
+
+    /// On PostgreSQL, listens for [`Db::announce_jobs`] from every replica
+    /// and wakes `wake` on each; `None` on SQLite. The listener has a connection of its own, outside the pool,
     /// so it never takes a slot from requests or jobs. After a lost
     /// connection it reconnects and wakes too, since notifications sent
     /// meanwhile are lost.

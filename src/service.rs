@@ -1083,7 +1083,7 @@ impl Service {
         audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
         tx.commit().await?;
         self.wake.notify_one();
-        Err(ServiceError::NotAllowed(format!("{why}, so extension {id} was cancelled")))
+        Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).

@@ -273,3 +273,45 @@ max_total_duration = "2h"
     assert_eq!(env.request_count().await, 2, "no extension was recorded for the refused ask");
     env.stop().await;
 }
+
+/// The cap is checked again when an extension is decided: the config may
+/// have changed since it was asked for.
+#[tokio::test]
+async fn an_extension_past_a_cap_set_meanwhile_is_cancelled_when_decided() {
+    const ROLE: &str = r#"
+[roles.capped]
+description = "Read-only SQL"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "1h"
+max_duration = "1h"
+"#;
+    let mut t = crate::provider_support::ProviderApp::spawn(ROLE, start_time()).await;
+    let id = t.grant("U0ALICE", "capped", "1h").await;
+    assert_eq!(t.state(id).await, "active");
+    t.advance(minutes(10));
+    let ask = jitbot::service::ExtendCommand {
+        requester: crate::support::user("U0ALICE"),
+        request: id,
+        duration: Some(jitbot::domain::AccessDuration::parse("1h").unwrap()),
+        reason: None,
+        client_key: None,
+    };
+    let ext = match t.service().extend(ask, t.now()).await.unwrap() {
+        jitbot::service::ExtendOutcome::Pending(r) => r.id,
+        other => panic!("this extension needs approval: {other:?}"),
+    };
+
+    t.restart_with(&format!("{ROLE}max_total_duration = \"1h30m\"\n")).await;
+    let refused = t.service().approve(ext, &crate::support::user("U0BOB"), t.now()).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("extension #2 was cancelled: `capped` allows at most 1h 30m")
+            && refused.contains("would make it 2h"),
+        "{refused}"
+    );
+    assert_eq!(t.state(ext).await, "cancelled");
+    assert_eq!(t.request_now(id).await.expires_at, Some(start_time().plus(minutes(60))), "the expiry did not move");
+    let why = t.audit_detail(ext, "request.cancelled").await;
+    assert!(why["why"].as_str().unwrap().contains("at most 1h 30m"), "{why}");
+}

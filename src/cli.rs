@@ -373,7 +373,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let id = crate::domain::RequestId::parse(&id)
                 .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
             let db = open(&config).await?;
-            let r = service(db, config).retry_revoke(id, &cli_actor(), SystemClock.now()).await?;
+            let r = service(db.clone(), config).retry_revoke(id, &cli_actor(), SystemClock.now()).await?;
+            // Serving replicas pick it up at once (PostgreSQL) before this process ends.
+            db.announce_jobs_now().await;
             println!("request {} ({}, {}): revocation will be tried again now", r.id, r.role, r.state);
         }
         Command::Link(LinkCommand::Remove { config, team, user }) => {

@@ -611,8 +611,11 @@ impl Config {
             ProviderConfig::Postgres(p) => Some(p.login.clone()),
             _ => None,
         });
-        let role_templates =
-            self.roles.values().filter_map(|r| r.grant.as_ref()?.get("login")?.as_str().map(str::to_owned));
+        let role_templates = self
+            .roles
+            .values()
+            .filter(|r| matches!(self.providers.get(&r.provider), Some(ProviderConfig::Postgres(_))))
+            .filter_map(|r| r.postgres_grant().ok()?.login);
         provider_templates
             .chain(role_templates)
             .filter_map(|t| LoginTemplate::parse(&t).ok())

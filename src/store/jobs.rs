@@ -236,18 +236,20 @@ impl Tx {
     /// is due but no worker has tried it (after a restart, or on a busy
     /// queue, the expiry's revoke and its overdue check come due together).
     pub async fn revoke_in_flight(&mut self, request: RequestId, now: Timestamp) -> StoreResult<bool> {
-        if self.job_in_flight("revoke", request, now).await? {
-            return Ok(true);
-        }
-        let untried: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs WHERE request_id = $1 AND kind = 'revoke' AND state = 'queued' AND attempt = 0",
-            )
-            .bind(request.get())
-            .fetch_one(c)
-            .await?
+        let sql = format!(
+            "SELECT COUNT(*) FROM jobs
+             WHERE request_id = $1 AND kind = 'revoke'
+               AND ((state = 'running' AND lease_until > {}) OR (state = 'queued' AND attempt = 0))",
+            lease_clock(self.is_postgres(), "$2")
+        );
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(request.get())
+                .bind(now.millis())
+                .fetch_one(c)
+                .await?
         });
-        Ok(untried > 0)
+        Ok(n > 0)
     }
 
     /// Whether a grant call for the request may be in flight right now (a

@@ -286,14 +286,20 @@ impl Db {
     /// transactions on one lock; keeping `NOTIFY` out of the transaction and
     /// off the job path leaves job throughput alone.
     pub fn announce_jobs(&self) {
+        if self.is_postgres() {
+            let db = self.clone();
+            tokio::spawn(async move { db.announce_jobs_now().await });
+        }
+    }
+
+    /// [`Db::announce_jobs`], awaited: for a short-lived process (the CLI),
+    /// whose spawned tasks would die with it.
+    pub async fn announce_jobs_now(&self) {
         let Db::Postgres(pool) = self else { return };
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&pool).await {
-                // The others still look at the queue every 30 s.
-                tracing::debug!(error = %e, "could not tell the other replicas about new jobs");
-            }
-        });
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(pool).await {
+            // The others still look at the queue every 30 s.
+            tracing::debug!(error = %e, "could not tell the other replicas about new jobs");
+        }
     }
 
     /// On PostgreSQL, listens for [`Db::announce_jobs`] from every replica

@@ -53,7 +53,7 @@ pub struct App {
     service: Service,
     scheduler: Scheduler,
     router: axum::Router,
-    socket: Option<(SlackState, String, u32)>,
+    socket: Option<(SlackState, crate::config::Secret, u32)>,
 }
 
 impl App {
@@ -142,8 +142,10 @@ impl App {
         let mut socket = None;
         let slack_routes = match (&config.slack, slack_state) {
             (Some(slack), Some(state)) if slack.mode == SlackMode::Socket => {
-                let token = slack.app_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
-                socket = Some((state, token, slack.socket_connections));
+                // Validated at load: Socket Mode always has an app-level token.
+                if let Some(token) = slack.app_token.clone() {
+                    socket = Some((state, token, slack.socket_connections));
+                }
                 None
             }
             (_, state) => state,

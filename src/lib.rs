@@ -19,8 +19,9 @@
 //!   targets report.
 //! - [`metrics`]: counters served on `/metrics`.
 //! - [`notify`]: what people are told, behind a trait the transports implement.
-//! - [`slack`]: Slack over HTTP: signatures, commands, buttons, modals, the
-//!   App Home tab, Block Kit templates, Web API.
+//! - [`slack`]: Slack as a transport: one dispatcher for commands, buttons,
+//!   modals and the App Home tab, behind two edges (signed HTTP requests and
+//!   Socket Mode websockets); Block Kit templates, Web API.
 //! - [`audit`]: the hash-chained audit trail, verify and export.
 //! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.

@@ -8,8 +8,6 @@
 //! (`response_action: errors`); it only touches the database through the
 //! service, like a slash command.
 
-use axum::Json;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::modals::{self, BreakGlassForm, DenyForm, RequestForm, RequestSent, RoleChoice, field};
@@ -155,10 +153,10 @@ pub(crate) async fn open_break_glass_form(
     }
 }
 
-fn errors(errors: &[(&str, String)]) -> Response {
+fn errors(errors: &[(&str, String)]) -> Value {
     let map: serde_json::Map<String, Value> =
         errors.iter().map(|(block, message)| ((*block).to_owned(), json!(truncate(message, 500)))).collect();
-    Json(json!({"response_action": "errors", "errors": map})).into_response()
+    json!({"response_action": "errors", "errors": map})
 }
 
 fn sentence(e: &ServiceError) -> String {
@@ -186,7 +184,7 @@ fn field_of(e: &ServiceError, has_ticket_field: bool) -> &'static str {
 
 /// A submitted form: answered in the response (errors on the fields, the
 /// next view, or closing the modal).
-pub(crate) async fn submission(state: &SlackState, user: &SlackUser, view: &ViewPayload, now: Timestamp) -> Response {
+pub(crate) async fn submission(state: &SlackState, user: &SlackUser, view: &ViewPayload, now: Timestamp) -> Value {
     match view.callback_id.as_deref() {
         Some(modals::REQUEST_FORM) => submit_request(state, user, view, now).await,
         Some(modals::DENY_FORM) => {
@@ -212,11 +210,11 @@ pub(crate) async fn submission(state: &SlackState, user: &SlackUser, view: &View
     }
 }
 
-fn clear() -> Response {
-    Json(json!({"response_action": "clear"})).into_response()
+fn clear() -> Value {
+    json!({"response_action": "clear"})
 }
 
-async fn submit_request(state: &SlackState, user: &SlackUser, view: &ViewPayload, now: Timestamp) -> Response {
+async fn submit_request(state: &SlackState, user: &SlackUser, view: &ViewPayload, now: Timestamp) -> Value {
     let Some(role) = view.value(field::ROLE).or(view.private_metadata.as_deref().filter(|r| !r.is_empty())) else {
         return errors(&[(field::ROLE, "Choose a role.".to_owned())]);
     };
@@ -252,7 +250,7 @@ async fn submit_request(state: &SlackState, user: &SlackUser, view: &ViewPayload
                 ),
             };
             let view = RequestSent { request: &r, next: &next }.render();
-            Json(json!({"response_action": "update", "view": view})).into_response()
+            json!({"response_action": "update", "view": view})
         }
         Err(e) => errors(&[(field_of(&e, has_ticket_field), sentence(&e))]),
     }

@@ -18,6 +18,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use super::api::SlackApi;
+use super::dispatch::{Answer, Delivery, Inbound, dispatch};
 use super::payloads::{self, SlashCommand};
 use super::signature;
 use super::views::{escape, slack_date};
@@ -138,15 +139,6 @@ impl From<String> for Reply {
     }
 }
 
-fn ephemeral(reply: impl Into<Reply>) -> Response {
-    let reply = reply.into();
-    if reply.blocks.is_empty() {
-        Json(json!({"response_type": "ephemeral", "text": reply.text})).into_response()
-    } else {
-        Json(json!({"response_type": "ephemeral", "text": reply.text, "blocks": reply.blocks})).into_response()
-    }
-}
-
 /// A message with a "Sign in" button carrying a fresh single-use link token.
 async fn sign_in_reply(
     state: &SlackState,
@@ -196,23 +188,26 @@ pub(crate) async fn answer_error(state: &SlackState, e: &ServiceError, user: &Sl
     }
 }
 
-async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
-    verify(&state, &headers, &body)?;
-    let cmd = payloads::parse_command(&body).map_err(Refusal::Malformed)?;
-    if cmd.team_id != state.slack().team_id {
-        tracing::warn!(team = %cmd.team_id, "slash command from another workspace refused");
-        return Ok(ephemeral("This jitbot serves another Slack workspace; nothing was done.".to_owned()));
+async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refusal) = verify(&state, &headers, &body) {
+        return refusal.into_response();
     }
-    let user = SlackUser::parse(&cmd.team_id, &cmd.user_id).map_err(Refusal::Malformed)?;
-    if let Ok(JitCommand::RequestForm { role }) = command::parse(&cmd.text) {
-        // The form opens from a spawned task; the command itself says nothing.
-        let response_url = Some(cmd.response_url.clone()).filter(|u| !u.is_empty());
-        return Ok(match super::forms::open_request_form(&state, &user, role, &cmd.trigger_id, response_url).await {
-            Some(reply) => ephemeral(reply),
-            None => StatusCode::OK.into_response(),
-        });
+    let inbound = match payloads::parse_command(&body) {
+        Ok(cmd) => Inbound::Command(cmd),
+        Err(e) => return Refusal::Malformed(e).into_response(),
+    };
+    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
+}
+
+/// Puts the dispatcher's answer on the HTTP wire.
+fn http_answer(answer: Answer) -> Response {
+    match answer {
+        Answer::Ack => StatusCode::OK.into_response(),
+        Answer::Message(reply) => Json(Answer::message_json(&reply)).into_response(),
+        Answer::ViewResponse(value) => Json(value).into_response(),
+        Answer::Challenge(challenge) => Json(json!({"challenge": challenge})).into_response(),
+        Answer::Refused(refusal) => refusal.into_response(),
     }
-    Ok(ephemeral(run_command(&state, &user, &cmd).await))
 }
 
 /// Explains a refusal to the person who acted.
@@ -488,10 +483,15 @@ async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
     }
 }
 
-async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
-    verify(&state, &headers, &body)?;
-    let interaction = payloads::parse_interaction(&body).map_err(Refusal::Malformed)?;
-    handle_interaction(&state, interaction, is_retry(&headers)).await
+async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refusal) = verify(&state, &headers, &body) {
+        return refusal.into_response();
+    }
+    let inbound = match payloads::parse_interaction(&body) {
+        Ok(interaction) => Inbound::Interaction(Box::new(interaction)),
+        Err(e) => return Refusal::Malformed(e).into_response(),
+    };
+    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
 }
 
 /// Handles a parsed interaction from either transport: only database work,
@@ -500,7 +500,7 @@ pub(crate) async fn handle_interaction(
     state: &SlackState,
     interaction: payloads::Interaction,
     retry: bool,
-) -> Result<Response, Refusal> {
+) -> Result<Answer, Refusal> {
     let state = state.clone();
     if interaction.team_id() != Some(state.slack().team_id.as_str()) {
         tracing::warn!(team = ?interaction.team_id(), "interaction from another workspace refused");
@@ -510,10 +510,10 @@ pub(crate) async fn handle_interaction(
         .map_err(Refusal::Malformed)?;
     match (interaction.kind.as_str(), &interaction.view) {
         ("view_submission", Some(view)) => {
-            return Ok(super::forms::submission(&state, &user, view, state.clock.now()).await);
+            return Ok(Answer::ViewResponse(super::forms::submission(&state, &user, view, state.clock.now()).await));
         }
         ("block_actions", _) => {}
-        _ => return Ok(StatusCode::OK.into_response()),
+        _ => return Ok(Answer::Ack),
     }
     let trigger = interaction.trigger_id.as_deref();
     let in_home = interaction.view.as_ref().is_some_and(|v| v.kind.as_deref() == Some("home"));
@@ -562,7 +562,7 @@ pub(crate) async fn handle_interaction(
         // Clicks in the home tab have nowhere to answer: the redrawn tab is the answer.
         super::home::publish_soon(&state, user);
     }
-    Ok(StatusCode::OK.into_response())
+    Ok(Answer::Ack)
 }
 
 /// A click on a button that carries a request id: Approve, Deny, I'm done.
@@ -676,26 +676,13 @@ async fn extend_reply(state: &SlackState, user: &SlackUser, result: Result<Exten
     }
 }
 
-async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
-    verify(&state, &headers, &body)?;
-    let envelope: payloads::EventEnvelope =
-        serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(format!("malformed event: {e}")))?;
-    match envelope.kind.as_str() {
-        "url_verification" => Ok(Json(json!({"challenge": envelope.challenge.unwrap_or_default()})).into_response()),
-        _ => {
-            let team = envelope.team_id.as_deref().unwrap_or_default();
-            if team != state.slack().team_id {
-                return Err(Refusal::ForeignTeam);
-            }
-            if let Some(event) = &envelope.event
-                && event.kind == "app_home_opened"
-                && event.tab.as_deref() == Some("home")
-                && let Some(user) = event.user.as_deref().and_then(|u| SlackUser::parse(team, u).ok())
-            {
-                // Acknowledged now; the tab is drawn from a spawned task.
-                super::home::publish_soon(&state, user);
-            }
-            Ok(StatusCode::OK.into_response())
-        }
+async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(refusal) = verify(&state, &headers, &body) {
+        return refusal.into_response();
     }
+    let inbound = match serde_json::from_slice::<payloads::EventEnvelope>(&body) {
+        Ok(envelope) => Inbound::Event(envelope),
+        Err(e) => return Refusal::Malformed(format!("malformed event: {e}")).into_response(),
+    };
+    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
 }

@@ -9,21 +9,27 @@ use serde_json::Value;
 
 use crate::slack_http::{buttons, texts};
 use crate::slack_support::{APPROVALS, SlackEnv, eventually};
+use crate::slack_support::{Transport, both_transports};
 use crate::support::start_time;
-use crate::workflow::{start, until_state};
+use crate::workflow::{start_on, until_state};
+
+both_transports!(
+    the_holder_is_warned_before_expiry_and_im_done_ends_access_now,
+    an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing,
+    an_extension_needing_approval_gets_its_own_card,
+    extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone,
+    extensions_cannot_add_up_past_the_roles_total,
+);
 
 /// Picks `value` in the select menu `action_id` of a message, as `user_id`.
 pub async fn select(env: &SlackEnv, user_id: &str, action_id: &str, value: &str) -> u16 {
-    let body = env.click_body("T0WORK", user_id, action_id, RequestId::new(1));
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
-    let mut payload: Value = serde_json::from_str(&pairs[0].1).unwrap();
+    let mut payload = env.click_payload("T0WORK", user_id, action_id, RequestId::new(1));
     let action = &mut payload["actions"][0];
     action.as_object_mut().unwrap().remove("value");
     action.as_object_mut().unwrap().remove("text");
     action["type"] = "static_select".into();
     action["selected_option"] = serde_json::json!({"text": {"type": "plain_text", "text": "+1h"}, "value": value});
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+    env.interact(&payload).await.0
 }
 
 /// The expiry warning DMs `user` got so far.
@@ -41,9 +47,8 @@ async fn approved(env: &SlackEnv, user: &str, text: &str, id: RequestId) {
     until_state(env, id, "active").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now() {
-    let env = start("").await;
+async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now(transport: Transport) {
+    let env = start_on(transport, "").await;
     let id = RequestId::new(1);
     approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging", id).await;
 
@@ -84,9 +89,8 @@ async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing() {
-    let env = start("").await;
+async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing(transport: Transport) {
+    let env = start_on(transport, "").await;
     let id = RequestId::new(1);
     env.command("U0DAVE", "request oncall-db 30m paging alert").await;
     until_state(&env, id, "active").await;
@@ -142,9 +146,8 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extension_needing_approval_gets_its_own_card() {
-    let env = start("").await;
+async fn an_extension_needing_approval_gets_its_own_card(transport: Transport) {
+    let env = start_on(transport, "").await;
     let id = RequestId::new(1);
     approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging the migration", id).await;
     env.clock.advance(minutes(20));
@@ -181,9 +184,8 @@ async fn an_extension_needing_approval_gets_its_own_card() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone() {
-    let env = start("").await;
+async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone(transport: Transport) {
+    let env = start_on(transport, "").await;
     let id = RequestId::new(1);
     approved(&env, "U0ALICE", "request prod-db-readonly 30m debugging", id).await;
     let original = env.db.request(id).await.unwrap().unwrap().expires_at;
@@ -238,9 +240,9 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extensions_cannot_add_up_past_the_roles_total() {
-    let env = start(
+async fn extensions_cannot_add_up_past_the_roles_total(transport: Transport) {
+    let env = start_on(
+        transport,
         r#"
 [roles.capped-db]
 description = "Read-write SQL, two hours per grant at most"

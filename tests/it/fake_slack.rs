@@ -135,14 +135,26 @@ impl FakeSlack {
     /// Sends an envelope of `kind` with `payload` down one open socket
     /// (round robin, as Slack spreads events) and returns its id.
     pub fn send_envelope(&self, kind: &str, payload: Value, accepts_response_payload: bool) -> String {
+        self.send_envelope_attempt(kind, payload, accepts_response_payload, 0)
+    }
+
+    /// Like [`Self::send_envelope`], as Slack's `retry_attempt`-th redelivery
+    /// (0 for the first delivery).
+    pub fn send_envelope_attempt(
+        &self,
+        kind: &str,
+        payload: Value,
+        accepts_response_payload: bool,
+        retry_attempt: u32,
+    ) -> String {
         let mut s = self.state.lock().unwrap();
         s.next_envelope += 1;
         let id = format!("env-{:06}", s.next_envelope);
         let mut envelope = json!({"envelope_id": id, "type": kind, "payload": payload,
             "accepts_response_payload": accepts_response_payload});
-        if kind == "events_api" {
-            envelope["retry_attempt"] = json!(0);
-            envelope["retry_reason"] = json!("");
+        if kind == "events_api" || retry_attempt > 0 {
+            envelope["retry_attempt"] = json!(retry_attempt);
+            envelope["retry_reason"] = json!(if retry_attempt > 0 { "timeout" } else { "" });
         }
         s.sockets.retain(|tx| !tx.is_closed());
         assert!(!s.sockets.is_empty(), "no Socket Mode connection is open");

@@ -8,14 +8,20 @@ use serde_json::{Value, json};
 
 use crate::slack_http::{buttons, texts};
 use crate::slack_support::{SlackEnv, eventually, fixture};
-use crate::workflow::start;
+use crate::slack_support::{Transport, both_transports};
+use crate::workflow::start_on;
+
+both_transports!(
+    the_request_form_lists_only_my_roles_and_follows_the_chosen_one,
+    submitting_the_form_requests_or_shows_errors_on_the_fields,
+    deny_asks_for_an_optional_reason_shown_on_the_card_and_in_the_dm,
+    break_glass_asks_the_requester_for_a_mandatory_reason,
+);
 
 /// Runs `/jit <text>`; returns the status and the raw body (empty when the
 /// command answered with a modal instead of a message).
 pub async fn command_raw(env: &SlackEnv, user_id: &str, text: &str) -> (u16, String) {
-    let body = env.command_body("T0WORK", user_id, text, None);
-    let resp = env.send("/slack/commands", env.signed(body, "application/x-www-form-urlencoded")).await;
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    env.command_raw(user_id, text).await
 }
 
 /// A text input's submitted value.
@@ -51,18 +57,14 @@ pub async fn submit(env: &SlackEnv, user_id: &str, view: &Value, values: &[(&str
     let mut submitted = view.clone();
     submitted["state"] = json!({ "values": state });
     payload["view"] = submitted;
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let resp = env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await;
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
-    resp.json().await.unwrap()
+    let (status, answer) = env.interact(&payload).await;
+    assert_eq!(status, 200);
+    answer.expect("a form submission is answered in the acknowledgement")
 }
 
 /// Picks `value` in the select `action_id` inside the open modal `view`.
 pub async fn pick_in_modal(env: &SlackEnv, user_id: &str, view: &Value, action_id: &str, value: &str) -> u16 {
-    let body = env.click_body("T0WORK", user_id, action_id, RequestId::new(1));
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
-    let mut payload: Value = serde_json::from_str(&pairs[0].1).unwrap();
+    let mut payload = env.click_payload("T0WORK", user_id, action_id, RequestId::new(1));
     for key in ["channel", "message", "response_url"] {
         payload.as_object_mut().unwrap().remove(key);
     }
@@ -72,8 +74,7 @@ pub async fn pick_in_modal(env: &SlackEnv, user_id: &str, view: &Value, action_i
     payload["view"] = open;
     payload["actions"] = json!([{"type": "static_select", "action_id": action_id, "block_id": action_id,
         "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value}, "action_ts": "1"}]);
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+    env.interact(&payload).await.0
 }
 
 /// Denies request `id` as `user_id` through the Deny form.
@@ -96,9 +97,8 @@ fn block<'a>(view: &'a Value, id: &str) -> Option<&'a Value> {
     view["blocks"].as_array().unwrap().iter().find(|b| b["block_id"] == id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one() {
-    let env = start("").await;
+async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one(transport: Transport) {
+    let env = start_on(transport, "").await;
     let (status, body) = command_raw(&env, "U0ALICE", "request").await;
     assert_eq!((status, body.as_str()), (200, ""), "the command answers with a form, not a message");
     let form = eventually("the form", || env.slack.modal("request")).await;
@@ -139,9 +139,8 @@ async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submitting_the_form_requests_or_shows_errors_on_the_fields() {
-    let env = start("").await;
+async fn submitting_the_form_requests_or_shows_errors_on_the_fields(transport: Transport) {
+    let env = start_on(transport, "").await;
     command_raw(&env, "U0ALICE", "request ticketed").await;
     let form = eventually("the form", || env.slack.modal("request")).await;
     let base = |reason: &str, secs: &str| {
@@ -198,9 +197,8 @@ async fn submitting_the_form_requests_or_shows_errors_on_the_fields() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deny_asks_for_an_optional_reason_shown_on_the_card_and_in_the_dm() {
-    let env = start("").await;
+async fn deny_asks_for_an_optional_reason_shown_on_the_card_and_in_the_dm(transport: Transport) {
+    let env = start_on(transport, "").await;
     env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
     let id = RequestId::new(1);
     eventually("the card", || env.card(id)).await;
@@ -231,9 +229,8 @@ async fn deny_asks_for_an_optional_reason_shown_on_the_card_and_in_the_dm() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn break_glass_asks_the_requester_for_a_mandatory_reason() {
-    let env = start("").await;
+async fn break_glass_asks_the_requester_for_a_mandatory_reason(transport: Transport) {
+    let env = start_on(transport, "").await;
     let reply = env.command_json("U0ALICE", "request emergency 1h primary database down").await;
     let id = RequestId::new(1);
     assert_eq!(buttons(&reply), vec![("break_glass".to_owned(), "1".to_owned())], "{reply}");

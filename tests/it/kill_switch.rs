@@ -5,21 +5,20 @@
 use std::process::Command;
 
 use jitbot::domain::RequestId;
-use serde_json::Value;
 
 use crate::fake_slack::BOT_TOKEN;
 use crate::slack_http::{buttons, texts};
 use crate::slack_support::{AUDIT, SlackEnv, eventually, slack_config_text};
-use crate::workflow::{WORKFLOW_ROLES, start, until_state};
+use crate::slack_support::{Transport, both_transports};
+use crate::workflow::{WORKFLOW_ROLES, start, start_on, until_state};
+
+both_transports!(an_administrator_revokes_everything_after_confirming,);
 
 /// Clicks the button `action_id` whose value is `value`.
 async fn click_value(env: &SlackEnv, user_id: &str, action_id: &str, value: &str) -> u16 {
-    let body = env.click_body("T0WORK", user_id, action_id, RequestId::new(1));
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
-    let mut payload: Value = serde_json::from_str(&pairs[0].1).unwrap();
+    let mut payload = env.click_payload("T0WORK", user_id, action_id, RequestId::new(1));
     payload["actions"][0]["value"] = value.into();
-    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    env.send("/slack/interactions", env.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+    env.interact(&payload).await.0
 }
 
 /// Two live grants and one pending request.
@@ -33,9 +32,8 @@ async fn incident(env: &SlackEnv) {
     eventually("the cards", || env.card(RequestId::new(3))).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_administrator_revokes_everything_after_confirming() {
-    let env = start("").await;
+async fn an_administrator_revokes_everything_after_confirming(transport: Transport) {
+    let env = start_on(transport, "").await;
     env.link("U0ADMIN", "admin", &["jit-admins"]).await;
     incident(&env).await;
 

@@ -7,7 +7,18 @@ use jitbot::domain::RequestId;
 use serde_json::Value;
 
 use crate::fake_slack::Failure;
+use crate::slack_support::SlackEnvOptions;
 use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, eventually, fixture, slack_sign};
+use crate::slack_support::{Transport, both_transports};
+
+both_transports!(
+    deny_updates_the_card_and_tells_the_requester,
+    self_approval_and_outsiders_are_refused_with_an_explanation,
+    double_clicks_and_retried_deliveries_count_once,
+    slack_answering_429_then_200_still_gets_the_card_posted,
+    commands_answer_helpfully,
+    an_admin_retries_a_failing_revocation_from_slack,
+);
 
 pub(crate) fn texts(v: &Value) -> String {
     // All visible text of a message, for assertions.
@@ -100,9 +111,8 @@ pub async fn request_approve_grant_expire(env: SlackEnv) {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deny_updates_the_card_and_tells_the_requester() {
-    let env = SlackEnv::start().await;
+async fn deny_updates_the_card_and_tells_the_requester(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
     eventually("card", || env.card(id)).await;
@@ -171,9 +181,8 @@ async fn other_workspaces_are_refused() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_approval_and_outsiders_are_refused_with_an_explanation() {
-    let env = SlackEnv::start().await;
+async fn self_approval_and_outsiders_are_refused_with_an_explanation(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.link("U0ALICE", "alice", &["engineering", "sre-leads"]).await;
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
@@ -192,17 +201,15 @@ async fn self_approval_and_outsiders_are_refused_with_an_explanation() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn double_clicks_and_retried_deliveries_count_once() {
-    let env = SlackEnv::start().await;
+async fn double_clicks_and_retried_deliveries_count_once(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.command("U0ALICE", "request prod-admin needs two approvers").await;
     let id = RequestId::new(1);
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
     // Slack retrying the same click: acknowledged, counted once, and no second answer.
-    let mut retry = env.signed(env.click_body("T0WORK", "U0BOB", "approve", id), "application/x-www-form-urlencoded");
-    retry.retry = true;
-    assert_eq!(env.send("/slack/interactions", retry).await.status(), 200);
+    let retried = env.click_payload("T0WORK", "U0BOB", "approve", id);
+    assert_eq!(env.interact_attempt(&retried, 1).await.0, 200);
     let answers = eventually("answers", || {
         let r = env.slack.responses();
         (r.len() >= 2).then_some(r)
@@ -218,25 +225,16 @@ async fn double_clicks_and_retried_deliveries_count_once() {
     assert_eq!(env.state(id).await, "pending");
 
     // A retried slash command delivery (same trigger_id) makes no second request.
-    let body = env.command_body("T0WORK", "U0ALICE", "request prod-db-readonly debugging", Some("trigger-same"));
-    let first: Value = env
-        .send("/slack/commands", env.signed(body.clone(), "application/x-www-form-urlencoded"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let mut again = env.signed(body, "application/x-www-form-urlencoded");
-    again.retry = true;
-    let second: Value = env.send("/slack/commands", again).await.json().await.unwrap();
+    let first = env.command_retry("U0ALICE", "request prod-db-readonly debugging", "trigger-same", 0).await;
+    let second = env.command_retry("U0ALICE", "request prod-db-readonly debugging", "trigger-same", 1).await;
     assert_eq!(first["text"], second["text"]);
     assert!(first["text"].as_str().unwrap().starts_with("Request #2"));
     assert_eq!(env.request_count().await, 2);
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slack_answering_429_then_200_still_gets_the_card_posted() {
-    let env = SlackEnv::start().await;
+async fn slack_answering_429_then_200_still_gets_the_card_posted(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.slack.fail_next("chat.postMessage", Failure::RateLimited { retry_after_secs: 30 });
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
@@ -259,9 +257,8 @@ async fn slack_answering_429_then_200_still_gets_the_card_posted() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_answer_helpfully() {
-    let env = SlackEnv::start().await;
+async fn commands_answer_helpfully(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     let help = env.command("U0ALICE", "help").await;
     assert!(help.contains("/jit request <role> [duration] <reason>"), "{help}");
     assert!(help.contains("`prod-db-readonly`: Read-only SQL on production"), "{help}");
@@ -313,9 +310,8 @@ async fn events_url_verification_is_answered() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_retries_a_failing_revocation_from_slack() {
-    let env = SlackEnv::start().await;
+async fn an_admin_retries_a_failing_revocation_from_slack(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.link("U0ADMIN", "admin", &["jit-admins"]).await;
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);

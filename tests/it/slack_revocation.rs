@@ -9,8 +9,12 @@ use jitbot::clock::Clock;
 use jitbot::domain::RequestId;
 use serde_json::Value;
 
+use crate::slack_support::SlackEnvOptions;
 use crate::slack_support::{AUDIT, SlackEnv, eventually};
+use crate::slack_support::{Transport, both_transports};
 use crate::support::user;
+
+both_transports!(a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_channel,);
 
 fn text_of(v: &Value) -> String {
     let mut out = v["text"].as_str().unwrap_or("").to_owned();
@@ -32,9 +36,8 @@ async fn wait_for_state(env: &SlackEnv, id: RequestId, state: &str, step: Durati
     panic!("request {id} never reached {state} (it is {})", env.state(id).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_channel() {
-    let env = SlackEnv::start().await;
+async fn a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_channel(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.link("U0ADMIN", "admin", &["jit-admins"]).await;
     env.command("U0ALICE", "request prod-db-readonly 30m debugging INC-4821").await;
     let id = RequestId::new(1);

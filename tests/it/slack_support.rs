@@ -303,6 +303,75 @@ impl SlackEnv {
         json
     }
 
+    /// Runs `/jit <text>` over the env's transport; returns the status and
+    /// the raw answer (empty when the command answered with a modal).
+    pub async fn command_raw(&self, user_id: &str, text: &str) -> (u16, String) {
+        let body = self.command_body("T0WORK", user_id, text, None);
+        if self.transport == Transport::Socket {
+            let fields: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+            let id = self.slack.send_envelope("slash_commands", serde_json::to_value(fields).unwrap(), true);
+            let ack = self.wait_ack(&id).await;
+            return (200, ack.get("payload").map(Value::to_string).unwrap_or_default());
+        }
+        let resp = self.send("/slack/commands", self.signed(body, "application/x-www-form-urlencoded")).await;
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Runs `/jit <text>` with a fixed `trigger_id`, as Slack's
+    /// `retry`-th delivery of it; returns the ephemeral answer.
+    pub async fn command_retry(&self, user_id: &str, text: &str, trigger: &str, retry: u32) -> Value {
+        let body = self.command_body("T0WORK", user_id, text, Some(trigger));
+        if self.transport == Transport::Socket {
+            let fields: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+            let id =
+                self.slack.send_envelope_attempt("slash_commands", serde_json::to_value(fields).unwrap(), true, retry);
+            return self.wait_ack(&id).await["payload"].clone();
+        }
+        let mut signed = self.signed(body, "application/x-www-form-urlencoded");
+        signed.retry = retry > 0;
+        self.send("/slack/commands", signed).await.json().await.unwrap()
+    }
+
+    /// Delivers an interactive payload (a click, a form) over the env's
+    /// transport, as Slack's `retry`-th redelivery when `retry > 0`; returns
+    /// the status and the JSON answer, if any.
+    pub async fn interact_attempt(&self, payload: &Value, retry: u32) -> (u16, Option<Value>) {
+        if self.transport == Transport::Socket {
+            let id = self.slack.send_envelope_attempt("interactive", payload.clone(), true, retry);
+            let ack = self.wait_ack(&id).await;
+            return (200, ack.get("payload").cloned());
+        }
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        let mut signed = self.signed(body, "application/x-www-form-urlencoded");
+        signed.retry = retry > 0;
+        let resp = self.send("/slack/interactions", signed).await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, (!text.is_empty()).then(|| serde_json::from_str(&text).unwrap()))
+    }
+
+    /// Delivers an interactive payload over the env's transport.
+    pub async fn interact(&self, payload: &Value) -> (u16, Option<Value>) {
+        self.interact_attempt(payload, 0).await
+    }
+
+    /// Delivers an Events API callback over the env's transport.
+    pub async fn deliver_event(&self, event: &Value) -> u16 {
+        if self.transport == Transport::Socket {
+            let id = self.slack.send_envelope("events_api", event.clone(), false);
+            self.wait_ack(&id).await;
+            return 200;
+        }
+        self.send("/slack/events", self.signed(event.to_string(), "application/json")).await.status().as_u16()
+    }
+
+    /// The `block_actions` payload of a click (see [`Self::click_body`]).
+    pub fn click_payload(&self, team: &str, user_id: &str, action: &str, request: RequestId) -> Value {
+        let body = self.click_body(team, user_id, action, request);
+        let form: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+        serde_json::from_str(&form["payload"]).unwrap()
+    }
+
     /// Waits for the acknowledgement of an envelope (Slack's limit is 3 s;
     /// the wait here is generous for busy CI machines).
     pub async fn wait_ack(&self, envelope_id: &str) -> Value {
@@ -311,15 +380,8 @@ impl SlackEnv {
 
     /// Clicks a card button as `user_id`.
     pub async fn click(&self, user_id: &str, action: &str, request: RequestId) -> u16 {
-        let body = self.click_body("T0WORK", user_id, action, request);
-        if self.transport == Transport::Socket {
-            let form: std::collections::BTreeMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
-            let payload: Value = serde_json::from_str(&form["payload"]).unwrap();
-            let id = self.slack.send_envelope("interactive", payload, false);
-            self.wait_ack(&id).await;
-            return 200;
-        }
-        self.send("/slack/interactions", self.signed(body, "application/x-www-form-urlencoded")).await.status().as_u16()
+        let payload = self.click_payload("T0WORK", user_id, action, request);
+        self.interact(&payload).await.0
     }
 
     pub async fn request_count(&self) -> usize {
@@ -349,6 +411,27 @@ impl SlackEnv {
         assert_eq!(self.slack.violations(), Vec::<String>::new(), "Slack would have refused some calls");
     }
 }
+
+/// For each listed `async fn NAME(transport: Transport)`, generates
+/// `mod NAME { fn http(); fn socket(); }` tests that run it over signed
+/// HTTP requests and over Socket Mode envelopes: every Slack behaviour is
+/// one dispatcher's, and both edges must deliver it.
+macro_rules! both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn http() {
+                super::$name($crate::slack_support::Transport::Http).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn socket() {
+                super::$name($crate::slack_support::Transport::Socket).await
+            }
+        }
+    )*};
+}
+pub(crate) use both_transports;
 
 /// Polls `f` until it holds (for effects of background jobs), up to 20 s
 /// (generous: CI machines are small and busy).

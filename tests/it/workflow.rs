@@ -9,6 +9,16 @@ use jitbot::domain::RequestId;
 
 use crate::slack_http::{buttons, texts};
 use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, SlackEnvOptions, eventually};
+use crate::slack_support::{Transport, both_transports};
+
+both_transports!(
+    tickets_are_required_found_in_the_reason_and_linked_on_the_card,
+    auto_approval_grants_at_once_and_still_posts_a_card,
+    auto_approval_needs_groups_as_fresh_as_an_approvers_with_an_idp,
+    pending_requests_time_out_with_a_reminder_halfway,
+    break_glass_grants_announces_and_flags_for_review,
+    n_of_m_progress_shows_on_the_card_as_approvals_arrive,
+);
 
 /// Roles with one workflow policy each, added to the usual test config.
 pub const WORKFLOW_ROLES: &str = r#"
@@ -52,9 +62,17 @@ break_glass = true
 "#;
 
 pub async fn start(extra: &str) -> SlackEnv {
-    let env =
-        SlackEnv::start_with(SlackEnvOptions { extra_toml: format!("{WORKFLOW_ROLES}{extra}"), ..Default::default() })
-            .await;
+    start_on(Transport::Http, extra).await
+}
+
+/// The workflow roles and Dave (on call), over `transport`.
+pub async fn start_on(transport: Transport, extra: &str) -> SlackEnv {
+    let env = SlackEnv::start_with(SlackEnvOptions {
+        transport,
+        extra_toml: format!("{WORKFLOW_ROLES}{extra}"),
+        ..Default::default()
+    })
+    .await;
     env.link("U0DAVE", "dave", &["engineering", "oncall"]).await;
     env
 }
@@ -71,9 +89,8 @@ pub async fn until_state(env: &SlackEnv, id: RequestId, state: &str) {
     panic!("request {id} never became {state} (it is {})", env.state(id).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_are_required_found_in_the_reason_and_linked_on_the_card() {
-    let env = start("").await;
+async fn tickets_are_required_found_in_the_reason_and_linked_on_the_card(transport: Transport) {
+    let env = start_on(transport, "").await;
     let refused = env.command("U0ALICE", "request ticketed 30m deploying the fix").await;
     assert!(refused.contains("needs a ticket id like `INC-[0-9]+`"), "{refused}");
     assert_eq!(env.request_count().await, 0);
@@ -87,9 +104,8 @@ async fn tickets_are_required_found_in_the_reason_and_linked_on_the_card() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_approval_grants_at_once_and_still_posts_a_card() {
-    let env = start("").await;
+async fn auto_approval_grants_at_once_and_still_posts_a_card(transport: Transport) {
+    let env = start_on(transport, "").await;
     let reply = env.command("U0DAVE", "request oncall-db 45m paging alert on replication").await;
     assert!(reply.contains("was auto-approved (member of oncall, up to 1h without approval)"), "{reply}");
     let id = RequestId::new(1);
@@ -121,12 +137,11 @@ async fn auto_approval_grants_at_once_and_still_posts_a_card() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_approval_needs_groups_as_fresh_as_an_approvers_with_an_idp() {
+async fn auto_approval_needs_groups_as_fresh_as_an_approvers_with_an_idp(transport: Transport) {
     // An unreachable IdP is enough here: links are made by hand and only
     // their age matters.
     let idp = "\n[idp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"jitbot\"\nclient_secret = \"x\"\n";
-    let env = start(idp).await;
+    let env = start_on(transport, idp).await;
     let fresh = env.command("U0DAVE", "request oncall-db 30m paging alert").await;
     assert!(fresh.contains("auto-approved"), "{fresh}");
     let id = RequestId::new(1);
@@ -143,9 +158,8 @@ async fn auto_approval_needs_groups_as_fresh_as_an_approvers_with_an_idp() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_requests_time_out_with_a_reminder_halfway() {
-    let env = start("").await;
+async fn pending_requests_time_out_with_a_reminder_halfway(transport: Transport) {
+    let env = start_on(transport, "").await;
     let reply = env.command("U0ALICE", "request slow-db 30m looking at a slow query").await;
     assert!(reply.contains("It times out <!date^"), "{reply}");
     let id = RequestId::new(1);
@@ -195,9 +209,8 @@ async fn pending_requests_time_out_with_a_reminder_halfway() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn break_glass_grants_announces_and_flags_for_review() {
-    let env = start("").await;
+async fn break_glass_grants_announces_and_flags_for_review(transport: Transport) {
+    let env = start_on(transport, "").await;
     let reply = env.command("U0ALICE", "request emergency 1h primary database down").await;
     assert!(reply.contains("`/jit break-glass 1 <reason>`"), "{reply}");
     let id = RequestId::new(1);
@@ -272,9 +285,8 @@ async fn break_glass_grants_announces_and_flags_for_review() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn n_of_m_progress_shows_on_the_card_as_approvals_arrive() {
-    let env = start("").await;
+async fn n_of_m_progress_shows_on_the_card_as_approvals_arrive(transport: Transport) {
+    let env = start_on(transport, "").await;
     env.command("U0ALICE", "request prod-admin 15m rotating credentials").await;
     let id = RequestId::new(1);
     let card = eventually("the card", || env.card(id)).await;

@@ -112,6 +112,8 @@ pub enum AuditAction {
     AccessExtended,
     /// Someone pulled the kill switch: all access revoked, pending requests cancelled.
     RevokeAll,
+    /// An administrator released the kill switch: approvals grant again.
+    KillSwitchReleased,
 }
 
 impl AuditAction {
@@ -150,6 +152,7 @@ impl AuditAction {
             Self::RequestTimedOut => "request.timed_out",
             Self::AccessExtended => "access.extended",
             Self::RevokeAll => "kill_switch.revoke_all",
+            Self::KillSwitchReleased => "kill_switch.released",
         }
     }
 }

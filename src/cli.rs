@@ -76,8 +76,18 @@ pub enum Command {
         /// The request number (12 or #12).
         id: String,
     },
+    /// Release the kill switch that `revoke-all` engaged, so approvals grant
+    /// again (audited; the audit channel is told).
+    Unfreeze {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Why granting may resume; recorded in the audit trail and announced.
+        #[arg(long)]
+        reason: String,
+    },
     /// Kill switch for incidents: revoke every grant and cancel every pending
-    /// request now (audited; the audit channel is told).
+    /// request now, and grant nothing until `jitbot unfreeze` (audited; the
+    /// audit channel is told).
     RevokeAll {
         #[command(flatten)]
         config: ConfigArg,
@@ -264,6 +274,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 identity.groups.iter().cloned().collect::<Vec<_>>().join(", ")
             );
         }
+        Command::Unfreeze { config, reason } => {
+            let config = std::sync::Arc::new(Config::load(&config.config)?);
+            let db = open(&config).await?;
+            let service = Service::new(db.clone(), config.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+            let operator = match cli_actor() {
+                Actor::Cli(name) => name,
+                other => other.to_string(),
+            };
+            match service.release_kill_switch_as_operator(&operator, &reason, SystemClock.now()).await? {
+                Some(was) => {
+                    println!(
+                        "kill switch released (engaged by {}: {}); approvals grant access again",
+                        was.engaged_by, was.reason
+                    );
+                    app::run_due_jobs(config, &db).await.context("announcing the release")?;
+                }
+                None => println!("the kill switch is not engaged; nothing to do"),
+            }
+        }
         Command::RevokeAll { config, reason } => {
             let config = std::sync::Arc::new(Config::load(&config.config)?);
             let db = open(&config).await?;
@@ -274,7 +303,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             let done = service.revoke_all_as_operator(&operator, &reason, SystemClock.now()).await?;
             println!(
-                "revoking {} grant(s), cancelled {} pending request(s); applying the revocations now",
+                "revoking {} grant(s), cancelled {} pending request(s); applying the revocations now; nothing is granted until `jitbot unfreeze`",
                 done.revoking.len(),
                 done.cancelled.len()
             );

@@ -70,6 +70,15 @@ pub enum Announcement {
         /// How many pending requests were cancelled.
         cancelled: usize,
     },
+    /// Someone released the kill switch: approvals grant again.
+    KillSwitchReleased {
+        /// Who: a Slack user id, when it was released in Slack.
+        slack_user: Option<String>,
+        /// Who, as the audit trail names them.
+        actor: String,
+        /// Why granting may resume.
+        reason: String,
+    },
 }
 
 /// One notice, with the request as it is now.

@@ -95,6 +95,18 @@ pub enum ServiceError {
          (if this keeps happening, the identity provider may be unreachable)"
     )]
     GroupsRefreshing,
+    /// The kill switch is engaged: nothing is granted until an
+    /// administrator releases it.
+    #[error(
+        "all access was revoked by {by} ({reason}) and jitbot grants nothing until an administrator releases the kill switch \
+         (`/jit unfreeze <reason>` or `jitbot unfreeze`); nothing was changed"
+    )]
+    KillSwitchEngaged {
+        /// Who engaged it.
+        by: String,
+        /// What they said.
+        reason: String,
+    },
     /// The database is busy or unreachable; nothing was written.
     #[error("jitbot is busy right now and nothing was changed: please try again in a moment")]
     Unavailable,
@@ -985,6 +997,11 @@ impl Service {
         now: Timestamp,
     ) -> ServiceResult<LetThrough> {
         let id = request.id;
+        // Read under the lock the kill switch waits for (see
+        // `store::kill_switch`): no approval slips past `revoke-all`.
+        if let Some(engaged) = tx.kill_switch_for_decision().await? {
+            return Err(ServiceError::KillSwitchEngaged { by: engaged.engaged_by, reason: engaged.reason });
+        }
         let (kind, auto_approved, break_glass_reason) = match approval {
             Approval::Approvers => (NoticeKind::Approved, None, None),
             Approval::Auto(why) => (NoticeKind::AutoApproved, Some(why.clone()), None),

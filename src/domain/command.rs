@@ -59,6 +59,11 @@ pub enum JitCommand {
         /// Why (required).
         reason: String,
     },
+    /// Release the kill switch so approvals grant again (administrators).
+    Unfreeze {
+        /// Why granting may resume (required).
+        reason: String,
+    },
     /// Show my identity link.
     Whoami,
     /// Link my Slack account to the IdP.
@@ -78,7 +83,8 @@ pub const USAGE: &str = "`/jit request` ask for access in a form, or at once: `/
 `/jit cancel <id>` withdraw a pending request\n\
 `/jit retry <id>` administrators: run a failing revocation again now\n\
 `/jit break-glass <id> <reason>` approve your own request in an emergency (only roles that allow it; announced and reviewed)\n\
-`/jit revoke-all <reason>` administrators: revoke all access in an incident (asks to confirm)\n\
+`/jit revoke-all <reason>` administrators: revoke all access in an incident (asks to confirm; nothing is granted until released)\n\
+`/jit unfreeze <reason>` administrators: release the kill switch so approvals grant again\n\
 `/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
 `/jit unlink` remove your link\n\
@@ -124,6 +130,16 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
                 ));
             }
             Ok(JitCommand::RevokeAll { reason })
+        }
+        "unfreeze" => {
+            let reason = rest.join(" ");
+            if reason.is_empty() {
+                return Err(CommandError(
+                    "Say why granting may resume: `/jit unfreeze <reason>`, e.g. `/jit unfreeze keys rotated, INC-4821 closed`"
+                        .into(),
+                ));
+            }
+            Ok(JitCommand::Unfreeze { reason })
         }
         "extend" => {
             let usage =

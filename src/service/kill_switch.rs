@@ -14,7 +14,18 @@ use crate::audit::{self, Actor, AuditAction};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
 use crate::jobs::JobKind;
 use crate::notify::{Announcement, NoticeKind};
-use crate::store::TransitionFields;
+use crate::store::{KillSwitchRow, TransitionFields};
+
+/// The states the kill switch ends: everything that holds, or may come to
+/// hold, access.
+const LIVE: [RequestState; 6] = [
+    RequestState::Pending,
+    RequestState::Granting,
+    RequestState::Active,
+    RequestState::GrantFailed,
+    RequestState::Revoking,
+    RequestState::RevokeFailed,
+];
 
 /// The shortest reason the kill switch accepts: people will ask why.
 pub const REVOKE_ALL_REASON_MIN: usize = 4;
@@ -69,22 +80,24 @@ impl Service {
                 "say why you are revoking all access (at least {REVOKE_ALL_REASON_MIN} characters)"
             )));
         }
-        let live = self
-            .db
-            .requests_in_states(&[
-                RequestState::Pending,
-                RequestState::Granting,
-                RequestState::Active,
-                RequestState::GrantFailed,
-                RequestState::Revoking,
-                RequestState::RevokeFailed,
-            ])
-            .await?;
+        // Engaged first, in a transaction of its own that only touches the
+        // switch: decisions in flight commit before it (and are then seen
+        // below), later ones find it engaged and refuse. See
+        // `store::kill_switch` for the lock that makes this hold.
+        let mut tx = self.db.begin().await?;
+        tx.engage_kill_switch(&actor.to_string(), reason, now).await?;
+        tx.commit().await?;
+
         let detail = format!("revoke-all by {actor}: {reason}");
         let mut out = RevokeAllOutcome::default();
         let mut tx = self.db.begin().await?;
+        let live = tx.request_ids_in_states(&LIVE).await?;
         let mut events = Vec::new();
-        for r in &live {
+        for id in live {
+            // Re-read under the request's lock: the list above may be older
+            // than a transition that committed since.
+            tx.lock_request(id, None, now).await?;
+            let Some(r) = tx.request(id).await? else { continue };
             match r.state {
                 RequestState::Pending => {
                     let fields = TransitionFields {
@@ -112,10 +125,12 @@ impl Service {
                     }
                 }
                 // Already being revoked (perhaps failing and retrying): try now.
-                _ => {
+                RequestState::Revoking | RequestState::RevokeFailed => {
                     tx.expedite_revoke(r.id, now).await?;
                     out.revoking.push(r.id);
                 }
+                // Ended meanwhile.
+                _ => {}
             }
         }
         out.cancelled.sort();
@@ -151,5 +166,67 @@ impl Service {
         tx.commit().await?;
         self.wake.notify_one();
         Ok(out)
+    }
+
+    /// `/jit unfreeze <reason>`: an administrator releases the kill switch,
+    /// so approvals grant again. `None` when it was not engaged.
+    #[tracing::instrument(skip_all, fields(actor = %admin))]
+    pub async fn release_kill_switch(
+        &self,
+        admin: &SlackUser,
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<Option<KillSwitchRow>> {
+        self.check_admin(admin, now).await?;
+        self.release(Actor::Slack(admin.clone()), reason, now).await
+    }
+
+    /// `jitbot unfreeze`: an operator releases the kill switch.
+    #[tracing::instrument(skip_all, fields(operator = %operator))]
+    pub async fn release_kill_switch_as_operator(
+        &self,
+        operator: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> ServiceResult<Option<KillSwitchRow>> {
+        self.release(Actor::Cli(operator.to_owned()), reason, now).await
+    }
+
+    /// The engaged kill switch, if it is.
+    pub async fn kill_switch_state(&self) -> ServiceResult<Option<KillSwitchRow>> {
+        Ok(self.db.kill_switch().await?)
+    }
+
+    async fn release(&self, actor: Actor, reason: &str, now: Timestamp) -> ServiceResult<Option<KillSwitchRow>> {
+        let reason = reason.trim();
+        if reason.chars().count() < REVOKE_ALL_REASON_MIN {
+            return Err(ServiceError::NotAllowed(format!(
+                "say why granting may resume (at least {REVOKE_ALL_REASON_MIN} characters)"
+            )));
+        }
+        let mut tx = self.db.begin().await?;
+        let Some(was) = tx.release_kill_switch().await? else { return Ok(None) };
+        let announcement = Announcement::KillSwitchReleased {
+            slack_user: match &actor {
+                Actor::Slack(u) => Some(u.user_id().to_owned()),
+                _ => None,
+            },
+            actor: actor.to_string(),
+            reason: reason.to_owned(),
+        };
+        let payload = serde_json::to_string(&announcement).unwrap_or_default();
+        tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &actor,
+            AuditAction::KillSwitchReleased,
+            None,
+            json!({"reason": reason, "engaged_by": was.engaged_by, "engaged_at": was.engaged_at, "engaged_reason": was.reason}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(Some(was))
     }
 }

@@ -360,6 +360,16 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             Err(e) => answer_error(state, &e, user).await,
         },
         JitCommand::RevokeAll { reason } => confirm_revoke_all(state, user, &reason, now).await,
+        JitCommand::Unfreeze { reason } => match service.release_kill_switch(user, &reason, now).await {
+            Ok(Some(was)) => format!(
+                ":white_check_mark: Kill switch released (it was engaged {} by {}). Approvals grant access again; the audit channel was told.",
+                slack_date(was.at()),
+                escape(&was.engaged_by)
+            )
+            .into(),
+            Ok(None) => "The kill switch is not engaged; approvals grant access as usual.".to_owned().into(),
+            Err(e) => answer_error(state, &e, user).await,
+        },
         JitCommand::Cancel(id) => match service.cancel(id, user, now).await {
             Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
             Err(e) => explain(&e, user).into(),
@@ -533,7 +543,7 @@ pub(crate) async fn handle_interaction(
                 let reason = action.chosen().unwrap_or_default();
                 Some(match state.service.revoke_all(&user, reason, now).await {
                     Ok(done) => Reply::from(format!(
-                        ":rotating_light: Done: {} grant(s) being revoked, {} pending request(s) cancelled. The audit channel was told.",
+                        ":rotating_light: Done: {} grant(s) being revoked, {} pending request(s) cancelled. The audit channel was told. Nothing is granted until an administrator runs `/jit unfreeze <reason>`.",
                         done.revoking.len(),
                         done.cancelled.len()
                     )),

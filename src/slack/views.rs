@@ -228,13 +228,18 @@ impl AnnouncementLine<'_> {
         match self.announcement {
             crate::notify::Announcement::RevokeAll { slack_user, actor, reason, revoking, cancelled } => {
                 Message::plain(format!(
-                    ":rotating_light: *All access revoked* by {}: {}. {} being revoked, {} cancelled.",
+                    ":rotating_light: *All access revoked* by {}: {}. {} being revoked, {} cancelled. Nothing is granted until an administrator releases the kill switch (`/jit unfreeze <reason>`).",
                     slack_user.as_deref().map(mention).unwrap_or_else(|| escape(actor)),
                     escape(&truncate(reason, 2000)),
                     plural(*revoking, "grant"),
                     plural(*cancelled, "pending request"),
                 ))
             }
+            crate::notify::Announcement::KillSwitchReleased { slack_user, actor, reason } => Message::plain(format!(
+                ":white_check_mark: *Kill switch released* by {}: {}. Approvals grant access again.",
+                slack_user.as_deref().map(mention).unwrap_or_else(|| escape(actor)),
+                escape(&truncate(reason, 2000)),
+            )),
         }
     }
 }

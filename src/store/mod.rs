@@ -16,6 +16,7 @@
 mod audit_rows;
 mod credentials;
 mod jobs;
+mod kill_switch;
 mod leases;
 mod links;
 mod oidc;
@@ -33,6 +34,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 pub use audit_rows::{AuditHead, AuditRow};
 pub use credentials::CredentialTokenRow;
 pub use jobs::{JobRow, JobState, JobWake};
+pub use kill_switch::KillSwitchRow;
 pub use leases::{LeaseRelease, LeaseRow, LeaseStart};
 pub use links::LinkRow;
 pub use oidc::{LinkTokenRow, LoginRow};

@@ -3,13 +3,17 @@
 //! the revocations itself even when no jitbot is serving.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use jitbot::domain::RequestId;
+use jitbot::service::ServiceError;
+use tokio::sync::Barrier;
 
 use crate::fake_slack::BOT_TOKEN;
 use crate::slack_http::{buttons, texts};
 use crate::slack_support::{AUDIT, SlackEnv, eventually, slack_config_text};
 use crate::slack_support::{Transport, both_transports};
+use crate::support::{Backend, TestApp, both_backends, user};
 use crate::workflow::{WORKFLOW_ROLES, start, start_on, until_state};
 
 both_transports!(an_administrator_revokes_everything_after_confirming,);
@@ -118,6 +122,22 @@ async fn the_command_line_kill_switch_works_without_a_running_jitbot() {
     assert_eq!(slack.violations(), Vec::<String>::new());
     assert!(!stderr.contains(BOT_TOKEN), "secrets never reach the output");
 
+    // The switch stays engaged until an operator releases it.
+    let out = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["unfreeze", "--config", path.to_str().unwrap(), "--reason", "laptop wiped"])
+        .env("USER", "oncall-sre")
+        .env_remove("JITBOT_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("kill switch released (engaged by cli:oncall-sre: laptop stolen)"), "{stdout}");
+    let announced = slack
+        .posts_to(AUDIT)
+        .into_iter()
+        .any(|m| texts(&m).contains("*Kill switch released* by cli:oncall-sre: laptop wiped"));
+    assert!(announced, "{:?}", slack.posts_to(AUDIT));
+
     // A reason is required.
     let out = Command::new(env!("CARGO_BIN_EXE_jitbot"))
         .args(["revoke-all", "--config", path.to_str().unwrap(), "--reason", " "])
@@ -127,3 +147,77 @@ async fn the_command_line_kill_switch_works_without_a_running_jitbot() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("say why you are revoking all access"));
 }
+
+/// Approvals racing the kill switch: every request that was approved
+/// before it ends up revoked, none after it is granted, and nothing is
+/// left holding access; then an operator releases it and approvals grant
+/// again.
+async fn the_kill_switch_misses_no_approval_made_while_it_runs(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    t.link("U0BOB", "bob", &["sre-leads"]).await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let who = format!("U0REQ{i}");
+        t.link(&who, &format!("req{i}"), &["engineering"]).await;
+        ids.push(t.request(&who, "prod-db-readonly", None).await.unwrap().id);
+    }
+    let barrier = Arc::new(Barrier::new(ids.len() + 1));
+    let mut approvals = Vec::new();
+    for &id in &ids {
+        let (service, barrier, now) = (t.service().clone(), barrier.clone(), t.now());
+        approvals.push(tokio::spawn(async move {
+            barrier.wait().await;
+            service.approve(id, &user("U0BOB"), now).await
+        }));
+    }
+    let (service, now) = (t.service().clone(), t.now());
+    let kill = tokio::spawn(async move {
+        barrier.wait().await;
+        service.revoke_all_as_operator("oncall", "credentials leaked", now).await
+    });
+    let mut refused = 0;
+    for a in approvals {
+        match a.await.unwrap() {
+            Ok(_) => {}
+            Err(ServiceError::KillSwitchEngaged { .. }) | Err(ServiceError::AlreadyDecided { .. }) => refused += 1,
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+    let done = kill.await.unwrap().unwrap();
+    t.drain().await;
+    for &id in &ids {
+        let state = t.state(id).await;
+        assert!(
+            ["revoked", "cancelled", "pending"].contains(&state.as_str()),
+            "request {id} is {state} after revoke-all (refused approvals: {refused}, {done:?})"
+        );
+        assert_eq!(
+            t.hook.count("grant", id),
+            t.hook.count("revoke", id),
+            "request {id}: every grant that reached the target is revoked"
+        );
+    }
+
+    // While engaged, nothing is granted: not by approvers, not by break-glass or auto-approval.
+    let late = t.request("U0ALICE", "prod-db-readonly", None).await;
+    let late = match late {
+        Ok(r) => r,
+        Err(e) => panic!("asking is still allowed: {e:?}"),
+    };
+    let refusal = t.service().approve(late.id, &user("U0BOB"), t.now()).await.unwrap_err();
+    assert!(matches!(refusal, ServiceError::KillSwitchEngaged { .. }), "{refusal:?}");
+    assert!(refusal.to_string().contains("unfreeze"), "{refusal}");
+    assert_eq!(t.state(late.id).await, "pending", "a refused approval changes nothing");
+
+    // An operator releases it (audited), and approvals grant again.
+    let was = t.service().release_kill_switch_as_operator("oncall", "keys rotated", t.now()).await.unwrap();
+    assert_eq!(was.map(|w| w.reason), Some("credentials leaked".to_owned()));
+    assert!(t.service().release_kill_switch_as_operator("oncall", "again", t.now()).await.unwrap().is_none());
+    t.service().approve(late.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(t.state(late.id).await, "active");
+    let released = t.number("SELECT COUNT(*) FROM audit_events WHERE action = 'kill_switch.released'").await;
+    assert_eq!(released, 1);
+}
+
+both_backends!(the_kill_switch_misses_no_approval_made_while_it_runs);

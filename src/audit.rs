@@ -112,6 +112,12 @@ pub enum AuditAction {
     AccessExtended,
     /// Someone pulled the kill switch: all access revoked, pending requests cancelled.
     RevokeAll,
+    /// A grant call is about to be made (written before the call, so a
+    /// crash during it leaves a trace).
+    GrantAttempted,
+    /// A grant call was made and never answered (jitbot died), and the
+    /// request expired before it could be tried again: the access may exist.
+    GrantInterrupted,
     /// An administrator released the kill switch: approvals grant again.
     KillSwitchReleased,
 }
@@ -153,6 +159,8 @@ impl AuditAction {
             Self::AccessExtended => "access.extended",
             Self::RevokeAll => "kill_switch.revoke_all",
             Self::KillSwitchReleased => "kill_switch.released",
+            Self::GrantAttempted => "grant.attempted",
+            Self::GrantInterrupted => "grant.interrupted",
         }
     }
 }

@@ -350,6 +350,13 @@ pub struct PostgresProviderConfig {
     /// e.g. `"{email_local}"`; a role's `grant.login` overrides it.
     #[serde(default = "default_login_template")]
     pub login: String,
+    /// The email domains whose people this provider's logins are for
+    /// (lower case). Required when a login template uses `{email_local}`,
+    /// which would otherwise give `alice@corp.example` and
+    /// `alice@vendor.example` one login; requesters from other domains are
+    /// refused.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
     /// End the login's open sessions on revocation, so access does not
     /// outlive it (a session that ran `SET ROLE` keeps the role otherwise).
     #[serde(default = "default_true")]
@@ -797,6 +804,18 @@ impl Config {
                     }
                     crate::providers::postgres::LoginTemplate::parse(&p.login)
                         .map_err(|e| format!("{}{table}.login: {e}", at(&table, Some("login"))))?;
+                    if let Some(bad) = p.email_domains.iter().find(|d| {
+                        d.is_empty()
+                            || d.contains('@')
+                            || !d
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'))
+                    }) {
+                        return Err(format!(
+                            "{}{table}.email_domains: {bad:?} is not a lower-case domain like \"example.com\"",
+                            at(&table, Some("email_domains"))
+                        ));
+                    }
                     let prefix = &p.ephemeral_login_prefix;
                     if prefix.is_empty()
                         || prefix.len() > 20
@@ -989,7 +1008,7 @@ impl Config {
                     return Err("grant is not used by webhook providers: receivers get the role name".to_owned());
                 }
             }
-            ProviderConfig::Postgres(_) => {
+            ProviderConfig::Postgres(p) => {
                 let grant = role.postgres_grant()?;
                 crate::providers::postgres::check_role_name(&grant.pg_role)
                     .map_err(|e| format!("grant.pg_role: {e}"))?;
@@ -1000,6 +1019,18 @@ impl Config {
                         );
                     }
                     crate::providers::postgres::LoginTemplate::parse(login).map_err(|e| format!("grant.login: {e}"))?;
+                }
+                let template = grant.login.as_deref().unwrap_or(&p.login);
+                if !grant.ephemeral_login
+                    && p.email_domains.is_empty()
+                    && crate::providers::postgres::LoginTemplate::parse(template).is_ok_and(|t| t.uses_email_local())
+                {
+                    return Err(format!(
+                        "grant: the database login {template:?} uses {{email_local}}, which gives alice@one.example and \
+                         alice@other.example the same login; set providers.{}.email_domains = [\"example.com\"] (only \
+                         people from those domains may request), or make the login from {{subject}} or {{claims.NAME}}",
+                        role.provider
+                    ));
                 }
             }
             ProviderConfig::Command(c) => {
@@ -1198,6 +1229,7 @@ max_duration = "4h"
 [providers.prod-db]
 kind = "postgres"
 url = "postgres://jitbot:hunter2hunter2@db.internal/prod"
+email_domains = ["example.com"]
 
 [providers.k8s]
 kind = "command"
@@ -1263,6 +1295,23 @@ max_duration = "1h"
     }
 
     #[test]
+    fn email_local_logins_need_the_email_domains_they_are_unambiguous_in() {
+        let without = PROVIDERS.replace("email_domains = [\"example.com\"]\n", "");
+        let e = parse(&without).unwrap_err().to_string();
+        assert!(e.contains("providers.prod-db.email_domains"), "{e}");
+        assert!(e.contains("{email_local}"), "{e}");
+        // A login made from the subject needs none.
+        let subject = without.replace(
+            "url = \"postgres://jitbot:hunter2hunter2@db.internal/prod\"",
+            "url = \"postgres://jitbot:hunter2hunter2@db.internal/prod\"\nlogin = \"{subject}\"",
+        );
+        parse(&subject).unwrap();
+        let bad = PROVIDERS.replace("[\"example.com\"]", "[\"@Example.com\"]");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("email_domains"), "{e}");
+    }
+
+    #[test]
     fn sign_ins_keep_only_the_claims_login_templates_name() {
         assert!(parse(PROVIDERS).unwrap().login_claims().is_empty());
         let text = PROVIDERS
@@ -1282,7 +1331,7 @@ max_duration = "1h"
                 .to_string();
         assert!(e.contains("unknown placeholder {nickname}"), "{e}");
         let e = parse(&PROVIDERS.replace("pg_role", "pg_roele")).unwrap_err().to_string();
-        assert!(e.contains("line 29: roles.db-eph.grant: unknown field `pg_roele`"), "{e}");
+        assert!(e.contains("line 30: roles.db-eph.grant: unknown field `pg_roele`"), "{e}");
         // A role that holds access needs a way to take it away again.
         let e = parse(&PROVIDERS.replace("one_shot = true\n", "")).unwrap_err().to_string();
         assert!(e.contains("roles.import.grant") && e.contains("revoke_command is required"), "{e}");

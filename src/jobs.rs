@@ -526,15 +526,17 @@ impl Scheduler {
                         schedule(&mut tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
                     }
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::GrantSkipped,
-                    Some(id),
-                    json!({"why": "expired before it could be granted"}),
-                )
-                .await?;
+                // Say what is known: an attempt that was recorded and never
+                // answered may have reached the target before jitbot died.
+                let (action, why) = if tx.grant_was_attempted(id).await? {
+                    (
+                        AuditAction::GrantInterrupted,
+                        "grant attempt interrupted; access may have been applied; it is revoked at expiry",
+                    )
+                } else {
+                    (AuditAction::GrantSkipped, "expired before it could be granted")
+                };
+                audit::append(&mut tx, now, &Actor::System, action, Some(id), json!({"why": why})).await?;
                 tx.commit().await?;
                 return Ok(JobOutcome::Done);
             }
@@ -560,6 +562,19 @@ impl Scheduler {
                 (Some(k), true) => Some(tx.start_lease(id, &request.provider, k, now).await?),
                 _ => None,
             };
+            // Recorded before the call: if jitbot dies while the call is in
+            // flight, the trail still says the target may have the access.
+            if ok && lease != Some(LeaseStart::Released) {
+                audit::append(
+                    &mut tx,
+                    now,
+                    &Actor::System,
+                    AuditAction::GrantAttempted,
+                    Some(id),
+                    json!({"provider": request.provider, "attempt": job.attempt}),
+                )
+                .await?;
+            }
             tx.commit().await?;
             (ok, lease)
         };

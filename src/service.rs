@@ -383,7 +383,19 @@ impl Service {
         {
             return Ok(existing);
         }
-        let (role, policy, provider) = self.role(&cmd.role)?;
+        // Who asks comes first: someone who is not linked learns nothing
+        // about the roles, and a linked person is only told the names of
+        // the roles they may request.
+        let Some(linked) = self.linked_identity(&cmd.requester).await? else { return Err(ServiceError::NotLinked) };
+        let (role, policy, provider) = self.role(&cmd.role).map_err(|e| match e {
+            ServiceError::UnknownRole { role, .. } => {
+                let mine: Vec<String> =
+                    self.requestable_roles(&linked).into_iter().map(|(p, _)| p.role.to_string()).collect();
+                let known = if mine.is_empty() { "none that you may request".to_owned() } else { mine.join(", ") };
+                ServiceError::UnknownRole { role, known }
+            }
+            other => other,
+        })?;
         let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
         let requester = self.identity(&cmd.requester, Purpose::Request, step_up, now).await?;
         let duration = policy.check_request(&requester, cmd.duration, &cmd.reason)?;

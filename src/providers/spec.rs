@@ -83,7 +83,19 @@ impl GrantSpec {
                 let login = if grant.ephemeral_login {
                     LoginName::ephemeral(&p.ephemeral_login_prefix, id, &requester.email)
                 } else {
-                    LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?.render(requester)?
+                    let template = LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?;
+                    if template.uses_email_local() {
+                        // The config requires the domains with {email_local}.
+                        let domain = requester.email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+                        if !domain.as_ref().is_some_and(|d| p.email_domains.iter().any(|allowed| allowed == d)) {
+                            return Err(format!(
+                                "its database logins are made from the email local part, and only for people from {} (your email is {})",
+                                p.email_domains.join(", "),
+                                requester.email
+                            ));
+                        }
+                    }
+                    template.render(requester)?
                 };
                 Ok(Some(GrantSpec::Postgres(PostgresGrantSpec {
                     pg_role,

@@ -112,3 +112,22 @@ impl Db {
         }))
     }
 }
+
+impl Tx {
+    /// Whether a grant call for request `id` was recorded as made and never
+    /// answered (no `grant.attempt_failed` for it): the process died while
+    /// it was in flight, so the target may hold the access.
+    pub async fn grant_was_attempted(&mut self, id: crate::domain::RequestId) -> StoreResult<bool> {
+        let (attempted, answered): (i64, i64) = on_conn!(tx self, |c| {
+            sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN action = 'grant.attempted' THEN 1 ELSE 0 END), 0),
+                        COALESCE(SUM(CASE WHEN action = 'grant.attempt_failed' THEN 1 ELSE 0 END), 0)
+                 FROM audit_events WHERE request_id = $1",
+            )
+            .bind(id.get())
+            .fetch_one(c)
+            .await?
+        });
+        Ok(attempted > answered)
+    }
+}

@@ -21,8 +21,8 @@ async fn with_history(backend: Backend) -> TestApp {
     let t = TestApp::spawn_on(backend).await; // 5 link.added rows
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap(); // row 6
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap(); // row 7
-    t.drain().await; // row 8: grant.applied
-    assert_eq!(audit::verify(t.app.db()).await.unwrap(), 8);
+    t.drain().await; // rows 8, 9: grant.attempted, grant.applied
+    assert_eq!(audit::verify(t.app.db()).await.unwrap(), 9);
     t
 }
 
@@ -38,7 +38,7 @@ async fn the_audit_log_refuses_updates_and_deletes_in_the_ordinary_course(backen
     let t = with_history(backend).await;
     assert!(refused(&t, "UPDATE audit_events SET actor = 'x' WHERE seq = 3").await);
     assert!(refused(&t, "DELETE FROM audit_events WHERE seq = 3").await);
-    assert_eq!(audit::verify(t.app.db()).await.unwrap(), 8);
+    assert_eq!(audit::verify(t.app.db()).await.unwrap(), 9);
 }
 
 async fn an_altered_row_is_named(backend: Backend) {
@@ -63,7 +63,7 @@ async fn deleting_the_newest_rows_is_detected(backend: Backend) {
     allow(&t, "DELETE").await;
     t.exec("DELETE FROM audit_events WHERE seq >= 7").await;
     let e = audit::verify(t.app.db()).await.unwrap_err();
-    assert!(matches!(e, VerifyError::MissingTail { first: 7, last: 8, .. }), "{e}");
+    assert!(matches!(e, VerifyError::MissingTail { first: 7, last: 9, .. }), "{e}");
 }
 
 async fn a_rewritten_chain_is_detected_at_the_first_rewritten_row(backend: Backend) {

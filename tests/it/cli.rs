@@ -177,7 +177,7 @@ async fn audit_verify_and_export_on_a_real_history(backend: Backend) {
 
     // --since keeps only newer events (the links were made at the same instant, so use a later one).
     let out = jitbot(&["audit", "export", "--config", cfg, "--since", "2026-01-01T00:00:00Z"]);
-    assert_eq!(text(&out).0.lines().count(), 8);
+    assert_eq!(text(&out).0.lines().count(), 9);
     let out = jitbot(&["audit", "export", "--config", cfg, "--since", "2026-01-02T00:00:00Z"]);
     assert_eq!(text(&out).0.lines().count(), 0);
     let out = jitbot(&["audit", "export", "--config", cfg, "--since", "yesterday"]);

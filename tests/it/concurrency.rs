@@ -53,7 +53,10 @@ async fn fifty_concurrent_approvals_grant_once(backend: Backend) {
     assert_eq!(t.hook.calls().len(), 1, "no other provider call of any kind");
     let approvals = t.app.db().approvals(req.id).await.unwrap();
     assert_eq!(approvals.len(), 1, "losers' approvals are rolled back with their transaction");
-    assert_eq!(t.audit_actions(req.id).await, vec!["request.created", "request.approved", "grant.applied"]);
+    assert_eq!(
+        t.audit_actions(req.id).await,
+        vec!["request.created", "request.approved", "grant.attempted", "grant.applied"]
+    );
     let jobs = t
         .pairs(&format!(
             "SELECT kind, COUNT(*) FROM jobs WHERE request_id = {} GROUP BY kind ORDER BY kind",
@@ -108,7 +111,7 @@ async fn one_approvers_repeated_clicks_count_once(backend: Backend) {
     let actions = t.audit_actions(req.id).await;
     assert_eq!(
         actions,
-        vec!["request.created", "request.approval_recorded", "request.approved", "grant.applied"],
+        vec!["request.created", "request.approval_recorded", "request.approved", "grant.attempted", "grant.applied"],
         "one audit event per effective click"
     );
 }

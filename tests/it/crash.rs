@@ -104,7 +104,47 @@ async fn after_an_outage_the_overdue_alert_waits_for_the_first_revocation_attemp
     assert!(!actions.contains(&"revoke.overdue".to_owned()), "no false alarm: {actions:?}");
 }
 
+async fn a_grant_interrupted_by_a_crash_is_not_called_skipped_in_the_trail(backend: Backend) {
+    let mut t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    // The target applies the grant; jitbot dies before the answer arrives.
+    t.hook.set_hang(true);
+    let scheduler = t.app.scheduler().clone();
+    let running = tokio::spawn(async move { scheduler.drain().await });
+    for _ in 0..1000 {
+        if t.hook.count("grant", req.id) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(t.hook.count("grant", req.id), 1, "the target received the grant");
+    running.abort();
+    let _ = running.await;
+    t.hook.set_hang(false);
+    // Down past the whole grant; the dead process's claim has run out.
+    t.exec("UPDATE jobs SET lease_until = 0 WHERE lease_until IS NOT NULL").await;
+    t.restart().await;
+    t.advance(Duration::from_secs(2 * 3600));
+    t.drain().await;
+    t.advance(jitbot::jobs::WAIT_FOR_GRANT);
+    t.drain().await;
+    assert_eq!(t.state(req.id).await, "revoked");
+    assert_eq!(t.hook.count("revoke", req.id), 1, "what may have been applied is revoked");
+    let actions = t.audit_actions(req.id).await;
+    assert!(actions.contains(&"grant.attempted".to_owned()), "{actions:?}");
+    assert!(actions.contains(&"grant.interrupted".to_owned()), "{actions:?}");
+    assert!(
+        !actions.contains(&"grant.skipped".to_owned()),
+        "the trail must not deny a grant that reached the target: {actions:?}"
+    );
+    let rows = t.app.db().audit_rows_for_request(req.id.get()).await.unwrap();
+    let interrupted = rows.iter().find(|r| r.action == "grant.interrupted").unwrap();
+    assert!(interrupted.detail.contains("access may have been applied"), "{}", interrupted.detail);
+}
+
 both_backends!(
+    a_grant_interrupted_by_a_crash_is_not_called_skipped_in_the_trail,
     a_crash_after_approval_before_the_grant_still_grants_once_and_revokes,
     a_crash_after_the_grant_still_revokes_at_expiry,
     after_an_outage_the_overdue_alert_waits_for_the_first_revocation_attempt,

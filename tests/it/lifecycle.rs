@@ -61,7 +61,7 @@ async fn request_approve_grant_expire_revoke(backend: Backend) {
     );
     assert_eq!(
         t.audit_actions(req.id).await,
-        vec!["request.created", "request.approved", "grant.applied", "revoke.applied"]
+        vec!["request.created", "request.approved", "grant.attempted", "grant.applied", "revoke.applied"]
     );
     // The person may ask again once access ended.
     t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();

@@ -23,6 +23,7 @@ pub(crate) fn extra(pg: &PgTarget, url: &str) -> String {
 kind = "postgres"
 url = "{url}"
 login = "{p}{{email_local}}"
+email_domains = ["example.com"]
 ephemeral_login_prefix = "{p}"
 timeout = "5s"
 
@@ -193,13 +194,18 @@ async fn an_injection_attempt_through_an_idp_claim_is_refused_and_changes_nothin
     let Some((pg, t)) = setup().await else { return };
     let evil = r#"x"; DROP ROLE postgres; --"#;
     t.link_as("U0EVE", evil, "eve@example.com", &["engineering"]).await;
-    t.link_as("U0MAL", "mal", &format!("{evil}@evil.example"), &["engineering"]).await;
+    t.link_as("U0MAL", "mal", &format!("{evil}@example.com"), &["engineering"]).await;
     let roles_before = pg.roles().await;
     for (who, role) in [("U0EVE", "db-by-subject"), ("U0MAL", "db-ro")] {
         let e = t.request(who, role, "30m").await.unwrap_err().to_string();
         assert!(e.contains("not a safe database login name"), "{e}");
         assert!(e.to_lowercase().contains(r#"x\"; drop role postgres; --"#), "the refused value is shown, quoted: {e}");
     }
+    // {email_local} is only unambiguous within the configured domains:
+    // alice@vendor.example would otherwise get alice@example.com's login.
+    t.link_as("U0VENDOR", "vendor-alice", "alice@vendor.example", &["engineering"]).await;
+    let e = t.request("U0VENDOR", "db-ro", "30m").await.unwrap_err().to_string();
+    assert!(e.contains("only for people from example.com (your email is alice@vendor.example)"), "{e}");
     assert!(t.app.db().requests_in_states(&RequestState::ALL).await.unwrap().is_empty(), "no request was made");
     assert!(pg.role_exists("postgres").await);
     assert_eq!(pg.roles().await, roles_before);
@@ -247,6 +253,7 @@ async fn an_unreachable_target_fails_the_grant_and_touches_nothing() {
 [providers.db]
 kind = "postgres"
 url = "{pg_like}"
+email_domains = ["example.com"]
 timeout = "2s"
 
 [roles.db-ro]

@@ -273,6 +273,12 @@ async fn commands_answer_helpfully(transport: Transport) {
     let no_role = env.command("U0ALICE", "request prod-everything because").await;
     assert!(no_role.contains("no role called \"prod-everything\""), "{no_role}");
 
+    // Identity comes first: strangers learn no role names, and people only
+    // the names of roles they may request.
+    let probing = env.command("U0STRANGER", "request prod-everything because").await;
+    assert!(probing.contains("not linked") && !probing.contains("prod-db-readonly"), "{probing}");
+    let sales = env.command("U0MALLORY", "request prod-everything because").await;
+    assert!(sales.contains("none that you may request") && !sales.contains("prod-db-readonly"), "{sales}");
     let unlinked = env.command("U0STRANGER", "request prod-db-readonly debugging").await;
     assert!(
         unlinked.contains("not linked") && unlinked.contains("jitbot link add --team T0WORK --user U0STRANGER"),

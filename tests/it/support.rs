@@ -191,6 +191,7 @@ struct HookState {
     fail_next: u32,
     fail_always: bool,
     delay: Duration,
+    hang: bool,
 }
 
 /// A webhook target on port 0 that verifies signatures independently of
@@ -216,6 +217,20 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> (bool, i64) {
 async fn receive(State(state): State<Arc<Mutex<HookState>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (signature_ok, timestamp) = verify(&headers, &body);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if state.lock().unwrap().hang {
+        // Applied at the target, and the answer never comes (jitbot dies first).
+        state.lock().unwrap().calls.push(HookCall {
+            action: json["action"].as_str().unwrap_or("").to_owned(),
+            request_id: json["request_id"].as_i64().unwrap_or(0),
+            body: json,
+            signature_ok,
+            timestamp,
+            key_id: String::new(),
+            idempotency_key: String::new(),
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return StatusCode::OK;
+    }
     let delay = state.lock().unwrap().delay;
     tokio::time::sleep(delay).await;
     let mut s = state.lock().unwrap();
@@ -260,6 +275,11 @@ impl WebhookReceiver {
     /// Makes every call take this long (a slow target system).
     pub fn set_delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = delay;
+    }
+
+    /// Records each call as applied and never answers it.
+    pub fn set_hang(&self, on: bool) {
+        self.state.lock().unwrap().hang = on;
     }
 
     pub fn fail_always(&self, on: bool) {

@@ -238,6 +238,12 @@ impl LoginTemplate {
         Ok(Self { source: template.to_owned(), pieces })
     }
 
+    /// Whether the template reads `{email_local}`, which is only
+    /// unambiguous within one email domain.
+    pub fn uses_email_local(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Value(Placeholder::EmailLocal)))
+    }
+
     /// The IdP claims this template reads (`{claims.NAME}`), which sign-ins
     /// must keep.
     pub fn claim_names(&self) -> impl Iterator<Item = &str> {

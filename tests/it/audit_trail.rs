@@ -504,3 +504,75 @@ fn check_config_warns_while_the_audit_trail_is_unprotected() {
     assert!(err.contains("warning: slack.audit_channel is not set: audit checkpoints are not posted"), "{err}");
     assert!(!err.contains(AUDIT_KEY), "the key is never printed");
 }
+
+/// The statements the README gives for jitbot's own database role, for `role`.
+fn readme_grants(role: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```sql")
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("REVOKE UPDATE, DELETE, TRUNCATE ON audit_events"))
+        .expect("the README documents the grants");
+    let sql: String = block.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    sql.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.strip_suffix(" jitbot").map(|head| format!("{head} {role}")).unwrap_or(s.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_documented_grants_keep_jitbot_working_and_the_trail_out_of_its_reach() {
+    if crate::support::postgres_server().is_none() {
+        return;
+    }
+    let mut t = TestApp::spawn_on(Backend::Postgres).await; // migrated by the owner
+    let role = format!("jitbot_app_{:08x}", rand::random::<u32>());
+    t.database.admin(&format!("CREATE ROLE {role} LOGIN")).await;
+    let grants = readme_grants(&role);
+    assert!(grants.iter().any(|g| g.ends_with(&format!("ON audit_events FROM {role}"))), "{grants:?}");
+    for statement in &grants {
+        t.exec(statement).await;
+    }
+    let owner = jitbot::store::Db::connect(&t.db_url, 1).await.unwrap();
+
+    // jitbot as that role: starts (migrations are a no-op), works, keys its trail.
+    let app_url = t.db_url.replacen("postgres@", &format!("{role}@"), 1);
+    let text = format!(
+        "{}\n[audit]\nkey = \"{AUDIT_KEY}\"\n",
+        crate::support::config_text_with_pool(&app_url, &t.hook.url, t.max_connections)
+    );
+    let config = jitbot::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let deps = jitbot::app::Deps {
+        clock: std::sync::Arc::new(t.clock.clone()),
+        notifier: Some(std::sync::Arc::new(t.notifier.clone())),
+        providers: None,
+        scheduler: jitbot::jobs::SchedulerOptions { worker_id: "test".into(), ..Default::default() },
+    };
+    t.app = jitbot::app::App::build(config, deps).await.unwrap();
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(t.state(req.id).await, "active");
+    assert_eq!(audit::verify_against(t.db(), &[]).await.unwrap().keyed, 4);
+
+    // What a stolen app credential cannot do to the trail.
+    for sql in [
+        "TRUNCATE audit_events",
+        "DELETE FROM audit_events WHERE seq = 9",
+        "UPDATE audit_events SET actor = 'x' WHERE seq = 7",
+        "DROP TRIGGER audit_events_no_change ON audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        "UPDATE audit_head SET seq = 3",
+        "DELETE FROM audit_head",
+        "DROP TABLE audit_events",
+    ] {
+        assert!(refused(&t, sql).await, "{sql} is refused to jitbot's role");
+    }
+    assert_eq!(audit::verify(t.db()).await.unwrap(), 9);
+
+    t.app.db().close().await;
+    crate::support::exec(&owner, &format!("DROP OWNED BY {role}")).await;
+    owner.close().await;
+    t.database.admin(&format!("DROP ROLE {role}")).await;
+}

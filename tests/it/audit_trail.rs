@@ -437,6 +437,7 @@ async fn the_checkpoint_job_posts_to_the_audit_channel_when_the_head_moved(backe
     let before = checkpoint_posts(&env).len();
 
     // The head moves; after an interval, its checkpoint is posted.
+    let older_head = env.db.audit_head().await.unwrap();
     env.link("U0DAVE", "dave", &["engineering"]).await;
     let head = env.db.audit_head().await.unwrap();
     env.clock.advance(std::time::Duration::from_secs(30 * 60));
@@ -459,6 +460,37 @@ async fn the_checkpoint_job_posts_to_the_audit_channel_when_the_head_moved(backe
         jitbot::store::Pool::Postgres(p) => sqlx::query_scalar(queued).fetch_one(p).await.unwrap(),
     };
     assert_eq!(n, 1);
+
+    // Someone deletes the newest row and puts back an older copy of the
+    // head: the next checkpoint says the trail went back.
+    let tamper: &[&str] = match backend {
+        Backend::Sqlite => &["DROP TRIGGER audit_events_no_delete", "DROP TRIGGER audit_head_forward_only"],
+        Backend::Postgres => &[
+            "DROP TRIGGER audit_events_no_change ON audit_events",
+            "DROP TRIGGER audit_head_forward_only ON audit_head",
+        ],
+    };
+    for sql in tamper {
+        crate::support::exec(&env.db, sql).await;
+    }
+    crate::support::exec(&env.db, &format!("DELETE FROM audit_events WHERE seq > {}", older_head.seq)).await;
+    crate::support::exec(
+        &env.db,
+        &format!(
+            "UPDATE audit_head SET seq = {}, hash = '{}', mac = '{}'",
+            older_head.seq,
+            older_head.hash,
+            older_head.mac.as_deref().unwrap()
+        ),
+    )
+    .await;
+    env.clock.advance(std::time::Duration::from_secs(30 * 60));
+    wait_for_checkpoint_runs(&env.db, 4).await;
+    let posts = checkpoint_posts(&env);
+    assert_eq!(posts.len(), before + 2, "{posts:?}");
+    let alert = posts.last().unwrap();
+    assert!(alert.contains(&format!("*The audit trail no longer reaches row {}*", head.seq)), "{alert}");
+    assert_eq!(audit::Checkpoint::parse(alert).unwrap().seq, older_head.seq, "the alert carries the new checkpoint");
     env.stop().await;
 }
 

@@ -527,6 +527,11 @@ pub async fn verify_against(db: &Db, checkpoints: &[Checkpoint]) -> Result<Verif
             return Err(VerifyError::CheckpointForged { seq: bad.seq });
         }
     }
+    // A year of hourly checkpoints against millions of rows: look them up by row.
+    let mut anchored: std::collections::HashMap<i64, Vec<&Checkpoint>> = std::collections::HashMap::new();
+    for c in checkpoints {
+        anchored.entry(c.seq).or_default().push(c);
+    }
     let mut prev_seq = 0;
     let mut prev_hash = GENESIS_HASH.to_owned();
     let (mut keyed, mut keyed_from) = (0, None);
@@ -568,7 +573,7 @@ pub async fn verify_against(db: &Db, checkpoints: &[Checkpoint]) -> Result<Verif
             if r.prev_hash != prev_hash {
                 return Err(VerifyError::Unlinked { seq: r.seq, prev: prev_seq });
             }
-            if let Some(c) = checkpoints.iter().find(|c| c.seq == r.seq && c.head != r.hash) {
+            if let Some(c) = anchored.get(&r.seq).and_then(|cs| cs.iter().find(|c| c.head != r.hash)) {
                 return Err(VerifyError::CheckpointMismatch { seq: r.seq, at: c.at.clone() });
             }
             prev_seq = r.seq;

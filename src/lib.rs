@@ -21,7 +21,8 @@
 //! - [`notify`]: what people are told, behind a trait the transports implement.
 //! - [`slack`]: Slack over HTTP: signatures, commands, buttons, modals, the
 //!   App Home tab, Block Kit templates, Web API.
-//! - [`audit`]: the hash-chained audit trail, verify and export.
+//! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
+//!   checkpoints of its head, verify and export.
 //! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.
 

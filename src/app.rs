@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::audit;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, SlackMode};
 use crate::domain::RequestState;
@@ -62,8 +63,12 @@ impl App {
     pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
         let db = Db::connect(config.database.url.expose(), config.database.max_connections)
             .await
-            .context("cannot open database.url")?;
+            .context("cannot open database.url")?
+            .with_audit_key(config.audit_key());
         db.migrate().await.context("cannot migrate the database")?;
+        if let Some(warning) = audit_key_warning(&config) {
+            tracing::warn!("{warning}");
+        }
         let orphans = grants_orphaned_by(&config, &db).await.context("cannot read live grants")?;
         if !orphans.is_empty() {
             anyhow::bail!(orphan_message(&orphans));
@@ -92,6 +97,16 @@ impl App {
         };
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
+        match audit::head_seal_valid(&db).await.context("cannot read the audit head")? {
+            Some(false) => tracing::error!(
+                "the audit head's MAC does not verify with audit.key: the trail was tampered with, or the key \
+                 is not the one it was written with; run `jitbot audit verify`"
+            ),
+            Some(true) => {}
+            None => {
+                service.seal_audit_trail(deps.clock.now()).await.context("cannot seal the audit trail")?;
+            }
+        }
         let slack_api = match &config.slack {
             Some(slack) => Some(SlackApi::new(slack).context("cannot build the Slack client")?),
             None => None,
@@ -126,8 +141,13 @@ impl App {
                 cipher,
             });
         }
+        let mut scheduler_options = deps.scheduler;
+        scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
         let scheduler =
-            Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, deps.scheduler, refresher);
+            Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, scheduler_options, refresher);
+        if checkpoints_wanted(&config) {
+            scheduler.ensure_audit_checkpoints().await.context("cannot schedule audit checkpoints")?;
+        }
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),
@@ -234,9 +254,39 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
         )),
         None => Arc::new(LogNotifier),
     };
-    let options = SchedulerOptions { worker_id: format!("jitbot-cli-{}", std::process::id()), ..Default::default() };
+    let options = SchedulerOptions {
+        worker_id: format!("jitbot-cli-{}", std::process::id()),
+        audit_checkpoint_interval: config.audit.checkpoint_interval,
+        ..Default::default()
+    };
     let scheduler = Scheduler::new(db.clone(), clock, providers, notifier, Arc::new(Notify::new()), options, None);
     Ok(scheduler.drain().await?)
+}
+
+/// Whether the audit checkpoint job runs: it needs the key to sign and an
+/// audit channel to post to.
+fn checkpoints_wanted(config: &Config) -> bool {
+    config.audit_key().is_some() && config.slack.as_ref().is_some_and(|s| s.audit_channel.is_some())
+}
+
+/// What an operator must hear at start-up (and from `check-config`) about
+/// the audit trail's protection, if anything.
+pub fn audit_key_warning(config: &Config) -> Option<String> {
+    if config.audit_key().is_none() {
+        return Some(
+            "audit.key is not set: the audit trail is a plain SHA-256 chain that whoever owns the database \
+             can rewrite or truncate unnoticed; set [audit] key = \"${JITBOT_AUDIT_KEY}\" (see the README's security notes)"
+                .to_owned(),
+        );
+    }
+    if !checkpoints_wanted(config) {
+        return Some(
+            "slack.audit_channel is not set: audit checkpoints are not posted, so deleting the newest audit rows \
+             together with a restored head row is not detected"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// Requests that may still hold access in a target but whose role or

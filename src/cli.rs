@@ -117,8 +117,20 @@ pub enum ReviewCommand {
 /// `jitbot audit ...`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain; exit 1 naming the first broken or missing row.
-    Verify(ConfigArg),
+    /// Walk the hash chain (with audit.key, if set) and check it against
+    /// checkpoints posted to the audit channel; exit 1 naming the first
+    /// broken or missing row.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A checkpoint line from the audit channel
+        /// (`jitbot audit checkpoint seq=... head=... at=... mac=...`); repeat for several.
+        #[arg(long, value_name = "LINE")]
+        checkpoint: Vec<String>,
+        /// A file of checkpoint lines pasted from the audit channel (other lines are ignored).
+        #[arg(long, value_name = "FILE")]
+        checkpoint_file: Option<PathBuf>,
+    },
     /// Write audit events as JSON lines.
     Export {
         #[command(flatten)]
@@ -192,10 +204,13 @@ fn cli_actor() -> Actor {
     Actor::Cli(std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
 }
 
+/// Opens and migrates the database, with the audit key: every command that
+/// appends audit rows appends keyed ones, like the server.
 async fn open(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(config.database.url.expose(), config.database.max_connections)
         .await
-        .context("cannot open database.url")?;
+        .context("cannot open database.url")?
+        .with_audit_key(config.audit_key());
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
 }
@@ -218,11 +233,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("database is up to date");
         }
         Command::CheckConfig { file } => return check_config(&file).await,
-        Command::Audit(AuditCommand::Verify(c)) => {
-            let config = Config::load(&c.config)?;
+        Command::Audit(AuditCommand::Verify { config, checkpoint, checkpoint_file }) => {
+            let config = Config::load(&config.config)?;
+            let mut checkpoints = checkpoint
+                .iter()
+                .map(|l| audit::Checkpoint::parse(l).map_err(|e| anyhow::anyhow!("--checkpoint: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if let Some(path) = checkpoint_file {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let found = audit::Checkpoint::parse_all(&text)
+                    .map_err(|e| anyhow::anyhow!("--checkpoint-file {}: {e}", path.display()))?;
+                if found.is_empty() {
+                    anyhow::bail!(
+                        "--checkpoint-file {}: no line contains {:?}",
+                        path.display(),
+                        audit::Checkpoint::PREFIX
+                    );
+                }
+                checkpoints.extend(found);
+            }
             let db = open(&config).await?;
-            match audit::verify(&db).await {
-                Ok(n) => println!("audit chain intact: {n} events verified"),
+            match audit::verify_against(&db, &checkpoints).await {
+                Ok(report) => println!("audit chain intact: {report}"),
                 Err(e) => {
                     eprintln!("audit chain BROKEN: {e}");
                     return Ok(ExitCode::FAILURE);
@@ -454,6 +486,9 @@ async fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{}: ok ({} roles, {} providers)", file.display(), config.roles.len(), config.providers.len());
+    if let Some(warning) = app::audit_key_warning(&config) {
+        eprintln!("warning: {warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

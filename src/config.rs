@@ -119,6 +119,10 @@ pub struct Config {
     pub idp: Option<IdpConfig>,
     /// `[scim]`: the identity provider pushes users and groups (SCIM 2.0).
     pub scim: Option<ScimConfig>,
+    /// `[audit]`: the key that makes the audit trail tamper-evident, and how
+    /// often its head is anchored in the Slack audit channel.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -256,6 +260,34 @@ pub struct ScimConfig {
     /// A second accepted token while rotating.
     pub previous_token: Option<Secret>,
 }
+
+/// `[audit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The HMAC key of the audit chain (at least 32 characters, normally
+    /// `"${JITBOT_AUDIT_KEY}"`). Never stored in the database: whoever owns
+    /// the database but not this key cannot rewrite the trail unnoticed.
+    pub key: Option<Secret>,
+    /// How often the chain head is posted, signed, to `slack.audit_channel`
+    /// (only when it moved since the last post).
+    #[serde(default = "default_checkpoint_interval", deserialize_with = "std_duration")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { key: None, checkpoint_interval: default_checkpoint_interval() }
+    }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// The shortest checkpoint interval: a line a minute is already more than
+/// anyone reads in the audit channel.
+pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How Slack reaches jitbot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -608,6 +640,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The audit chain's key, if `audit.key` is set (validated at load).
+    pub fn audit_key(&self) -> Option<crate::domain::AuditKey> {
+        self.audit.key.as_ref().and_then(|k| crate::domain::AuditKey::new(k.expose()).ok())
+    }
+
     /// The IdP claims that login templates name (`{claims.NAME}` in a
     /// postgres provider's `login` or a role's `grant.login`): sign-ins keep
     /// exactly these, so no other personal data is stored. Templates were
@@ -760,6 +797,16 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(key) = &self.audit.key {
+            crate::domain::AuditKey::new(key.expose())
+                .map_err(|e| format!("{}audit.key {e}", at("audit", Some("key"))))?;
+        }
+        if self.audit.checkpoint_interval < MIN_CHECKPOINT_INTERVAL {
+            return Err(format!(
+                "{}audit.checkpoint_interval must be at least 1m",
+                at("audit", Some("checkpoint_interval"))
+            ));
         }
         if let Some(idp) = &self.idp {
             let issuer = reqwest::Url::parse(&idp.issuer)
@@ -1144,6 +1191,21 @@ max_duration = "4h"
         let role = c.roles.get("prod-db-readonly").unwrap();
         assert_eq!(role.approvals_required, 1);
         assert_eq!(role.max_duration.to_string(), "4h");
+    }
+
+    #[test]
+    fn the_audit_key_is_a_long_enough_secret() {
+        assert!(parse(GOOD).unwrap().audit_key().is_none());
+        let e = parse(&format!("{GOOD}\n[audit]\nkey = \"short\"\n")).unwrap_err().to_string();
+        assert!(e.contains("audit.key must be at least 32 characters"), "{e}");
+        assert!(!e.contains("short"), "the key is never echoed: {e}");
+        let c =
+            parse(&format!("{GOOD}\n[audit]\nkey = \"{}\"\ncheckpoint_interval = \"15m\"\n", "k".repeat(40))).unwrap();
+        assert!(c.audit_key().is_some());
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(900));
+        assert!(!format!("{c:?}").contains("kkkk"), "the key is a secret");
+        let e = parse(&format!("{GOOD}\n[audit]\ncheckpoint_interval = \"5s\"\n")).unwrap_err().to_string();
+        assert!(e.contains("audit.checkpoint_interval must be at least 1m"), "{e}");
     }
 
     #[test]

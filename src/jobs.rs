@@ -93,6 +93,10 @@ pub enum JobKind {
     /// Tell the audit channel something that concerns no single request
     /// (payload: an [`crate::notify::Announcement`]), such as the kill switch.
     Announce,
+    /// Post a signed checkpoint of the audit trail's head to the audit
+    /// channel, then schedule the next one (payload: a [`CheckpointPayload`]).
+    /// One exists at a time across replicas.
+    AuditCheckpoint,
 }
 
 impl JobKind {
@@ -110,6 +114,7 @@ impl JobKind {
             Self::WarnExpiry => "warn_expiry",
             Self::ExtendGrant => "extend_grant",
             Self::Announce => "announce",
+            Self::AuditCheckpoint => "audit_checkpoint",
         }
     }
 
@@ -133,6 +138,7 @@ impl JobKind {
             "warn_expiry" => Some(Self::WarnExpiry),
             "extend_grant" => Some(Self::ExtendGrant),
             "announce" => Some(Self::Announce),
+            "audit_checkpoint" => Some(Self::AuditCheckpoint),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(&row.payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -158,6 +164,8 @@ pub struct SchedulerOptions {
     pub worker_id: String,
     /// Where the scheduler counts what operators alert on (served on `/metrics`).
     pub metrics: Metrics,
+    /// How often the audit checkpoint job looks at the head (`audit.checkpoint_interval`).
+    pub audit_checkpoint_interval: Duration,
 }
 
 impl Default for SchedulerOptions {
@@ -168,6 +176,7 @@ impl Default for SchedulerOptions {
             renew_every: Duration::from_secs(15),
             worker_id: format!("jitbot-{}", std::process::id()),
             metrics: Metrics::default(),
+            audit_checkpoint_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -416,6 +425,7 @@ impl Scheduler {
             JobKind::DirectMessage => return self.direct_message(job).await,
             JobKind::Announce => return self.announce(job).await,
             JobKind::RefreshLink => return self.refresh_link(job).await,
+            JobKind::AuditCheckpoint => return self.audit_checkpoint(job).await,
             _ => {}
         }
         let Some(request_id) = job.request_id.map(RequestId::new) else {
@@ -433,7 +443,7 @@ impl Scheduler {
             JobKind::Remind => self.remind(job, request).await,
             JobKind::WarnExpiry => self.warn_expiry(job, request).await,
             JobKind::ExtendGrant => self.extend_grant(job, request).await,
-            JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce => {
+            JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce | JobKind::AuditCheckpoint => {
                 self.fail(job, "not a request job").await
             }
         }
@@ -456,6 +466,93 @@ impl Scheduler {
         };
         let result = self.inner.notifier.announce(&announcement).await;
         self.finish_delivery(job, result).await
+    }
+
+    /// Makes sure the recurring audit checkpoint job exists (at start-up,
+    /// when an audit key and an audit channel are configured). It lives in
+    /// `jobs` like all later work: it survives restarts with the head it
+    /// last posted, and a unique index keeps it single across replicas.
+    /// The first run is due at once, anchoring the head as it is at start.
+    pub async fn ensure_audit_checkpoints(&self) -> Result<bool, JobError> {
+        let now = self.inner.clock.now();
+        let mut tx = self.inner.db.begin().await?;
+        let payload = serde_json::to_string(&CheckpointPayload::default()).unwrap_or_default();
+        let added = tx.insert_job_unless_pending(JobKind::AuditCheckpoint.name(), &payload, now, now).await?;
+        tx.commit().await?;
+        if added {
+            self.inner.wake.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// Posts a signed checkpoint of the audit head when it moved since the
+    /// last one, then schedules the next look one interval later. It never
+    /// gives up (a series that ended would anchor nothing until a restart):
+    /// a failed post is retried with backoff, at most an interval later.
+    async fn audit_checkpoint(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let last: CheckpointPayload = serde_json::from_str(&job.payload).unwrap_or_default();
+        let now = self.inner.clock.now();
+        let Some(checkpoint) = audit::checkpoint(&self.inner.db, now).await? else {
+            if self.inner.db.audit_key().is_none() {
+                tracing::info!("no audit.key any more: audit checkpoints stop");
+                return self.complete(job).await;
+            }
+            // Nothing written yet: nothing to anchor.
+            return self.next_checkpoint(job, &last, now).await;
+        };
+        if checkpoint.seq == last.seq && checkpoint.head == last.hash {
+            return self.next_checkpoint(job, &last, now).await;
+        }
+        let rewound = last.seq > 0
+            && match self.inner.db.audit_row(last.seq).await? {
+                Some(row) => row.hash != last.hash,
+                None => true,
+            };
+        if rewound {
+            tracing::error!(
+                previous = last.seq,
+                head = checkpoint.seq,
+                "the audit trail no longer reaches the previous checkpoint: rows were deleted or rewritten"
+            );
+        }
+        let announcement = crate::notify::Announcement::AuditCheckpoint {
+            line: checkpoint.line(),
+            rewound_from: rewound.then_some(last.seq),
+        };
+        match self.inner.notifier.announce(&announcement).await {
+            Ok(()) => {
+                let posted = CheckpointPayload { seq: checkpoint.seq, hash: checkpoint.head };
+                self.next_checkpoint(job, &posted, now).await
+            }
+            Err(e) => {
+                let interval = self.inner.options.audit_checkpoint_interval;
+                let delay = e.retry_after.unwrap_or_else(|| backoff(job.attempt, job.id)).min(interval);
+                tracing::warn!(job_id = job.id, error = %e, retry_in = ?delay, "audit checkpoint not posted; will retry");
+                let mut tx = self.inner.db.begin().await?;
+                let ok = tx.retry_job(job.id, job.attempt, now.plus(delay), &e.message).await?;
+                tx.commit().await?;
+                Ok(if ok { JobOutcome::Retried } else { JobOutcome::LostLease })
+            }
+        }
+    }
+
+    /// Completes this checkpoint job and schedules the next, remembering
+    /// the head last posted, in one transaction.
+    async fn next_checkpoint(
+        &self,
+        job: &JobRow,
+        posted: &CheckpointPayload,
+        now: Timestamp,
+    ) -> Result<JobOutcome, JobError> {
+        let due = now.plus(self.inner.options.audit_checkpoint_interval);
+        let payload = serde_json::to_string(posted).unwrap_or_default();
+        let mut tx = self.inner.db.begin().await?;
+        let ok = tx.complete_job(job.id, job.attempt, now).await?;
+        if ok {
+            tx.insert_job(JobKind::AuditCheckpoint.name(), None, &payload, due, now).await?;
+        }
+        tx.commit().await?;
+        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
     }
 
     async fn refresh_link(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
@@ -1139,6 +1236,18 @@ pub struct ExpiryPayload {
 fn superseded(job: &JobRow, request: &AccessRequest) -> bool {
     serde_json::from_str::<ExpiryPayload>(&job.payload)
         .is_ok_and(|p| request.expires_at != Some(crate::domain::Timestamp::from_millis(p.expires_at)))
+}
+
+/// Payload of the audit checkpoint job: the head the last checkpoint
+/// posted (row 0 and no hash before the first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointPayload {
+    /// The row anchored last.
+    #[serde(default)]
+    pub seq: i64,
+    /// Its hash.
+    #[serde(default)]
+    pub hash: String,
 }
 
 /// Payload of jobs about one person.

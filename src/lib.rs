@@ -22,7 +22,8 @@
 //! - [`slack`]: Slack as a transport: one dispatcher for commands, buttons,
 //!   modals and the App Home tab, behind two edges (signed HTTP requests and
 //!   Socket Mode websockets); Block Kit templates, Web API.
-//! - [`audit`]: the hash-chained audit trail, verify and export.
+//! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
+//!   checkpoints of its head, verify and export.
 //! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.
 

@@ -79,6 +79,18 @@ pub enum Announcement {
         /// Why granting may resume.
         reason: String,
     },
+    /// A signed checkpoint of the audit trail's head (see
+    /// [`crate::audit::Checkpoint`]): posted outside the database so that
+    /// `jitbot audit verify --checkpoint` can prove nothing up to it was
+    /// removed.
+    AuditCheckpoint {
+        /// The checkpoint line, posted as is.
+        line: String,
+        /// The row the previous checkpoint anchored, when the trail no
+        /// longer reaches it with the same hash (rows deleted, the database
+        /// restored from an older copy): the post then says so loudly.
+        rewound_from: Option<i64>,
+    },
 }
 
 /// One notice, with the request as it is now.

@@ -28,6 +28,7 @@ use crate::notify::NoticeKind;
 use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
+mod audit_seal;
 mod extension;
 mod kill_switch;
 mod queries;

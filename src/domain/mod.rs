@@ -5,6 +5,7 @@
 //! the current time takes `now` as an argument, so the rules are tested by
 //! passing instants rather than by sleeping.
 
+pub mod audit_key;
 pub mod command;
 pub mod ids;
 pub mod policy;
@@ -12,6 +13,7 @@ pub mod request;
 pub mod state;
 pub mod time;
 
+pub use audit_key::{AuditKey, AuditTag};
 pub use ids::{RequestId, RoleName, SlackUser};
 pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolicy, TicketPattern};
 pub use request::AccessRequest;

@@ -240,6 +240,14 @@ impl AnnouncementLine<'_> {
                 slack_user.as_deref().map(mention).unwrap_or_else(|| escape(actor)),
                 escape(&truncate(reason, 2000)),
             )),
+            // The line is plain ASCII (digits, hex, an RFC 3339 time) and is
+            // posted untouched, so what people paste back verifies.
+            crate::notify::Announcement::AuditCheckpoint { line, rewound_from: None } => Message::plain(line.clone()),
+            crate::notify::Announcement::AuditCheckpoint { line, rewound_from: Some(from) } => Message::plain(format!(
+                ":rotating_light: *The audit trail no longer reaches row {from}* as the previous checkpoint recorded it: \
+                 rows were deleted or rewritten, or the database was restored from an older copy. \
+                 Check with `jitbot audit verify --checkpoint-file` and the checkpoints in this channel.\n{line}"
+            )),
         }
     }
 }

@@ -20,8 +20,11 @@ pub struct AuditRow {
     pub detail: String,
     /// Hash of the previous row.
     pub prev_hash: String,
-    /// Hash of this row.
+    /// Hash of this row: plain SHA-256 or an HMAC, as `scheme` says.
     pub hash: String,
+    /// How `hash` was made: `sha256` (rows written before an `audit.key`
+    /// was configured) or `hmac-sha256` (keyed).
+    pub scheme: String,
 }
 
 /// The chain's head: the newest sequence number and hash.
@@ -31,6 +34,9 @@ pub struct AuditHead {
     pub seq: i64,
     /// Newest hash (the genesis hash when empty).
     pub hash: String,
+    /// HMAC of `(seq, hash)` with the audit key, when the newest row was
+    /// appended with one: moving the head without the key is detected.
+    pub mac: Option<String>,
 }
 
 impl Tx {
@@ -39,18 +45,40 @@ impl Tx {
     /// queue here, which is what keeps the chain linear.
     pub async fn lock_audit_head(&mut self) -> StoreResult<AuditHead> {
         Ok(on_conn!(tx self, |c| {
-            sqlx::query_as::<_, AuditHead>("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            sqlx::query_as::<_, AuditHead>("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, mac")
                 .fetch_one(c)
                 .await?
         }))
     }
 
-    /// Writes a row and moves the head's hash to it.
-    pub async fn insert_audit_row(&mut self, row: &AuditRow) -> StoreResult<()> {
+    /// The head, locked until commit (PostgreSQL; SQLite's write
+    /// transaction already excludes other writers), without moving it.
+    pub async fn audit_head_for_update(&mut self) -> StoreResult<AuditHead> {
+        let sql = if self.is_postgres() {
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE"
+        } else {
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1"
+        };
+        Ok(on_conn!(tx self, |c| sqlx::query_as::<_, AuditHead>(sql).fetch_one(c).await?))
+    }
+
+    /// The `scheme` of row `seq`, if it exists.
+    pub async fn audit_row_scheme(&mut self, seq: i64) -> StoreResult<Option<String>> {
+        Ok(on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT scheme FROM audit_events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+
+    /// Writes a row and moves the head's hash (and the head's MAC, `None`
+    /// without a key) to it.
+    pub async fn insert_audit_row(&mut self, row: &AuditRow, head_mac: Option<&str>) -> StoreResult<()> {
         on_conn!(tx self, |c| {
             sqlx::query(
-                "INSERT INTO audit_events (seq, at, actor, action, request_id, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO audit_events (seq, at, actor, action, request_id, detail, prev_hash, hash, scheme)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(row.seq)
             .bind(row.at)
@@ -60,10 +88,12 @@ impl Tx {
             .bind(&row.detail)
             .bind(&row.prev_hash)
             .bind(&row.hash)
+            .bind(&row.scheme)
             .execute(&mut *c)
             .await?;
-            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            sqlx::query("UPDATE audit_head SET hash = $1, mac = $2 WHERE id = 1")
                 .bind(&row.hash)
+                .bind(head_mac)
                 .execute(c)
                 .await?;
         });
@@ -103,10 +133,20 @@ impl Db {
         }))
     }
 
+    /// The row at `seq`, if it exists.
+    pub async fn audit_row(&self, seq: i64) -> StoreResult<Option<AuditRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, AuditRow>("SELECT * FROM audit_events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+
     /// The current head.
     pub async fn audit_head(&self) -> StoreResult<AuditHead> {
         Ok(on_conn!(db self, |c| {
-            sqlx::query_as::<_, AuditHead>("SELECT seq, hash FROM audit_head WHERE id = 1")
+            sqlx::query_as::<_, AuditHead>("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
                 .fetch_one(c)
                 .await?
         }))

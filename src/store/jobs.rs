@@ -134,6 +134,36 @@ impl Tx {
         }))
     }
 
+    /// Schedules a job of `kind` unless one is already queued or running;
+    /// returns whether it was added. For recurring jobs that must exist
+    /// once, not once per replica: two replicas starting together may both
+    /// pass the `NOT EXISTS`, so the kind also needs a partial unique index
+    /// (`jobs_one_audit_checkpoint`), which makes the second insert a no-op.
+    pub async fn insert_job_unless_pending(
+        &mut self,
+        kind: &str,
+        payload: &str,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at)
+                 SELECT $1, NULL, $2, 'queued', $3, 0, $4
+                 WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND state IN ('queued', 'running'))
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(kind)
+            .bind(payload)
+            .bind(due_at.millis())
+            .bind(now.millis())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Marks a claimed job done, if this attempt still holds it.
     pub async fn complete_job(&mut self, id: i64, attempt: i64, now: Timestamp) -> StoreResult<bool> {
         let n = on_conn!(tx self, |c| {

@@ -11,7 +11,7 @@
 
 use crate::domain::{RequestId, Timestamp};
 
-use super::{Db, StoreResult, Tx, on_conn, placeholders};
+use super::{Db, StoreResult, Tx, TxConn, on_conn, placeholders};
 
 /// Who engaged the kill switch, when and why.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -85,9 +85,9 @@ impl Tx {
     /// The engaged kill switch, read under a shared lock that the kill
     /// switch's own `UPDATE` must wait for: see the module docs.
     pub async fn kill_switch_for_decision(&mut self) -> StoreResult<Option<KillSwitchRow>> {
-        Ok(match self {
-            Tx::Sqlite(t) => sqlx::query_as::<_, KillSwitchRow>(ENGAGED).fetch_optional(&mut **t).await?,
-            Tx::Postgres(t) => {
+        Ok(match &mut self.conn {
+            TxConn::Sqlite(t) => sqlx::query_as::<_, KillSwitchRow>(ENGAGED).fetch_optional(&mut **t).await?,
+            TxConn::Postgres(t) => {
                 // Locks the row whether or not it is engaged.
                 let row = sqlx::query_as::<_, (i64, Option<i64>, Option<String>, Option<String>)>(
                     "SELECT engaged::BIGINT, engaged_at, engaged_by, reason FROM kill_switch WHERE id = 1 FOR SHARE",

@@ -31,6 +31,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+use crate::domain::AuditKey;
+
 pub use audit_rows::{AuditHead, AuditRow};
 pub use credentials::CredentialTokenRow;
 pub use jobs::{JobRow, JobState, JobWake};
@@ -120,17 +122,41 @@ fn postgres_is_transient(code: &str) -> bool {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The database: a connection pool, and the audit chain's key if one is
+/// configured.
+///
+/// The key travels with the handle because every transaction that appends
+/// to the audit trail (some forty call sites, in the service, the jobs, the
+/// sign-in and the command line) is begun from a clone of this one handle:
+/// [`Db::begin`] hands the key to the [`Tx`], and [`crate::audit::append`]
+/// takes it from there. So the key is set once where the handle is made
+/// ([`Db::with_audit_key`] in start-up and the CLI), `append` keeps its
+/// signature, and no global is involved (tests run keyed and unkeyed
+/// databases side by side). The key is only ever held here, never written.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    audit_key: Option<AuditKey>,
+}
+
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]
-pub enum Db {
+pub enum Pool {
     /// The embedded default.
     Sqlite(SqlitePool),
     /// The production backend.
     Postgres(PgPool),
 }
 
-/// An open write transaction on one of the two backends.
-pub enum Tx {
+/// An open write transaction on one of the two backends, carrying the audit
+/// key of the [`Db`] it was begun from.
+pub struct Tx {
+    conn: TxConn,
+    audit_key: Option<AuditKey>,
+}
+
+/// The backend half of a [`Tx`].
+enum TxConn {
     /// SQLite, begun with `BEGIN IMMEDIATE`.
     Sqlite(Transaction<'static, Sqlite>),
     /// PostgreSQL, read committed.
@@ -141,24 +167,24 @@ pub enum Tx {
 /// per backend. The body is the same text for both: that is the point.
 macro_rules! on_conn {
     (tx $tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+        match &mut $tx.conn {
+            $crate::store::TxConn::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::store::Tx::Postgres(t) => {
+            $crate::store::TxConn::Postgres(t) => {
                 let $c = &mut **t;
                 $body
             }
         }
     };
     (db $db:expr, |$c:ident| $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite(p) => {
+        match &$db.pool {
+            $crate::store::Pool::Sqlite(p) => {
                 let $c = p;
                 $body
             }
-            $crate::store::Db::Postgres(p) => {
+            $crate::store::Pool::Postgres(p) => {
                 let $c = p;
                 $body
             }
@@ -225,7 +251,7 @@ impl Db {
                 .acquire_timeout(DB_WAIT)
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db { pool: Pool::Sqlite(pool), audit_key: None })
         } else {
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Internal)?;
             first_connection(&opts).await?;
@@ -234,15 +260,15 @@ impl Db {
                 .acquire_timeout(DB_WAIT)
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Postgres(pool))
+            Ok(Db { pool: Pool::Postgres(pool), audit_key: None })
         }
     }
 
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> StoreResult<()> {
-        match self {
-            Db::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await.map_err(StoreError::Migrate),
-            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await.map_err(StoreError::Migrate),
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await.map_err(StoreError::Migrate),
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await.map_err(StoreError::Migrate),
         }
     }
 
@@ -251,14 +277,32 @@ impl Db {
     /// PostgreSQL's `lock_timeout` for this transaction), after which the
     /// caller gets [`StoreError::Unavailable`] and can say "try again".
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => {
+        let conn = match &self.pool {
+            Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => {
                 // One round trip: both statements go as one simple query.
                 let begin = format!("BEGIN; SET LOCAL lock_timeout = {}", DB_WAIT.as_millis());
-                Tx::Postgres(p.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+                TxConn::Postgres(p.begin_with(sqlx::AssertSqlSafe(begin)).await?)
             }
-        })
+        };
+        Ok(Tx { conn, audit_key: self.audit_key.clone() })
+    }
+
+    /// This handle with `key` as the audit chain's key (see [`Db`]): every
+    /// transaction begun from it, or from its clones, appends keyed rows.
+    pub fn with_audit_key(mut self, key: Option<AuditKey>) -> Self {
+        self.audit_key = key;
+        self
+    }
+
+    /// The audit chain's key, if configured.
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_ref()
+    }
+
+    /// The pool, for statements outside the store's API (tests, tampering drills).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// A cheap round trip, for `/readyz`.
@@ -271,9 +315,9 @@ impl Db {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        match self {
-            Db::Sqlite(p) => p.close().await,
-            Db::Postgres(p) => p.close().await,
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
         }
     }
 
@@ -297,7 +341,7 @@ impl Db {
     /// [`Db::announce_jobs`], awaited: for a short-lived process (the CLI),
     /// whose spawned tasks would die with it.
     pub async fn announce_jobs_now(&self) {
-        let Db::Postgres(pool) = self else { return };
+        let Pool::Postgres(pool) = &self.pool else { return };
         if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(pool).await {
             // The others still look at the queue every 30 s.
             tracing::debug!(error = %e, "could not tell the other replicas about new jobs");
@@ -310,7 +354,7 @@ impl Db {
     /// connection it reconnects and wakes too, since notifications sent
     /// meanwhile are lost.
     pub fn listen_for_jobs(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Option<tokio::task::JoinHandle<()>> {
-        let Db::Postgres(pool) = self else { return None };
+        let Pool::Postgres(pool) = &self.pool else { return None };
         let own = PgPoolOptions::new()
             .max_connections(1)
             .max_lifetime(None)
@@ -349,16 +393,16 @@ impl Db {
 
     /// Whether this is PostgreSQL (some statements add row locking there).
     pub fn is_postgres(&self) -> bool {
-        matches!(self, Db::Postgres(_))
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     /// The pool's size: how many statements this process can have in
     /// flight at once. The scheduler sizes itself from it so that jobs never
     /// take every connection from the request path.
     pub fn max_connections(&self) -> u32 {
-        match self {
-            Db::Sqlite(p) => p.options().get_max_connections(),
-            Db::Postgres(p) => p.options().get_max_connections(),
+        match &self.pool {
+            Pool::Sqlite(p) => p.options().get_max_connections(),
+            Pool::Postgres(p) => p.options().get_max_connections(),
         }
     }
 }
@@ -366,23 +410,28 @@ impl Db {
 impl Tx {
     /// Whether this is a PostgreSQL transaction.
     pub fn is_postgres(&self) -> bool {
-        matches!(self, Tx::Postgres(_))
+        matches!(self.conn, TxConn::Postgres(_))
+    }
+
+    /// The audit chain's key of the [`Db`] this transaction was begun from.
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_ref()
     }
 
     /// Commits the transaction.
     pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }
 
     /// Rolls the transaction back (dropping it does too; this says so explicitly).
     pub async fn rollback(self) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
+        match self.conn {
+            TxConn::Sqlite(t) => t.rollback().await?,
+            TxConn::Postgres(t) => t.rollback().await?,
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ fn jitbot(args: &[&str]) -> Output {
         .env("SLACK_BOT_TOKEN", "xoxb-example")
         .env("SLACK_APP_TOKEN", "xapp-example")
         .env("SLACK_SIGNING_SECRET", "example-signing-secret")
+        .env("JITBOT_AUDIT_KEY", "example-audit-key-0123456789abcdef0123456789")
         .env_remove("JITBOT_DATABASE_URL")
         .output()
         .unwrap()

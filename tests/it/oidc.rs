@@ -141,7 +141,7 @@ async fn tampered_stolen_or_stale_sign_ins_get_error_pages_and_change_nothing() 
         let answer = o.env.command_json("U0BOB", "link").await;
         let browser = Browser::new();
         let at_idp = browser.open_link(&OidcEnv::link_url(&answer)).await;
-        let jitbot::store::Db::Sqlite(pool) = &o.env.db else { panic!() };
+        let jitbot::store::Pool::Sqlite(pool) = o.env.db.pool() else { panic!() };
         let sql = format!(
             "UPDATE oidc_logins SET {column} = 'tampered-value-0123456789012345678901234567890123' WHERE used_at IS NULL"
         );
@@ -548,7 +548,8 @@ async fn secrets_tokens_and_codes_never_reach_the_log() {
     let page = browser.get(&back.url).await;
     assert!(page.body.contains("Linked as alice@example.com"), "{}", page.body);
 
-    let jitbot::store::Db::Sqlite(pool) = jitbot::store::Db::connect(&db_url, 1).await.unwrap() else { panic!() };
+    let db = jitbot::store::Db::connect(&db_url, 1).await.unwrap();
+    let jitbot::store::Pool::Sqlite(pool) = db.pool().clone() else { panic!() };
     let sealed: String = sqlx::query_scalar("SELECT refresh_token FROM identity_links").fetch_one(&pool).await.unwrap();
     let refresh = jitbot::idp::TokenCipher::from_base64(TOKEN_KEY).unwrap().open(&sealed).unwrap();
 

@@ -1,6 +1,6 @@
 //! Behaviour only PostgreSQL has: encrypted connections.
 
-use jitbot::store::Db;
+use jitbot::store::{Db, Pool};
 
 use crate::support::{Backend, TestDatabase, postgres_server};
 
@@ -10,7 +10,7 @@ async fn a_postgres_url_may_require_tls() {
     let dir = tempfile::tempdir().unwrap();
     let (_database, url) = TestDatabase::create(Backend::Postgres, dir.path()).await;
     let plain = Db::connect(&url, 1).await.unwrap();
-    let Db::Postgres(pool) = &plain else { unreachable!() };
+    let Pool::Postgres(pool) = plain.pool() else { unreachable!() };
     let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(pool).await.unwrap();
     plain.close().await;
     if ssl != "on" {
@@ -20,7 +20,7 @@ async fn a_postgres_url_may_require_tls() {
     let separator = if url.contains('?') { '&' } else { '?' };
     let db = Db::connect(&format!("{url}{separator}sslmode=require"), 1).await.unwrap();
     db.migrate().await.unwrap();
-    let Db::Postgres(pool) = &db else { unreachable!() };
+    let Pool::Postgres(pool) = db.pool() else { unreachable!() };
     let encrypted: bool =
         sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(pool).await.unwrap();
     assert!(encrypted, "sslmode=require gives an encrypted connection");

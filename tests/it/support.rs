@@ -22,7 +22,7 @@ use jitbot::jobs::SchedulerOptions;
 use jitbot::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use jitbot::providers::Providers;
 use jitbot::service::{RequestCommand, Service};
-use jitbot::store::Db;
+use jitbot::store::{Db, Pool};
 use sha2::Sha256;
 use sqlx::Connection;
 
@@ -520,18 +520,18 @@ impl TestApp {
     /// Rows of `(text, number)` from a query, on either backend.
     pub async fn pairs(&self, sql: &str) -> Vec<(String, i64)> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self.db() {
-            Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
-            Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        match self.db().pool() {
+            Pool::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+            Pool::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
         }
     }
 
     /// One number from a query, on either backend.
     pub async fn number(&self, sql: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self.db() {
-            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
-            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        match self.db().pool() {
+            Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         }
     }
 }
@@ -539,9 +539,9 @@ impl TestApp {
 /// Runs one raw statement on either backend.
 pub async fn exec(db: &Db, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    match db {
-        Db::Sqlite(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
-        Db::Postgres(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
+    match db.pool() {
+        Pool::Sqlite(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
+        Pool::Postgres(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The use cases: request, approve, deny, break-glass, cancel, revoke, and
-//! the administrator's link changes; extending live access
+//! the administrator's link changes; ending a link with the access it
+//! vouched for and SCIM deprovisioning ([`Service::remove_link`],
+//! [`Service::deprovision`]), extending live access
 //! ([`Service::extend`]), the kill switch ([`Service::revoke_all`]) and the
 //! read models the transports show (roles I may request, what waits for
 //! me) live in child modules.

@@ -3,13 +3,15 @@
 //! at once.
 //!
 //! Resources are stored as the JSON the IdP sent. jitbot matches a SCIM user
-//! to identity links by `externalId` (= the IdP subject, `sub`) or by
-//! `userName` / email (= the link's email, case-insensitively). SCIM can
-//! only take privileges away: a user set `active: false` or deleted loses
-//! every grant, pending request and link; a removal from a group removes
-//! that group from the link and revokes the grants that needed it. Adding
-//! members never adds groups to a link (a leaked SCIM token cannot make
-//! anyone an approver).
+//! by `externalId` (= the IdP subject, `sub`) or by `userName` / email
+//! (case-insensitively) to identity links and to the identity stored on
+//! each request, so a person whose link is already gone is still found. SCIM
+//! can only take privileges away: a user set `active: false` or deleted
+//! loses every grant, pending request and link, and cannot link again until
+//! SCIM reactivates them; a removal from a group (known in the groups claim
+//! by its `displayName`, `externalId` or `id`) removes that group from the
+//! link and revokes the grants that needed it. Adding members never adds
+//! groups to a link (a leaked SCIM token cannot make anyone an approver).
 
 pub mod patch;
 

@@ -105,24 +105,30 @@ impl Db {
     }
 
     /// The resources of a kind whose unique name (lower-cased `userName`,
-    /// or `displayName`) is `name_key`, or whose `externalId` is
-    /// `external_id`: the index-backed candidates of an `eq` filter.
+    /// or `displayName`) is `name_key`, or else whose `externalId` is
+    /// `external_id`: the candidates of an `eq` filter, read through the
+    /// `(kind, name_key)` or `(kind, external_id)` index.
     pub async fn scim_by_key(
         &self,
         kind: &str,
         name_key: Option<&str>,
         external_id: Option<&str>,
     ) -> StoreResult<Vec<ScimRow>> {
-        Ok(on_conn!(db self, |c| {
-            sqlx::query_as::<_, ScimRow>(
+        let (sql, value) = match (name_key, external_id) {
+            (Some(key), _) => (
                 "SELECT id, kind, body, version, created_at, updated_at FROM scim_resources
-                 WHERE kind = $1 AND (name_key = $2 OR external_id = $3) ORDER BY created_at, id",
-            )
-            .bind(kind)
-            .bind(name_key)
-            .bind(external_id)
-            .fetch_all(c)
-            .await?
+                 WHERE kind = $1 AND name_key = $2 ORDER BY created_at, id",
+                key,
+            ),
+            (None, Some(ext)) => (
+                "SELECT id, kind, body, version, created_at, updated_at FROM scim_resources
+                 WHERE kind = $1 AND external_id = $2 ORDER BY created_at, id",
+                ext,
+            ),
+            (None, None) => return Ok(Vec::new()),
+        };
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, ScimRow>(sql).bind(kind).bind(value).fetch_all(c).await?
         }))
     }
 

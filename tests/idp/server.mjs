@@ -16,9 +16,10 @@
 //                                and an IdP restart (refresh tokens die)
 //   POST /__test/advance?ms=N    move the provider's clock forward, in step
 //                                with the manual clock of jitbot's tests
-//   POST /__test/hold?ms=N       answer each token request N ms late (0 = at
-//                                once), so a test can change jitbot's state
-//                                while a refresh is at the IdP
+//   POST /__test/hold?ms=N[&count=K]  answer token requests N ms late (0 =
+//                                at once; only the next K if given), so a
+//                                test can change jitbot's state while a
+//                                refresh is at the IdP
 //   GET  /__test/held            how many token requests are being held
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -103,10 +104,13 @@ server.listen(Number(process.env.IDP_PORT || 0), '127.0.0.1', () => {
   let provider = makeProvider(issuer, newKey());
   let callback = provider.callback();
   let holdMs = 0;
+  let holdLeft = 0;
   let held = 0;
   server.on('request', (req, res) => {
     if (req.method === 'POST' && req.url.startsWith('/__test/hold')) {
-      holdMs = Number(new URL(req.url, issuer).searchParams.get('ms') || 0);
+      const params = new URL(req.url, issuer).searchParams;
+      holdMs = Number(params.get('ms') || 0);
+      holdLeft = params.has('count') ? Number(params.get('count')) : Infinity;
       res.writeHead(204).end();
       return;
     }
@@ -114,7 +118,8 @@ server.listen(Number(process.env.IDP_PORT || 0), '127.0.0.1', () => {
       res.writeHead(200, { 'content-type': 'text/plain' }).end(String(held));
       return;
     }
-    if (holdMs > 0 && req.method === 'POST' && req.url.startsWith('/token')) {
+    if (holdMs > 0 && holdLeft > 0 && req.method === 'POST' && req.url.startsWith('/token')) {
+      holdLeft -= 1;
       held += 1;
       setTimeout(() => {
         held -= 1;

@@ -134,6 +134,12 @@ impl TestIdp {
         assert_eq!(self.http.post(url).send().await.unwrap().status(), 204);
     }
 
+    /// Answers only the next token request `d` late.
+    pub async fn hold_next_token(&self, d: Duration) {
+        let url = format!("{}/__test/hold?ms={}&count=1", self.issuer, d.as_millis());
+        assert_eq!(self.http.post(url).send().await.unwrap().status(), 204);
+    }
+
     /// How many token requests are being held right now.
     pub async fn tokens_held(&self) -> u32 {
         let url = format!("{}/__test/held", self.issuer);

@@ -734,7 +734,7 @@ async fn a_refresh_racing_a_scim_group_removal_keeps_the_removal(backend: crate:
 
     // Her link is stale, so asking refreshes it; the IdP (whose own view
     // still has her in engineering) answers late.
-    o.idp.hold_tokens(Duration::from_secs(2)).await;
+    o.idp.hold_tokens(Duration::from_secs(4)).await;
     o.advance(Duration::from_secs(13 * 3600)).await;
     let answer = o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
     assert!(answer.contains("re-checking your groups"), "{answer}");
@@ -826,7 +826,45 @@ async fn a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in
     o.env.stop().await;
 }
 
+async fn a_refresh_racing_a_new_sign_in_does_not_undo_it(backend: crate::support::Backend) {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions { offline_access: true, backend, ..Default::default() }).await;
+    o.linked("U0ALICE", "alice").await;
+    let alice = crate::support::user("U0ALICE");
+
+    // A refresh that the IdP answers late...
+    o.idp.hold_next_token(Duration::from_secs(4)).await;
+    o.advance(Duration::from_secs(13 * 3600)).await;
+    let answer = o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    assert!(answer.contains("re-checking your groups"), "{answer}");
+    for _ in 0..250 {
+        if o.idp.tokens_held().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(o.idp.tokens_held().await, 1, "the refresh is at the IdP");
+    // ...and meanwhile, a minute later, she signs in again.
+    o.advance(Duration::from_secs(60)).await;
+    o.linked("U0ALICE", "alice").await;
+    let relinked = o.env.db.link(&alice).await.unwrap().unwrap();
+
+    let done = eventually("the refresh job to finish", || {
+        let db = o.env.db.clone();
+        let counts = futures_lite_block(async move { db.job_counts().await.unwrap() });
+        counts.iter().any(|(kind, state, _)| kind == "refresh_link" && state == "done").then_some(())
+    });
+    done.await;
+    let after = o.env.db.link(&alice).await.unwrap().unwrap();
+    assert_eq!(after.confirmed_at, relinked.confirmed_at, "the new sign-in's confirmation stands");
+    assert_eq!(after.refresh_token, relinked.refresh_token, "and so does its refresh token");
+    o.env.stop().await;
+}
+
 crate::support::both_backends!(
+    a_refresh_racing_a_new_sign_in_does_not_undo_it,
     a_refresh_racing_a_scim_group_removal_keeps_the_removal,
     a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in_again,
 );

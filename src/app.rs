@@ -131,7 +131,8 @@ impl App {
                 Some(key) => Some(TokenCipher::from_base64(key.expose()).map_err(anyhow::Error::msg)?),
                 None => None,
             };
-            refresher = Some(Arc::new(IdpRefresher { oidc: oidc.clone(), cipher: cipher.clone(), db: db.clone() }));
+            refresher =
+                Some(Arc::new(IdpRefresher { oidc: oidc.clone(), cipher: cipher.clone(), service: service.clone() }));
             idp_state = Some(IdpState {
                 oidc,
                 service: service.clone(),

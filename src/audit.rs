@@ -73,6 +73,8 @@ pub enum AuditAction {
     LinkRefreshed,
     /// The IdP removed the person from groups (SCIM).
     LinkGroupsRemoved,
+    /// SCIM reactivated an identity it had deactivated or deleted: it may link again.
+    LinkReactivated,
     /// A request was made.
     RequestCreated,
     /// One approver approved (not yet enough approvals).
@@ -155,6 +157,7 @@ impl AuditAction {
             Self::LinkRemoved => "link.removed",
             Self::LinkRefreshed => "link.refreshed",
             Self::LinkGroupsRemoved => "link.groups_removed",
+            Self::LinkReactivated => "link.reactivated",
             Self::RequestCreated => "request.created",
             Self::ApprovalRecorded => "request.approval_recorded",
             Self::RequestApproved => "request.approved",

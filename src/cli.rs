@@ -160,12 +160,16 @@ pub enum LinkCommand {
         /// Email of the identity.
         #[arg(long)]
         email: String,
-        /// IdP subject (`sub`); defaults to the email.
+        /// IdP subject (`sub`). Required when the config has an `[idp]`
+        /// (the link then belongs to the IdP's issuer, so it is the same
+        /// identity an OIDC sign-in would give); defaults to the email
+        /// without one.
         #[arg(long)]
         subject: Option<String>,
-        /// IdP issuer the subject belongs to.
-        #[arg(long, default_value = "manual")]
-        issuer: String,
+        /// IdP issuer the subject belongs to: `idp.issuer` when the config
+        /// has an `[idp]` (another value is refused), `manual` otherwise.
+        #[arg(long)]
+        issuer: Option<String>,
         /// Comma-separated IdP groups.
         #[arg(long, value_delimiter = ',', default_value = "")]
         groups: Vec<String>,
@@ -295,7 +299,26 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     _ => Err(anyhow::anyhow!("--claim: {c:?} is not NAME=VALUE")),
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let subject = subject.unwrap_or_else(|| email.clone());
+            // With an IdP, a hand-made link is the IdP identity itself, so it
+            // and a later OIDC sign-in are one person, not two.
+            let (issuer, subject) = match &config.idp {
+                Some(idp) => {
+                    if let Some(i) = issuer.filter(|i| i != &idp.issuer) {
+                        anyhow::bail!(
+                            "--issuer: {i:?} is not the configured idp.issuer {:?}; with an [idp] table links belong to it",
+                            idp.issuer
+                        );
+                    }
+                    let Some(subject) = subject.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) else {
+                        anyhow::bail!(
+                            "--subject is required with an [idp] table: pass the person's IdP subject (the `sub` claim), \
+                             so this link and their OIDC sign-in are the same identity"
+                        );
+                    };
+                    (idp.issuer.clone(), subject)
+                }
+                None => (issuer.unwrap_or_else(|| "manual".to_owned()), subject.unwrap_or_else(|| email.clone())),
+            };
             let identity = Identity { slack, issuer, subject, email, groups, claims };
             let db = open(&config).await?;
             service(db, config).add_link(&identity, &cli_actor(), SystemClock.now()).await?;
@@ -368,11 +391,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             for l in links {
                 let claims: Vec<String> = l.claims()?.into_iter().map(|(k, v)| format!("\tclaims.{k}={v}")).collect();
                 println!(
-                    "{}/{}\t{}\t{}\t{}\tgroups={}\tconfirmed={}{}",
+                    "{}/{}\t{}\t{}\tissuer={}\t{}\tgroups={}\tconfirmed={}{}",
                     l.team_id,
                     l.user_id,
                     l.email,
                     l.subject,
+                    l.issuer,
                     l.source,
                     l.groups()?.into_iter().collect::<Vec<_>>().join(","),
                     l.confirmed_at(),
@@ -443,11 +467,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config.config)?;
             let slack = SlackUser::parse(&team, &user).map_err(anyhow::Error::msg)?;
             let db = open(&config).await?;
-            if service(db, config).remove_link(&slack, &cli_actor(), SystemClock.now()).await? {
-                println!("removed the link of {slack}");
-            } else {
-                eprintln!("{slack} has no link");
-                return Ok(ExitCode::FAILURE);
+            match service(db.clone(), config).remove_link(&slack, &cli_actor(), SystemClock.now()).await? {
+                Some(ended) => {
+                    println!("removed the link of {slack}");
+                    if ended.is_empty() {
+                        println!("no live access or pending request to end");
+                    }
+                    for r in &ended {
+                        println!("ended request {} ({}): {}", r.id, r.role, r.state.describe());
+                    }
+                    // Serving replicas run the revocations at once (PostgreSQL).
+                    db.announce_jobs_now().await;
+                }
+                None => {
+                    eprintln!("{slack} has no link");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
 //! The use cases: request, approve, deny, break-glass, cancel, revoke, and
-//! the administrator's link changes; extending live access
+//! the administrator's link changes; ending a link with the access it
+//! vouched for and SCIM deprovisioning ([`Service::remove_link`],
+//! [`Service::deprovision`]), extending live access
 //! ([`Service::extend`]), the kill switch ([`Service::revoke_all`]) and the
 //! read models the transports show (roles I may request, what waits for
 //! me) live in child modules.
@@ -30,11 +32,13 @@ use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
 mod extension;
+mod identity_links;
 mod kill_switch;
 mod queries;
 mod review;
 
 pub use extension::{ExtendCommand, ExtendOutcome};
+pub use identity_links::{ScimPerson, UnlinkOutcome};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use queries::RECENT_LIMIT;
 pub use review::REVIEW_NOTE_MIN;
@@ -324,6 +328,7 @@ impl Service {
         sealed_refresh_token: Option<&str>,
         now: Timestamp,
     ) -> ServiceResult<()> {
+        self.check_may_link(identity).await?;
         let mut tx = self.db.begin().await?;
         if !tx.consume_link_token(token_hash, now).await? {
             tx.rollback().await?;
@@ -550,7 +555,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         // One person, one vote, however many Slack accounts they link.
-        if tx.person_decided(id, &approver_identity.subject).await? {
+        if tx.person_decided(id, &approver_identity.subject, &approver_identity.email).await? {
             tx.rollback().await?;
             return Err(ServiceError::AlreadyVoted(id));
         }
@@ -783,37 +788,6 @@ impl Service {
         tx.commit().await?;
         self.wake.notify_one();
         self.load(id).await
-    }
-
-    /// Ends everything `user` holds because the identity provider
-    /// deprovisioned them: pending requests are cancelled, grants revoked at
-    /// once, the link removed, the person told. Returns the requests touched.
-    pub async fn deprovision(&self, user: &SlackUser, reason: &str, now: Timestamp) -> ServiceResult<usize> {
-        let open: Vec<RequestId> = self.db.open_requests_of(user).await?.into_iter().map(|r| r.id).collect();
-        let mut tx = self.db.begin().await?;
-        let events = self.end_requests(&mut tx, &open, reason, now).await?;
-        let unlinked = tx.delete_link(user).await?;
-        if unlinked || !events.is_empty() {
-            schedule_dm(&mut tx, user, &format!("Your jitbot access was ended: {reason}."), now).await?;
-        }
-        let touched = events.len();
-        for (action, id, detail) in events {
-            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
-        }
-        if unlinked {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::Scim,
-                AuditAction::LinkRemoved,
-                None,
-                json!({"slack": user.to_string(), "reason": reason}),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(touched)
     }
 
     /// The identity provider removed `user` from `removed` groups: the link
@@ -1117,7 +1091,11 @@ impl Service {
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).
+    /// Refused for an identity SCIM deprovisioned, and for an email that
+    /// another person's link holds.
     pub async fn add_link(&self, identity: &Identity, actor: &Actor, now: Timestamp) -> ServiceResult<()> {
+        self.check_may_link(identity).await?;
+        self.check_email_free(identity).await?;
         let mut tx = self.db.begin().await?;
         tx.upsert_link(identity, "admin", now).await?;
         audit::append(
@@ -1139,18 +1117,6 @@ impl Service {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Removes an identity link (`jitbot link remove`); `false` if none existed.
-    pub async fn remove_link(&self, user: &SlackUser, actor: &Actor, now: Timestamp) -> ServiceResult<bool> {
-        let mut tx = self.db.begin().await?;
-        if !tx.delete_link(user).await? {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        audit::append(&mut tx, now, actor, AuditAction::LinkRemoved, None, json!({"slack": user.to_string()})).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 }
 

@@ -68,8 +68,12 @@ pub enum JitCommand {
     Whoami,
     /// Link my Slack account to the IdP.
     Link,
-    /// Remove my link.
-    Unlink,
+    /// Remove my link. Without `confirm`, a person with live access is
+    /// told what would end and asked to confirm.
+    Unlink {
+        /// `/jit unlink confirm`: end that access and unlink.
+        confirm: bool,
+    },
     /// Explain the commands.
     Help,
 }
@@ -87,7 +91,7 @@ pub const USAGE: &str = "`/jit request` ask for access in a form, or at once: `/
 `/jit unfreeze <reason>` administrators: release the kill switch so approvals grant again\n\
 `/jit link` sign in with your company account\n\
 `/jit whoami` your linked identity and groups\n\
-`/jit unlink` remove your link\n\
+`/jit unlink` remove your link (your access and pending requests end with it; `/jit unlink confirm` after you saw what)\n\
 `/jit help` this help";
 
 /// Why the text is not a command; the message is for the person who typed it.
@@ -118,7 +122,13 @@ pub fn parse(text: &str) -> Result<JitCommand, CommandError> {
         "pending" | "approvals" => Ok(JitCommand::Pending),
         "whoami" => Ok(JitCommand::Whoami),
         "link" | "login" => Ok(JitCommand::Link),
-        "unlink" => Ok(JitCommand::Unlink),
+        "unlink" => match rest {
+            [] => Ok(JitCommand::Unlink { confirm: false }),
+            [word] if word.eq_ignore_ascii_case("confirm") => Ok(JitCommand::Unlink { confirm: true }),
+            _ => Err(CommandError(
+                "Usage: `/jit unlink`, then `/jit unlink confirm` to end your access and unlink".into(),
+            )),
+        },
         "revoke" | "done" => request_id("revoke", rest).map(JitCommand::Revoke),
         "cancel" => request_id("cancel", rest).map(JitCommand::Cancel),
         "retry" => request_id("retry", rest).map(JitCommand::Retry),

@@ -31,10 +31,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether this identity and `other` are the same person: either the same
-    /// Slack account or the same IdP identity behind two Slack accounts.
+    /// Whether this identity and `other` are the same person: the same
+    /// Slack account, the same IdP identity behind two Slack accounts, or
+    /// the same email (case-insensitively: `Alice@Example.com` typed into a
+    /// hand-made link is the `alice@example.com` an OIDC sign-in verified).
     pub fn same_person(&self, other: &Identity) -> bool {
-        self.slack == other.slack || (self.issuer == other.issuer && self.subject == other.subject)
+        self.slack == other.slack
+            || (self.issuer == other.issuer && self.subject == other.subject)
+            || (!self.email.trim().is_empty() && self.email.trim().eq_ignore_ascii_case(other.email.trim()))
     }
 
     fn in_any(&self, groups: &BTreeSet<String>) -> bool {
@@ -408,6 +412,21 @@ mod tests {
         assert_eq!(p.check_approver(&bob, &alice), Ok(()));
         let carol = identity("U0CAROL", "carol", &["engineering"]);
         assert!(matches!(p.check_approver(&carol, &alice), Err(PolicyError::NotAnApprover { .. })));
+    }
+
+    #[test]
+    fn a_hand_made_link_with_the_same_email_in_other_case_is_the_same_person() {
+        let p = policy();
+        let alice = identity("U0ALICE", "alice", &["engineering"]);
+        // `jitbot link add --email Alice@Example.com` on a second Slack account:
+        // another issuer and subject, but the same person.
+        let manual = Identity {
+            issuer: "manual".into(),
+            subject: "Alice@Example.com".into(),
+            email: "Alice@Example.com".into(),
+            ..identity("U0ALICE2", "x", &["sre-leads"])
+        };
+        assert_eq!(p.check_approver(&manual, &alice), Err(PolicyError::SelfApproval));
     }
 
     #[test]

@@ -520,31 +520,31 @@ pub struct IdpRefresher {
     pub oidc: Arc<Oidc>,
     /// Decrypts and re-encrypts refresh tokens.
     pub cipher: Option<TokenCipher>,
-    /// Where links live.
-    pub db: crate::store::Db,
+    /// Where links live, and the use case that ends a refused link.
+    pub service: crate::service::Service,
 }
 
 impl IdpRefresher {
-    async fn end_link(&self, user: &crate::domain::SlackUser, why: &str, now: Timestamp) -> Result<(), String> {
-        let store = |e: crate::store::StoreError| e.to_string();
-        let mut tx = self.db.begin().await.map_err(store)?;
-        if tx.delete_link(user).await.map_err(store)? {
-            let text = format!(
-                "Your jitbot link ended: {why}. Run /jit link to sign in again before you request or approve access."
-            );
-            crate::service::schedule_dm(&mut tx, user, &text, now).await.map_err(store)?;
-            crate::audit::append(
-                &mut tx,
-                now,
-                &crate::audit::Actor::System,
-                crate::audit::AuditAction::LinkRemoved,
-                None,
-                serde_json::json!({"slack": user.to_string(), "reason": why}),
-            )
-            .await
-            .map_err(store)?;
+    /// Ends a link the IdP no longer vouches for, and the access it held,
+    /// unless the link changed since it was read (at `version`).
+    async fn end_link(
+        &self,
+        user: &crate::domain::SlackUser,
+        version: i64,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<(), String> {
+        match self.service.end_refused_link(user, version, why, now).await {
+            Ok(Some(ended)) => {
+                tracing::info!(user = %user, ended = ended.len(), why, "link ended by its identity provider");
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::info!(user = %user, "link changed during the refresh; the refusal is dropped");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
         }
-        tx.commit().await.map_err(store)
     }
 }
 
@@ -552,26 +552,45 @@ impl IdpRefresher {
 impl crate::jobs::LinkRefresher for IdpRefresher {
     async fn refresh(&self, user: &crate::domain::SlackUser, now: Timestamp) -> Result<(), String> {
         let store = |e: crate::store::StoreError| e.to_string();
-        let Some(link) = self.db.link(user).await.map_err(store)? else { return Ok(()) };
+        let db = self.service.db();
+        // Everything below is decided against this read: if the link changes
+        // during the round trip to the IdP (a SCIM group removal, a new
+        // sign-in, a removal), the refresh result is dropped.
+        let Some(link) = db.link(user).await.map_err(store)? else { return Ok(()) };
         let Some(sealed) = link.refresh_token.as_deref() else { return Ok(()) };
         let Some(cipher) = &self.cipher else { return Err("no token_encryption_key configured".into()) };
         let Ok(token) = cipher.open(sealed) else {
-            return self.end_link(user, "its stored sign-in could not be read (the encryption key changed)", now).await;
+            return self
+                .end_link(user, link.version, "its stored sign-in could not be read (the encryption key changed)", now)
+                .await;
         };
         match self.oidc.refresh(&token).await {
             Ok(fresh) if fresh.subject != link.subject => {
-                self.end_link(user, "the identity provider returned a different identity", now).await
+                self.end_link(user, link.version, "the identity provider returned a different identity", now).await
             }
             Ok(fresh) => {
                 let groups_json = serde_json::to_string(&fresh.groups).map_err(|e| e.to_string())?;
                 let claims_json = serde_json::to_string(&fresh.claims).map_err(|e| e.to_string())?;
-                let sealed = fresh.refresh_token.as_deref().map(|t| cipher.seal(t)).transpose()?;
+                let rotated = fresh.refresh_token.as_deref().map(|t| cipher.seal(t)).transpose()?;
                 let before = link.groups().map_err(store)?;
-                let mut tx = self.db.begin().await.map_err(store)?;
-                let auth_time = fresh.auth_time.map(Timestamp::millis);
-                tx.confirm_link(user, &groups_json, &claims_json, auth_time, sealed.as_deref(), now)
-                    .await
-                    .map_err(store)?;
+                let mut tx = db.begin().await.map_err(store)?;
+                let confirmation = crate::store::LinkConfirmation {
+                    groups_json: &groups_json,
+                    claims_json: &claims_json,
+                    auth_time: fresh.auth_time.map(Timestamp::millis),
+                    refresh_token: rotated.as_deref(),
+                };
+                if !tx.confirm_link(user, link.version, &confirmation, now).await.map_err(store)? {
+                    // Changed meanwhile: the groups read are older than what
+                    // was committed. Keep only a rotated refresh token, and
+                    // only while the link still holds the one it replaces.
+                    if let Some(rotated) = rotated.as_deref() {
+                        tx.rotate_refresh_token(user, sealed, rotated).await.map_err(store)?;
+                    }
+                    tx.commit().await.map_err(store)?;
+                    tracing::info!(user = %user, "link changed during the refresh; its groups were not stored");
+                    return Ok(());
+                }
                 crate::audit::append(
                     &mut tx,
                     now,
@@ -585,7 +604,7 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
                 tx.commit().await.map_err(store)
             }
             Err(OidcError::InvalidGrant) => {
-                self.end_link(user, "the identity provider no longer accepts your sign-in", now).await
+                self.end_link(user, link.version, "the identity provider no longer accepts your sign-in", now).await
             }
             // An outage: keep the link, retry later; decisions meanwhile are refused.
             Err(e) => Err(e.to_string()),

@@ -3,13 +3,15 @@
 //! at once.
 //!
 //! Resources are stored as the JSON the IdP sent. jitbot matches a SCIM user
-//! to identity links by `externalId` (= the IdP subject, `sub`) or by
-//! `userName` / email (= the link's email, case-insensitively). SCIM can
-//! only take privileges away: a user set `active: false` or deleted loses
-//! every grant, pending request and link; a removal from a group removes
-//! that group from the link and revokes the grants that needed it. Adding
-//! members never adds groups to a link (a leaked SCIM token cannot make
-//! anyone an approver).
+//! by `externalId` (= the IdP subject, `sub`) or by `userName` / email
+//! (case-insensitively) to identity links and to the identity stored on
+//! each request, so a person whose link is already gone is still found. SCIM
+//! can only take privileges away: a user set `active: false` or deleted
+//! loses every grant, pending request and link, and cannot link again until
+//! SCIM reactivates them; a removal from a group (known in the groups claim
+//! by its `displayName`, `externalId` or `id`) removes that group from the
+//! link and revokes the grants that needed it. Adding members never adds
+//! groups to a link (a leaked SCIM token cannot make anyone an approver).
 
 pub mod patch;
 
@@ -29,7 +31,7 @@ use self::patch::ScimError;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::{SlackUser, Timestamp};
-use crate::service::Service;
+use crate::service::{ScimPerson, Service};
 use crate::store::{ScimWrite, StoreError};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -39,6 +41,10 @@ const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// Largest page a list returns.
 const MAX_RESULTS: usize = 200;
+/// Largest request body the SCIM routes read (1 MiB): a SCIM user or group,
+/// or a PATCH of a large group's members, is far smaller; anything bigger is
+/// answered 413 with a SCIM error before it is buffered further.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the SCIM handlers share.
 #[derive(Clone)]
@@ -193,7 +199,22 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/Groups", get(list_groups).post(create_group))
         .route("/scim/v2/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
         .fallback(|| async { not_found("resource").into_response() })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(too_large_the_scim_way))
         .with_state(state)
+}
+
+/// The body limit's plain-text 413 as a SCIM error (RFC 7644 §3.12).
+async fn too_large_the_scim_way(resp: Response) -> Response {
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return resp;
+    }
+    ScimError {
+        status: 413,
+        scim_type: None,
+        detail: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    }
+    .into_response()
 }
 
 macro_rules! guarded {
@@ -468,11 +489,46 @@ struct ProjectionQuery {
     excluded_attributes: Option<String>,
 }
 
+/// An index-backed lookup that finds every candidate of a filter.
+enum Lookup {
+    /// Users by lower-cased `userName` (the unique `name_key` column).
+    NameKey(String),
+    /// Resources by `externalId` (case-exact, RFC 7643 §3.1).
+    ExternalId(String),
+}
+
+/// The lookup that finds every resource `filter` can match, when the filter
+/// is a conjunction containing `userName eq "..."` (users) or `externalId
+/// eq "..."`: what IdPs send before every create. The filter still runs on
+/// the candidates; anything else scans the kind.
+fn indexed_lookup(kind: Kind, filter: &patch::Filter) -> Option<Lookup> {
+    let [all] = filter.any_of.as_slice() else { return None };
+    all.iter().find_map(|c| {
+        let value = c.value.as_ref()?.as_str()?;
+        if !c.op.eq_ignore_ascii_case("eq") {
+            return None;
+        }
+        if kind == Kind::User && c.attr.eq_ignore_ascii_case("userName") {
+            Some(Lookup::NameKey(value.trim().to_lowercase()))
+        } else if c.attr.eq_ignore_ascii_case("externalId") {
+            Some(Lookup::ExternalId(value.to_owned()))
+        } else {
+            None
+        }
+    })
+}
+
 async fn do_list(state: &ScimState, kinds: &[Kind], q: ListQuery) -> Result<Response, ScimError> {
     let filter = q.filter.as_deref().map(patch::parse_filter).transpose()?;
     let mut matching: Vec<(Kind, Value)> = Vec::new();
     for kind in kinds {
-        let rows = state.service.db().scim_all(kind.name()).await.map_err(store_error)?;
+        let db = state.service.db();
+        let rows = match filter.as_ref().and_then(|f| indexed_lookup(*kind, f)) {
+            Some(Lookup::NameKey(key)) => db.scim_by_key(kind.name(), Some(&key), None).await,
+            Some(Lookup::ExternalId(ext)) => db.scim_by_key(kind.name(), None, Some(&ext)).await,
+            None => db.scim_all(kind.name()).await,
+        }
+        .map_err(store_error)?;
         matching.extend(
             rows.iter()
                 .map(|r| (*kind, render(state, *kind, r)))
@@ -600,17 +656,10 @@ fn member_ids(map: &Map<String, Value>) -> BTreeSet<String> {
 
 /// The Slack users a SCIM user stands for.
 async fn people(state: &ScimState, user: &Map<String, Value>) -> Result<Vec<SlackUser>, ScimError> {
-    let ext = external_id(user);
-    let mut emails: Vec<String> = Vec::new();
-    if let Some(u) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("userName")).and_then(|(_, v)| v.as_str()) {
-        emails.push(u.to_owned());
-    }
-    if let Some(Value::Array(list)) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("emails")).map(|(_, v)| v) {
-        emails.extend(list.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(str::to_owned));
-    }
+    let ScimPerson { subject, emails, .. } = scim_person("", user);
     let mut out = Vec::new();
     let db = state.service.db();
-    let mut candidates = db.links_matching(ext.as_deref(), None).await.map_err(store_error)?;
+    let mut candidates = db.links_matching(subject.as_deref(), None).await.map_err(store_error)?;
     for e in &emails {
         candidates.extend(db.links_matching(None, Some(e)).await.map_err(store_error)?);
     }
@@ -624,41 +673,85 @@ async fn people(state: &ScimState, user: &Map<String, Value>) -> Result<Vec<Slac
     Ok(out)
 }
 
-async fn deprovision(state: &ScimState, user: &Map<String, Value>, why: &str, now: Timestamp) -> Result<(), ScimError> {
-    for person in people(state, user).await? {
-        tracing::info!(user = %person, why, "SCIM deprovisioning");
-        state.service.deprovision(&person, why, now).await.map_err(service_error)?;
+/// The IdP identity a SCIM user stands for: `externalId` as the subject,
+/// `userName` and `emails` as emails.
+fn scim_person(scim_id: &str, user: &Map<String, Value>) -> ScimPerson {
+    let mut emails: Vec<String> = Vec::new();
+    if let Some(u) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("userName")).and_then(|(_, v)| v.as_str()) {
+        emails.push(u.to_owned());
+    }
+    if let Some(Value::Array(list)) = user.iter().find(|(k, _)| k.eq_ignore_ascii_case("emails")).map(|(_, v)| v) {
+        emails.extend(list.iter().filter_map(|e| e.get("value").and_then(Value::as_str)).map(str::to_owned));
+    }
+    ScimPerson { scim_id: scim_id.to_owned(), subject: external_id(user), emails }
+}
+
+/// Ends everything the identity behind a SCIM user holds, found by the
+/// identity stored on requests (not only through links, which `/jit
+/// unlink` or a refused refresh may have removed already).
+async fn deprovision(
+    state: &ScimState,
+    scim_id: &str,
+    user: &Map<String, Value>,
+    why: &str,
+    now: Timestamp,
+) -> Result<(), ScimError> {
+    let person = scim_person(scim_id, user);
+    let touched = state.service.deprovision(&person, why, now).await.map_err(service_error)?;
+    tracing::info!(scim_id, touched, why, "SCIM deprovisioning");
+    Ok(())
+}
+
+/// A SCIM user that is active (again) may link again.
+async fn reactivated(
+    state: &ScimState,
+    scim_id: &str,
+    user: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<(), ScimError> {
+    if state.service.scim_reactivated(&scim_person(scim_id, user), now).await.map_err(service_error)? {
+        tracing::info!(scim_id, "SCIM reactivated an identity; it may link again");
     }
     Ok(())
 }
 
-/// Group members that were removed: their links lose the group.
+/// Group members that were removed: their links lose the group. `groups`
+/// are the names the group may have in the groups claim (see [`group_names`]).
 async fn members_removed(
     state: &ScimState,
-    group: &str,
+    groups: &BTreeSet<String>,
     removed: &BTreeSet<String>,
     now: Timestamp,
 ) -> Result<(), ScimError> {
-    if removed.is_empty() {
+    if removed.is_empty() || groups.is_empty() {
         return Ok(());
     }
-    let groups: BTreeSet<String> = [group.to_owned()].into();
     for id in removed {
         let Some(row) = state.service.db().scim_get("User", id).await.map_err(store_error)? else { continue };
         let user: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
         for person in people(state, &user).await? {
-            state.service.remove_groups(&person, &groups, now).await.map_err(service_error)?;
+            state.service.remove_groups(&person, groups, now).await.map_err(service_error)?;
         }
     }
     Ok(())
 }
 
-fn group_name(map: &Map<String, Value>) -> String {
-    map.iter()
+/// The names a SCIM group may carry in the IdP's groups claim: its
+/// `displayName` (Okta, Keycloak), its `externalId`, and its SCIM `id`
+/// (Entra ID puts group object ids in the claim and sends the object id as
+/// the SCIM `externalId`). A link loses whichever of them it holds.
+fn group_names(scim_id: &str, map: &Map<String, Value>) -> BTreeSet<String> {
+    let display = map
+        .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("displayName"))
         .and_then(|(_, v)| v.as_str())
-        .unwrap_or("")
-        .to_owned()
+        .map(str::to_owned);
+    [display, external_id(map), Some(scim_id.to_owned())]
+        .into_iter()
+        .flatten()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 async fn created(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
@@ -681,8 +774,12 @@ async fn create(state: &ScimState, kind: Kind, body: &[u8]) -> Result<Response, 
     let map = parse_body(body)?;
     let id = new_id();
     write(state, kind, &id, &map, true).await?;
-    if kind == Kind::User && !is_active(&map) {
-        deprovision(state, &map, "deactivated at the identity provider", state.clock.now()).await?;
+    if kind == Kind::User {
+        if is_active(&map) {
+            reactivated(state, &id, &map, state.clock.now()).await?;
+        } else {
+            deprovision(state, &id, &map, "deactivated at the identity provider", state.clock.now()).await?;
+        }
     }
     created(state, kind, &id).await
 }
@@ -720,13 +817,13 @@ async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: 
     let now = state.clock.now();
     match kind {
         Kind::User if !is_active(&after) => {
-            deprovision(state, &after, "deactivated at the identity provider", now).await?;
+            deprovision(state, id, &after, "deactivated at the identity provider", now).await?;
         }
+        Kind::User => reactivated(state, id, &after, now).await?,
         Kind::Group => {
             let removed: BTreeSet<String> = member_ids(&before).difference(&member_ids(&after)).cloned().collect();
-            members_removed(state, &group_name(&before), &removed, now).await?;
+            members_removed(state, &group_names(id, &before), &removed, now).await?;
         }
-        _ => {}
     }
     write(state, kind, id, &after, false).await?;
     let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
@@ -740,8 +837,8 @@ async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, Sci
     // Effects before the delete, so a failure leaves the resource for the IdP's retry.
     let now = state.clock.now();
     match kind {
-        Kind::User => deprovision(state, &before, "deleted at the identity provider", now).await?,
-        Kind::Group => members_removed(state, &group_name(&before), &member_ids(&before), now).await?,
+        Kind::User => deprovision(state, id, &before, "deleted at the identity provider", now).await?,
+        Kind::Group => members_removed(state, &group_names(id, &before), &member_ids(&before), now).await?,
     }
     if !db.scim_delete(kind.name(), id).await.map_err(store_error)? {
         return Err(not_found(kind.name()));
@@ -825,4 +922,35 @@ async fn delete_user(State(s): State<ScimState>, headers: HeaderMap, Path(id): P
 }
 async fn delete_group(State(s): State<ScimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     guarded!(s, headers, remove(&s, Kind::Group, &id).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(kind: Kind, filter: &str) -> Option<String> {
+        let f = patch::parse_filter(filter).unwrap();
+        indexed_lookup(kind, &f).map(|l| match l {
+            Lookup::NameKey(k) => format!("name_key={k}"),
+            Lookup::ExternalId(e) => format!("external_id={e}"),
+        })
+    }
+
+    #[test]
+    fn the_filters_idps_send_before_a_create_are_answered_from_an_index() {
+        assert_eq!(
+            lookup(Kind::User, r#"userName eq "Alice@Example.com""#).as_deref(),
+            Some("name_key=alice@example.com")
+        );
+        assert_eq!(lookup(Kind::User, r#"externalId eq "00u1AbC""#).as_deref(), Some("external_id=00u1AbC"));
+        assert_eq!(lookup(Kind::Group, r#"externalId eq "0f6c""#).as_deref(), Some("external_id=0f6c"));
+        assert_eq!(
+            lookup(Kind::User, r#"active eq true and userName eq "bob@example.com""#).as_deref(),
+            Some("name_key=bob@example.com")
+        );
+        // Anything else scans (and the filter decides).
+        assert_eq!(lookup(Kind::Group, r#"userName eq "x""#), None);
+        assert_eq!(lookup(Kind::User, r#"userName sw "a""#), None);
+        assert_eq!(lookup(Kind::User, r#"userName eq "a" or userName eq "b""#), None);
+    }
 }

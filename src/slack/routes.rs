@@ -253,11 +253,32 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             }
             None => "Linking through an identity provider is not set up here; ask a jitbot administrator to link you with `jitbot link add`.".to_owned().into(),
         },
-        JitCommand::Unlink => match state.service.remove_link(user, &crate::audit::Actor::Slack(user.clone()), now).await {
-            Ok(true) => "Your link was removed. Run `/jit link` to link again.".to_owned().into(),
-            Ok(false) => "You have no link.".to_owned().into(),
-            Err(e) => explain(&e, user).into(),
-        },
+        JitCommand::Unlink { confirm } => {
+            let lines = |requests: &[crate::domain::AccessRequest]| -> String {
+                requests
+                    .iter()
+                    .map(|r| format!("\n• #{} `{}`: {}", r.id.get(), r.role, r.state.describe()))
+                    .collect()
+            };
+            match service.unlink_self(user, confirm, now).await {
+                Ok(crate::service::UnlinkOutcome::NoLink) => "You have no link.".to_owned().into(),
+                Ok(crate::service::UnlinkOutcome::WouldEnd(live)) => format!(
+                    "Unlinking ends this access of yours (grants are revoked, pending requests cancelled):{}\n\
+                     Run `/jit unlink confirm` to unlink and end it; nothing has changed yet.",
+                    lines(&live)
+                )
+                .into(),
+                Ok(crate::service::UnlinkOutcome::Unlinked(ended)) if ended.is_empty() => {
+                    "Your link was removed. Run `/jit link` to link again.".to_owned().into()
+                }
+                Ok(crate::service::UnlinkOutcome::Unlinked(ended)) => format!(
+                    "Your link was removed, and this access ended with it:{}\nRun `/jit link` to link again.",
+                    lines(&ended)
+                )
+                .into(),
+                Err(e) => explain(&e, user).into(),
+            }
+        }
         JitCommand::Request { role, duration, reason } => {
             let request = RequestCommand {
                 requester: user.clone(),

@@ -33,6 +33,9 @@ pub struct LinkRow {
     pub refresh_token: Option<String>,
     /// The claims login templates need, as a JSON object of strings.
     pub claims_json: String,
+    /// Bumped on every write: a background refresh only stores its result
+    /// if the link is still the version it read before asking the IdP.
+    pub version: i64,
 }
 
 impl LinkRow {
@@ -99,7 +102,7 @@ impl Tx {
                    issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
                    groups_json = excluded.groups_json, source = excluded.source, auth_time = excluded.auth_time,
                    confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token,
-                   claims_json = excluded.claims_json",
+                   claims_json = excluded.claims_json, version = identity_links.version + 1",
             )
             .bind(identity.slack.team_id())
             .bind(identity.slack.user_id())
@@ -123,7 +126,9 @@ impl Tx {
     pub async fn set_link_groups(&mut self, user: &SlackUser, groups: &BTreeSet<String>) -> StoreResult<()> {
         let groups = serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         on_conn!(tx self, |c| {
-            sqlx::query("UPDATE identity_links SET groups_json = $3 WHERE team_id = $1 AND user_id = $2")
+            sqlx::query(
+                "UPDATE identity_links SET groups_json = $3, version = version + 1 WHERE team_id = $1 AND user_id = $2",
+            )
                 .bind(user.team_id())
                 .bind(user.user_id())
                 .bind(&groups)
@@ -139,6 +144,21 @@ impl Tx {
             sqlx::query("DELETE FROM identity_links WHERE team_id = $1 AND user_id = $2")
                 .bind(user.team_id())
                 .bind(user.user_id())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Removes a link only if it is still at `version` (as read before a
+    /// round trip to the IdP); returns whether it was removed.
+    pub async fn delete_link_at(&mut self, user: &SlackUser, version: i64) -> StoreResult<bool> {
+        let done = on_conn!(tx self, |c| {
+            sqlx::query("DELETE FROM identity_links WHERE team_id = $1 AND user_id = $2 AND version = $3")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .bind(version)
                 .execute(c)
                 .await?
                 .rows_affected()

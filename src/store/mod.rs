@@ -39,9 +39,9 @@ pub use jobs::{JobRow, JobState, JobWake};
 pub use kill_switch::KillSwitchRow;
 pub use leases::{LeaseRelease, LeaseRow, LeaseStart};
 pub use links::LinkRow;
-pub use oidc::{LinkTokenRow, LoginRow};
+pub use oidc::{LinkConfirmation, LinkTokenRow, LoginRow};
 pub use requests::{ApprovalRow, NewRequest, TransitionFields};
-pub use scim::{ScimRow, ScimWrite};
+pub use scim::{DeprovisionedKey, ScimRow, ScimWrite};
 pub use slack_cards::CardRow;
 
 /// How long a request-path caller waits for a connection or a write lock

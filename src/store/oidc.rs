@@ -164,6 +164,19 @@ impl Db {
     }
 }
 
+/// What a refresh confirmed about a link.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkConfirmation<'a> {
+    /// The groups, as a JSON array.
+    pub groups_json: &'a str,
+    /// The kept claims, as a JSON object.
+    pub claims_json: &'a str,
+    /// When the person last authenticated, epoch ms, if the IdP said.
+    pub auth_time: Option<i64>,
+    /// The rotated refresh token (encrypted), if the IdP issued one.
+    pub refresh_token: Option<&'a str>,
+}
+
 impl Tx {
     /// Consumes a link token if it is unused and unexpired; `false` otherwise.
     pub async fn consume_link_token(&mut self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
@@ -181,21 +194,23 @@ impl Tx {
     }
 
     /// Records the groups and kept claims (and rotated refresh token) a
-    /// sign-in or refresh confirmed.
+    /// refresh confirmed, only if the link is still at `version` (as read
+    /// before the round trip to the IdP); `false` when it changed meanwhile
+    /// (relinked, groups removed over SCIM, removed) and nothing was written.
     pub async fn confirm_link(
         &mut self,
         user: &SlackUser,
-        groups_json: &str,
-        claims_json: &str,
-        auth_time: Option<i64>,
-        refresh_token: Option<&str>,
+        version: i64,
+        fresh: &LinkConfirmation<'_>,
         now: Timestamp,
     ) -> StoreResult<bool> {
+        let LinkConfirmation { groups_json, claims_json, auth_time, refresh_token } = *fresh;
         let n = on_conn!(tx self, |c| {
             sqlx::query(
                 "UPDATE identity_links SET groups_json = $3, auth_time = COALESCE($4, auth_time),
-                   refresh_token = COALESCE($5, refresh_token), confirmed_at = $6, claims_json = $7
-                 WHERE team_id = $1 AND user_id = $2",
+                   refresh_token = COALESCE($5, refresh_token), confirmed_at = $6, claims_json = $7,
+                   version = version + 1
+                 WHERE team_id = $1 AND user_id = $2 AND version = $8",
             )
             .bind(user.team_id())
             .bind(user.user_id())
@@ -204,6 +219,27 @@ impl Tx {
             .bind(refresh_token)
             .bind(now.millis())
             .bind(claims_json)
+            .bind(version)
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Stores a rotated refresh token only, if the link still holds the
+    /// token it was rotated from (a refresh whose groups were dropped because
+    /// the link changed meanwhile must not lose the IdP's new token).
+    pub async fn rotate_refresh_token(&mut self, user: &SlackUser, from: &str, to: &str) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE identity_links SET refresh_token = $4
+                 WHERE team_id = $1 AND user_id = $2 AND refresh_token = $3",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(from)
+            .bind(to)
             .execute(c)
             .await?
             .rows_affected()

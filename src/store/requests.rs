@@ -281,8 +281,9 @@ impl Tx {
     ) -> StoreResult<()> {
         on_conn!(tx self, |c| {
             sqlx::query(
-                "INSERT INTO approvals (request_id, team_id, approver_id, approver_subject, decision, comment, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO approvals
+                   (request_id, team_id, approver_id, approver_subject, decision, comment, created_at, approver_email)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id.get())
             .bind(approver.slack.team_id())
@@ -291,6 +292,7 @@ impl Tx {
             .bind(decision)
             .bind(comment)
             .bind(now.millis())
+            .bind(approver.email.to_lowercase())
             .execute(c)
             .await?;
         });
@@ -337,15 +339,21 @@ impl Tx {
         Ok(found.map(RequestId::new))
     }
 
-    /// Whether the person with IdP subject `subject` already decided on
-    /// request `id`, from any of their Slack accounts.
-    pub async fn person_decided(&mut self, id: RequestId, subject: &str) -> StoreResult<bool> {
+    /// Whether the person with IdP subject `subject` or email `email`
+    /// (case-insensitively) already decided on request `id`, from any of
+    /// their Slack accounts.
+    pub async fn person_decided(&mut self, id: RequestId, subject: &str, email: &str) -> StoreResult<bool> {
+        let email = email.to_lowercase();
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND approver_subject = $2")
-                .bind(id.get())
-                .bind(subject)
-                .fetch_one(c)
-                .await?
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM approvals
+                 WHERE request_id = $1 AND (approver_subject = $2 OR (approver_email IS NOT NULL AND approver_email = $3))",
+            )
+            .bind(id.get())
+            .bind(subject)
+            .bind(&email)
+            .fetch_one(c)
+            .await?
         });
         Ok(n > 0)
     }
@@ -398,6 +406,29 @@ impl Db {
             )
             .bind(user.team_id())
             .bind(user.user_id())
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
+    /// Open requests (pending, or holding access) made by the identity with
+    /// IdP subject `subject` or email `email` (case-insensitively), as stored
+    /// on each request when it was made: found even after the requester's
+    /// link is gone.
+    pub async fn open_requests_by_identity(
+        &self,
+        subject: Option<&str>,
+        email: Option<&str>,
+    ) -> StoreResult<Vec<AccessRequest>> {
+        let email = email.map(str::to_lowercase);
+        let rows = on_conn!(db self, |c| {
+            sqlx::query_as::<_, RequestRow>(
+                "SELECT * FROM access_requests
+                 WHERE open_slot IS NOT NULL AND (requester_subject = $1 OR lower(requester_email) = $2) ORDER BY id",
+            )
+            .bind(subject)
+            .bind(email.as_deref())
             .fetch_all(c)
             .await?
         });

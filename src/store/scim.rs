@@ -104,6 +104,34 @@ impl Db {
         }))
     }
 
+    /// The resources of a kind whose unique name (lower-cased `userName`,
+    /// or `displayName`) is `name_key`, or else whose `externalId` is
+    /// `external_id`: the candidates of an `eq` filter, read through the
+    /// `(kind, name_key)` or `(kind, external_id)` index.
+    pub async fn scim_by_key(
+        &self,
+        kind: &str,
+        name_key: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<Vec<ScimRow>> {
+        let (sql, value) = match (name_key, external_id) {
+            (Some(key), _) => (
+                "SELECT id, kind, body, version, created_at, updated_at FROM scim_resources
+                 WHERE kind = $1 AND name_key = $2 ORDER BY created_at, id",
+                key,
+            ),
+            (None, Some(ext)) => (
+                "SELECT id, kind, body, version, created_at, updated_at FROM scim_resources
+                 WHERE kind = $1 AND external_id = $2 ORDER BY created_at, id",
+                ext,
+            ),
+            (None, None) => return Ok(Vec::new()),
+        };
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, ScimRow>(sql).bind(kind).bind(value).fetch_all(c).await?
+        }))
+    }
+
     /// Deletes a resource; `false` when it did not exist.
     pub async fn scim_delete(&self, kind: &str, id: &str) -> StoreResult<bool> {
         let n = on_conn!(db self, |c| {
@@ -115,6 +143,23 @@ impl Db {
                 .rows_affected()
         });
         Ok(n == 1)
+    }
+
+    /// Why the identity with IdP subject `subject` or email `email` may not
+    /// link: the reason SCIM deactivated or deleted it, if it did and has
+    /// not reactivated it since.
+    pub async fn deprovisioned(&self, subject: &str, email: &str) -> StoreResult<Option<String>> {
+        let email = email.to_lowercase();
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT reason FROM scim_deprovisioned
+                 WHERE (kind = 'subject' AND value = $1) OR (kind = 'email' AND value = $2) LIMIT 1",
+            )
+            .bind(subject)
+            .bind(&email)
+            .fetch_optional(c)
+            .await?
+        }))
     }
 
     /// Links whose IdP subject is `subject` or whose email is `email`
@@ -130,6 +175,69 @@ impl Db {
             .fetch_all(c)
             .await
             .map_err(StoreError::from)?
+        }))
+    }
+}
+
+/// What marks an identity SCIM deprovisioned: its subject, or an email
+/// (lower-cased).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeprovisionedKey {
+    /// An IdP subject (SCIM `externalId`).
+    Subject(String),
+    /// An email (SCIM `userName` or `emails`), lower-cased.
+    Email(String),
+}
+
+impl DeprovisionedKey {
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Self::Subject(s) => ("subject", s),
+            Self::Email(e) => ("email", e),
+        }
+    }
+}
+
+impl super::Tx {
+    /// Remembers that SCIM resource `scim_id` (standing for `key`) was
+    /// deactivated or deleted, so the identity cannot link again.
+    pub async fn mark_deprovisioned(
+        &mut self,
+        key: &DeprovisionedKey,
+        scim_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (kind, value) = key.parts();
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO scim_deprovisioned (kind, value, scim_id, reason, at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (kind, value) DO UPDATE SET scim_id = excluded.scim_id, reason = excluded.reason,
+                   at = excluded.at",
+            )
+            .bind(kind)
+            .bind(value)
+            .bind(scim_id)
+            .bind(reason)
+            .bind(now.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets the deprovisioning of SCIM resource `scim_id` and of `key`
+    /// (SCIM reactivated the user); returns how many marks went.
+    pub async fn clear_deprovisioned(&mut self, scim_id: &str, key: &DeprovisionedKey) -> StoreResult<u64> {
+        let (kind, value) = key.parts();
+        Ok(on_conn!(tx self, |c| {
+            sqlx::query("DELETE FROM scim_deprovisioned WHERE scim_id = $1 OR (kind = $2 AND value = $3)")
+                .bind(scim_id)
+                .bind(kind)
+                .bind(value)
+                .execute(c)
+                .await?
+                .rows_affected()
         }))
     }
 }

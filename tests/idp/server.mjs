@@ -16,6 +16,11 @@
 //                                and an IdP restart (refresh tokens die)
 //   POST /__test/advance?ms=N    move the provider's clock forward, in step
 //                                with the manual clock of jitbot's tests
+//   POST /__test/hold?ms=N[&count=K]  answer token requests N ms late (0 =
+//                                at once; only the next K if given), so a
+//                                test can change jitbot's state while a
+//                                refresh is at the IdP
+//   GET  /__test/held            how many token requests are being held
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -98,7 +103,30 @@ server.listen(Number(process.env.IDP_PORT || 0), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${port}`;
   let provider = makeProvider(issuer, newKey());
   let callback = provider.callback();
+  let holdMs = 0;
+  let holdLeft = 0;
+  let held = 0;
   server.on('request', (req, res) => {
+    if (req.method === 'POST' && req.url.startsWith('/__test/hold')) {
+      const params = new URL(req.url, issuer).searchParams;
+      holdMs = Number(params.get('ms') || 0);
+      holdLeft = params.has('count') ? Number(params.get('count')) : Infinity;
+      res.writeHead(204).end();
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/__test/held') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(String(held));
+      return;
+    }
+    if (holdMs > 0 && holdLeft > 0 && req.method === 'POST' && req.url.startsWith('/token')) {
+      holdLeft -= 1;
+      held += 1;
+      setTimeout(() => {
+        held -= 1;
+        callback(req, res);
+      }, holdMs);
+      return;
+    }
     if (req.method === 'POST' && req.url.startsWith('/__test/advance')) {
       offsetMs += Number(new URL(req.url, issuer).searchParams.get('ms') || 0);
       res.writeHead(204).end();

@@ -257,7 +257,49 @@ async fn serve_starts_answers_health_and_stops_on_sigterm(backend: Backend) {
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status:?}");
 }
 
+async fn with_an_idp_hand_made_links_are_the_idp_identity_and_an_email_is_one_person(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
+    let cfg = dir.path().join("jitbot.toml");
+    let idp = "\n[slack]\nmode = \"socket\"\nbot_token = \"${SLACK_BOT_TOKEN}\"\napp_token = \"${SLACK_APP_TOKEN}\"\n\
+               team_id = \"T0WORK\"\napprovals_channel = \"C0APPROVALS\"\n\
+               \n[idp]\nissuer = \"https://idp.example\"\nclient_id = \"jitbot\"\nclient_secret = \"secret-0123456789\"\n";
+    std::fs::write(&cfg, format!("{}{idp}", config_text(&db, "http://127.0.0.1:9/hook"))).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let add = |user: &str, email: &str, extra: &[&str]| {
+        let mut args = vec!["link", "add", "--config", cfg, "--team", "T0WORK", "--user", user, "--email", email];
+        args.extend_from_slice(extra);
+        jitbot(&args)
+    };
+
+    // The IdP subject is required: "manual" + the email would be a second person.
+    let out = add("U0ALICE", "Alice@Example.com", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("--subject is required with an [idp] table"), "{:?}", text(&out));
+    let out = add("U0ALICE", "Alice@Example.com", &["--subject", "00u-alice", "--issuer", "manual"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("is not the configured idp.issuer"), "{:?}", text(&out));
+
+    let out = add("U0ALICE", "Alice@Example.com", &["--subject", "00u-alice", "--groups", "engineering"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&jitbot(&["link", "list", "--config", cfg]));
+    assert!(stdout.contains("https://idp.example") && stdout.contains("00u-alice"), "{stdout}");
+
+    // Her email on another Slack user, for another identity: refused.
+    let out = add("U0MALLORY", "alice@example.COM", &["--subject", "00u-mallory"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("alice@example.COM is already linked to Slack user T0WORK/U0ALICE"),
+        "{:?}",
+        text(&out)
+    );
+    // Her own second Slack account (the same IdP identity) is fine.
+    let out = add("U0ALICE2", "alice@example.com", &["--subject", "00u-alice"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
 both_backends!(
+    with_an_idp_hand_made_links_are_the_idp_identity_and_an_email_is_one_person,
     check_config_refuses_removing_a_role_that_has_a_live_grant,
     migrate_prepares_a_fresh_database_and_can_run_again,
     links_are_added_listed_removed_and_audited,

@@ -128,6 +128,24 @@ impl TestIdp {
         assert_eq!(self.http.post(url).send().await.unwrap().status(), 204);
     }
 
+    /// Answers each token request `d` late (zero: at once).
+    pub async fn hold_tokens(&self, d: Duration) {
+        let url = format!("{}/__test/hold?ms={}", self.issuer, d.as_millis());
+        assert_eq!(self.http.post(url).send().await.unwrap().status(), 204);
+    }
+
+    /// Answers only the next token request `d` late.
+    pub async fn hold_next_token(&self, d: Duration) {
+        let url = format!("{}/__test/hold?ms={}&count=1", self.issuer, d.as_millis());
+        assert_eq!(self.http.post(url).send().await.unwrap().status(), 204);
+    }
+
+    /// How many token requests are being held right now.
+    pub async fn tokens_held(&self) -> u32 {
+        let url = format!("{}/__test/held", self.issuer);
+        self.http.get(url).send().await.unwrap().text().await.unwrap().trim().parse().unwrap()
+    }
+
     /// Stops the provider (an outage).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -242,6 +260,8 @@ pub struct OidcOptions {
     pub id_token_ttl_secs: u64,
     /// Appended to the config after `[idp]` (providers, roles).
     pub extra_toml: String,
+    /// SQLite or PostgreSQL.
+    pub backend: crate::support::Backend,
 }
 
 impl Default for OidcOptions {
@@ -253,6 +273,7 @@ impl Default for OidcOptions {
             issuer_override: None,
             id_token_ttl_secs: 3600,
             extra_toml: String::new(),
+            backend: crate::support::Backend::Sqlite,
         }
     }
 }
@@ -285,6 +306,7 @@ impl OidcEnv {
             start: SystemClock.now(),
             links: false,
             edit: options.edit,
+            backend: options.backend,
             ..Default::default()
         })
         .await;

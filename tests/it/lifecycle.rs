@@ -194,6 +194,26 @@ async fn one_person_with_two_slack_accounts_counts_as_one_approver(backend: Back
     assert_eq!(t.state(req.id).await, "granting");
 }
 
+async fn an_email_in_another_case_on_another_identity_is_still_one_approver(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    // Bob's second Slack account carries a hand-made link from before links
+    // were tied to the IdP: another issuer and subject, his email typed in
+    // another case.
+    t.link("U0BOB2", "bob", &["sre-leads"]).await;
+    let sql = "UPDATE identity_links SET issuer = 'manual', subject = 'Bob@Example.com', email = 'Bob@Example.com' \
+               WHERE user_id = 'U0BOB2'";
+    match t.db() {
+        jitbot::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        jitbot::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+    let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    let second = t.service().approve(req.id, &user("U0BOB2"), t.now()).await.unwrap_err();
+    assert!(matches!(second, ServiceError::AlreadyVoted(_)), "{second:?}");
+    assert_eq!(t.state(req.id).await, "pending");
+}
+
 async fn two_of_two_needs_two_different_approvers(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
     let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
@@ -302,6 +322,7 @@ async fn a_failing_revocation_alerts_and_keeps_retrying_until_it_succeeds(backen
 
 both_backends!(
     one_person_with_two_slack_accounts_counts_as_one_approver,
+    an_email_in_another_case_on_another_identity_is_still_one_approver,
     request_approve_grant_expire_revoke,
     deny_ends_the_request_without_granting,
     the_requester_cancels_a_pending_request_and_nobody_else_can,

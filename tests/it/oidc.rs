@@ -703,3 +703,169 @@ async fn a_login_template_reads_a_claim_from_the_id_token() {
 async fn a_login_template_reads_a_claim_from_userinfo() {
     a_login_template_reads_a_claim_from_the_sign_in(false).await;
 }
+
+fn scim_toml() -> String {
+    format!("\n[scim]\ntoken = \"{}\"\n", crate::scim::TOKEN)
+}
+
+async fn a_refresh_racing_a_scim_group_removal_keeps_the_removal(backend: crate::support::Backend) {
+    if !idp_available() {
+        return;
+    }
+    let o =
+        OidcEnv::start(OidcOptions { offline_access: true, extra_toml: scim_toml(), backend, ..Default::default() })
+            .await;
+    o.linked("U0ALICE", "alice").await;
+    let alice = crate::support::user("U0ALICE");
+    let before = o.env.db.link(&alice).await.unwrap().unwrap();
+    let (_, scim_user) = crate::scim::scim(
+        &o.env,
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({"userName": "alice@example.com", "externalId": "alice"})),
+    )
+    .await;
+    let (_, group) = crate::scim::scim(
+        &o.env,
+        reqwest::Method::POST,
+        "/Groups",
+        Some(serde_json::json!({"displayName": "engineering", "members": [{"value": scim_user["id"]}]})),
+    )
+    .await;
+
+    // Her link is stale, so asking refreshes it; the IdP (whose own view
+    // still has her in engineering) answers late.
+    o.idp.hold_tokens(Duration::from_secs(4)).await;
+    o.advance(Duration::from_secs(13 * 3600)).await;
+    let answer = o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    assert!(answer.contains("re-checking your groups"), "{answer}");
+    for _ in 0..250 {
+        if o.idp.tokens_held().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(o.idp.tokens_held().await, 1, "the refresh is at the IdP");
+
+    // Meanwhile SCIM removes her from engineering.
+    let (status, _) = crate::scim::scim(
+        &o.env,
+        reqwest::Method::PATCH,
+        &format!("/Groups/{}", group["id"].as_str().unwrap()),
+        Some(crate::scim::patch(serde_json::json!([{"op": "remove", "path": "members"}]))),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The refresh comes back: the IdP's rotated token is kept, the groups it
+    // read before the removal are not.
+    let sealed = before.refresh_token.clone();
+    let after = eventually("the refresh to finish", || {
+        let db = o.env.db.clone();
+        let link = futures_lite_block(async move { db.link(&crate::support::user("U0ALICE")).await.unwrap() })?;
+        (link.refresh_token != sealed).then_some(link)
+    })
+    .await;
+    assert!(after.groups().unwrap().is_empty(), "the SCIM removal stands: {:?}", after.groups());
+    assert_eq!(after.confirmed_at, before.confirmed_at, "a dropped refresh confirms nothing");
+    let actions: Vec<String> =
+        o.env.db.audit_rows_after(0, 1000).await.unwrap().into_iter().map(|r| r.action).collect();
+    assert!(!actions.iter().any(|a| a == "link.refreshed"), "{actions:?}");
+    o.env.stop().await;
+}
+
+async fn a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in_again(
+    backend: crate::support::Backend,
+) {
+    if !idp_available() {
+        return;
+    }
+    let o =
+        OidcEnv::start(OidcOptions { offline_access: true, extra_toml: scim_toml(), backend, ..Default::default() })
+            .await;
+    o.linked("U0ALICE", "alice").await;
+    o.linked("U0BOB", "bob").await;
+    o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    let id = jitbot::domain::RequestId::new(1);
+    o.env.click("U0BOB", "approve", id).await;
+    eventually("the grant", || (o.env.hook.count("grant", id) == 1).then_some(())).await;
+
+    // The IdP forgets her refresh token; her next decision refreshes, the
+    // IdP refuses, and her link ends with the access it vouched for.
+    o.idp.rotate().await;
+    o.advance(Duration::from_secs(16 * 60)).await;
+    let answer = o.env.command("U0ALICE", "retry 1").await;
+    assert!(answer.contains("re-checking your groups"), "{answer}");
+    eventually("the revocation", || (o.env.hook.count("revoke", id) == 1).then_some(())).await;
+    let dm = eventually("the DM", || {
+        o.env.slack.posts_to("U0ALICE").into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("link ended"))
+    })
+    .await;
+    assert!(dm["text"].as_str().unwrap().contains("your access with it"), "{dm}");
+
+    // SCIM deactivates her: signing in again is refused until SCIM reactivates her.
+    let (status, created) = crate::scim::scim(
+        &o.env,
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({"userName": "alice@example.com", "externalId": "alice", "active": false})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let page = o.link("U0ALICE", "alice").await;
+    assert!(page.body.contains("cannot be linked until the identity provider reactivates it"), "{}", page.body);
+    assert!(o.env.db.link(&crate::support::user("U0ALICE")).await.unwrap().is_none());
+    let (status, _) = crate::scim::scim(
+        &o.env,
+        reqwest::Method::PATCH,
+        &format!("/Users/{}", created["id"].as_str().unwrap()),
+        Some(crate::scim::patch(serde_json::json!([{"op": "replace", "path": "active", "value": true}]))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    o.linked("U0ALICE", "alice").await;
+    o.env.stop().await;
+}
+
+async fn a_refresh_racing_a_new_sign_in_does_not_undo_it(backend: crate::support::Backend) {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions { offline_access: true, backend, ..Default::default() }).await;
+    o.linked("U0ALICE", "alice").await;
+    let alice = crate::support::user("U0ALICE");
+
+    // A refresh that the IdP answers late...
+    o.idp.hold_next_token(Duration::from_secs(4)).await;
+    o.advance(Duration::from_secs(13 * 3600)).await;
+    let answer = o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
+    assert!(answer.contains("re-checking your groups"), "{answer}");
+    for _ in 0..250 {
+        if o.idp.tokens_held().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(o.idp.tokens_held().await, 1, "the refresh is at the IdP");
+    // ...and meanwhile, a minute later, she signs in again.
+    o.advance(Duration::from_secs(60)).await;
+    o.linked("U0ALICE", "alice").await;
+    let relinked = o.env.db.link(&alice).await.unwrap().unwrap();
+
+    let done = eventually("the refresh job to finish", || {
+        let db = o.env.db.clone();
+        let counts = futures_lite_block(async move { db.job_counts().await.unwrap() });
+        counts.iter().any(|(kind, state, _)| kind == "refresh_link" && state == "done").then_some(())
+    });
+    done.await;
+    let after = o.env.db.link(&alice).await.unwrap().unwrap();
+    assert_eq!(after.confirmed_at, relinked.confirmed_at, "the new sign-in's confirmation stands");
+    assert_eq!(after.refresh_token, relinked.refresh_token, "and so does its refresh token");
+    o.env.stop().await;
+}
+
+crate::support::both_backends!(
+    a_refresh_racing_a_new_sign_in_does_not_undo_it,
+    a_refresh_racing_a_scim_group_removal_keeps_the_removal,
+    a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in_again,
+);

@@ -202,11 +202,7 @@ async fn an_email_in_another_case_on_another_identity_is_still_one_approver(back
     t.link("U0BOB2", "bob", &["sre-leads"]).await;
     let sql = "UPDATE identity_links SET issuer = 'manual', subject = 'Bob@Example.com', email = 'Bob@Example.com' \
                WHERE user_id = 'U0BOB2'";
-    match t.db() {
-        jitbot::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        jitbot::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-    }
-    .unwrap();
+    t.exec(sql).await;
     let req = t.request("U0ALICE", "prod-admin", None).await.unwrap();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     let second = t.service().approve(req.id, &user("U0BOB2"), t.now()).await.unwrap_err();

@@ -312,14 +312,7 @@ async fn deactivation_removes_real_database_access_within_two_seconds() {
 
 /// Runs one statement on the test's database, on either backend.
 async fn execute(env: &SlackEnv, sql: &'static str) {
-    match &env.db {
-        jitbot::store::Db::Sqlite(p) => {
-            sqlx::query(sql).execute(p).await.unwrap();
-        }
-        jitbot::store::Db::Postgres(p) => {
-            sqlx::query(sql).execute(p).await.unwrap();
-        }
-    }
+    crate::support::exec(&env.db, sql).await;
 }
 
 /// Audit events of one action, as JSON details.

@@ -22,6 +22,7 @@ mod forms;
 mod job_series;
 mod kill_switch;
 mod lifecycle;
+mod migrations;
 mod oidc;
 mod overview;
 mod postgres;

@@ -147,7 +147,7 @@ pub enum OidcError {
 }
 
 /// What a verified sign-in or refresh established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedIdentity {
     /// `iss`.
     pub issuer: String,
@@ -168,8 +168,27 @@ pub struct VerifiedIdentity {
     pub refresh_token: Option<String>,
 }
 
+// Written by hand so that the refresh token never reaches a log line.
+impl std::fmt::Debug for VerifiedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedIdentity")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("groups", &self.groups)
+            .field("claims", &self.claims)
+            .field("auth_time", &self.auth_time)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+/// What `Debug` shows in place of a secret.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
 /// A login waiting for the IdP to send the browser back.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StartedLogin {
     /// Where to send the browser.
     pub authorize_url: String,
@@ -179,6 +198,19 @@ pub struct StartedLogin {
     pub nonce: String,
     /// The PKCE verifier.
     pub pkce_verifier: String,
+}
+
+// Written by hand: the state and PKCE verifier are what an attacker needs
+// to finish someone else's sign-in.
+impl std::fmt::Debug for StartedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedLogin")
+            .field("authorize_url", &self.authorize_url)
+            .field("state", &REDACTED)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &REDACTED)
+            .finish()
+    }
 }
 
 /// The OpenID Connect client. Discovery happens at start-up and again when
@@ -195,7 +227,8 @@ pub struct Oidc {
 struct IdpConfigView {
     issuer: String,
     client_id: String,
-    client_secret: String,
+    /// [`crate::config::Secret`], so `Debug` shows `[REDACTED]`.
+    client_secret: crate::config::Secret,
     groups_claim: String,
     scopes: Vec<String>,
     redirect_url: String,
@@ -252,7 +285,7 @@ impl Oidc {
             config: IdpConfigView {
                 issuer: config.issuer.clone(),
                 client_id: config.client_id.clone(),
-                client_secret: config.client_secret.expose().to_owned(),
+                client_secret: config.client_secret.clone(),
                 groups_claim: config.groups_claim.clone(),
                 scopes: config.scopes.clone(),
                 redirect_url: format!("{}/oidc/callback", public_url.trim_end_matches('/')),
@@ -277,7 +310,7 @@ impl Oidc {
         let client: OidcClient = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(self.config.client_secret.clone())),
+            Some(ClientSecret::new(self.config.client_secret.expose().to_owned())),
         )
         .set_redirect_uri(redirect);
         let client = Arc::new(client);
@@ -633,5 +666,50 @@ impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
         let mut url = reqwest::Url::parse(&format!("{}/oidc/signin", self.public_url.trim_end_matches('/'))).ok()?;
         url.query_pairs_mut().append_pair("return_to", return_to);
         Some(url.to_string())
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_client_secret_refresh_token_state_and_pkce_verifier() {
+        let config = IdpConfigView {
+            issuer: "https://idp.example".into(),
+            client_id: "jitbot".into(),
+            client_secret: crate::config::Secret::from("client-secret-0123456789"),
+            groups_claim: "groups".into(),
+            scopes: vec!["openid".into()],
+            redirect_url: "https://jitbot.example/oidc/callback".into(),
+            kept_claims: BTreeSet::new(),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("client-secret-0123456789"), "{shown}");
+        assert!(shown.contains("jitbot"), "{shown}");
+
+        let identity = VerifiedIdentity {
+            issuer: "https://idp.example".into(),
+            subject: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            groups: BTreeSet::new(),
+            claims: BTreeMap::new(),
+            auth_time: None,
+            refresh_token: Some("refresh-token-0123456789".into()),
+        };
+        let shown = format!("{identity:?}");
+        assert!(!shown.contains("refresh-token-0123456789"), "{shown}");
+        assert!(shown.contains("alice@example.com"), "{shown}");
+
+        let login = StartedLogin {
+            authorize_url: "https://idp.example/auth".into(),
+            state: "state-value-0123456789".into(),
+            nonce: "nonce".into(),
+            pkce_verifier: "pkce-verifier-0123456789".into(),
+        };
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("pkce-verifier-0123456789"), "{shown}");
+        assert!(!shown.contains("state-value-0123456789"), "{shown}");
     }
 }

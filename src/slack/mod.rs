@@ -6,6 +6,7 @@
 //! shares every line of behaviour.
 
 pub mod api;
+pub mod error_summary;
 pub mod forms;
 pub mod home;
 pub mod modals;

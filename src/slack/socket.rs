@@ -109,7 +109,9 @@ fn on_error(
     _client: Arc<SlackHyperClient>,
     _states: SlackClientEventsUserState,
 ) -> HttpStatusCode {
-    tracing::warn!(error = %err, "socket mode error");
+    // The error's Display can carry the whole envelope (response URLs, form
+    // values): log a redacted summary only.
+    tracing::warn!(error = %super::error_summary::summarize(err.as_ref()), "socket mode error");
     HttpStatusCode::OK
 }
 

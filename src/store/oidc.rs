@@ -21,7 +21,7 @@ pub struct LinkTokenRow {
 }
 
 /// An in-flight login, looked up by the hash of its `state`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct LoginRow {
     /// The link token it continues.
     pub token_hash: String,
@@ -35,6 +35,20 @@ pub struct LoginRow {
     pub expires_at: i64,
     /// When its callback was used.
     pub used_at: Option<i64>,
+}
+
+// Written by hand so that the PKCE verifier never reaches a log line.
+impl std::fmt::Debug for LoginRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRow")
+            .field("token_hash", &self.token_hash)
+            .field("browser_hash", &self.browser_hash)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &"[REDACTED]")
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish()
+    }
 }
 
 impl Db {
@@ -209,5 +223,25 @@ impl Tx {
             .rows_affected()
         });
         Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::LoginRow;
+
+    #[test]
+    fn debug_of_a_login_hides_the_pkce_verifier() {
+        let row = LoginRow {
+            token_hash: "th".into(),
+            browser_hash: "bh".into(),
+            nonce: "n".into(),
+            pkce_verifier: "verifier-secret-0123456789".into(),
+            expires_at: 1,
+            used_at: None,
+        };
+        let shown = format!("{row:?}");
+        assert!(!shown.contains("verifier-secret"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 }

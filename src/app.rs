@@ -124,6 +124,7 @@ impl App {
                 config: config.clone(),
                 slack: api.clone(),
                 cipher,
+                sign_in_sealer: crate::idp::login_state::SignInSealer::from_client_secret(idp.client_secret.expose()),
             });
         }
         let scheduler =

@@ -6,6 +6,7 @@
 //! rows ([`crate::store`]), and the rules that use links
 //! ([`crate::service`]).
 
+pub mod login_state;
 pub mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -102,12 +102,21 @@ impl Db {
         }))
     }
 
-    /// Stores a login started in a browser.
-    pub async fn insert_login(&self, state_hash: &str, row: &LoginRow, now: Timestamp) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+    /// Stores a login started in a browser, unless its link token already
+    /// has `max_per_token` logins stored (then `false`): one statement, so
+    /// concurrent starts cannot pass the limit together by much.
+    pub async fn insert_login(
+        &self,
+        state_hash: &str,
+        row: &LoginRow,
+        max_per_token: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(db self, |c| {
             sqlx::query(
                 "INSERT INTO oidc_logins (state_hash, token_hash, browser_hash, nonce, pkce_verifier, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 SELECT $1, $2, $3, $4, $5, $6, $7
+                 WHERE (SELECT COUNT(*) FROM oidc_logins WHERE token_hash = $2) < $8",
             )
             .bind(state_hash)
             .bind(&row.token_hash)
@@ -116,10 +125,12 @@ impl Db {
             .bind(&row.pkce_verifier)
             .bind(now.millis())
             .bind(row.expires_at)
+            .bind(max_per_token)
             .execute(c)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Marks a login's state used and returns it, exactly once: a second

@@ -19,6 +19,7 @@ mod crash;
 mod credentials_page;
 mod expiry;
 mod forms;
+mod housekeeping;
 mod job_series;
 mod kill_switch;
 mod lifecycle;

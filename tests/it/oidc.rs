@@ -702,3 +702,77 @@ async fn a_login_template_reads_a_claim_from_the_id_token() {
 async fn a_login_template_reads_a_claim_from_userinfo() {
     a_login_template_reads_a_claim_from_the_sign_in(false).await;
 }
+
+/// `GET /oidc/signin` is open to anyone: it writes nothing (the sign-in's
+/// state travels in a sealed cookie), refuses oversized input, and the
+/// sign-in still works end to end, bound to the browser that started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_sign_ins_write_nothing_and_still_work() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    let jitbot::store::Db::Sqlite(pool) = &o.env.db else { panic!() };
+    let count = |table: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let signin = format!("{}/oidc/signin?return_to=%2Fcredentials%2Fsome-token", o.public_url);
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for _ in 0..100 {
+        let resp = raw.get(&signin).send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert!(resp.headers()["location"].to_str().unwrap().starts_with(&o.idp.issuer));
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.starts_with("jitbot_signin=") && cookie.contains("HttpOnly"), "{cookie}");
+        assert!(!cookie.contains("some-token"), "the state is sealed: {cookie}");
+    }
+    let long = format!("{}/oidc/signin?return_to=%2Fcredentials%2F{}", o.public_url, "a".repeat(5000));
+    assert_eq!(raw.get(&long).send().await.unwrap().status(), 400);
+    // A forged state cookie is not a sign-in.
+    let forged = raw
+        .get(format!("{}/oidc/callback?code=abc&state=xyz", o.public_url))
+        .header("cookie", "jitbot_signin=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    assert_eq!(count("oidc_logins").await, 0, "unauthenticated requests wrote no login rows");
+    assert_eq!(count("browser_sessions").await, 0);
+    assert_eq!(count("link_tokens").await, 0);
+
+    // Finished in another browser (without the cookie): refused.
+    let callback = format!("{}/oidc/callback", o.public_url);
+    let starter = Browser::new();
+    let back = starter.sign_in(&signin, "alice", &|next| next.starts_with(&callback)).await;
+    assert!(back.url.starts_with(&callback), "{back:?}");
+    let page = Browser::new().get(&back.url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert_eq!(count("browser_sessions").await, 0);
+
+    // The whole way, in one browser: a session, and back to the page.
+    let alice = Browser::new();
+    let page = alice.sign_in(&signin, "alice", &|_| false).await;
+    assert!(page.url.starts_with(&format!("{}/credentials/some-token", o.public_url)), "{page:?}");
+    assert_eq!(count("browser_sessions").await, 1);
+    assert_eq!(count("oidc_logins").await, 0);
+
+    // A link token (issued in Slack) stores a login per start, a few at most.
+    let answer = o.env.command_json("U0ALICE", "link").await;
+    let url = OidcEnv::link_url(&answer);
+    for _ in 0..5 {
+        let at_idp = Browser::new().open_link(&url).await;
+        assert!(at_idp.url.contains("/auth?"), "{at_idp:?}");
+    }
+    let page = Browser::new().get(&url).await;
+    let token =
+        regex::Regex::new(r#"name="token" value="([^"]+)""#).unwrap().captures(&page.body).unwrap()[1].to_owned();
+    let resp =
+        raw.post(format!("{}/oidc/start", o.public_url)).form(&[("token", token.as_str())]).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.text().await.unwrap().contains("started too many times"));
+    assert_eq!(count("oidc_logins").await, 5);
+    o.env.stop().await;
+}

@@ -218,9 +218,44 @@ pub struct IdpConfig {
     /// The ID token's verified email must equal the Slack profile email.
     #[serde(default = "default_true")]
     pub require_email_match: bool,
+    /// Splits a groups claim the IdP sends as one string (`"a,b"`) into
+    /// groups. None (the default): a string is one group, so a group named
+    /// `db admins` stays one group. Arrays are always read as they are.
+    #[serde(default)]
+    pub groups_delimiter: Option<String>,
+    /// How the `email_verified` claim is judged; some IdPs (Entra ID)
+    /// never send it.
+    #[serde(default)]
+    pub email_verified: EmailVerifiedRule,
     /// Base64 of 32 random bytes; encrypts refresh tokens at rest. Required
     /// when `scopes` has `offline_access`.
     pub token_encryption_key: Option<Secret>,
+}
+
+/// `[idp] email_verified`: when a sign-in's email counts as verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailVerifiedRule {
+    /// The IdP must send `email_verified: true` (the safe default).
+    #[default]
+    Required,
+    /// Refused only when the IdP sends `email_verified: false`; an IdP
+    /// that sends no such claim is trusted for its emails.
+    IfPresent,
+    /// The claim is not looked at: only for IdPs whose emails are all
+    /// verified by the organisation itself.
+    Ignore,
+}
+
+impl EmailVerifiedRule {
+    /// Whether a sign-in whose `email_verified` claim was `claim` passes.
+    pub fn accepts(self, claim: Option<bool>) -> bool {
+        match self {
+            Self::Required => claim == Some(true),
+            Self::IfPresent => claim != Some(false),
+            Self::Ignore => true,
+        }
+    }
 }
 
 fn default_idp_name() -> String {
@@ -601,6 +636,24 @@ impl Config {
         Ok(config)
     }
 
+    /// Things that are allowed but probably wrong, for `check-config` and
+    /// the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(idp) = &self.idp
+            && idp.groups_claim == "groups"
+            && !idp.scopes.iter().any(|s| s == "groups")
+        {
+            out.push(
+                "idp.scopes has no \"groups\" scope: Okta and most other IdPs send the `groups` claim only when that \
+                 scope is asked for, and without it everyone links with no groups (see the README's IdP table; \
+                 Entra ID needs no scope, ignore this there)"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// The IdP claims that login templates name (`{claims.NAME}` in a
     /// postgres provider's `login` or a role's `grant.login`): sign-ins keep
     /// exactly these, so no other personal data is stored. Templates were
@@ -770,6 +823,12 @@ impl Config {
                 return Err(format!(
                     "{}idp.token_encryption_key is required when idp.scopes has offline_access (refresh tokens are encrypted at rest)",
                     at("idp", None)
+                ));
+            }
+            if idp.groups_delimiter.as_deref().is_some_and(str::is_empty) {
+                return Err(format!(
+                    "{}idp.groups_delimiter must not be empty (leave it out to read a groups string as one group)",
+                    at("idp", Some("groups_delimiter"))
                 ));
             }
             if let Some(key) = &idp.token_encryption_key {
@@ -1303,5 +1362,56 @@ max_duration = "1h"
         .to_string();
         assert!(e.contains("providers.prod-db.url must be a postgres:// URL"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod idp_claim_tests {
+    use super::*;
+
+    fn with_idp(idp_extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[slack]\nmode = \"socket\"\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\nteam_id = \"T0WORKSPACE\"\n\
+             approvals_channel = \"C0APPROVALS\"\n\n[idp]\nissuer = \"https://idp.example\"\nclient_id = \"jitbot\"\n\
+             client_secret = \"secret\"\n{idp_extra}\n"
+        );
+        Config::parse(Path::new("jitbot.toml"), &text)
+    }
+
+    #[test]
+    fn groups_delimiter_and_email_verified_have_safe_defaults() {
+        let c = with_idp("").unwrap();
+        let idp = c.idp.as_ref().unwrap();
+        assert_eq!(idp.groups_delimiter, None);
+        assert_eq!(idp.email_verified, EmailVerifiedRule::Required);
+        let c = with_idp("groups_delimiter = \",\"\nemail_verified = \"if_present\"").unwrap();
+        let idp = c.idp.as_ref().unwrap();
+        assert_eq!(idp.groups_delimiter.as_deref(), Some(","));
+        assert_eq!(idp.email_verified, EmailVerifiedRule::IfPresent);
+        let e = with_idp("email_verified = \"maybe\"").unwrap_err().to_string();
+        assert!(e.contains("email_verified") && e.contains("if_present"), "{e}");
+        let e = with_idp("groups_delimiter = \"\"").unwrap_err().to_string();
+        assert!(e.contains("idp.groups_delimiter must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn the_email_verified_rules() {
+        use EmailVerifiedRule::*;
+        assert!(Required.accepts(Some(true)) && !Required.accepts(None) && !Required.accepts(Some(false)));
+        assert!(IfPresent.accepts(Some(true)) && IfPresent.accepts(None) && !IfPresent.accepts(Some(false)));
+        assert!(Ignore.accepts(Some(false)) && Ignore.accepts(None));
+    }
+
+    #[test]
+    fn check_config_warns_when_the_groups_scope_is_missing() {
+        let c = with_idp("").unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("idp.scopes has no \"groups\" scope"), "{warnings:?}");
+        let c = with_idp("scopes = [\"openid\", \"email\", \"groups\"]").unwrap();
+        assert!(c.warnings().is_empty());
+        // Another claim name: the scope is the IdP's business.
+        let c = with_idp("groups_claim = \"roles\"").unwrap();
+        assert!(c.warnings().is_empty());
     }
 }

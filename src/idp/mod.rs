@@ -156,10 +156,14 @@ pub struct VerifiedIdentity {
     pub subject: String,
     /// The email, if the IdP sent one.
     pub email: Option<String>,
-    /// Whether the IdP verified that email.
-    pub email_verified: bool,
+    /// The IdP's `email_verified` claim, `None` when it sent none (Entra
+    /// ID); judged by `[idp] email_verified`.
+    pub email_verified: Option<bool>,
     /// Groups from the configured claim.
     pub groups: BTreeSet<String>,
+    /// The IdP sent no groups claim at all (neither in the ID token nor in
+    /// userinfo): usually a missing scope or claim mapping, not "no groups".
+    pub groups_claim_missing: bool,
     /// The claims login templates name (`{claims.NAME}`), as strings; from
     /// the ID token, or from userinfo when the ID token lacks them.
     pub claims: BTreeMap<String, String>,
@@ -178,6 +182,7 @@ impl std::fmt::Debug for VerifiedIdentity {
             .field("email", &self.email)
             .field("email_verified", &self.email_verified)
             .field("groups", &self.groups)
+            .field("groups_claim_missing", &self.groups_claim_missing)
             .field("claims", &self.claims)
             .field("auth_time", &self.auth_time)
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| REDACTED))
@@ -231,6 +236,7 @@ struct IdpConfigView {
     /// [`crate::config::Secret`], so `Debug` shows `[REDACTED]`.
     client_secret: crate::config::Secret,
     groups_claim: String,
+    groups_delimiter: Option<String>,
     scopes: Vec<String>,
     redirect_url: String,
     /// Claims to keep, from every login template of the config.
@@ -253,14 +259,31 @@ fn kept_claims_from(all: &serde_json::Value, kept: &BTreeSet<String>, into: &mut
     }
 }
 
-fn groups_from(claims: &ExtraClaims, name: &str) -> Option<BTreeSet<String>> {
+/// The groups in claim `name`, or `None` when the claim is absent (or
+/// null). An array gives its strings; a string is one group, unless the
+/// IdP is configured to send a `delimiter`-separated list
+/// (`[idp] groups_delimiter`): group names may contain spaces and commas.
+fn groups_from(claims: &ExtraClaims, name: &str, delimiter: Option<&str>) -> Option<BTreeSet<String>> {
+    let one = |g: &str| Some(g.trim()).filter(|g| !g.is_empty()).map(str::to_owned);
     match claims.claims.get(name)? {
-        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
-        serde_json::Value::String(s) => {
-            Some(s.split([',', ' ']).filter(|g| !g.is_empty()).map(str::to_owned).collect())
-        }
-        _ => None,
+        serde_json::Value::Null => None,
+        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().and_then(one)).collect()),
+        serde_json::Value::String(s) => Some(match delimiter {
+            Some(d) if !d.is_empty() => s.split(d).filter_map(one).collect(),
+            _ => one(s).into_iter().collect(),
+        }),
+        _ => Some(BTreeSet::new()),
     }
+}
+
+/// What a person is told when their IdP sent no groups claim: at link
+/// time and in `/jit whoami`.
+pub fn missing_groups_note(claim: &str) -> String {
+    format!(
+        "none: your identity provider sent no `{claim}` claim, so jitbot cannot see your groups. \
+         An admin must make the IdP send it (e.g. add `\"groups\"` to `[idp] scopes`, or map the claim; \
+         see jitbot's README), then run /jit link again"
+    )
 }
 
 /// openidconnect speaks chrono; this is the one conversion point.
@@ -288,6 +311,7 @@ impl Oidc {
                 client_id: config.client_id.clone(),
                 client_secret: config.client_secret.clone(),
                 groups_claim: config.groups_claim.clone(),
+                groups_delimiter: config.groups_delimiter.clone(),
                 scopes: config.scopes.clone(),
                 redirect_url: format!("{}/oidc/callback", public_url.trim_end_matches('/')),
                 kept_claims: kept_claims.clone(),
@@ -417,9 +441,10 @@ impl Oidc {
                 return Err(OidcError::Invalid("the access token does not match the ID token's at_hash".into()));
             }
         }
-        let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim);
+        let delimiter = self.config.groups_delimiter.as_deref();
+        let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim, delimiter);
         let mut email = claims.email().map(|e| e.as_str().to_owned());
-        let mut email_verified = claims.email_verified().unwrap_or(false);
+        let mut email_verified = claims.email_verified();
         let mut kept = BTreeMap::new();
         if !self.config.kept_claims.is_empty() {
             let all = serde_json::to_value(&claims).map_err(|e| OidcError::Invalid(e.to_string()))?;
@@ -434,11 +459,11 @@ impl Oidc {
                 .await
                 .map_err(|e| OidcError::Unavailable(format!("userinfo failed: {}", short(&e))))?;
             if groups.is_none() {
-                groups = groups_from(info.additional_claims(), &self.config.groups_claim);
+                groups = groups_from(info.additional_claims(), &self.config.groups_claim, delimiter);
             }
             if email.is_none() {
                 email = info.email().map(|e| e.as_str().to_owned());
-                email_verified = info.email_verified().unwrap_or(false);
+                email_verified = info.email_verified();
             }
             if kept.len() < self.config.kept_claims.len() {
                 let all = serde_json::to_value(&info).map_err(|e| OidcError::Invalid(e.to_string()))?;
@@ -450,6 +475,7 @@ impl Oidc {
             subject: claims.subject().as_str().to_owned(),
             email,
             email_verified,
+            groups_claim_missing: groups.is_none(),
             groups: groups.unwrap_or_default(),
             claims: kept,
             auth_time: claims.auth_time().map(|t| Timestamp::from_millis(t.timestamp_millis())),
@@ -606,6 +632,7 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
                 tx.confirm_link(user, &groups_json, &claims_json, auth_time, sealed.as_deref(), now)
                     .await
                     .map_err(store)?;
+                tx.set_groups_claim_missing(user, fresh.groups_claim_missing).await.map_err(store)?;
                 crate::audit::append(
                     &mut tx,
                     now,
@@ -681,6 +708,7 @@ mod debug_tests {
             client_id: "jitbot".into(),
             client_secret: crate::config::Secret::from("client-secret-0123456789"),
             groups_claim: "groups".into(),
+            groups_delimiter: None,
             scopes: vec!["openid".into()],
             redirect_url: "https://jitbot.example/oidc/callback".into(),
             kept_claims: BTreeSet::new(),
@@ -693,8 +721,9 @@ mod debug_tests {
             issuer: "https://idp.example".into(),
             subject: "alice".into(),
             email: Some("alice@example.com".into()),
-            email_verified: true,
+            email_verified: Some(true),
             groups: BTreeSet::new(),
+            groups_claim_missing: false,
             claims: BTreeMap::new(),
             auth_time: None,
             refresh_token: Some("refresh-token-0123456789".into()),
@@ -712,5 +741,37 @@ mod debug_tests {
         let shown = format!("{login:?}");
         assert!(!shown.contains("pkce-verifier-0123456789"), "{shown}");
         assert!(!shown.contains("state-value-0123456789"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod groups_claim_tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> ExtraClaims {
+        ExtraClaims { claims: serde_json::json!({ "groups": value }).as_object().cloned().unwrap_or_default() }
+    }
+
+    fn set(items: &[&str]) -> Option<BTreeSet<String>> {
+        Some(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_string_is_one_group_unless_a_delimiter_is_configured() {
+        assert_eq!(groups_from(&claims("db admins".into()), "groups", None), set(&["db admins"]));
+        assert_eq!(groups_from(&claims("a, b".into()), "groups", None), set(&["a, b"]));
+        assert_eq!(groups_from(&claims("db admins, ops".into()), "groups", Some(",")), set(&["db admins", "ops"]));
+        assert_eq!(groups_from(&claims("".into()), "groups", None), set(&[]));
+        assert_eq!(
+            groups_from(&claims(serde_json::json!(["db admins", "ops", 3])), "groups", Some(",")),
+            set(&["db admins", "ops"])
+        );
+    }
+
+    #[test]
+    fn an_absent_or_null_claim_is_missing_not_empty() {
+        assert_eq!(groups_from(&ExtraClaims::default(), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::Value::Null), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::json!([])), "groups", None), set(&[]));
     }
 }

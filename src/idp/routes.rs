@@ -153,11 +153,24 @@ async fn confirm_page(State(state): State<IdpState>, Path(token): Path<String>) 
         Err(_) => user.user_id().to_owned(),
     };
     let idp = state.config.idp.as_ref().map(|i| i.display_name.clone()).unwrap_or_default();
+    // Without the email match, nothing ties the sign-in to this Slack
+    // account but the person's own judgement: name the account plainly.
+    let unmatched = if state.config.idp.as_ref().is_some_and(|i| !i.require_email_match) {
+        format!(
+            "<p id=\"account\">Slack workspace <code>{}</code>, user <code>{}</code>.</p>\
+             <p id=\"warning\"><strong>Warning:</strong> signing in gives this Slack account your groups: whoever \
+             uses it can then request and approve access as you. Continue only if this is your own Slack account.</p>",
+            escape(user.team_id()),
+            escape(user.user_id())
+        )
+    } else {
+        String::new()
+    };
     page(
         StatusCode::OK,
         "Link your Slack account",
         &format!(
-            "<p>Link Slack user <strong>@{}</strong> to {}?</p>\
+            "<p>Link Slack user <strong>@{}</strong> to {}?</p>{unmatched}\
              <p>jitbot will use the groups your identity provider reports to decide what you may request and approve.</p>\
              <form method=\"post\" action=\"/oidc/start\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
              <button type=\"submit\" id=\"continue\">Sign in with {}</button></form>",
@@ -404,11 +417,16 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
             "The identity provider did not share your email address (scope \"email\").",
         );
     };
-    if !verified.email_verified {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("Your identity provider has not verified the email {email}."),
-        );
+    let rule = state.config.idp.as_ref().map(|i| i.email_verified).unwrap_or_default();
+    if !rule.accepts(verified.email_verified) {
+        let what = match verified.email_verified {
+            Some(false) => format!("Your identity provider has not verified the email {email}."),
+            _ => format!(
+                "Your identity provider did not say whether it verified the email {email} (no email_verified claim). \
+                 If it never sends that claim (Entra ID does not), an admin can set [idp] email_verified = \"if_present\"."
+            ),
+        };
+        return error_page(StatusCode::BAD_REQUEST, &what);
     }
     let require_match = state.config.idp.as_ref().is_none_or(|i| i.require_email_match);
     if require_match {
@@ -445,19 +463,31 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
         groups: verified.groups.clone(),
         claims: verified.claims.clone(),
     };
-    match state.service.link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), now).await {
+    let missing = verified.groups_claim_missing;
+    match state
+        .service
+        .link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), missing, now)
+        .await
+    {
         Ok(()) => {}
         Err(ServiceError::NotAllowed(msg)) => return error_page(StatusCode::GONE, &msg),
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
     let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
+    let groups = if missing {
+        super::missing_groups_note(&state.config.idp.as_ref().map(|i| i.groups_claim.clone()).unwrap_or_default())
+    } else if groups.is_empty() {
+        "none".to_owned()
+    } else {
+        groups
+    };
     page(
         StatusCode::OK,
         "Linked",
         &format!(
             "<p id=\"result\">Linked as {} — groups: {}. You can close this tab.</p>",
             escape(&email),
-            escape(if groups.is_empty() { "none" } else { &groups })
+            escape(&groups)
         ),
     )
 }

@@ -33,6 +33,10 @@ pub struct LinkRow {
     pub refresh_token: Option<String>,
     /// The claims login templates need, as a JSON object of strings.
     pub claims_json: String,
+    /// 1 when the IdP sent no groups claim at the last sign-in or refresh
+    /// (a missing scope or mapping), 0 otherwise; see
+    /// [`LinkRow::missing_groups_claim`].
+    pub groups_claim_missing: i32,
 }
 
 // Written by hand: the refresh token is encrypted, but a log line is no
@@ -52,11 +56,18 @@ impl std::fmt::Debug for LinkRow {
             .field("created_at", &self.created_at)
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
             .field("claims_json", &self.claims_json)
+            .field("groups_claim_missing", &self.groups_claim_missing)
             .finish()
     }
 }
 
 impl LinkRow {
+    /// Whether the IdP sent no groups claim at all last time: the empty
+    /// groups then say nothing about the person, and they are told so.
+    pub fn missing_groups_claim(&self) -> bool {
+        self.groups_claim_missing != 0
+    }
+
     /// The groups, parsed.
     pub fn groups(&self) -> StoreResult<BTreeSet<String>> {
         serde_json::from_str(&self.groups_json)
@@ -120,7 +131,7 @@ impl Tx {
                    issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
                    groups_json = excluded.groups_json, source = excluded.source, auth_time = excluded.auth_time,
                    confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token,
-                   claims_json = excluded.claims_json",
+                   claims_json = excluded.claims_json, groups_claim_missing = 0",
             )
             .bind(identity.slack.team_id())
             .bind(identity.slack.user_id())
@@ -135,6 +146,19 @@ impl Tx {
             .bind(&claims)
             .execute(c)
             .await?;
+        });
+        Ok(())
+    }
+
+    /// Records whether the IdP sent a groups claim for this link's sign-in.
+    pub async fn set_groups_claim_missing(&mut self, user: &SlackUser, missing: bool) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query("UPDATE identity_links SET groups_claim_missing = $3 WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .bind(i32::from(missing))
+                .execute(c)
+                .await?;
         });
         Ok(())
     }
@@ -220,6 +244,7 @@ mod debug_tests {
             created_at: 0,
             refresh_token: Some("sealed-refresh-0123456789".into()),
             claims_json: "{}".into(),
+            groups_claim_missing: 0,
         };
         let shown = format!("{row:?}");
         assert!(!shown.contains("sealed-refresh-0123456789"), "{shown}");

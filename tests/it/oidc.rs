@@ -776,3 +776,72 @@ async fn unauthenticated_sign_ins_write_nothing_and_still_work() {
     assert_eq!(count("oidc_logins").await, 5);
     o.env.stop().await;
 }
+
+/// What IdPs really send: groups as one string, no `email_verified` (Entra
+/// ID), no groups claim at all (a missing scope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_as_idps_send_them_with_the_safe_defaults() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    // A string is one group: "db admins" is not "db" and "admins".
+    o.idp.set_claim("alice", "groups", serde_json::json!("db admins"));
+    let page = o.link("U0ALICE", "alice").await;
+    assert!(page.body.contains("Linked as alice@example.com — groups: db admins. You can close"), "{}", page.body);
+
+    // No email_verified claim: refused by default, saying what to configure.
+    o.idp.set_claim("bob", "email_verified", serde_json::Value::Null);
+    let page = o.link("U0BOB", "bob").await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("did not say whether it verified the email bob@example.com"), "{}", page.body);
+    assert!(page.body.contains("email_verified = &quot;if_present&quot;"), "{}", page.body);
+    assert!(o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().is_none());
+
+    // No groups claim at all: linked, and told why there are no groups.
+    o.idp.set_claim("carol", "groups", serde_json::Value::Null);
+    let page = o.link("U0CAROL", "carol").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("groups: none: your identity provider sent no `groups` claim"), "{}", page.body);
+    let whoami = o.env.command("U0CAROL", "whoami").await;
+    assert!(whoami.contains("Groups: none: your identity provider sent no `groups` claim"), "{whoami}");
+    assert!(whoami.contains("scopes"), "{whoami}");
+    // Alice's groups arrived: her whoami lists them.
+    let whoami = o.env.command("U0ALICE", "whoami").await;
+    assert!(whoami.contains("Groups: db admins"), "{whoami}");
+    o.env.stop().await;
+}
+
+/// The per-IdP settings: a delimited groups string, `email_verified =
+/// "if_present"`, and without the email match a confirmation page that
+/// names the Slack account and warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_claim_rules_and_the_unmatched_confirmation_page() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions {
+        extra_toml: "groups_delimiter = \",\"\nemail_verified = \"if_present\"\nrequire_email_match = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    o.idp.set_claim("alice", "groups", serde_json::json!("db admins, ops"));
+    let page = o.link("U0ALICE", "alice").await;
+    assert!(page.body.contains("groups: db admins, ops. You can close"), "{}", page.body);
+
+    o.idp.set_claim("bob", "email_verified", serde_json::Value::Null);
+    let page = o.link("U0BOB", "bob").await;
+    assert!(page.body.contains("Linked as bob@example.com"), "{}", page.body);
+    // A false claim is still refused.
+    o.idp.set_claim("carol", "email_verified", serde_json::json!(false));
+    let page = o.link("U0CAROL", "carol").await;
+    assert!(page.body.contains("has not verified the email carol@example.com"), "{}", page.body);
+
+    let answer = o.env.command_json("U0CAROL", "link").await;
+    let page = Browser::new().get(&OidcEnv::link_url(&answer)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("user <code>U0CAROL</code>"), "{}", page.body);
+    assert!(page.body.contains("Slack workspace <code>T"), "{}", page.body);
+    assert!(page.body.contains("signing in gives this Slack account your groups"), "{}", page.body);
+    o.env.stop().await;
+}

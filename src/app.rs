@@ -149,15 +149,24 @@ impl App {
             }
             (_, state) => state,
         };
+        let small_forms = axum::extract::DefaultBodyLimit::max(http::SMALL_FORM_LIMIT);
         let mut router = http::router(HttpState { db: db.clone() }, slack_routes)
-            .merge(crate::credentials::router(credentials))
+            .merge(crate::credentials::router(credentials).layer(small_forms))
             .merge(crate::metrics::router(metrics));
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }
         if let Some(scim_state) = ScimState::new(service.clone(), deps.clock.clone(), config.clone()) {
-            router = router.merge(crate::scim::router(scim_state));
+            let scim_limit = axum::extract::DefaultBodyLimit::max(http::SCIM_BODY_LIMIT);
+            router = router.merge(crate::scim::router(scim_state).layer(scim_limit));
         }
+        let router = http::bounded(
+            router,
+            http::Bounds {
+                request_timeout: config.server.request_timeout,
+                max_concurrent_requests: config.server.max_concurrent_requests,
+            },
+        );
         Ok(Self { listener, addr, db, service, scheduler, router, socket })
     }
 

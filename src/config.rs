@@ -137,6 +137,23 @@ pub struct ServerConfig {
     /// The address browsers use to reach jitbot; used in links jitbot sends.
     #[serde(default = "default_public_url")]
     pub public_url: String,
+    /// The longest one HTTP request may take, reading its body included;
+    /// then it gets 503 and its work is dropped (a slow or stuck client
+    /// cannot hold a connection and a task forever).
+    #[serde(default = "default_request_timeout", deserialize_with = "std_duration")]
+    pub request_timeout: Duration,
+    /// Requests served at once; one more gets 503 at once instead of
+    /// queueing without bound (`/healthz` is always answered).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_concurrent_requests() -> usize {
+    256
 }
 
 fn default_listen() -> SocketAddr {
@@ -149,7 +166,12 @@ fn default_public_url() -> String {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), public_url: default_public_url() }
+        Self {
+            listen: default_listen(),
+            public_url: default_public_url(),
+            request_timeout: default_request_timeout(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+        }
     }
 }
 
@@ -698,6 +720,18 @@ impl Config {
             Some(line) => format!("line {line}: "),
             None => String::new(),
         };
+        if self.server.request_timeout.is_zero() {
+            return Err(format!(
+                "{}server.request_timeout must be more than 0s",
+                at("server", Some("request_timeout"))
+            ));
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return Err(format!(
+                "{}server.max_concurrent_requests must be at least 1",
+                at("server", Some("max_concurrent_requests"))
+            ));
+        }
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(format!(

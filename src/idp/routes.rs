@@ -85,6 +85,8 @@ pub fn router(state: IdpState) -> Router {
         .route("/oidc/start", post(start))
         .route("/oidc/callback", get(callback))
         .route("/oidc/signin", get(sign_in))
+        // Its only body is a form with a link token.
+        .layer(axum::extract::DefaultBodyLimit::max(crate::http::SMALL_FORM_LIMIT))
         .with_state(state)
 }
 

@@ -1449,3 +1449,7 @@ mod idp_claim_tests {
         assert!(c.warnings().is_empty());
     }
 }
+
+#[cfg(test)]
+#[path = "config_proptests.rs"]
+mod proptests;

@@ -115,3 +115,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "signature_proptests.rs"]
+mod proptests;

@@ -313,6 +313,11 @@ fn redirect_with_cookie(state: &IdpState, location: &str, cookie: &str) -> Respo
 /// Finishes a plain sign-in: a browser session for the verified identity.
 async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Response {
     let now = state.clock.now();
+    // Checked when the sign-in started; checked again since it came back
+    // through the browser (sealed, but the rule is cheap).
+    if !allowed_return(&login.return_to) {
+        return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
+    }
     let verified = match state.oidc.finish(code, &login.pkce_verifier, &login.nonce, Some(SESSION_TTL)).await {
         Ok(v) => v,
         Err(e) => {
@@ -332,11 +337,6 @@ async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Re
             StatusCode::SERVICE_UNAVAILABLE,
             "jitbot cannot write to its database right now; please try again.",
         );
-    }
-    // Checked when the sign-in started; checked again since it came back
-    // through the browser (sealed, but the rule is cheap).
-    if !allowed_return(&login.return_to) {
-        return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
     }
     let location = format!("{}{}", state.config.server.public_url.trim_end_matches('/'), login.return_to);
     let mut resp = redirect_with_cookie(state, &location, &format!("{SESSION_COOKIE}={session}; Path=/"));

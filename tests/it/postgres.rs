@@ -1,4 +1,5 @@
-//! Behaviour only PostgreSQL has: encrypted connections.
+//! Behaviour only PostgreSQL has: encrypted connections, and pooled
+//! connections that a cancelled transaction must not leave behind.
 
 use jitbot::store::Db;
 
@@ -75,4 +76,46 @@ async fn a_transaction_cancelled_while_it_begins_leaves_no_connection_inside_it(
     let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await.unwrap();
     assert_eq!(first, again, "a connection outside any transaction went back to the pool");
     db.close().await;
+}
+
+/// The same through a use case: requests whose handling is cancelled at
+/// every point (a client gone, a timeout) leave either a whole request with
+/// its audit event or nothing, and the requests after them work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn use_cases_cancelled_midway_leave_whole_state_and_the_next_requests_work() {
+    use crate::support::{TestApp, user};
+    if postgres_server().is_none() {
+        return;
+    }
+    use sqlx::Connection;
+    let t = TestApp::spawn_with_pool(Backend::Postgres, 2).await;
+    let mut outside = sqlx::PgConnection::connect(&t.db_url).await.unwrap();
+    let alice = user("U0ALICE");
+    for n in 0..60_u64 {
+        let wait = std::time::Duration::from_micros((n % 12) * 150);
+        let _ = tokio::time::timeout(wait, t.request("U0ALICE", "prod-db-readonly", None)).await;
+        // A `/jit link` right after: its sign-in link works from any
+        // connection (the browser's request is served by another one).
+        let token = t.service().start_link(&alice, None, t.now()).await.unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM link_tokens WHERE token_hash = $1")
+            .bind(jitbot::idp::hash_token(&token))
+            .fetch_one(&mut outside)
+            .await
+            .unwrap();
+        assert_eq!(stored, 1, "round {n}: the link token was written inside a cancelled request's transaction");
+        // The next request is served normally: made, or refused because the
+        // cancelled one was committed after all.
+        if let Err(e) = t.request("U0ALICE", "prod-db-readonly", None).await {
+            assert!(e.to_string().contains("already have"), "request after a cancelled one: {e}");
+        }
+        let pending = t.number("SELECT COUNT(*) FROM access_requests WHERE state = 'pending'").await;
+        assert_eq!(pending, 1, "exactly one request is pending after round {n}");
+        let id = t.number("SELECT id FROM access_requests WHERE state = 'pending'").await;
+        t.service().cancel(jitbot::domain::RequestId::new(id), &alice, t.now()).await.unwrap();
+    }
+    jitbot::audit::verify(t.db()).await.unwrap();
+    let requests = t.number("SELECT COUNT(*) FROM access_requests").await;
+    let created = t.number("SELECT COUNT(*) FROM audit_events WHERE action = 'request.created'").await;
+    assert_eq!(requests, 60);
+    assert_eq!(created, requests, "every request has its audit event, and no event lacks its request");
 }

@@ -22,7 +22,8 @@
 //! - [`slack`]: Slack over HTTP: signatures, commands, buttons, modals, the
 //!   App Home tab, Block Kit templates, Web API.
 //! - [`audit`]: the hash-chained audit trail, verify and export.
-//! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
+//! - [`http`]: the axum router and its bounds (request timeout, requests in
+//!   flight); [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]

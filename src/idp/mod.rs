@@ -259,8 +259,9 @@ fn kept_claims_from(all: &serde_json::Value, kept: &BTreeSet<String>, into: &mut
     }
 }
 
-/// The groups in claim `name`, or `None` when the claim is absent (or
-/// null). An array gives its strings; a string is one group, unless the
+/// The groups in claim `name`, or `None` when the claim is absent, null or
+/// of a shape that cannot hold group names (the person is then told the
+/// claim is missing rather than silently getting no groups). An array gives its strings; a string is one group, unless the
 /// IdP is configured to send a `delimiter`-separated list
 /// (`[idp] groups_delimiter`): group names may contain spaces and commas.
 fn groups_from(claims: &ExtraClaims, name: &str, delimiter: Option<&str>) -> Option<BTreeSet<String>> {
@@ -272,7 +273,7 @@ fn groups_from(claims: &ExtraClaims, name: &str, delimiter: Option<&str>) -> Opt
             Some(d) if !d.is_empty() => s.split(d).filter_map(one).collect(),
             _ => one(s).into_iter().collect(),
         }),
-        _ => Some(BTreeSet::new()),
+        _ => None,
     }
 }
 
@@ -773,5 +774,7 @@ mod groups_claim_tests {
         assert_eq!(groups_from(&ExtraClaims::default(), "groups", None), None);
         assert_eq!(groups_from(&claims(serde_json::Value::Null), "groups", None), None);
         assert_eq!(groups_from(&claims(serde_json::json!([])), "groups", None), set(&[]));
+        assert_eq!(groups_from(&claims(serde_json::json!({"a": 1})), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::json!(7)), "groups", None), None);
     }
 }

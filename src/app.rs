@@ -54,6 +54,8 @@ pub struct App {
     scheduler: Scheduler,
     router: axum::Router,
     socket: Option<(SlackState, String, u32)>,
+    /// How long a client may take to send a request's head.
+    head_timeout: std::time::Duration,
 }
 
 impl App {
@@ -167,7 +169,8 @@ impl App {
                 max_concurrent_requests: config.server.max_concurrent_requests,
             },
         );
-        Ok(Self { listener, addr, db, service, scheduler, router, socket })
+        let head_timeout = config.server.idle_timeout;
+        Ok(Self { listener, addr, db, service, scheduler, router, socket, head_timeout })
     }
 
     /// The port actually bound (tests bind port 0).
@@ -201,9 +204,10 @@ impl App {
         });
         let mut http_rx = stop_rx;
         tracing::info!(addr = %self.addr, "jitbot listening");
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { while http_rx.changed().await.is_ok() && !*http_rx.borrow() {} });
-        let server = tokio::spawn(async move { server.await });
+        let head_timeout = self.head_timeout;
+        let server = tokio::spawn(http::serve(self.listener, self.router, head_timeout, async move {
+            while http_rx.changed().await.is_ok() && !*http_rx.borrow() {}
+        }));
         let socket = match self.socket {
             Some((state, token, connections)) => {
                 let socket = SocketMode::connect(state, &token, connections).await?;
@@ -218,7 +222,7 @@ impl App {
             socket.shutdown().await;
         }
         let _ = stop_tx.send(true);
-        server.await.context("http server task")?.context("http server")?;
+        server.await.context("http server task")?;
         sched.await.context("scheduler task")?;
         self.db.close().await;
         Ok(())

@@ -146,6 +146,17 @@ pub struct ServerConfig {
     /// queueing without bound (`/healthz` is always answered).
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// How long a connection may wait for a request's head (request line
+    /// and headers, counted from the connection's start or the previous
+    /// response); then it is closed. Bounds clients that trickle headers;
+    /// keep it longer than a load balancer's idle timeout (AWS ALB: 60 s),
+    /// or the balancer reuses connections jitbot is closing.
+    #[serde(default = "default_idle_timeout", deserialize_with = "std_duration")]
+    pub idle_timeout: Duration,
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(75)
 }
 
 fn default_request_timeout() -> Duration {
@@ -171,6 +182,7 @@ impl Default for ServerConfig {
             public_url: default_public_url(),
             request_timeout: default_request_timeout(),
             max_concurrent_requests: default_max_concurrent_requests(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -725,6 +737,9 @@ impl Config {
                 "{}server.request_timeout must be more than 0s",
                 at("server", Some("request_timeout"))
             ));
+        }
+        if self.server.idle_timeout.is_zero() {
+            return Err(format!("{}server.idle_timeout must be more than 0s", at("server", Some("idle_timeout"))));
         }
         if self.server.max_concurrent_requests == 0 {
             return Err(format!(

@@ -129,6 +129,51 @@ fn unavailable(text: &'static str) -> Response {
     resp
 }
 
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+///
+/// Written out rather than `axum::serve` for one setting: a request's head
+/// (request line and headers) must arrive within `head_timeout` of the
+/// connection's start or of the previous response (`server.idle_timeout`),
+/// or the connection is closed. Without it, a client that trickles its
+/// headers holds a connection and a task forever; [`bounded`]'s timeout
+/// only starts once the head is in.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    head_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, keep serving.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Builds the router; Slack's endpoints are mounted when `[slack]` is configured.
 pub fn router(state: HttpState, slack: Option<crate::slack::routes::SlackState>) -> Router {
     let router = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state);

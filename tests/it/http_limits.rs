@@ -24,6 +24,14 @@ async fn env() -> SlackEnv {
     .await
 }
 
+async fn env_with_short_idle_timeout() -> SlackEnv {
+    SlackEnv::start_with(SlackEnvOptions {
+        edit: |text| text.replacen("[server]\n", "[server]\nidle_timeout = \"2s\"\n", 1),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Sends a form POST's headers and only the start of its body, as a slow
 /// (or malicious) client would, and leaves the connection open.
 async fn slow_post(base: &str, path: &str) -> TcpStream {
@@ -94,5 +102,32 @@ async fn slow_requests_are_cut_off_and_a_flood_gets_503_at_once() {
     assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
     // And their slots are free again.
     assert_eq!(http.get(&readyz).send().await.unwrap().status(), 200);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    let env = env_with_short_idle_timeout().await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(env.base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: jitbot\r\n").await.unwrap();
+    // The rest of the head never comes: the server ends the connection by itself.
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was held open");
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    // Whole requests are served as before.
+    assert_eq!(reqwest::get(format!("{}/readyz", env.base)).await.unwrap().status(), 200);
     env.stop().await;
 }

@@ -55,6 +55,8 @@ pub struct App {
     scheduler: Scheduler,
     router: axum::Router,
     socket: Option<(SlackState, crate::config::Secret, u32)>,
+    /// How long a client may take to send a request's head.
+    head_timeout: std::time::Duration,
 }
 
 impl App {
@@ -140,6 +142,7 @@ impl App {
                 config: config.clone(),
                 slack: api.clone(),
                 cipher,
+                sign_in_sealer: crate::idp::login_state::SignInSealer::from_client_secret(idp.client_secret.expose()),
             });
         }
         let mut scheduler_options = deps.scheduler;
@@ -171,16 +174,26 @@ impl App {
             }
             (_, state) => state,
         };
+        let small_forms = axum::extract::DefaultBodyLimit::max(http::SMALL_FORM_LIMIT);
         let mut router = http::router(HttpState { db: db.clone() }, slack_routes)
-            .merge(crate::credentials::router(credentials))
+            .merge(crate::credentials::router(credentials).layer(small_forms))
             .merge(crate::metrics::router(metrics));
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }
         if let Some(scim_state) = ScimState::new(service.clone(), deps.clock.clone(), config.clone()) {
-            router = router.merge(crate::scim::router(scim_state));
+            let scim_limit = axum::extract::DefaultBodyLimit::max(http::SCIM_BODY_LIMIT);
+            router = router.merge(crate::scim::router(scim_state).layer(scim_limit));
         }
-        Ok(Self { listener, addr, db, service, scheduler, router, socket })
+        let router = http::bounded(
+            router,
+            http::Bounds {
+                request_timeout: config.server.request_timeout,
+                max_concurrent_requests: config.server.max_concurrent_requests,
+            },
+        );
+        let head_timeout = config.server.idle_timeout;
+        Ok(Self { listener, addr, db, service, scheduler, router, socket, head_timeout })
     }
 
     /// The port actually bound (tests bind port 0).
@@ -214,9 +227,10 @@ impl App {
         });
         let mut http_rx = stop_rx;
         tracing::info!(addr = %self.addr, "jitbot listening");
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { while http_rx.changed().await.is_ok() && !*http_rx.borrow() {} });
-        let server = tokio::spawn(async move { server.await });
+        let head_timeout = self.head_timeout;
+        let server = tokio::spawn(http::serve(self.listener, self.router, head_timeout, async move {
+            while http_rx.changed().await.is_ok() && !*http_rx.borrow() {}
+        }));
         let socket = match self.socket {
             Some((state, token, connections)) => {
                 let socket = SocketMode::connect(state, &token, connections).await?;
@@ -231,7 +245,7 @@ impl App {
             socket.shutdown().await;
         }
         let _ = stop_tx.send(true);
-        server.await.context("http server task")?.context("http server")?;
+        server.await.context("http server task")?;
         sched.await.context("scheduler task")?;
         self.db.close().await;
         Ok(())

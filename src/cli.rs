@@ -228,6 +228,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(c) => {
             let shutdown = shutdown_signal();
             let config = Config::load(&c.config)?;
+            for warning in config.warnings() {
+                tracing::warn!("{}: {warning}", c.config.display());
+            }
             let app = App::build(config, Deps::default()).await?;
             app.run_until(shutdown).await?;
         }
@@ -519,6 +522,9 @@ async fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(_) => {}
             Err(e) => eprintln!("note: could not check live grants in the database: {e:#}"),
         }
+    }
+    for warning in config.warnings() {
+        eprintln!("{}: warning: {warning}", file.display());
     }
     println!("{}: ok ({} roles, {} providers)", file.display(), config.roles.len(), config.providers.len());
     if let Some(warning) = app::audit_key_warning(&config) {

@@ -141,6 +141,34 @@ pub struct ServerConfig {
     /// The address browsers use to reach jitbot; used in links jitbot sends.
     #[serde(default = "default_public_url")]
     pub public_url: String,
+    /// The longest one HTTP request may take, reading its body included;
+    /// then it gets 503 and its work is dropped (a slow or stuck client
+    /// cannot hold a connection and a task forever).
+    #[serde(default = "default_request_timeout", deserialize_with = "std_duration")]
+    pub request_timeout: Duration,
+    /// Requests served at once; one more gets 503 at once instead of
+    /// queueing without bound (`/healthz` is always answered).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// How long a connection may wait for a request's head (request line
+    /// and headers, counted from the connection's start or the previous
+    /// response); then it is closed. Bounds clients that trickle headers;
+    /// keep it longer than a load balancer's idle timeout (AWS ALB: 60 s),
+    /// or the balancer reuses connections jitbot is closing.
+    #[serde(default = "default_idle_timeout", deserialize_with = "std_duration")]
+    pub idle_timeout: Duration,
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_concurrent_requests() -> usize {
+    256
 }
 
 fn default_listen() -> SocketAddr {
@@ -153,7 +181,13 @@ fn default_public_url() -> String {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), public_url: default_public_url() }
+        Self {
+            listen: default_listen(),
+            public_url: default_public_url(),
+            request_timeout: default_request_timeout(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            idle_timeout: default_idle_timeout(),
+        }
     }
 }
 
@@ -222,9 +256,44 @@ pub struct IdpConfig {
     /// The ID token's verified email must equal the Slack profile email.
     #[serde(default = "default_true")]
     pub require_email_match: bool,
+    /// Splits a groups claim the IdP sends as one string (`"a,b"`) into
+    /// groups. None (the default): a string is one group, so a group named
+    /// `db admins` stays one group. Arrays are always read as they are.
+    #[serde(default)]
+    pub groups_delimiter: Option<String>,
+    /// How the `email_verified` claim is judged; some IdPs (Entra ID)
+    /// never send it.
+    #[serde(default)]
+    pub email_verified: EmailVerifiedRule,
     /// Base64 of 32 random bytes; encrypts refresh tokens at rest. Required
     /// when `scopes` has `offline_access`.
     pub token_encryption_key: Option<Secret>,
+}
+
+/// `[idp] email_verified`: when a sign-in's email counts as verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailVerifiedRule {
+    /// The IdP must send `email_verified: true` (the safe default).
+    #[default]
+    Required,
+    /// Refused only when the IdP sends `email_verified: false`; an IdP
+    /// that sends no such claim is trusted for its emails.
+    IfPresent,
+    /// The claim is not looked at: only for IdPs whose emails are all
+    /// verified by the organisation itself.
+    Ignore,
+}
+
+impl EmailVerifiedRule {
+    /// Whether a sign-in whose `email_verified` claim was `claim` passes.
+    pub fn accepts(self, claim: Option<bool>) -> bool {
+        match self {
+            Self::Required => claim == Some(true),
+            Self::IfPresent => claim != Some(false),
+            Self::Ignore => true,
+        }
+    }
 }
 
 fn default_idp_name() -> String {
@@ -645,6 +714,24 @@ impl Config {
         self.audit.key.as_ref().and_then(|k| crate::domain::AuditKey::new(k.expose()).ok())
     }
 
+    /// Things that are allowed but probably wrong, for `check-config` and
+    /// the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(idp) = &self.idp
+            && idp.groups_claim == "groups"
+            && !idp.scopes.iter().any(|s| s == "groups")
+        {
+            out.push(
+                "idp.scopes has no \"groups\" scope: Okta and most other IdPs send the `groups` claim only when that \
+                 scope is asked for, and without it everyone links with no groups (see the README's IdP table; \
+                 Entra ID needs no scope, ignore this there)"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// The IdP claims that login templates name (`{claims.NAME}` in a
     /// postgres provider's `login` or a role's `grant.login`): sign-ins keep
     /// exactly these, so no other personal data is stored. Templates were
@@ -689,6 +776,21 @@ impl Config {
             Some(line) => format!("line {line}: "),
             None => String::new(),
         };
+        if self.server.request_timeout.is_zero() {
+            return Err(format!(
+                "{}server.request_timeout must be more than 0s",
+                at("server", Some("request_timeout"))
+            ));
+        }
+        if self.server.idle_timeout.is_zero() {
+            return Err(format!("{}server.idle_timeout must be more than 0s", at("server", Some("idle_timeout"))));
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return Err(format!(
+                "{}server.max_concurrent_requests must be at least 1",
+                at("server", Some("max_concurrent_requests"))
+            ));
+        }
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(format!(
@@ -824,6 +926,12 @@ impl Config {
                 return Err(format!(
                     "{}idp.token_encryption_key is required when idp.scopes has offline_access (refresh tokens are encrypted at rest)",
                     at("idp", None)
+                ));
+            }
+            if idp.groups_delimiter.as_deref().is_some_and(str::is_empty) {
+                return Err(format!(
+                    "{}idp.groups_delimiter must not be empty (leave it out to read a groups string as one group)",
+                    at("idp", Some("groups_delimiter"))
                 ));
             }
             if let Some(key) = &idp.token_encryption_key {
@@ -1416,3 +1524,58 @@ max_duration = "1h"
         assert!(!e.contains("hunter2"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod idp_claim_tests {
+    use super::*;
+
+    fn with_idp(idp_extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[slack]\nmode = \"socket\"\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\nteam_id = \"T0WORKSPACE\"\n\
+             approvals_channel = \"C0APPROVALS\"\n\n[idp]\nissuer = \"https://idp.example\"\nclient_id = \"jitbot\"\n\
+             client_secret = \"secret\"\n{idp_extra}\n"
+        );
+        Config::parse(Path::new("jitbot.toml"), &text)
+    }
+
+    #[test]
+    fn groups_delimiter_and_email_verified_have_safe_defaults() {
+        let c = with_idp("").unwrap();
+        let idp = c.idp.as_ref().unwrap();
+        assert_eq!(idp.groups_delimiter, None);
+        assert_eq!(idp.email_verified, EmailVerifiedRule::Required);
+        let c = with_idp("groups_delimiter = \",\"\nemail_verified = \"if_present\"").unwrap();
+        let idp = c.idp.as_ref().unwrap();
+        assert_eq!(idp.groups_delimiter.as_deref(), Some(","));
+        assert_eq!(idp.email_verified, EmailVerifiedRule::IfPresent);
+        let e = with_idp("email_verified = \"maybe\"").unwrap_err().to_string();
+        assert!(e.contains("email_verified") && e.contains("if_present"), "{e}");
+        let e = with_idp("groups_delimiter = \"\"").unwrap_err().to_string();
+        assert!(e.contains("idp.groups_delimiter must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn the_email_verified_rules() {
+        use EmailVerifiedRule::*;
+        assert!(Required.accepts(Some(true)) && !Required.accepts(None) && !Required.accepts(Some(false)));
+        assert!(IfPresent.accepts(Some(true)) && IfPresent.accepts(None) && !IfPresent.accepts(Some(false)));
+        assert!(Ignore.accepts(Some(false)) && Ignore.accepts(None));
+    }
+
+    #[test]
+    fn check_config_warns_when_the_groups_scope_is_missing() {
+        let c = with_idp("").unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("idp.scopes has no \"groups\" scope"), "{warnings:?}");
+        let c = with_idp("scopes = [\"openid\", \"email\", \"groups\"]").unwrap();
+        assert!(c.warnings().is_empty());
+        // Another claim name: the scope is the IdP's business.
+        let c = with_idp("groups_claim = \"roles\"").unwrap();
+        assert!(c.warnings().is_empty());
+    }
+}
+
+#[cfg(test)]
+#[path = "config_proptests.rs"]
+mod proptests;

@@ -3,12 +3,23 @@
 //!
 //! One error type, [`HttpError`], turns failures into statuses and logs the
 //! cause of a 500 without returning it.
+//!
+//! [`bounded`] wraps the whole router: a request timeout and a limit on
+//! requests in flight, so neither slow clients nor a flood can hold tasks,
+//! connections and memory without bound. Body limits are per router
+//! (Slack's own, the OIDC pages' [`SMALL_FORM_LIMIT`], SCIM's
+//! [`SCIM_BODY_LIMIT`]).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tokio::sync::Semaphore;
 
 use crate::store::Db;
 
@@ -48,6 +59,119 @@ pub fn same_origin(public_url: &str, headers: &axum::http::HeaderMap) -> bool {
         None => true,
         Some(origin) => reqwest::Url::parse(public_url).is_ok_and(|u| u.origin().ascii_serialization() == origin),
     }
+}
+
+/// The body limit of browser forms (the OIDC pages, the credentials page):
+/// they carry a token and a button, a few hundred bytes.
+pub const SMALL_FORM_LIMIT: usize = 16 * 1024;
+/// The body limit of SCIM requests: a user or a group with its members, far
+/// below axum's 2 MiB default (bulk operations are not supported).
+pub const SCIM_BODY_LIMIT: usize = 512 * 1024;
+
+/// The request timeout and in-flight limit, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The longest one request may take (reading its body included).
+    pub request_timeout: Duration,
+    /// Requests served at once.
+    pub max_concurrent_requests: usize,
+}
+
+/// Wraps `router` in the [`Bounds`]: beyond the in-flight limit a request
+/// gets 503 with `Retry-After` at once (never a queue), and a request that
+/// takes longer than the timeout gets 503 and is dropped. `/healthz` is
+/// exempt from the in-flight limit, so an overloaded replica is not taken
+/// for a dead one.
+pub fn bounded(router: Router, bounds: Bounds) -> Router {
+    let permits = Arc::new(Semaphore::new(bounds.max_concurrent_requests));
+    let timeout = bounds.request_timeout;
+    router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let permits = permits.clone();
+        async move { limit(permits, timeout, req, next).await }
+    }))
+}
+
+async fn limit(permits: Arc<Semaphore>, timeout: Duration, req: Request, next: Next) -> Response {
+    let permit = if req.uri().path() == "/healthz" {
+        None
+    } else {
+        match permits.try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::warn!("too many requests in flight; answering 503");
+                return unavailable("jitbot is busy; please try again\n");
+            }
+        }
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            // The route only: no query, and no long segment (tokens in paths).
+            let path: String = path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .take(2)
+                .map(|s| if s.len() > 16 { "…" } else { s })
+                .fold(String::new(), |acc, s| acc + "/" + s);
+            tracing::warn!(%method, path, timeout = ?timeout, "request timed out");
+            unavailable("the request took too long; please try again\n")
+        }
+    };
+    drop(permit);
+    resp
+}
+
+fn unavailable(text: &'static str) -> Response {
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+///
+/// Written out rather than `axum::serve` for one setting: a request's head
+/// (request line and headers) must arrive within `head_timeout` of the
+/// connection's start or of the previous response (`server.idle_timeout`),
+/// or the connection is closed. Without it, a client that trickles its
+/// headers holds a connection and a task forever; [`bounded`]'s timeout
+/// only starts once the head is in.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    head_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, keep serving.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Builds the router; Slack's endpoints are mounted when `[slack]` is configured.

@@ -53,6 +53,9 @@ pub const WAIT_FOR_GRANT: Duration = Duration::from_secs(5);
 /// due, so jobs written by another replica are picked up even where no
 /// notification arrives (SQLite; a PostgreSQL listener reconnecting).
 pub const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// How often expired sign-in rows are deleted (the loop looks at least
+/// every [`IDLE_RECHECK`]).
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 /// The shortest sleep before re-checking an expiring lease, so a lease that
 /// runs out between two statements cannot make the loop spin.
 const LEASE_POLL_FLOOR: Duration = Duration::from_millis(20);
@@ -203,6 +206,9 @@ struct Inner {
     wake: Arc<Notify>,
     options: SchedulerOptions,
     refresher: Option<Arc<dyn LinkRefresher>>,
+    /// When (domain clock, epoch ms) housekeeping is next due; 0 at start,
+    /// so a fresh process cleans up at once.
+    next_housekeeping: std::sync::atomic::AtomicI64,
 }
 
 /// How one run of a job ended, for logs and tests.
@@ -248,7 +254,18 @@ impl Scheduler {
             options.concurrency = cap;
         }
         options.concurrency = options.concurrency.max(1);
-        Self { inner: Arc::new(Inner { db, clock, providers, notifier, wake, options, refresher }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                providers,
+                notifier,
+                wake,
+                options,
+                refresher,
+                next_housekeeping: std::sync::atomic::AtomicI64::new(0),
+            }),
+        }
     }
 
     /// How many jobs this scheduler runs at once (after the pool cap).
@@ -256,10 +273,33 @@ impl Scheduler {
         self.inner.options.concurrency
     }
 
+    /// Deletes expired sign-in rows (link tokens, link logins, browser
+    /// sessions) when [`HOUSEKEEPING_EVERY`] has passed on the clock since
+    /// the last time. Not a job: nothing is lost if a process dies before it
+    /// runs, the next one (or another replica) simply does it, and every
+    /// replica doing it is harmless. Failure is logged and retried next time.
+    async fn housekeeping(&self, now: Timestamp) {
+        use std::sync::atomic::Ordering;
+        let due = self.inner.next_housekeeping.load(Ordering::Relaxed);
+        if now.millis() < due {
+            return;
+        }
+        let next = now.plus(HOUSEKEEPING_EVERY).millis();
+        // One caller per period, even with the loop and a drain racing.
+        if self.inner.next_housekeeping.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        if let Err(e) = self.inner.db.purge_expired_sign_ins(now).await {
+            tracing::warn!(error = %e, "could not purge expired sign-ins; will try again");
+            self.inner.next_housekeeping.store(now.plus(BACKOFF_BASE).millis(), Ordering::Relaxed);
+        }
+    }
+
     /// Claims the jobs due now and runs them to completion; returns how many
     /// ran. Tests call this (or [`Scheduler::drain`]) instead of the loop.
     pub async fn run_due_once(&self) -> Result<usize, JobError> {
         let now = self.inner.clock.now();
+        self.housekeeping(now).await;
         let limit = i64::try_from(self.inner.options.concurrency).unwrap_or(16);
         let jobs =
             self.inner.db.claim_jobs(&self.inner.options.worker_id, now, self.inner.options.lease, limit).await?;
@@ -310,6 +350,7 @@ impl Scheduler {
                 }
             }
             let now = self.inner.clock.now();
+            self.housekeeping(now).await;
             let limit = i64::try_from(free).unwrap_or(1);
             let claimed = match self.inner.db.claim_jobs(&options.worker_id, now, options.lease, limit).await {
                 Ok(c) => {

@@ -24,7 +24,8 @@
 //!   Socket Mode websockets); Block Kit templates, Web API.
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
 //!   checkpoints of its head, verify and export.
-//! - [`http`]: the axum router; [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
+//! - [`http`]: the axum router and its bounds (request timeout, requests in
+//!   flight); [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
 //! - [`clock`]: the only reader of the wall clock.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]

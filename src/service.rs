@@ -326,6 +326,7 @@ impl Service {
         identity: &Identity,
         auth_time: Option<Timestamp>,
         sealed_refresh_token: Option<&str>,
+        groups_claim_missing: bool,
         now: Timestamp,
     ) -> ServiceResult<()> {
         self.check_may_link(identity).await?;
@@ -337,12 +338,14 @@ impl Service {
             ));
         }
         tx.upsert_link_with(identity, "oidc", auth_time, sealed_refresh_token, now).await?;
+        tx.set_groups_claim_missing(&identity.slack, groups_claim_missing).await?;
         let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
-        let text = format!(
-            "Linked as {} — groups: {}.",
-            identity.email,
-            if groups.is_empty() { "none".to_owned() } else { groups }
-        );
+        let groups = match (groups_claim_missing, &self.config.idp) {
+            (true, Some(idp)) => crate::idp::missing_groups_note(&idp.groups_claim),
+            _ if groups.is_empty() => "none".to_owned(),
+            _ => groups,
+        };
+        let text = format!("Linked as {} — groups: {}.", identity.email, groups);
         schedule_dm(&mut tx, &identity.slack, &text, now).await?;
         audit::append(
             &mut tx,
@@ -356,6 +359,7 @@ impl Service {
                 "subject": identity.subject,
                 "email": identity.email,
                 "groups": identity.groups,
+                "groups_claim_missing": groups_claim_missing,
                 "auth_time": auth_time.map(|t| t.to_string()),
                 "source": "oidc",
             }),

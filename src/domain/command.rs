@@ -258,3 +258,7 @@ mod tests {
         assert!(parse("frobnicate").unwrap_err().0.contains("I don't know `frobnicate`"));
     }
 }
+
+#[cfg(test)]
+#[path = "command_proptests.rs"]
+mod proptests;

@@ -146,3 +146,7 @@ mod tests {
         assert_eq!(t.plus(Duration::from_secs(5)).until(t), Duration::ZERO);
     }
 }
+
+#[cfg(test)]
+#[path = "time_proptests.rs"]
+mod proptests;

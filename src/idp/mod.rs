@@ -6,6 +6,7 @@
 //! rows ([`crate::store`]), and the rules that use links
 //! ([`crate::service`]).
 
+pub mod login_state;
 pub mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -147,7 +148,7 @@ pub enum OidcError {
 }
 
 /// What a verified sign-in or refresh established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedIdentity {
     /// `iss`.
     pub issuer: String,
@@ -155,10 +156,14 @@ pub struct VerifiedIdentity {
     pub subject: String,
     /// The email, if the IdP sent one.
     pub email: Option<String>,
-    /// Whether the IdP verified that email.
-    pub email_verified: bool,
+    /// The IdP's `email_verified` claim, `None` when it sent none (Entra
+    /// ID); judged by `[idp] email_verified`.
+    pub email_verified: Option<bool>,
     /// Groups from the configured claim.
     pub groups: BTreeSet<String>,
+    /// The IdP sent no groups claim at all (neither in the ID token nor in
+    /// userinfo): usually a missing scope or claim mapping, not "no groups".
+    pub groups_claim_missing: bool,
     /// The claims login templates name (`{claims.NAME}`), as strings; from
     /// the ID token, or from userinfo when the ID token lacks them.
     pub claims: BTreeMap<String, String>,
@@ -168,8 +173,28 @@ pub struct VerifiedIdentity {
     pub refresh_token: Option<String>,
 }
 
+// Written by hand so that the refresh token never reaches a log line.
+impl std::fmt::Debug for VerifiedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedIdentity")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("groups", &self.groups)
+            .field("groups_claim_missing", &self.groups_claim_missing)
+            .field("claims", &self.claims)
+            .field("auth_time", &self.auth_time)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+/// What `Debug` shows in place of a secret.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
 /// A login waiting for the IdP to send the browser back.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StartedLogin {
     /// Where to send the browser.
     pub authorize_url: String,
@@ -179,6 +204,19 @@ pub struct StartedLogin {
     pub nonce: String,
     /// The PKCE verifier.
     pub pkce_verifier: String,
+}
+
+// Written by hand: the state and PKCE verifier are what an attacker needs
+// to finish someone else's sign-in.
+impl std::fmt::Debug for StartedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedLogin")
+            .field("authorize_url", &self.authorize_url)
+            .field("state", &REDACTED)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &REDACTED)
+            .finish()
+    }
 }
 
 /// The OpenID Connect client. Discovery happens at start-up and again when
@@ -195,8 +233,10 @@ pub struct Oidc {
 struct IdpConfigView {
     issuer: String,
     client_id: String,
-    client_secret: String,
+    /// [`crate::config::Secret`], so `Debug` shows `[REDACTED]`.
+    client_secret: crate::config::Secret,
     groups_claim: String,
+    groups_delimiter: Option<String>,
     scopes: Vec<String>,
     redirect_url: String,
     /// Claims to keep, from every login template of the config.
@@ -219,14 +259,32 @@ fn kept_claims_from(all: &serde_json::Value, kept: &BTreeSet<String>, into: &mut
     }
 }
 
-fn groups_from(claims: &ExtraClaims, name: &str) -> Option<BTreeSet<String>> {
+/// The groups in claim `name`, or `None` when the claim is absent, null or
+/// of a shape that cannot hold group names (the person is then told the
+/// claim is missing rather than silently getting no groups). An array gives its strings; a string is one group, unless the
+/// IdP is configured to send a `delimiter`-separated list
+/// (`[idp] groups_delimiter`): group names may contain spaces and commas.
+fn groups_from(claims: &ExtraClaims, name: &str, delimiter: Option<&str>) -> Option<BTreeSet<String>> {
+    let one = |g: &str| Some(g.trim()).filter(|g| !g.is_empty()).map(str::to_owned);
     match claims.claims.get(name)? {
-        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
-        serde_json::Value::String(s) => {
-            Some(s.split([',', ' ']).filter(|g| !g.is_empty()).map(str::to_owned).collect())
-        }
+        serde_json::Value::Null => None,
+        serde_json::Value::Array(items) => Some(items.iter().filter_map(|v| v.as_str().and_then(one)).collect()),
+        serde_json::Value::String(s) => Some(match delimiter {
+            Some(d) if !d.is_empty() => s.split(d).filter_map(one).collect(),
+            _ => one(s).into_iter().collect(),
+        }),
         _ => None,
     }
+}
+
+/// What a person is told when their IdP sent no groups claim: at link
+/// time and in `/jit whoami`.
+pub fn missing_groups_note(claim: &str) -> String {
+    format!(
+        "none: your identity provider sent no `{claim}` claim, so jitbot cannot see your groups. \
+         An admin must make the IdP send it (e.g. add `\"groups\"` to `[idp] scopes`, or map the claim; \
+         see jitbot's README), then run /jit link again"
+    )
 }
 
 /// openidconnect speaks chrono; this is the one conversion point.
@@ -252,8 +310,9 @@ impl Oidc {
             config: IdpConfigView {
                 issuer: config.issuer.clone(),
                 client_id: config.client_id.clone(),
-                client_secret: config.client_secret.expose().to_owned(),
+                client_secret: config.client_secret.clone(),
                 groups_claim: config.groups_claim.clone(),
+                groups_delimiter: config.groups_delimiter.clone(),
                 scopes: config.scopes.clone(),
                 redirect_url: format!("{}/oidc/callback", public_url.trim_end_matches('/')),
                 kept_claims: kept_claims.clone(),
@@ -277,7 +336,7 @@ impl Oidc {
         let client: OidcClient = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(self.config.client_secret.clone())),
+            Some(ClientSecret::new(self.config.client_secret.expose().to_owned())),
         )
         .set_redirect_uri(redirect);
         let client = Arc::new(client);
@@ -383,9 +442,10 @@ impl Oidc {
                 return Err(OidcError::Invalid("the access token does not match the ID token's at_hash".into()));
             }
         }
-        let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim);
+        let delimiter = self.config.groups_delimiter.as_deref();
+        let mut groups = groups_from(claims.additional_claims(), &self.config.groups_claim, delimiter);
         let mut email = claims.email().map(|e| e.as_str().to_owned());
-        let mut email_verified = claims.email_verified().unwrap_or(false);
+        let mut email_verified = claims.email_verified();
         let mut kept = BTreeMap::new();
         if !self.config.kept_claims.is_empty() {
             let all = serde_json::to_value(&claims).map_err(|e| OidcError::Invalid(e.to_string()))?;
@@ -400,11 +460,11 @@ impl Oidc {
                 .await
                 .map_err(|e| OidcError::Unavailable(format!("userinfo failed: {}", short(&e))))?;
             if groups.is_none() {
-                groups = groups_from(info.additional_claims(), &self.config.groups_claim);
+                groups = groups_from(info.additional_claims(), &self.config.groups_claim, delimiter);
             }
             if email.is_none() {
                 email = info.email().map(|e| e.as_str().to_owned());
-                email_verified = info.email_verified().unwrap_or(false);
+                email_verified = info.email_verified();
             }
             if kept.len() < self.config.kept_claims.len() {
                 let all = serde_json::to_value(&info).map_err(|e| OidcError::Invalid(e.to_string()))?;
@@ -416,6 +476,7 @@ impl Oidc {
             subject: claims.subject().as_str().to_owned(),
             email,
             email_verified,
+            groups_claim_missing: groups.is_none(),
             groups: groups.unwrap_or_default(),
             claims: kept,
             auth_time: claims.auth_time().map(|t| Timestamp::from_millis(t.timestamp_millis())),
@@ -591,6 +652,7 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
                     tracing::info!(user = %user, "link changed during the refresh; its groups were not stored");
                     return Ok(());
                 }
+                tx.set_groups_claim_missing(user, fresh.groups_claim_missing).await.map_err(store)?;
                 crate::audit::append(
                     &mut tx,
                     now,
@@ -652,5 +714,86 @@ impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
         let mut url = reqwest::Url::parse(&format!("{}/oidc/signin", self.public_url.trim_end_matches('/'))).ok()?;
         url.query_pairs_mut().append_pair("return_to", return_to);
         Some(url.to_string())
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_client_secret_refresh_token_state_and_pkce_verifier() {
+        let config = IdpConfigView {
+            issuer: "https://idp.example".into(),
+            client_id: "jitbot".into(),
+            client_secret: crate::config::Secret::from("client-secret-0123456789"),
+            groups_claim: "groups".into(),
+            groups_delimiter: None,
+            scopes: vec!["openid".into()],
+            redirect_url: "https://jitbot.example/oidc/callback".into(),
+            kept_claims: BTreeSet::new(),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("client-secret-0123456789"), "{shown}");
+        assert!(shown.contains("jitbot"), "{shown}");
+
+        let identity = VerifiedIdentity {
+            issuer: "https://idp.example".into(),
+            subject: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: Some(true),
+            groups: BTreeSet::new(),
+            groups_claim_missing: false,
+            claims: BTreeMap::new(),
+            auth_time: None,
+            refresh_token: Some("refresh-token-0123456789".into()),
+        };
+        let shown = format!("{identity:?}");
+        assert!(!shown.contains("refresh-token-0123456789"), "{shown}");
+        assert!(shown.contains("alice@example.com"), "{shown}");
+
+        let login = StartedLogin {
+            authorize_url: "https://idp.example/auth".into(),
+            state: "state-value-0123456789".into(),
+            nonce: "nonce".into(),
+            pkce_verifier: "pkce-verifier-0123456789".into(),
+        };
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("pkce-verifier-0123456789"), "{shown}");
+        assert!(!shown.contains("state-value-0123456789"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod groups_claim_tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> ExtraClaims {
+        ExtraClaims { claims: serde_json::json!({ "groups": value }).as_object().cloned().unwrap_or_default() }
+    }
+
+    fn set(items: &[&str]) -> Option<BTreeSet<String>> {
+        Some(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_string_is_one_group_unless_a_delimiter_is_configured() {
+        assert_eq!(groups_from(&claims("db admins".into()), "groups", None), set(&["db admins"]));
+        assert_eq!(groups_from(&claims("a, b".into()), "groups", None), set(&["a, b"]));
+        assert_eq!(groups_from(&claims("db admins, ops".into()), "groups", Some(",")), set(&["db admins", "ops"]));
+        assert_eq!(groups_from(&claims("".into()), "groups", None), set(&[]));
+        assert_eq!(
+            groups_from(&claims(serde_json::json!(["db admins", "ops", 3])), "groups", Some(",")),
+            set(&["db admins", "ops"])
+        );
+    }
+
+    #[test]
+    fn an_absent_or_null_claim_is_missing_not_empty() {
+        assert_eq!(groups_from(&ExtraClaims::default(), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::Value::Null), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::json!([])), "groups", None), set(&[]));
+        assert_eq!(groups_from(&claims(serde_json::json!({"a": 1})), "groups", None), None);
+        assert_eq!(groups_from(&claims(serde_json::json!(7)), "groups", None), None);
     }
 }

@@ -2,8 +2,15 @@
 //! page that changes nothing, so link scanners use up nothing), `POST
 //! /oidc/start` (binds the login to this browser with a cookie and sends it
 //! to the IdP), `GET /oidc/callback` (verifies everything and stores the
-//! link). Every failure is a small error page that says what to do; codes,
+//! link), `GET /oidc/signin` (a plain sign-in for jitbot's own pages,
+//! whose state lives in a sealed cookie, see [`super::login_state`]).
+//! Every failure is a small error page that says what to do; codes,
 //! tokens and secrets never appear in pages or logs.
+//!
+//! Unauthenticated requests write nothing: a plain sign-in writes its
+//! browser session only after the IdP vouched for the person, and a link
+//! login is stored only for a valid link token (issued in Slack), at most
+//! [`MAX_LOGINS_PER_TOKEN`] per token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +22,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
+use super::login_state::{SignInSealer, SignInState};
 use super::{Oidc, TokenCipher, hash_token, random_token};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -28,12 +37,19 @@ use crate::store::LoginRow;
 pub const BROWSER_COOKIE: &str = "jitbot_login";
 /// The cookie of a browser session after a plain sign-in.
 pub const SESSION_COOKIE: &str = "jitbot_session";
+/// The cookie that carries a plain sign-in's sealed state to the callback.
+pub const SIGN_IN_COOKIE: &str = "jitbot_signin";
+/// Logins one link token may have in flight: each `POST /oidc/start` with
+/// it stores one, and a token holder looping on it must not fill the table.
+pub const MAX_LOGINS_PER_TOKEN: i64 = 5;
+/// The longest link token accepted in a path or form (real ones are 43
+/// characters); longer input is refused before it is hashed or looked up.
+const MAX_TOKEN_LEN: usize = 128;
+/// The longest authorization code accepted from the callback's query.
+const MAX_CODE_LEN: usize = 2048;
 /// How long a browser session lasts, and how recent the IdP authentication
 /// behind it must be.
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
-/// Marks an in-flight login as a plain sign-in (not a link), followed by the
-/// jitbot path to return to.
-const SIGN_IN_MARK: &str = "signin:";
 
 /// Where a plain sign-in may send the browser back to: only jitbot's own
 /// pages that need it (no open redirect).
@@ -58,6 +74,8 @@ pub struct IdpState {
     pub slack: SlackApi,
     /// Encrypts refresh tokens at rest.
     pub cipher: Option<TokenCipher>,
+    /// Seals plain sign-ins' state into their cookie.
+    pub sign_in_sealer: SignInSealer,
 }
 
 /// Mounts `/oidc/*`.
@@ -67,6 +85,8 @@ pub fn router(state: IdpState) -> Router {
         .route("/oidc/start", post(start))
         .route("/oidc/callback", get(callback))
         .route("/oidc/signin", get(sign_in))
+        // Its only body is a form with a link token.
+        .layer(axum::extract::DefaultBodyLimit::max(crate::http::SMALL_FORM_LIMIT))
         .with_state(state)
 }
 
@@ -102,6 +122,9 @@ fn error_page(status: StatusCode, what: &str) -> Response {
 
 /// Checks a link token without using it up.
 async fn check_token(state: &IdpState, token: &str, now: Timestamp) -> Result<(SlackUser, Option<Duration>), Response> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(error_page(StatusCode::NOT_FOUND, "This sign-in link is not valid."));
+    }
     let row = state.service.db().link_token(&hash_token(token)).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read link token");
         error_page(StatusCode::SERVICE_UNAVAILABLE, "jitbot cannot read its database right now; please try again.")
@@ -132,11 +155,24 @@ async fn confirm_page(State(state): State<IdpState>, Path(token): Path<String>) 
         Err(_) => user.user_id().to_owned(),
     };
     let idp = state.config.idp.as_ref().map(|i| i.display_name.clone()).unwrap_or_default();
+    // Without the email match, nothing ties the sign-in to this Slack
+    // account but the person's own judgement: name the account plainly.
+    let unmatched = if state.config.idp.as_ref().is_some_and(|i| !i.require_email_match) {
+        format!(
+            "<p id=\"account\">Slack workspace <code>{}</code>, user <code>{}</code>.</p>\
+             <p id=\"warning\"><strong>Warning:</strong> signing in gives this Slack account your groups: whoever \
+             uses it can then request and approve access as you. Continue only if this is your own Slack account.</p>",
+            escape(user.team_id()),
+            escape(user.user_id())
+        )
+    } else {
+        String::new()
+    };
     page(
         StatusCode::OK,
         "Link your Slack account",
         &format!(
-            "<p>Link Slack user <strong>@{}</strong> to {}?</p>\
+            "<p>Link Slack user <strong>@{}</strong> to {}?</p>{unmatched}\
              <p>jitbot will use the groups your identity provider reports to decide what you may request and approve.</p>\
              <form method=\"post\" action=\"/oidc/start\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
              <button type=\"submit\" id=\"continue\">Sign in with {}</button></form>",
@@ -191,16 +227,40 @@ struct SignInQuery {
 }
 
 /// Starts a plain sign-in (no link): the IdP authenticates the person
-/// afresh and the browser comes back to `return_to` with a session.
+/// afresh and the browser comes back to `return_to` with a session. Writes
+/// nothing: the state travels in a sealed cookie.
 async fn sign_in(State(state): State<IdpState>, Query(q): Query<SignInQuery>) -> Response {
     if !allowed_return(&q.return_to) {
         return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
     }
-    begin_login(&state, format!("{SIGN_IN_MARK}{}", q.return_to), Some(SESSION_TTL)).await
+    let now = state.clock.now();
+    let login = match state.oidc.start(Some(SESSION_TTL)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = ?e, "cannot start a sign-in");
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+    };
+    let sealed = state.sign_in_sealer.seal(&SignInState {
+        state: login.state,
+        nonce: login.nonce,
+        pkce_verifier: login.pkce_verifier,
+        return_to: q.return_to,
+        expires_at: now.plus(LINK_TOKEN_TTL).millis(),
+    });
+    match sealed {
+        Ok(sealed) => {
+            redirect_with_cookie(&state, &login.authorize_url, &format!("{SIGN_IN_COOKIE}={sealed}; Path=/oidc"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot seal a sign-in state");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "jitbot cannot start a sign-in right now; please try again.")
+        }
+    }
 }
 
-/// Starts a login at the IdP for `purpose` (a link token's hash, or a
-/// plain sign-in's return path), bound to this browser with a cookie.
+/// Starts a login at the IdP for `purpose` (a link token's hash), bound to
+/// this browser with a cookie.
 async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration>) -> Response {
     let now = state.clock.now();
     let login = match state.oidc.start(max_age).await {
@@ -219,12 +279,21 @@ async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration
         expires_at: now.plus(LINK_TOKEN_TTL).millis(),
         used_at: None,
     };
-    if let Err(e) = state.service.db().insert_login(&hash_token(&login.state), &row, now).await {
-        tracing::error!(error = %e, "cannot store a sign-in");
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "jitbot cannot write to its database right now; please try again.",
-        );
+    match state.service.db().insert_login(&hash_token(&login.state), &row, MAX_LOGINS_PER_TOKEN, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "This sign-in link was started too many times. Run /jit link in Slack for a new one.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a sign-in");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "jitbot cannot write to its database right now; please try again.",
+            );
+        }
     }
     redirect_with_cookie(state, &login.authorize_url, &format!("{BROWSER_COOKIE}={browser}; Path=/oidc"))
 }
@@ -242,8 +311,13 @@ fn redirect_with_cookie(state: &IdpState, location: &str, cookie: &str) -> Respo
 }
 
 /// Finishes a plain sign-in: a browser session for the verified identity.
-async fn finish_sign_in(state: &IdpState, login: &LoginRow, code: &str, return_to: &str) -> Response {
+async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Response {
     let now = state.clock.now();
+    // Checked when the sign-in started; checked again since it came back
+    // through the browser (sealed, but the rule is cheap).
+    if !allowed_return(&login.return_to) {
+        return error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid.");
+    }
     let verified = match state.oidc.finish(code, &login.pkce_verifier, &login.nonce, Some(SESSION_TTL)).await {
         Ok(v) => v,
         Err(e) => {
@@ -264,8 +338,14 @@ async fn finish_sign_in(state: &IdpState, login: &LoginRow, code: &str, return_t
             "jitbot cannot write to its database right now; please try again.",
         );
     }
-    let location = format!("{}{return_to}", state.config.server.public_url.trim_end_matches('/'));
-    redirect_with_cookie(state, &location, &format!("{SESSION_COOKIE}={session}; Path=/"))
+    let location = format!("{}{}", state.config.server.public_url.trim_end_matches('/'), login.return_to);
+    let mut resp = redirect_with_cookie(state, &location, &format!("{SESSION_COOKIE}={session}; Path=/"));
+    // The sign-in state is spent.
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("jitbot_signin=; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    resp
 }
 
 async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
@@ -280,6 +360,15 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "The identity provider's answer has no authorization code.");
     };
+    if st.len() > MAX_TOKEN_LEN || code.len() > MAX_CODE_LEN {
+        return error_page(StatusCode::BAD_REQUEST, "The identity provider's answer is not valid.");
+    }
+    // A plain sign-in: its state is in the sealed cookie, nothing is stored.
+    if let Some(login) = cookie(&headers, SIGN_IN_COOKIE).and_then(|c| state.sign_in_sealer.open(&c, now))
+        && bool::from(login.state.as_bytes().ct_eq(st.as_bytes()))
+    {
+        return finish_sign_in(&state, &login, &code).await;
+    }
     let login = match state.service.db().take_login(&hash_token(&st), now).await {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -302,9 +391,6 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
             StatusCode::BAD_REQUEST,
             "This sign-in was started in another browser. Open the link from Slack in this browser.",
         );
-    }
-    if let Some(return_to) = login.token_hash.strip_prefix(SIGN_IN_MARK) {
-        return finish_sign_in(&state, &login, &code, return_to).await;
     }
     let row = match state.service.db().link_token(&login.token_hash).await {
         Ok(Some(r)) if r.used_at.is_none() && r.expires_at > now.millis() => r,
@@ -333,11 +419,16 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
             "The identity provider did not share your email address (scope \"email\").",
         );
     };
-    if !verified.email_verified {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("Your identity provider has not verified the email {email}."),
-        );
+    let rule = state.config.idp.as_ref().map(|i| i.email_verified).unwrap_or_default();
+    if !rule.accepts(verified.email_verified) {
+        let what = match verified.email_verified {
+            Some(false) => format!("Your identity provider has not verified the email {email}."),
+            _ => format!(
+                "Your identity provider did not say whether it verified the email {email} (no email_verified claim). \
+                 If it never sends that claim (Entra ID does not), an admin can set [idp] email_verified = \"if_present\"."
+            ),
+        };
+        return error_page(StatusCode::BAD_REQUEST, &what);
     }
     let require_match = state.config.idp.as_ref().is_none_or(|i| i.require_email_match);
     if require_match {
@@ -374,19 +465,31 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
         groups: verified.groups.clone(),
         claims: verified.claims.clone(),
     };
-    match state.service.link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), now).await {
+    let missing = verified.groups_claim_missing;
+    match state
+        .service
+        .link_from_oidc(&login.token_hash, &identity, verified.auth_time, sealed.as_deref(), missing, now)
+        .await
+    {
         Ok(()) => {}
         Err(ServiceError::NotAllowed(msg)) => return error_page(StatusCode::GONE, &msg),
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
     let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
+    let groups = if missing {
+        super::missing_groups_note(&state.config.idp.as_ref().map(|i| i.groups_claim.clone()).unwrap_or_default())
+    } else if groups.is_empty() {
+        "none".to_owned()
+    } else {
+        groups
+    };
     page(
         StatusCode::OK,
         "Linked",
         &format!(
             "<p id=\"result\">Linked as {} — groups: {}. You can close this tab.</p>",
             escape(&email),
-            escape(if groups.is_empty() { "none" } else { &groups })
+            escape(&groups)
         ),
     )
 }

@@ -162,3 +162,7 @@ mod tests {
         assert_ne!(sig, sign(b"other", 1_700_000_000, b"{}"));
     }
 }
+
+#[cfg(test)]
+#[path = "webhook_proptests.rs"]
+mod proptests;

@@ -491,3 +491,7 @@ mod tests {
         assert_eq!(g["members"], json!([]));
     }
 }
+
+#[cfg(test)]
+#[path = "patch_proptests.rs"]
+mod proptests;

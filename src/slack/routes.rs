@@ -410,7 +410,10 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                     escape(&link.email),
                     escape(&link.subject),
                     escape(&link.issuer),
-                    link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                    match (&state.config.idp, link.missing_groups_claim()) {
+                        (Some(idp), true) => crate::idp::missing_groups_note(&idp.groups_claim),
+                        _ => link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                    },
                     slack_date(link.confirmed_at())
                 )
                 .into()

@@ -53,7 +53,11 @@ pub fn verify(
     let timestamp = timestamp.ok_or(SignatureError::Missing("X-Slack-Request-Timestamp"))?;
     let signature = signature.ok_or(SignatureError::Missing("X-Slack-Signature"))?;
     let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
-    if (now.seconds() - ts).abs() > MAX_SKEW_SECONDS {
+    // The timestamp is attacker input: a plain subtraction (or `abs` of
+    // i64::MIN) overflows, which panics in debug builds and wraps into the
+    // window in release builds. Any difference that does not fit is stale.
+    let skew = now.seconds().checked_sub(ts).and_then(i64::checked_abs);
+    if !matches!(skew, Some(s) if s <= MAX_SKEW_SECONDS) {
         return Err(SignatureError::Stale);
     }
     let expected = sign(secret, timestamp, body);
@@ -97,4 +101,21 @@ mod tests {
         assert!(matches!(verify(SECRET, Some(TS), None, BODY, now), Err(SignatureError::Missing(_))));
         assert_eq!(verify(SECRET, Some("soon"), Some(SIG), BODY, now), Err(SignatureError::BadTimestamp));
     }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        for now in
+            [at(1_531_420_618), Timestamp::from_millis(i64::MIN), Timestamp::from_millis(i64::MAX), at(0), at(-1)]
+        {
+            for ts in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+                let ts = ts.to_string();
+                let sig = sign(SECRET, &ts, BODY);
+                assert_eq!(verify(SECRET, Some(&ts), Some(&sig), BODY, now), Err(SignatureError::Stale), "ts {ts}");
+            }
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "signature_proptests.rs"]
+mod proptests;

@@ -7,7 +7,7 @@ use crate::domain::{Identity, SlackUser, Timestamp};
 use super::{Db, StoreError, StoreResult, Tx, on_conn};
 
 /// A stored identity link.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct LinkRow {
     /// Slack workspace.
     pub team_id: String,
@@ -36,9 +36,42 @@ pub struct LinkRow {
     /// Bumped on every write: a background refresh only stores its result
     /// if the link is still the version it read before asking the IdP.
     pub version: i64,
+    /// 1 when the IdP sent no groups claim at the last sign-in or refresh
+    /// (a missing scope or mapping), 0 otherwise; see
+    /// [`LinkRow::missing_groups_claim`].
+    pub groups_claim_missing: i32,
+}
+
+// Written by hand: the refresh token is encrypted, but a log line is no
+// place for it either.
+impl std::fmt::Debug for LinkRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkRow")
+            .field("team_id", &self.team_id)
+            .field("user_id", &self.user_id)
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("email", &self.email)
+            .field("groups_json", &self.groups_json)
+            .field("source", &self.source)
+            .field("auth_time", &self.auth_time)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("created_at", &self.created_at)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field("claims_json", &self.claims_json)
+            .field("groups_claim_missing", &self.groups_claim_missing)
+            .field("version", &self.version)
+            .finish()
+    }
 }
 
 impl LinkRow {
+    /// Whether the IdP sent no groups claim at all last time: the empty
+    /// groups then say nothing about the person, and they are told so.
+    pub fn missing_groups_claim(&self) -> bool {
+        self.groups_claim_missing != 0
+    }
+
     /// The groups, parsed.
     pub fn groups(&self) -> StoreResult<BTreeSet<String>> {
         serde_json::from_str(&self.groups_json)
@@ -102,7 +135,7 @@ impl Tx {
                    issuer = excluded.issuer, subject = excluded.subject, email = excluded.email,
                    groups_json = excluded.groups_json, source = excluded.source, auth_time = excluded.auth_time,
                    confirmed_at = excluded.confirmed_at, refresh_token = excluded.refresh_token,
-                   claims_json = excluded.claims_json, version = identity_links.version + 1",
+                   claims_json = excluded.claims_json, groups_claim_missing = 0, version = identity_links.version + 1",
             )
             .bind(identity.slack.team_id())
             .bind(identity.slack.user_id())
@@ -117,6 +150,19 @@ impl Tx {
             .bind(&claims)
             .execute(c)
             .await?;
+        });
+        Ok(())
+    }
+
+    /// Records whether the IdP sent a groups claim for this link's sign-in.
+    pub async fn set_groups_claim_missing(&mut self, user: &SlackUser, missing: bool) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query("UPDATE identity_links SET groups_claim_missing = $3 WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .bind(i32::from(missing))
+                .execute(c)
+                .await?;
         });
         Ok(())
     }
@@ -197,5 +243,33 @@ impl Db {
                 .fetch_all(c)
                 .await?
         }))
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::LinkRow;
+
+    #[test]
+    fn debug_of_a_link_hides_the_refresh_token() {
+        let row = LinkRow {
+            team_id: "T1".into(),
+            user_id: "U1".into(),
+            issuer: "https://idp.example".into(),
+            subject: "alice".into(),
+            email: "alice@example.com".into(),
+            groups_json: "[]".into(),
+            source: "oidc".into(),
+            auth_time: None,
+            confirmed_at: 0,
+            created_at: 0,
+            refresh_token: Some("sealed-refresh-0123456789".into()),
+            claims_json: "{}".into(),
+            groups_claim_missing: 0,
+            version: 1,
+        };
+        let shown = format!("{row:?}");
+        assert!(!shown.contains("sealed-refresh-0123456789"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 }

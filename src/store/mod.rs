@@ -233,6 +233,47 @@ where
     }
 }
 
+/// The name of the setting [`outside_any_transaction`] probes with.
+const RELEASE_PROBE: &str = "jitbot.release_probe";
+
+/// Whether a PostgreSQL connection that is going back to the pool is
+/// outside any transaction; the pool closes it otherwise (which rolls the
+/// transaction back on the server).
+///
+/// Why: a future dropped while its `BEGIN` was on the wire leaves the
+/// session inside a transaction that sqlx does not know of (sqlx 0.9.0,
+/// fixed in 0.9.1; this check stays as a guard). The next caller's writes
+/// would then be reported done but never committed, and its locks held.
+///
+/// How: sqlx does not expose the server's transaction status, and
+/// counting on its own transaction depth is exactly what failed. A
+/// transaction-local setting tells for certain: set with `is_local`, it
+/// lasts to the end of the current transaction, which for a statement
+/// outside a transaction block is that statement itself. So if it is still
+/// there on the next statement, a transaction block is open. A failed
+/// transaction refuses the first statement (SQLSTATE 25P02): also inside.
+/// Two short round trips, run when a connection is released (off the
+/// request path), with no notices and no errors in the server's log on a
+/// clean session; the probe's value is gone once the statement ends.
+async fn outside_any_transaction(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    let set = sqlx::query("SELECT set_config($1, 'open', true)").bind(RELEASE_PROBE).execute(&mut *conn).await;
+    match set {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("25P02") => {
+            tracing::warn!("a pooled connection was left inside a failed transaction; closing it");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT current_setting($1, true)").bind(RELEASE_PROBE).fetch_one(&mut *conn).await?;
+    let outside = left.as_deref() != Some("open");
+    if !outside {
+        tracing::warn!("a pooled connection was left inside a transaction (a cancelled request); closing it");
+    }
+    Ok(outside)
+}
+
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`). A SQLite file
     /// is created if missing and put in WAL mode.
@@ -258,6 +299,7 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)
+                .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(opts)
                 .await?;
             Ok(Db { pool: Pool::Postgres(pool), audit_key: None })

@@ -21,7 +21,7 @@ pub struct LinkTokenRow {
 }
 
 /// An in-flight login, looked up by the hash of its `state`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct LoginRow {
     /// The link token it continues.
     pub token_hash: String,
@@ -35,6 +35,20 @@ pub struct LoginRow {
     pub expires_at: i64,
     /// When its callback was used.
     pub used_at: Option<i64>,
+}
+
+// Written by hand so that the PKCE verifier never reaches a log line.
+impl std::fmt::Debug for LoginRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRow")
+            .field("token_hash", &self.token_hash)
+            .field("browser_hash", &self.browser_hash)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &"[REDACTED]")
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish()
+    }
 }
 
 impl Db {
@@ -88,12 +102,21 @@ impl Db {
         }))
     }
 
-    /// Stores a login started in a browser.
-    pub async fn insert_login(&self, state_hash: &str, row: &LoginRow, now: Timestamp) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+    /// Stores a login started in a browser, unless its link token already
+    /// has `max_per_token` logins stored (then `false`): one statement, so
+    /// concurrent starts cannot pass the limit together by much.
+    pub async fn insert_login(
+        &self,
+        state_hash: &str,
+        row: &LoginRow,
+        max_per_token: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_conn!(db self, |c| {
             sqlx::query(
                 "INSERT INTO oidc_logins (state_hash, token_hash, browser_hash, nonce, pkce_verifier, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 SELECT $1, $2, $3, $4, $5, $6, $7
+                 WHERE (SELECT COUNT(*) FROM oidc_logins WHERE token_hash = $2) < $8",
             )
             .bind(state_hash)
             .bind(&row.token_hash)
@@ -102,10 +125,12 @@ impl Db {
             .bind(&row.pkce_verifier)
             .bind(now.millis())
             .bind(row.expires_at)
+            .bind(max_per_token)
             .execute(c)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Marks a login's state used and returns it, exactly once: a second
@@ -245,5 +270,25 @@ impl Tx {
             .rows_affected()
         });
         Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::LoginRow;
+
+    #[test]
+    fn debug_of_a_login_hides_the_pkce_verifier() {
+        let row = LoginRow {
+            token_hash: "th".into(),
+            browser_hash: "bh".into(),
+            nonce: "n".into(),
+            pkce_verifier: "verifier-secret-0123456789".into(),
+            expires_at: 1,
+            used_at: None,
+        };
+        let shown = format!("{row:?}");
+        assert!(!shown.contains("verifier-secret"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 }

@@ -3,7 +3,10 @@
 //
 //   IDP_ACCOUNTS   path of a JSON file {"alice": {"email", "email_verified",
 //                  "groups": [...], "name"}}; re-read on every lookup, so a
-//                  test can change someone's groups mid-run
+//                  test can change someone's groups mid-run. "groups" may be
+//                  a string (sent as is); null leaves the groups claim out,
+//                  and "email_verified": null leaves that claim out (as
+//                  Entra ID does)
 //   IDP_CLIENTS    JSON array of client registrations
 //   IDP_PORT       port to listen on (0 = any); the chosen port is printed
 //                  as "ready <port>" on stdout once the provider serves
@@ -84,10 +87,10 @@ function makeProvider(issuer, key) {
           return {
             sub: id,
             email: account.email,
-            email_verified: account.email_verified !== false,
+            email_verified: account.email_verified === null ? undefined : account.email_verified !== false,
             name: account.name || id,
             preferred_username: id,
-            groups: account.groups || [],
+            groups: account.groups === null ? undefined : (account.groups ?? []),
           };
         },
       };

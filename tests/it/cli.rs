@@ -306,3 +306,22 @@ both_backends!(
     audit_verify_and_export_on_a_real_history,
     serve_starts_answers_health_and_stops_on_sigterm,
 );
+
+#[test]
+fn check_config_warns_when_the_groups_scope_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jitbot.toml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    let idp = "\n[idp]\nissuer = \"https://idp.example\"\nclient_id = \"jitbot\"\nclient_secret = \"s3cret\"\n";
+    std::fs::write(&path, format!("{example}{idp}scopes = [\"openid\", \"email\", \"profile\"]\n")).unwrap();
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "a warning is not a failure: {stdout}{stderr}");
+    assert!(stderr.contains("warning: idp.scopes has no \"groups\" scope"), "{stderr}");
+
+    std::fs::write(&path, format!("{example}{idp}scopes = [\"openid\", \"email\", \"groups\"]\n")).unwrap();
+    let out = jitbot(&["check-config", path.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

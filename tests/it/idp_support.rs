@@ -109,6 +109,14 @@ impl TestIdp {
         std::fs::write(&self.accounts, all.to_string()).unwrap();
     }
 
+    /// Sets one of someone's claims at the IdP to any JSON value (a string
+    /// of groups; `null` to leave the claim out).
+    pub fn set_claim(&self, login: &str, claim: &str, value: Value) {
+        let mut all: Value = serde_json::from_str(&std::fs::read_to_string(&self.accounts).unwrap()).unwrap();
+        all[login][claim] = value;
+        std::fs::write(&self.accounts, all.to_string()).unwrap();
+    }
+
     /// Marks someone's email unverified at the IdP.
     pub fn set_email_verified(&self, login: &str, verified: bool) {
         let mut all: Value = serde_json::from_str(&std::fs::read_to_string(&self.accounts).unwrap()).unwrap();

@@ -19,6 +19,8 @@ mod crash;
 mod credentials_page;
 mod expiry;
 mod forms;
+mod housekeeping;
+mod http_limits;
 mod job_series;
 mod kill_switch;
 mod lifecycle;

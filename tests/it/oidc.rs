@@ -869,3 +869,146 @@ crate::support::both_backends!(
     a_refresh_racing_a_scim_group_removal_keeps_the_removal,
     a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in_again,
 );
+
+/// `GET /oidc/signin` is open to anyone: it writes nothing (the sign-in's
+/// state travels in a sealed cookie), refuses oversized input, and the
+/// sign-in still works end to end, bound to the browser that started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_sign_ins_write_nothing_and_still_work() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    let jitbot::store::Pool::Sqlite(pool) = o.env.db.pool() else { panic!() };
+    let count = |table: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let signin = format!("{}/oidc/signin?return_to=%2Fcredentials%2Fsome-token", o.public_url);
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for _ in 0..100 {
+        let resp = raw.get(&signin).send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert!(resp.headers()["location"].to_str().unwrap().starts_with(&o.idp.issuer));
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.starts_with("jitbot_signin=") && cookie.contains("HttpOnly"), "{cookie}");
+        assert!(!cookie.contains("some-token"), "the state is sealed: {cookie}");
+    }
+    let long = format!("{}/oidc/signin?return_to=%2Fcredentials%2F{}", o.public_url, "a".repeat(5000));
+    assert_eq!(raw.get(&long).send().await.unwrap().status(), 400);
+    // A forged state cookie is not a sign-in.
+    let forged = raw
+        .get(format!("{}/oidc/callback?code=abc&state=xyz", o.public_url))
+        .header("cookie", "jitbot_signin=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    assert_eq!(count("oidc_logins").await, 0, "unauthenticated requests wrote no login rows");
+    assert_eq!(count("browser_sessions").await, 0);
+    assert_eq!(count("link_tokens").await, 0);
+
+    // Finished in another browser (without the cookie): refused.
+    let callback = format!("{}/oidc/callback", o.public_url);
+    let starter = Browser::new();
+    let back = starter.sign_in(&signin, "alice", &|next| next.starts_with(&callback)).await;
+    assert!(back.url.starts_with(&callback), "{back:?}");
+    let page = Browser::new().get(&back.url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert_eq!(count("browser_sessions").await, 0);
+
+    // The whole way, in one browser: a session, and back to the page.
+    let alice = Browser::new();
+    let page = alice.sign_in(&signin, "alice", &|_| false).await;
+    assert!(page.url.starts_with(&format!("{}/credentials/some-token", o.public_url)), "{page:?}");
+    assert_eq!(count("browser_sessions").await, 1);
+    assert_eq!(count("oidc_logins").await, 0);
+
+    // A link token (issued in Slack) stores a login per start, a few at most.
+    let answer = o.env.command_json("U0ALICE", "link").await;
+    let url = OidcEnv::link_url(&answer);
+    for _ in 0..5 {
+        let at_idp = Browser::new().open_link(&url).await;
+        assert!(at_idp.url.contains("/auth?"), "{at_idp:?}");
+    }
+    let page = Browser::new().get(&url).await;
+    let token =
+        regex::Regex::new(r#"name="token" value="([^"]+)""#).unwrap().captures(&page.body).unwrap()[1].to_owned();
+    let resp =
+        raw.post(format!("{}/oidc/start", o.public_url)).form(&[("token", token.as_str())]).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.text().await.unwrap().contains("started too many times"));
+    assert_eq!(count("oidc_logins").await, 5);
+    o.env.stop().await;
+}
+
+/// What IdPs really send: groups as one string, no `email_verified` (Entra
+/// ID), no groups claim at all (a missing scope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_as_idps_send_them_with_the_safe_defaults() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    // A string is one group: "db admins" is not "db" and "admins".
+    o.idp.set_claim("alice", "groups", serde_json::json!("db admins"));
+    let page = o.link("U0ALICE", "alice").await;
+    assert!(page.body.contains("Linked as alice@example.com — groups: db admins. You can close"), "{}", page.body);
+
+    // No email_verified claim: refused by default, saying what to configure.
+    o.idp.set_claim("bob", "email_verified", serde_json::Value::Null);
+    let page = o.link("U0BOB", "bob").await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("did not say whether it verified the email bob@example.com"), "{}", page.body);
+    assert!(page.body.contains("email_verified = &quot;if_present&quot;"), "{}", page.body);
+    assert!(o.env.db.link(&crate::support::user("U0BOB")).await.unwrap().is_none());
+
+    // No groups claim at all: linked, and told why there are no groups.
+    o.idp.set_claim("carol", "groups", serde_json::Value::Null);
+    let page = o.link("U0CAROL", "carol").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("groups: none: your identity provider sent no `groups` claim"), "{}", page.body);
+    let whoami = o.env.command("U0CAROL", "whoami").await;
+    assert!(whoami.contains("Groups: none: your identity provider sent no `groups` claim"), "{whoami}");
+    assert!(whoami.contains("scopes"), "{whoami}");
+    // Alice's groups arrived: her whoami lists them.
+    let whoami = o.env.command("U0ALICE", "whoami").await;
+    assert!(whoami.contains("Groups: db admins"), "{whoami}");
+    o.env.stop().await;
+}
+
+/// The per-IdP settings: a delimited groups string, `email_verified =
+/// "if_present"`, and without the email match a confirmation page that
+/// names the Slack account and warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_claim_rules_and_the_unmatched_confirmation_page() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions {
+        extra_toml: "groups_delimiter = \",\"\nemail_verified = \"if_present\"\nrequire_email_match = false\n".into(),
+        ..Default::default()
+    })
+    .await;
+    o.idp.set_claim("alice", "groups", serde_json::json!("db admins, ops"));
+    let page = o.link("U0ALICE", "alice").await;
+    assert!(page.body.contains("groups: db admins, ops. You can close"), "{}", page.body);
+
+    o.idp.set_claim("bob", "email_verified", serde_json::Value::Null);
+    let page = o.link("U0BOB", "bob").await;
+    assert!(page.body.contains("Linked as bob@example.com"), "{}", page.body);
+    // A false claim is still refused.
+    o.idp.set_claim("carol", "email_verified", serde_json::json!(false));
+    let page = o.link("U0CAROL", "carol").await;
+    assert!(page.body.contains("has not verified the email carol@example.com"), "{}", page.body);
+
+    let answer = o.env.command_json("U0CAROL", "link").await;
+    let page = Browser::new().get(&OidcEnv::link_url(&answer)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("user <code>U0CAROL</code>"), "{}", page.body);
+    assert!(page.body.contains("Slack workspace <code>T"), "{}", page.body);
+    assert!(page.body.contains("signing in gives this Slack account your groups"), "{}", page.body);
+    o.env.stop().await;
+}

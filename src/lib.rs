@@ -21,7 +21,8 @@
 //! - [`notify`]: what people are told, behind a trait the transports implement.
 //! - [`slack`]: Slack as a transport: one dispatcher for commands, buttons,
 //!   modals and the App Home tab, behind two edges (signed HTTP requests and
-//!   Socket Mode websockets); Block Kit templates, Web API.
+//!   Socket Mode websockets); Block Kit templates, Web API. Reaches the
+//!   database only through [`service`], never [`store`].
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
 //!   checkpoints of its head, verify and export.
 //! - [`http`]: the axum router and its bounds (request timeout, requests in

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{AccessRequest, SlackUser};
-use crate::store::ApprovalRow;
+use crate::domain::{AccessRequest, Approval, SlackUser};
 
 /// Which change a notice reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,7 +100,7 @@ pub struct Notice {
     /// The request, freshly loaded.
     pub request: AccessRequest,
     /// Its decisions so far.
-    pub approvals: Vec<ApprovalRow>,
+    pub approvals: Vec<Approval>,
 }
 
 /// Why a notice could not be delivered.

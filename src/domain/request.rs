@@ -56,3 +56,19 @@ pub struct AccessRequest {
     /// For an extension request: the request whose access it extends.
     pub extends: Option<RequestId>,
 }
+
+/// One approver's decision on a request, as recorded: what the cards, DMs
+/// and lists show under "approved by" and "denied by".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Approver workspace.
+    pub team_id: String,
+    /// Approver user.
+    pub approver_id: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Optional comment.
+    pub comment: Option<String>,
+    /// When (milliseconds since the epoch).
+    pub created_at: i64,
+}

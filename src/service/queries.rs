@@ -1,13 +1,37 @@
 //! Read models for the transports: which roles a person may ask for, what
-//! waits for their decision, their recent requests. Nothing here writes,
+//! waits for their decision, their open and recent requests, the decisions
+//! on a request, what `/jit whoami` shows. Nothing here writes,
 //! and nothing here decides: every use case checks the policy again (with
 //! fresh groups) when the person acts.
 
 use super::{Service, ServiceResult, requester_of};
-use crate::domain::{AccessRequest, Identity, RequestId, RequestState, RoleName, RolePolicy, SlackUser, Timestamp};
+use crate::domain::{
+    AccessRequest, Approval, Identity, RequestId, RequestState, RoleName, RolePolicy, SlackUser, Timestamp,
+};
 
 /// How many ended requests "recent" shows.
 pub const RECENT_LIMIT: i64 = 5;
+
+/// A person's link as `/jit whoami` shows it: who the IdP says they are and
+/// what it last said about them, however old. For showing, never deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSummary {
+    /// Verified email.
+    pub email: String,
+    /// IdP subject.
+    pub subject: String,
+    /// IdP issuer.
+    pub issuer: String,
+    /// The groups, sorted (empty if the stored list cannot be read).
+    pub groups: Vec<String>,
+    /// The kept claims login templates read, by name (empty if unreadable).
+    pub claims: Vec<(String, String)>,
+    /// The IdP sent no groups claim last time, so the empty groups say
+    /// nothing about the person.
+    pub missing_groups_claim: bool,
+    /// When the groups were last confirmed.
+    pub confirmed_at: Timestamp,
+}
 
 impl Service {
     /// The identity `user` is linked to, however old the link: good for
@@ -17,6 +41,36 @@ impl Service {
             Some(link) => Some(link.identity()?),
             None => None,
         })
+    }
+
+    /// `user`'s link as `/jit whoami` shows it, or `None` if they have none.
+    pub async fn link_summary(&self, user: &SlackUser) -> ServiceResult<Option<LinkSummary>> {
+        Ok(self.db.link(user).await?.map(|link| LinkSummary {
+            groups: link.groups().map(|g| g.into_iter().collect()).unwrap_or_default(),
+            claims: link.claims().unwrap_or_default().into_iter().collect(),
+            missing_groups_claim: link.missing_groups_claim(),
+            confirmed_at: link.confirmed_at(),
+            email: link.email,
+            subject: link.subject,
+            issuer: link.issuer,
+        }))
+    }
+
+    /// The open requests of `user` (pending or holding access), oldest
+    /// first, as the lists and the home tab show them.
+    pub async fn open_requests(&self, user: &SlackUser) -> ServiceResult<Vec<AccessRequest>> {
+        Ok(self.db.open_requests_of(user).await?)
+    }
+
+    /// The decisions on request `id` so far, in order.
+    pub async fn approvals(&self, id: RequestId) -> ServiceResult<Vec<Approval>> {
+        Ok(self.db.approvals(id).await?)
+    }
+
+    /// How many requests are in any of `states` (for a confirmation that
+    /// says what an action would touch).
+    pub async fn count_in_states(&self, states: &[RequestState]) -> ServiceResult<usize> {
+        Ok(self.db.requests_in_states(states).await?.len())
     }
 
     /// The roles `identity` may request, with their descriptions, by name.

@@ -22,14 +22,13 @@ async fn render(
     now: Timestamp,
     user: &SlackUser,
 ) -> Result<serde_json::Value, ServiceError> {
-    let db = service.db();
-    let mine = db.open_requests_of(user).await?;
+    let mine = service.open_requests(user).await?;
     let mut choices: HashMap<String, Vec<AccessDuration>> = HashMap::new();
     let mut active = Vec::new();
     let mut pending = Vec::new();
     for r in mine {
         if r.state == RequestState::Pending {
-            let approvals = db.approvals(r.id).await?;
+            let approvals = service.approvals(r.id).await?;
             pending.push((r, approvals));
         } else {
             let role = r.role.as_str().to_owned();
@@ -44,7 +43,7 @@ async fn render(
     let mut awaiting = Vec::new();
     if let Some(identity) = &identity {
         for r in service.awaiting_decision(identity).await? {
-            let approvals = db.approvals(r.id).await?;
+            let approvals = service.approvals(r.id).await?;
             awaiting.push((r, approvals));
         }
     }

@@ -12,34 +12,26 @@ use super::views;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
-use crate::service::Service;
-use crate::store::{CardRow, Db};
+use crate::service::{PostedCard, Service, ServiceError};
 
 /// Delivers notices to Slack.
 pub struct SlackNotifier {
     api: SlackApi,
-    db: Db,
     config: Arc<Config>,
     clock: SharedClock,
-    /// Reads what the requester's App Home tab shows.
+    /// Remembers posted cards, issues credentials links and reads what the
+    /// requester's App Home tab shows.
     service: Service,
 }
 
 impl SlackNotifier {
     /// Builds the notifier.
     pub fn new(api: SlackApi, service: Service, config: Arc<Config>, clock: SharedClock) -> Self {
-        Self { api, db: service.db().clone(), config, clock, service }
+        Self { api, config, clock, service }
     }
 
     fn channel_for(&self, role: &str) -> Option<String> {
-        let slack = self.config.slack.as_ref()?;
-        Some(
-            self.config
-                .roles
-                .get(role)
-                .and_then(|r| r.approvals_channel.clone())
-                .unwrap_or_else(|| slack.approvals_channel.clone()),
-        )
+        super::approvals_channel(&self.config, role)
     }
 
     async fn card(&self, notice: &Notice) -> Result<(), NotifyError> {
@@ -53,7 +45,7 @@ impl SlackNotifier {
             break_glass: role.is_some_and(|c| c.break_glass),
         }
         .render();
-        let existing = self.db.card(r.id).await.map_err(store_err)?;
+        let existing = self.service.posted_card(r.id).await.map_err(service_err)?;
         match existing {
             Some(card) => self.api.update_message(&card.channel, &card.ts, &msg).await?,
             // The first notice of a request posts its card; an auto-approved
@@ -61,7 +53,10 @@ impl SlackNotifier {
             None if matches!(notice.kind, NoticeKind::RequestCreated | NoticeKind::AutoApproved) => {
                 let Some(channel) = self.channel_for(r.role.as_str()) else { return Ok(()) };
                 let ts = self.api.post_message(&channel, &msg).await?;
-                self.db.save_card(r.id, &CardRow { channel, ts }, self.clock.now()).await.map_err(store_err)?;
+                self.service
+                    .remember_card(r.id, &PostedCard { channel, ts }, self.clock.now())
+                    .await
+                    .map_err(service_err)?;
             }
             // No card to update (it was never posted): the DM and audit line still go out.
             None => {}
@@ -86,7 +81,7 @@ impl SlackNotifier {
     async fn remind(&self, notice: &Notice) -> Result<(), NotifyError> {
         let r = &notice.request;
         let msg = views::ReminderLine { request: r, approvals: &notice.approvals }.render();
-        match self.db.card(r.id).await.map_err(store_err)? {
+        match self.service.posted_card(r.id).await.map_err(service_err)? {
             Some(card) => {
                 self.api.post_reply(&card.channel, &card.ts, &msg, true).await?;
             }
@@ -99,8 +94,13 @@ impl SlackNotifier {
     }
 }
 
-fn store_err(e: crate::store::StoreError) -> NotifyError {
-    NotifyError { message: format!("database: {e}"), retry_after: None }
+/// A failed read or write of the bookkeeping; the job retries the notice.
+fn service_err(e: ServiceError) -> NotifyError {
+    let message = match e {
+        ServiceError::Internal(cause) => format!("database: {cause}"),
+        other => format!("database: {other}"),
+    };
+    NotifyError { message, retry_after: None }
 }
 
 #[async_trait]
@@ -120,10 +120,7 @@ impl Notifier for SlackNotifier {
         if notice.kind == NoticeKind::Granted {
             // A login jitbot created: the DM carries a one-time link, never the password.
             let now = self.clock.now();
-            if let Some(link) = crate::credentials::issue_link(&self.db, r, &self.config.server.public_url, now)
-                .await
-                .map_err(store_err)?
-            {
+            if let Some(link) = self.service.issue_credentials_link(r, now).await.map_err(service_err)? {
                 let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
                 self.api.post_message(r.requester.user_id(), &dm).await?;
             }

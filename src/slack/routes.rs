@@ -52,11 +52,11 @@ impl SlackState {
 
     /// The channel where `role`'s approval cards go.
     pub(crate) fn approvals_channel(&self, role: &str) -> String {
-        self.config
-            .roles
-            .get(role)
-            .and_then(|c| c.approvals_channel.clone())
-            .unwrap_or_else(|| self.slack().approvals_channel.clone())
+        match super::approvals_channel(&self.config, role) {
+            Some(channel) => channel,
+            // The router is only mounted when `[slack]` is configured.
+            None => unreachable!("slack routes mounted without [slack]"),
+        }
     }
 
     fn slack(&self) -> &SlackConfig {
@@ -298,12 +298,7 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                 )
                 .into(),
                 Ok(r) => {
-                    let channel = state
-                        .config
-                        .roles
-                        .get(r.role.as_str())
-                        .and_then(|c| c.approvals_channel.clone())
-                        .unwrap_or_else(|| state.slack().approvals_channel.clone());
+                    let channel = state.approvals_channel(r.role.as_str());
                     let mut text = format!(
                         "Request #{} for `{}` ({}) sent to <#{channel}> for approval. You will get a DM when it is decided.",
                         r.id.get(),
@@ -395,13 +390,12 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
             Ok(r) => format!("Request #{} for `{}` cancelled.", id.get(), r.role).into(),
             Err(e) => explain(&e, user).into(),
         },
-        JitCommand::Whoami => match service.db().link(user).await {
+        JitCommand::Whoami => match service.link_summary(user).await {
             Ok(Some(link)) => {
                 // The claims login templates read, so a person can see which
                 // database login their requests will use.
                 let claims: String = link
-                    .claims()
-                    .unwrap_or_default()
+                    .claims
                     .iter()
                     .map(|(name, value)| format!("\nClaim `{}`: `{}`", escape(name), escape(value)))
                     .collect();
@@ -410,16 +404,16 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                     escape(&link.email),
                     escape(&link.subject),
                     escape(&link.issuer),
-                    match (&state.config.idp, link.missing_groups_claim()) {
+                    match (&state.config.idp, link.missing_groups_claim) {
                         (Some(idp), true) => crate::idp::missing_groups_note(&idp.groups_claim),
-                        _ => link.groups().map(|g| g.into_iter().collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                        _ => link.groups.join(", "),
                     },
-                    slack_date(link.confirmed_at())
+                    slack_date(link.confirmed_at)
                 )
                 .into()
             }
             Ok(None) => answer_error(state, &ServiceError::NotLinked, user).await,
-            Err(e) => explain(&ServiceError::from(e), user).into(),
+            Err(e) => explain(&e, user).into(),
         },
     }
 }
@@ -445,7 +439,7 @@ async fn help(state: &SlackState, user: &SlackUser) -> String {
 async fn list(state: &SlackState, user: &SlackUser) -> Reply {
     let service = &state.service;
     let mine = async {
-        let open = service.db().open_requests_of(user).await?;
+        let open = service.open_requests(user).await?;
         let recent = service.recent_requests(user).await?;
         let waiting = match service.linked_identity(user).await? {
             Some(identity) => service.awaiting_decision(&identity).await?,
@@ -486,9 +480,9 @@ async fn confirm_revoke_all(
             .to_owned()
             .into();
     }
-    let db = state.service.db();
+    let service = &state.service;
     let count = |states: &'static [crate::domain::RequestState]| async move {
-        db.requests_in_states(states).await.map(|r| r.len()).unwrap_or(0)
+        service.count_in_states(states).await.unwrap_or(0)
     };
     use crate::domain::RequestState as S;
     let live = count(&[S::Granting, S::Active, S::GrantFailed, S::Revoking, S::RevokeFailed]).await;
@@ -503,7 +497,7 @@ async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
         let Some(identity) = service.linked_identity(user).await? else { return Err(ServiceError::NotLinked) };
         let mut out = Vec::new();
         for r in service.awaiting_decision(&identity).await? {
-            let approvals = service.db().approvals(r.id).await?;
+            let approvals = service.approvals(r.id).await?;
             out.push((r, approvals));
         }
         Ok(out)
@@ -692,12 +686,7 @@ async fn extend_reply(state: &SlackState, user: &SlackUser, result: Result<Exten
         )
         .into(),
         Ok(ExtendOutcome::Pending(ext)) => {
-            let channel = state
-                .config
-                .roles
-                .get(ext.role.as_str())
-                .and_then(|c| c.approvals_channel.clone())
-                .unwrap_or_else(|| state.slack().approvals_channel.clone());
+            let channel = state.approvals_channel(ext.role.as_str());
             format!(
                 "Extension request #{} (+{} for request #{}) sent to <#{channel}> for approval. Until it is approved your access ends as planned.",
                 ext.id.get(),

@@ -7,8 +7,7 @@
 use serde_json::{Value, json};
 
 use super::views::{Message, escape, fit, slack_date, truncate};
-use crate::domain::{AccessDuration, AccessRequest, RequestState, Timestamp};
-use crate::store::ApprovalRow;
+use crate::domain::{AccessDuration, AccessRequest, Approval, RequestState, Timestamp};
 
 /// At most this many requests are listed per section; the rest are counted.
 pub const SECTION_LIMIT: usize = 15;
@@ -27,7 +26,7 @@ pub fn time_left(now: Timestamp, until: Timestamp) -> String {
     }
 }
 
-fn approvals_so_far(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+fn approvals_so_far(r: &AccessRequest, approvals: &[Approval]) -> String {
     let n = approvals.iter().filter(|a| a.decision == "approve").count();
     format!("{n} of {} approvals", r.approvals_required)
 }
@@ -113,7 +112,7 @@ impl MyRequests<'_> {
 
 /// The blocks for one request waiting for a decision: who asks what and
 /// why, and Approve / Deny.
-pub fn decision_blocks(r: &AccessRequest, approvals: &[ApprovalRow]) -> Vec<Value> {
+pub fn decision_blocks(r: &AccessRequest, approvals: &[Approval]) -> Vec<Value> {
     let id = r.id.get();
     let what = match r.extends {
         Some(parent) => format!("to extend `{}` (#{}) by {}", r.role, parent.get(), r.duration),
@@ -139,7 +138,7 @@ pub fn decision_blocks(r: &AccessRequest, approvals: &[ApprovalRow]) -> Vec<Valu
 /// `/jit pending`: the requests waiting for my decision, with buttons.
 pub struct AwaitingMe<'a> {
     /// The requests with their decisions so far, oldest first.
-    pub requests: &'a [(AccessRequest, Vec<ApprovalRow>)],
+    pub requests: &'a [(AccessRequest, Vec<Approval>)],
 }
 
 impl AwaitingMe<'_> {
@@ -180,9 +179,9 @@ pub struct HomeView<'a> {
     /// My live access, with the extensions each role allows.
     pub active: &'a [(AccessRequest, Vec<AccessDuration>)],
     /// My pending requests (and extensions), with their decisions so far.
-    pub pending: &'a [(AccessRequest, Vec<ApprovalRow>)],
+    pub pending: &'a [(AccessRequest, Vec<Approval>)],
     /// What waits for my decision.
-    pub awaiting: &'a [(AccessRequest, Vec<ApprovalRow>)],
+    pub awaiting: &'a [(AccessRequest, Vec<Approval>)],
 }
 
 fn header(text: &str) -> Value {

@@ -5,9 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{AccessDuration, AccessRequest, RequestState, Timestamp};
+use crate::domain::{AccessDuration, AccessRequest, Approval, RequestState, Timestamp};
 use crate::notify::NoticeKind;
-use crate::store::ApprovalRow;
 
 /// A rendered message.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,13 +72,13 @@ fn mention(user_id: &str) -> String {
     format!("<@{user_id}>")
 }
 
-fn approvers(approvals: &[ApprovalRow], decision: &str) -> Vec<String> {
+fn approvers(approvals: &[Approval], decision: &str) -> Vec<String> {
     approvals.iter().filter(|a| a.decision == decision).map(|a| mention(&a.approver_id)).collect()
 }
 
 /// Who let the request through: approvers, the auto-approval rule, or the
 /// requester's break-glass.
-fn approved_by(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+fn approved_by(r: &AccessRequest, approvals: &[Approval]) -> String {
     if let Some(why) = &r.auto_approved {
         format!("Auto-approved ({})", escape(why))
     } else if r.break_glass_reason.is_some() {
@@ -124,7 +123,7 @@ pub fn ticket_text(ticket: &str, ticket_url: Option<&str>) -> String {
 }
 
 /// The card's status line for the request's current state.
-pub fn status_line(r: &AccessRequest, approvals: &[ApprovalRow]) -> String {
+pub fn status_line(r: &AccessRequest, approvals: &[Approval]) -> String {
     let by = approved_by(r, approvals);
     let by_lower = lower_first(&by);
     let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
@@ -199,7 +198,7 @@ pub struct ApprovalCard<'a> {
     /// The request, as it is now.
     pub request: &'a AccessRequest,
     /// Its decisions so far.
-    pub approvals: &'a [ApprovalRow],
+    pub approvals: &'a [Approval],
     /// The role's description from the config.
     pub description: &'a str,
     /// The role's `ticket_url` (with `{ticket}`), to link the ticket.
@@ -257,7 +256,7 @@ pub struct ReminderLine<'a> {
     /// The request, still pending.
     pub request: &'a AccessRequest,
     /// Its approvals so far.
-    pub approvals: &'a [ApprovalRow],
+    pub approvals: &'a [Approval],
 }
 
 impl ReminderLine<'_> {
@@ -284,7 +283,7 @@ pub struct RequesterDm<'a> {
     /// The request, as it is now.
     pub request: &'a AccessRequest,
     /// Its decisions.
-    pub approvals: &'a [ApprovalRow],
+    pub approvals: &'a [Approval],
 }
 
 impl RequesterDm<'_> {
@@ -301,7 +300,7 @@ pub struct AuditLine<'a> {
     /// The request, as it is now.
     pub request: &'a AccessRequest,
     /// Its decisions.
-    pub approvals: &'a [ApprovalRow],
+    pub approvals: &'a [Approval],
 }
 
 impl AuditLine<'_> {
@@ -395,7 +394,7 @@ fn approval_card(card: &ApprovalCard<'_>) -> Message {
     Message { text, blocks }
 }
 
-fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[Approval]) -> Option<Message> {
     if let Some(parent) = r.extends {
         return extension_dm(kind, r, parent.get(), approvals);
     }
@@ -483,7 +482,7 @@ impl CredentialsDm<'_> {
 }
 
 /// The requester's DMs about an extension request.
-fn extension_dm(kind: NoticeKind, r: &AccessRequest, parent: i64, approvals: &[ApprovalRow]) -> Option<Message> {
+fn extension_dm(kind: NoticeKind, r: &AccessRequest, parent: i64, approvals: &[Approval]) -> Option<Message> {
     let id = r.id.get();
     let detail = |fallback: &str| escape(&truncate(r.state_detail.as_deref().unwrap_or(fallback), 1000));
     let text = match kind {
@@ -569,7 +568,7 @@ impl ExpiryWarningDm<'_> {
     }
 }
 
-fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[ApprovalRow]) -> Option<Message> {
+fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[Approval]) -> Option<Message> {
     let who = mention(r.requester.user_id());
     let id = r.id.get();
     if let Some(parent) = r.extends {

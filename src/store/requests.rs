@@ -109,19 +109,30 @@ pub struct TransitionFields {
     pub break_glass_reason: Option<String>,
 }
 
-/// One approver's decision as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ApprovalRow {
-    /// Approver workspace.
-    pub team_id: String,
-    /// Approver user.
-    pub approver_id: String,
-    /// `approve` or `deny`.
-    pub decision: String,
-    /// Optional comment.
-    pub comment: Option<String>,
-    /// When.
-    pub created_at: i64,
+/// One approver's decision; the type lives in the domain so the transports
+/// render it without naming the store.
+pub use crate::domain::Approval as ApprovalRow;
+
+/// An `approvals` row as read (the domain type carries no sqlx derive).
+#[derive(sqlx::FromRow)]
+struct ApprovalFields {
+    team_id: String,
+    approver_id: String,
+    decision: String,
+    comment: Option<String>,
+    created_at: i64,
+}
+
+impl From<ApprovalFields> for ApprovalRow {
+    fn from(f: ApprovalFields) -> Self {
+        Self {
+            team_id: f.team_id,
+            approver_id: f.approver_id,
+            decision: f.decision,
+            comment: f.comment,
+            created_at: f.created_at,
+        }
+    }
 }
 
 fn open_slot(user: &SlackUser, role: &RoleName) -> String {
@@ -506,13 +517,16 @@ impl Db {
     /// The decisions on request `id`, in order.
     pub async fn approvals(&self, id: RequestId) -> StoreResult<Vec<ApprovalRow>> {
         Ok(on_conn!(db self, |c| {
-            sqlx::query_as::<_, ApprovalRow>(
+            sqlx::query_as::<_, ApprovalFields>(
                 "SELECT team_id, approver_id, decision, comment, created_at
                  FROM approvals WHERE request_id = $1 ORDER BY created_at, approver_id",
             )
             .bind(id.get())
             .fetch_all(c)
             .await?
-        }))
+        })
+        .into_iter()
+        .map(ApprovalRow::from)
+        .collect())
     }
 }

@@ -18,6 +18,7 @@ both_transports!(
     pending_requests_time_out_with_a_reminder_halfway,
     break_glass_grants_announces_and_flags_for_review,
     n_of_m_progress_shows_on_the_card_as_approvals_arrive,
+    a_role_with_its_own_channel_gets_its_cards_and_replies_name_it,
 );
 
 /// Roles with one workflow policy each, added to the usual test config.
@@ -304,5 +305,47 @@ async fn n_of_m_progress_shows_on_the_card_as_approvals_arrive(transport: Transp
     eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
     let card = eventually("approved", || env.card(id).filter(|c| texts(c).contains("active until"))).await;
     assert!(texts(&card).contains("Approved by <@U0BOB>, <@U0CAROL>"), "{}", texts(&card));
+    env.stop().await;
+}
+
+/// A role whose cards go to a channel of its own (not `[slack].approvals_channel`).
+const OWN_CHANNEL_ROLE: &str = r#"
+[roles.team-db]
+description = "The team's database, approved by its own channel"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+approvals_channel = "C0DBTEAM"
+"#;
+
+/// The current content of request `id`'s card in `channel`.
+fn card_in(env: &SlackEnv, channel: &str, id: RequestId) -> Option<serde_json::Value> {
+    env.slack
+        .messages_in(channel)
+        .into_iter()
+        .find(|m| m["blocks"][0]["text"]["text"].as_str() == Some(&format!("Access request #{}", id.get())))
+}
+
+async fn a_role_with_its_own_channel_gets_its_cards_and_replies_name_it(transport: Transport) {
+    let env = start_on(transport, OWN_CHANNEL_ROLE).await;
+    let reply = env.command("U0ALICE", "request team-db 30m debugging the migration").await;
+    assert!(reply.contains("sent to <#C0DBTEAM> for approval"), "{reply}");
+    let id = RequestId::new(1);
+    eventually("the card in the role's channel", || card_in(&env, "C0DBTEAM", id)).await;
+    assert!(env.card(id).is_none(), "nothing in the default approvals channel");
+
+    env.click("U0BOB", "approve", id).await;
+    until_state(&env, id, "active").await;
+    eventually("the card updated in place", || {
+        card_in(&env, "C0DBTEAM", id).filter(|c| texts(c).contains("active until"))
+    })
+    .await;
+
+    let reply = env.command("U0ALICE", "extend 1 1h migration still running").await;
+    assert!(reply.starts_with("Extension request #2 (+1h for request #1) sent to <#C0DBTEAM>"), "{reply}");
+    eventually("the extension's card in the role's channel", || card_in(&env, "C0DBTEAM", RequestId::new(2))).await;
+    assert!(env.slack.messages_in(APPROVALS).is_empty(), "{:?}", env.slack.messages_in(APPROVALS));
     env.stop().await;
 }

@@ -22,8 +22,8 @@ use tokio::sync::Notify;
 use crate::audit::{self, Actor, AuditAction};
 use crate::config::Config;
 use crate::domain::{
-    AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy, SlackUser,
-    Timestamp,
+    AccessDuration, AccessRequest, Decision, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy,
+    SlackUser, Timestamp,
 };
 use crate::jobs::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
@@ -566,7 +566,7 @@ impl Service {
             tx.rollback().await?;
             return Err(ServiceError::AlreadyVoted(id));
         }
-        match tx.insert_approval(id, &approver_identity, "approve", None, now).await {
+        match tx.insert_approval(id, &approver_identity, Decision::Approve, None, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 tx.rollback().await?;
@@ -635,7 +635,7 @@ impl Service {
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
             return self.already_decided(tx, id).await;
         }
-        match tx.insert_approval(id, &approver_identity, "deny", reason, now).await {
+        match tx.insert_approval(id, &approver_identity, Decision::Deny, reason, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 tx.rollback().await?;
@@ -699,7 +699,7 @@ impl Service {
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
             return self.already_decided(tx, id).await;
         }
-        match tx.insert_approval(id, &actor_identity, "break_glass", Some(reason), now).await {
+        match tx.insert_approval(id, &actor_identity, Decision::BreakGlass, Some(reason), now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 tx.rollback().await?;

@@ -16,6 +16,6 @@ pub mod time;
 pub use audit_key::{AuditKey, AuditTag};
 pub use ids::{RequestId, RoleName, SlackUser};
 pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolicy, TicketPattern};
-pub use request::{AccessRequest, Approval};
+pub use request::{AccessRequest, Approval, Decision};
 pub use state::RequestState;
 pub use time::{AccessDuration, Timestamp};

@@ -57,6 +57,45 @@ pub struct AccessRequest {
     pub extends: Option<RequestId>,
 }
 
+/// What one approver decided. The stored names (`approve`, `deny`,
+/// `break_glass`) are a contract with the database and auditors' queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// An approver said yes.
+    Approve,
+    /// An approver said no.
+    Deny,
+    /// The requester approved their own request in an emergency.
+    BreakGlass,
+}
+
+impl Decision {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Deny => "deny",
+            Self::BreakGlass => "break_glass",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approve" => Some(Self::Approve),
+            "deny" => Some(Self::Deny),
+            "break_glass" => Some(Self::BreakGlass),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One approver's decision on a request, as recorded: what the cards, DMs
 /// and lists show under "approved by" and "denied by".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +104,8 @@ pub struct Approval {
     pub team_id: String,
     /// Approver user.
     pub approver_id: String,
-    /// `approve` or `deny`.
-    pub decision: String,
+    /// What they decided.
+    pub decision: Decision,
     /// Optional comment.
     pub comment: Option<String>,
     /// When (milliseconds since the epoch).

@@ -27,7 +27,7 @@ pub fn time_left(now: Timestamp, until: Timestamp) -> String {
 }
 
 fn approvals_so_far(r: &AccessRequest, approvals: &[Approval]) -> String {
-    let n = approvals.iter().filter(|a| a.decision == "approve").count();
+    let n = approvals.iter().filter(|a| a.decision == crate::domain::Decision::Approve).count();
     format!("{n} of {} approvals", r.approvals_required)
 }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{AccessDuration, AccessRequest, Approval, RequestState, Timestamp};
+use crate::domain::{AccessDuration, AccessRequest, Approval, Decision, RequestState, Timestamp};
 use crate::notify::NoticeKind;
 
 /// A rendered message.
@@ -72,7 +72,7 @@ fn mention(user_id: &str) -> String {
     format!("<@{user_id}>")
 }
 
-fn approvers(approvals: &[Approval], decision: &str) -> Vec<String> {
+fn approvers(approvals: &[Approval], decision: Decision) -> Vec<String> {
     approvals.iter().filter(|a| a.decision == decision).map(|a| mention(&a.approver_id)).collect()
 }
 
@@ -84,7 +84,7 @@ fn approved_by(r: &AccessRequest, approvals: &[Approval]) -> String {
     } else if r.break_glass_reason.is_some() {
         format!("BREAK-GLASS self-approval by {}", mention(r.requester.user_id()))
     } else {
-        format!("Approved by {}", approvers(approvals, "approve").join(", "))
+        format!("Approved by {}", approvers(approvals, Decision::Approve).join(", "))
     }
 }
 
@@ -129,7 +129,7 @@ pub fn status_line(r: &AccessRequest, approvals: &[Approval]) -> String {
     let detail = r.state_detail.as_deref().map(|d| escape(&truncate(d, 500)));
     match r.state {
         RequestState::Pending => {
-            let yes = approvers(approvals, "approve");
+            let yes = approvers(approvals, Decision::Approve);
             let progress = if yes.is_empty() {
                 format!(":hourglass_flowing_sand: Waiting for approval (0 of {})", r.approvals_required)
             } else {
@@ -165,7 +165,7 @@ pub fn status_line(r: &AccessRequest, approvals: &[Approval]) -> String {
             }
         }
         RequestState::Denied => {
-            let by = approvers(approvals, "deny").join(", ");
+            let by = approvers(approvals, Decision::Deny).join(", ");
             match detail {
                 Some(d) => format!(":x: Denied by {by}: {d}"),
                 None => format!(":x: Denied by {by}"),
@@ -263,7 +263,7 @@ impl ReminderLine<'_> {
     /// Renders the reminder.
     pub fn render(&self) -> Message {
         let r = self.request;
-        let got = approvers(self.approvals, "approve").len();
+        let got = approvers(self.approvals, Decision::Approve).len();
         let deadline = r.decide_by.map(|t| format!(" It times out {}.", slack_date(t))).unwrap_or_default();
         Message::plain(format!(
             ":bell: Request #{} from {} for `{}` ({}) still needs approval ({got} of {}).{deadline}",
@@ -412,7 +412,7 @@ fn requester_dm(kind: NoticeKind, r: &AccessRequest, approvals: &[Approval]) -> 
             escape(r.state_detail.as_deref().unwrap_or("nobody decided in time"))
         ),
         NoticeKind::Denied => {
-            let by = approvers(approvals, "deny").join(", ");
+            let by = approvers(approvals, Decision::Deny).join(", ");
             match &r.state_detail {
                 Some(reason) => format!(
                     ":x: Your request #{id} for `{}` was denied by {by}: {}",
@@ -494,7 +494,7 @@ fn extension_dm(kind: NoticeKind, r: &AccessRequest, parent: i64, approvals: &[A
             approved_by(r, approvals)
         ),
         NoticeKind::Denied => {
-            let by = approvers(approvals, "deny").join(", ");
+            let by = approvers(approvals, Decision::Deny).join(", ");
             let why =
                 r.state_detail.as_deref().map(|d| format!(": {}", escape(&truncate(d, 1000)))).unwrap_or_default();
             format!(
@@ -581,7 +581,7 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[Approval]) -> Op
                 ":rotating_light: BREAK-GLASS {what}: approved by the requester alone: {}. Flagged for review.",
                 escape(&truncate(r.break_glass_reason.as_deref().unwrap_or(""), 1000))
             ),
-            NoticeKind::Denied => format!("{what}: denied by {}", approvers(approvals, "deny").join(", ")),
+            NoticeKind::Denied => format!("{what}: denied by {}", approvers(approvals, Decision::Deny).join(", ")),
             _ => return None,
         };
         return Some(Message::plain(text));
@@ -591,10 +591,10 @@ fn audit_line(kind: NoticeKind, r: &AccessRequest, approvals: &[Approval]) -> Op
             "#{id} {who} `{}` for {}: approved by {}",
             r.role,
             r.duration,
-            approvers(approvals, "approve").join(", ")
+            approvers(approvals, Decision::Approve).join(", ")
         ),
         NoticeKind::Denied => {
-            format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, "deny").join(", "))
+            format!("#{id} {who} `{}`: denied by {}", r.role, approvers(approvals, Decision::Deny).join(", "))
         }
         NoticeKind::Granted => format!("#{id} {who} `{}`: granted", r.role),
         NoticeKind::AutoApproved => format!(

@@ -123,15 +123,19 @@ struct ApprovalFields {
     created_at: i64,
 }
 
-impl From<ApprovalFields> for ApprovalRow {
-    fn from(f: ApprovalFields) -> Self {
-        Self {
+impl TryFrom<ApprovalFields> for ApprovalRow {
+    type Error = StoreError;
+
+    fn try_from(f: ApprovalFields) -> Result<Self, StoreError> {
+        let decision = crate::domain::Decision::parse(&f.decision)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown decision {:?}", f.decision)))?;
+        Ok(Self {
             team_id: f.team_id,
             approver_id: f.approver_id,
-            decision: f.decision,
+            decision,
             comment: f.comment,
             created_at: f.created_at,
-        }
+        })
     }
 }
 
@@ -286,7 +290,7 @@ impl Tx {
         &mut self,
         id: RequestId,
         approver: &crate::domain::Identity,
-        decision: &str,
+        decision: crate::domain::Decision,
         comment: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<()> {
@@ -300,7 +304,7 @@ impl Tx {
             .bind(approver.slack.team_id())
             .bind(approver.slack.user_id())
             .bind(&approver.subject)
-            .bind(decision)
+            .bind(decision.as_str())
             .bind(comment)
             .bind(now.millis())
             .bind(approver.email.to_lowercase())
@@ -516,7 +520,7 @@ impl Db {
 
     /// The decisions on request `id`, in order.
     pub async fn approvals(&self, id: RequestId) -> StoreResult<Vec<ApprovalRow>> {
-        Ok(on_conn!(db self, |c| {
+        on_conn!(db self, |c| {
             sqlx::query_as::<_, ApprovalFields>(
                 "SELECT team_id, approver_id, decision, comment, created_at
                  FROM approvals WHERE request_id = $1 ORDER BY created_at, approver_id",
@@ -526,7 +530,7 @@ impl Db {
             .await?
         })
         .into_iter()
-        .map(ApprovalRow::from)
-        .collect())
+        .map(ApprovalRow::try_from)
+        .collect()
     }
 }

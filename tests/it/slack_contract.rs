@@ -237,7 +237,7 @@ fn every_message_template_passes_slack_sdk_validation() {
         .map(|i| ApprovalRow {
             team_id: "T0WORK".into(),
             approver_id: format!("U0APPROVER{i}"),
-            decision: if i == 9 { "deny".into() } else { "approve".into() },
+            decision: if i == 9 { jitbot::domain::Decision::Deny } else { jitbot::domain::Decision::Approve },
             comment: Some("no".repeat(800)),
             created_at: 0,
         })

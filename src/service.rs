@@ -25,7 +25,7 @@ use crate::domain::{
     AccessDuration, AccessRequest, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy, SlackUser,
     Timestamp,
 };
-use crate::jobs::{JobKind, REVOKE_OVERDUE_AFTER};
+use crate::job_kinds::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
 use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
@@ -33,12 +33,14 @@ use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 mod audit_seal;
 mod extension;
 mod identity_links;
+mod job_outcomes;
 mod kill_switch;
 mod queries;
 mod review;
 
 pub use extension::{ExtendCommand, ExtendOutcome};
 pub use identity_links::{ScimPerson, UnlinkOutcome};
+pub use job_outcomes::{OverdueCheck, RevokeStart};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use queries::RECENT_LIMIT;
 pub use review::REVIEW_NOTE_MIN;
@@ -287,7 +289,7 @@ impl Service {
 
     /// Schedules one group refresh for `user`, unless one is already queued or running.
     async fn schedule_refresh(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
-        let payload = crate::jobs::PersonPayload::json(user, None);
+        let payload = crate::job_kinds::PersonPayload::json(user, None);
         let mut tx = self.db.begin().await?;
         if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
             tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
@@ -1126,7 +1128,7 @@ impl Service {
 
 /// Writes a direct message to one person into the transaction.
 pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
-    let payload = crate::jobs::PersonPayload::json(user, Some(text));
+    let payload = crate::job_kinds::PersonPayload::json(user, Some(text));
     tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::audit::{self, Actor, AuditAction};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
-use crate::jobs::JobKind;
+use crate::job_kinds::JobKind;
 use crate::notify::NoticeKind;
 use crate::store::{NewRequest, StoreError};
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
 use crate::audit::{self, Actor, AuditAction};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
-use crate::jobs::JobKind;
+use crate::job_kinds::JobKind;
 use crate::notify::{Announcement, NoticeKind};
 use crate::store::{KillSwitchRow, TransitionFields};
 

@@ -224,6 +224,21 @@ impl Wake {
 }
 
 impl Service {
+    /// Commits `tx`, which wrote jobs, and wakes the schedulers.
+    pub(crate) async fn commit_and_wake(&self, tx: Tx) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// [`Service::commit_and_wake`], then reads request `id` as it now is.
+    async fn commit_wake_and_load(&self, tx: Tx, id: RequestId) -> ServiceResult<AccessRequest> {
+        self.commit_and_wake(tx).await?;
+        self.load(id).await
+    }
+}
+
+impl Service {
     /// Builds the service. `wake` is notified after every commit that
     /// scheduled jobs, so the scheduler does not wait for its next timer.
     pub fn new(db: Db, config: Arc<Config>, wake: Arc<Notify>) -> Self {
@@ -294,8 +309,7 @@ impl Service {
         if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
             tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(())
     }
 
@@ -367,8 +381,7 @@ impl Service {
             }),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(())
     }
 
@@ -504,9 +517,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// Loads what a decider needs and checks the policy (again, at decision
@@ -603,8 +614,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         let request = self.load(id).await?;
         Ok(if outcome_approved {
             ApprovalOutcome::Approved(request)
@@ -661,9 +671,7 @@ impl Service {
             json!({"reason": reason}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The requester approves their own request alone, on a role with
@@ -722,9 +730,7 @@ impl Service {
         )
         .await?;
         audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The requester withdraws a pending request.
@@ -742,9 +748,7 @@ impl Service {
         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
         audit::append(&mut tx, now, &Actor::Slack(actor.clone()), AuditAction::RequestCancelled, Some(id), json!({}))
             .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// Ends access before its expiry: the requester ("I'm done") or a member
@@ -791,9 +795,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The identity provider removed `user` from `removed` groups: the link
@@ -841,8 +843,7 @@ impl Service {
             json!({"slack": user.to_string(), "removed": lost, "groups": after}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(touched)
     }
 
@@ -931,9 +932,7 @@ impl Service {
             json!({"state": request.state.as_str(), "last_error": request.state_detail, "action": how}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// [`Service::retry_revoke`] for a Slack user: only members of
@@ -1091,8 +1090,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         };
         audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
     }
 

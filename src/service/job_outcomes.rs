@@ -13,7 +13,7 @@ use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
 use crate::job_kinds::{CheckpointPayload, JobFence, JobKind, JobOutcome};
 use crate::notify::NoticeKind;
 use crate::providers::{ProviderError, ProviderReport};
-use crate::store::{LeaseRelease, LeaseStart, StoreError, TransitionFields, Tx};
+use crate::store::{LeaseRelease, LeaseStart, StoreError, TransitionFields};
 
 /// What the step before a revocation's provider call decided.
 #[derive(Debug)]
@@ -35,13 +35,6 @@ pub enum OverdueCheck {
 }
 
 impl Service {
-    /// Commits `tx` and wakes the schedulers, because it wrote jobs.
-    pub(crate) async fn commit_and_wake(&self, tx: Tx) -> Result<(), StoreError> {
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(())
-    }
-
     /// Marks a job done.
     pub async fn complete_job(&self, job: JobFence, now: Timestamp) -> Result<JobOutcome, StoreError> {
         let mut tx = self.db.begin().await?;

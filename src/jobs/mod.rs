@@ -58,3 +58,68 @@ impl Default for SchedulerOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::job_kinds::JobKind;
+    use crate::notify::NoticeKind;
+
+    /// The code of a source file without its comment lines: doc links may
+    /// point anywhere, code may not.
+    fn code_of(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The scheduler runs any job through its handler: naming a kind there
+    /// would tie claiming and leasing to what jobs do.
+    #[test]
+    fn the_scheduler_names_no_job_kind() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let scheduler = code_of(&src.join("jobs/scheduler.rs"));
+        for word in ["JobKind", "handlers", "providers::", "notify::", "NoticeKind", "Service"] {
+            assert!(!scheduler.contains(word), "the scheduler names {word}");
+        }
+        let kinds = [
+            JobKind::Grant,
+            JobKind::Revoke,
+            JobKind::Notify(NoticeKind::Granted),
+            JobKind::DirectMessage,
+            JobKind::RefreshLink,
+            JobKind::OverdueCheck,
+            JobKind::TimeOut,
+            JobKind::Remind,
+            JobKind::WarnExpiry,
+            JobKind::ExtendGrant,
+            JobKind::Announce,
+            JobKind::AuditCheckpoint,
+        ];
+        for kind in kinds {
+            let stored = format!("\"{}\"", kind.name());
+            assert!(!scheduler.contains(&stored), "the scheduler names the job kind {stored}");
+        }
+    }
+
+    /// `jobs` records outcomes through `service`; the other way round would
+    /// make a cycle.
+    #[test]
+    fn the_service_does_not_use_jobs() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join("service.rs")];
+        let dir = src.join("service");
+        if dir.is_dir() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        for file in files {
+            let code = code_of(&file);
+            assert!(!code.contains("crate::jobs"), "{} uses crate::jobs", file.display());
+        }
+    }
+}

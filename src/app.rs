@@ -17,7 +17,7 @@ use crate::domain::RequestState;
 use crate::http::{self, HttpState};
 use crate::idp::routes::IdpState;
 use crate::idp::{IdpRefresher, Oidc, TokenCipher};
-use crate::jobs::{Scheduler, SchedulerOptions};
+use crate::jobs::{JobHandlers, Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
 use crate::scim::ScimState;
@@ -147,10 +147,18 @@ impl App {
         }
         let mut scheduler_options = deps.scheduler;
         scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
-        let scheduler =
-            Scheduler::new(db.clone(), deps.clock.clone(), providers, notifier, wake, scheduler_options, refresher);
+        let handlers = JobHandlers::new(
+            service.clone(),
+            db.clone(),
+            deps.clock.clone(),
+            providers,
+            notifier,
+            refresher,
+            &scheduler_options,
+        );
+        let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), wake, scheduler_options, Arc::new(handlers));
         if checkpoints_wanted(&config) {
-            scheduler.ensure_audit_checkpoints().await.context("cannot schedule audit checkpoints")?;
+            service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
@@ -260,10 +268,12 @@ impl App {
 pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
     let clock: SharedClock = Arc::new(SystemClock);
     let providers = Providers::from_config(&config).context("cannot build providers")?;
+    let wake = Arc::new(Notify::new());
+    let service = Service::new(db.clone(), config.clone(), wake.clone());
     let notifier: Arc<dyn Notifier> = match &config.slack {
         Some(slack) => Arc::new(SlackNotifier::new(
             SlackApi::new(slack).context("cannot build the Slack client")?,
-            Service::new(db.clone(), config.clone(), Arc::new(Notify::new())),
+            service.clone(),
             config.clone(),
             clock.clone(),
         )),
@@ -274,7 +284,8 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
         audit_checkpoint_interval: config.audit.checkpoint_interval,
         ..Default::default()
     };
-    let scheduler = Scheduler::new(db.clone(), clock, providers, notifier, Arc::new(Notify::new()), options, None);
+    let handlers = JobHandlers::new(service, db.clone(), clock.clone(), providers, notifier, None, &options);
+    let scheduler = Scheduler::new(db.clone(), clock, wake, options, Arc::new(handlers));
     Ok(scheduler.drain().await?)
 }
 

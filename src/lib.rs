@@ -9,8 +9,12 @@
 //! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
 //!   revoke, extend, the kill switch, link). One transaction per transition,
 //!   with its audit event and jobs; read models for the transports.
-//! - [`jobs`]: the durable scheduler that grants, revokes and notifies after
-//!   commit, with fenced leases and capped backoff.
+//! - [`job_kinds`]: the kinds of jobs and their payloads, below both
+//!   `service` (which writes jobs) and `jobs` (which runs them). Pure data.
+//! - [`jobs`]: the durable scheduler (fenced leases, capped backoff; knows no
+//!   job kinds) and the handlers that grant, revoke and notify after commit,
+//!   reporting each outcome to a `service` use case. May use `service`;
+//!   `service` never uses `jobs`.
 //! - [`providers`]: adapters that apply and remove access: webhook,
 //!   PostgreSQL roles, commands (and one-shot actions).
 //! - [`credentials`]: the one-time page that sets and shows a password for
@@ -41,6 +45,7 @@ pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod idp;
+pub mod job_kinds;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;

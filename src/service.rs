@@ -25,7 +25,7 @@ use crate::domain::{
     AccessDuration, AccessRequest, Decision, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy,
     SlackUser, Timestamp,
 };
-use crate::jobs::{JobKind, REVOKE_OVERDUE_AFTER};
+use crate::job_kinds::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
 use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
@@ -34,6 +34,7 @@ mod audit_seal;
 mod cards;
 mod extension;
 mod identity_links;
+mod job_outcomes;
 mod kill_switch;
 mod queries;
 mod review;
@@ -41,6 +42,7 @@ mod review;
 pub use cards::PostedCard;
 pub use extension::{ExtendCommand, ExtendOutcome};
 pub use identity_links::{ScimPerson, UnlinkOutcome};
+pub use job_outcomes::{OverdueCheck, RevokeStart};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use queries::{LinkSummary, RECENT_LIMIT};
 pub use review::REVIEW_NOTE_MIN;
@@ -224,6 +226,21 @@ impl Wake {
 }
 
 impl Service {
+    /// Commits `tx`, which wrote jobs, and wakes the schedulers.
+    pub(crate) async fn commit_and_wake(&self, tx: Tx) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// [`Service::commit_and_wake`], then reads request `id` as it now is.
+    async fn commit_wake_and_load(&self, tx: Tx, id: RequestId) -> ServiceResult<AccessRequest> {
+        self.commit_and_wake(tx).await?;
+        self.load(id).await
+    }
+}
+
+impl Service {
     /// Builds the service. `wake` is notified after every commit that
     /// scheduled jobs, so the scheduler does not wait for its next timer.
     pub fn new(db: Db, config: Arc<Config>, wake: Arc<Notify>) -> Self {
@@ -290,13 +307,12 @@ impl Service {
 
     /// Schedules one group refresh for `user`, unless one is already queued or running.
     async fn schedule_refresh(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
-        let payload = crate::jobs::PersonPayload::json(user, None);
+        let payload = crate::job_kinds::PersonPayload::json(user, None);
         let mut tx = self.db.begin().await?;
         if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
             tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(())
     }
 
@@ -368,8 +384,7 @@ impl Service {
             }),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(())
     }
 
@@ -505,9 +520,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// Loads what a decider needs and checks the policy (again, at decision
@@ -604,8 +617,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         let request = self.load(id).await?;
         Ok(if outcome_approved {
             ApprovalOutcome::Approved(request)
@@ -662,9 +674,7 @@ impl Service {
             json!({"reason": reason}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The requester approves their own request alone, on a role with
@@ -723,9 +733,7 @@ impl Service {
         )
         .await?;
         audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The requester withdraws a pending request.
@@ -743,9 +751,7 @@ impl Service {
         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
         audit::append(&mut tx, now, &Actor::Slack(actor.clone()), AuditAction::RequestCancelled, Some(id), json!({}))
             .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// Ends access before its expiry: the requester ("I'm done") or a member
@@ -792,9 +798,7 @@ impl Service {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// The identity provider removed `user` from `removed` groups: the link
@@ -842,8 +846,7 @@ impl Service {
             json!({"slack": user.to_string(), "removed": lost, "groups": after}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(touched)
     }
 
@@ -932,9 +935,7 @@ impl Service {
             json!({"state": request.state.as_str(), "last_error": request.state_detail, "action": how}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        self.load(id).await
+        self.commit_wake_and_load(tx, id).await
     }
 
     /// [`Service::retry_revoke`] for a Slack user: only members of
@@ -1092,8 +1093,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         };
         audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
     }
 
@@ -1129,7 +1129,7 @@ impl Service {
 
 /// Writes a direct message to one person into the transaction.
 pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
-    let payload = crate::jobs::PersonPayload::json(user, Some(text));
+    let payload = crate::job_kinds::PersonPayload::json(user, Some(text));
     tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::audit::{self, Actor, AuditAction};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
-use crate::jobs::JobKind;
+use crate::job_kinds::JobKind;
 use crate::notify::NoticeKind;
 use crate::store::{NewRequest, StoreError};
 
@@ -161,8 +161,7 @@ impl Service {
             .await?;
             audit_extension(&mut tx, &Actor::System, ext, extended, to, now).await?;
         }
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         let extension = self.load(ext).await?;
         self.extend_outcome(extension).await
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
 use crate::audit::{self, Actor, AuditAction};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
-use crate::jobs::JobKind;
+use crate::job_kinds::JobKind;
 use crate::notify::{Announcement, NoticeKind};
 use crate::store::{KillSwitchRow, TransitionFields};
 
@@ -163,8 +163,7 @@ impl Service {
             }),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(out)
     }
 
@@ -225,8 +224,7 @@ impl Service {
             json!({"reason": reason, "engaged_by": was.engaged_by, "engaged_at": was.engaged_at, "engaged_reason": was.reason}),
         )
         .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
+        self.commit_and_wake(tx).await?;
         Ok(Some(was))
     }
 }

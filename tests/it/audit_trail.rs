@@ -497,10 +497,10 @@ async fn the_checkpoint_job_posts_to_the_audit_channel_when_the_head_moved(backe
 async fn the_checkpoint_job_is_scheduled_once(backend: Backend) {
     let mut t = keyed_history(backend).await;
     let queued = "SELECT COUNT(*) FROM jobs WHERE kind = 'audit_checkpoint' AND state IN ('queued', 'running')";
-    assert!(t.app.scheduler().ensure_audit_checkpoints().await.unwrap());
+    assert!(t.app.service().ensure_audit_checkpoints(jitbot::clock::Clock::now(&t.clock)).await.unwrap());
     // A second replica starting, or a restart, finds it there.
     restart_with_key(&mut t, Some(AUDIT_KEY)).await;
-    assert!(!t.app.scheduler().ensure_audit_checkpoints().await.unwrap());
+    assert!(!t.app.service().ensure_audit_checkpoints(jitbot::clock::Clock::now(&t.clock)).await.unwrap());
     assert_eq!(t.number(queued).await, 1);
     // Even a writer that skips the check cannot add a second one.
     let dup = "INSERT INTO jobs (kind, payload, state, due_at, attempt, created_at) \

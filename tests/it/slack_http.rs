@@ -239,12 +239,11 @@ async fn slack_answering_429_then_200_still_gets_the_card_posted(transport: Tran
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
     eventually("the rate-limited attempt", || (env.slack.calls("chat.postMessage").len() == 1).then_some(())).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Waits for the job to record the 429 and its Retry-After, not for time to pass.
+    let retry_at = until_retry_recorded(&env).await;
     assert!(env.card(id).is_none(), "nothing posted before Retry-After");
-    env.clock.advance(Duration::from_secs(29));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(env.card(id).is_none(), "Retry-After is honoured");
-    env.clock.advance(Duration::from_secs(2));
+    assert!(retry_at >= env.clock_now_millis() + 30_000, "Retry-After is honoured");
+    env.clock.advance(Duration::from_secs(31));
     eventually("the card after Retry-After", || env.card(id)).await;
     assert_eq!(env.slack.calls("chat.postMessage").len(), 2);
 
@@ -252,9 +251,25 @@ async fn slack_answering_429_then_200_still_gets_the_card_posted(transport: Tran
     env.slack.fail_next("chat.update", Failure::ServerError);
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
     eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the failed update", || env.slack.calls("chat.update").first().map(|_| ())).await;
+    until_retry_recorded(&env).await;
     env.clock.advance(Duration::from_secs(6));
     eventually("the card update after the 5xx", || env.card(id).filter(|c| texts(c).contains("Approved by"))).await;
     env.stop().await;
+}
+
+/// Waits until a notice job has recorded a failed attempt and is queued
+/// for its retry; returns when the retry is due (epoch milliseconds).
+async fn until_retry_recorded(env: &SlackEnv) -> i64 {
+    let count = "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND last_error IS NOT NULL";
+    for _ in 0..1000 {
+        if crate::support::number(&env.db, count).await > 0 {
+            let due = "SELECT MAX(due_at) FROM jobs WHERE state = 'queued' AND last_error IS NOT NULL";
+            return crate::support::number(&env.db, due).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no retry was recorded");
 }
 
 async fn commands_answer_helpfully(transport: Transport) {

@@ -528,11 +528,16 @@ impl TestApp {
 
     /// One number from a query, on either backend.
     pub async fn number(&self, sql: &str) -> i64 {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self.db().pool() {
-            Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
-            Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
-        }
+        number(self.db(), sql).await
+    }
+}
+
+/// One number from a query, on either backend.
+pub async fn number(db: &Db, sql: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match db.pool() {
+        Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
     }
 }
 

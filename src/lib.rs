@@ -4,7 +4,9 @@
 //!
 //! - [`domain`]: pure types and rules (ids, durations, the request state
 //!   machine, policy). No I/O, no clock.
-//! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets.
+//! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets; one
+//!   file per section. Touches [`domain`] only: templates, durations and each
+//!   role's policy are parsed once, at load.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
 //! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
 //!   revoke, extend, the kill switch, link). One transaction per transition,

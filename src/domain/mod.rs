@@ -8,6 +8,7 @@
 pub mod audit_key;
 pub mod command;
 pub mod ids;
+pub mod login;
 pub mod policy;
 pub mod request;
 pub mod state;
@@ -15,6 +16,7 @@ pub mod time;
 
 pub use audit_key::{AuditKey, AuditTag};
 pub use ids::{RequestId, RoleName, SlackUser};
+pub use login::{LoginName, LoginTemplate, PgRoleName};
 pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolicy, TicketPattern};
 pub use request::{AccessRequest, Approval, Decision};
 pub use state::RequestState;

@@ -95,11 +95,7 @@ pub struct TokenCipher(Aes256Gcm);
 impl TokenCipher {
     /// Builds the cipher from base64 of 32 bytes.
     pub fn from_base64(key: &str) -> Result<Self, String> {
-        let bytes =
-            STANDARD.decode(key.trim()).map_err(|_| "must be base64 (e.g. `openssl rand -base64 32`)".to_owned())?;
-        if bytes.len() != 32 {
-            return Err(format!("must decode to 32 bytes, not {}", bytes.len()));
-        }
+        let bytes = crate::config::decode_token_key(key)?;
         Aes256Gcm::new_from_slice(&bytes).map(Self).map_err(|_| "invalid key".to_owned())
     }
 

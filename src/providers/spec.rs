@@ -83,7 +83,11 @@ impl GrantSpec {
                 let login = if grant.ephemeral_login {
                     LoginName::ephemeral(&p.ephemeral_login_prefix, id, &requester.email)
                 } else {
-                    let template = LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?;
+                    // Parsed and checked when the config was loaded.
+                    let template = match &role_config.login_template {
+                        Some(t) => t.clone(),
+                        None => LoginTemplate::parse(grant.login.as_deref().unwrap_or(&p.login))?,
+                    };
                     if template.uses_email_local() {
                         // The config requires the domains with {email_local}.
                         let domain = requester.email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());

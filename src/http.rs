@@ -61,6 +61,39 @@ pub fn same_origin(public_url: &str, headers: &axum::http::HeaderMap) -> bool {
     }
 }
 
+/// The security headers of every HTML page jitbot serves (the OIDC pages,
+/// the credentials page): the pages may hold a password, their URLs hold
+/// tokens, and none needs scripts, framing, caching or a referrer. Written
+/// once so that a new page cannot forget one.
+pub const PAGE_HEADERS: [(header::HeaderName, &str); 7] = [
+    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    ),
+];
+
+/// An HTML page with [`PAGE_HEADERS`]. `html` is the whole document,
+/// already escaped by the caller.
+pub fn html_page(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 /// The body limit of browser forms (the OIDC pages, the credentials page):
 /// they carry a token and a button, a few hundred bytes.
 pub const SMALL_FORM_LIMIT: usize = 16 * 1024;

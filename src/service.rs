@@ -31,12 +31,15 @@ use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
+mod credentials;
 mod extension;
 mod identity_links;
 mod kill_switch;
 mod queries;
 mod review;
+mod sign_in;
 
+pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 pub use extension::{ExtendCommand, ExtendOutcome};
 pub use identity_links::{ScimPerson, UnlinkOutcome};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod request;
 pub mod state;
 pub mod time;
+pub mod token;
 
 pub use audit_key::{AuditKey, AuditTag};
 pub use ids::{RequestId, RoleName, SlackUser};
@@ -19,3 +20,4 @@ pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolic
 pub use request::AccessRequest;
 pub use state::RequestState;
 pub use time::{AccessDuration, Timestamp};
+pub use token::{hash_token, token_digest};

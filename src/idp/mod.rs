@@ -30,7 +30,6 @@ use openidconnect::{
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 use crate::clock::SharedClock;
@@ -83,10 +82,7 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// How tokens are stored: hex SHA-256. A leaked table gives nobody a usable token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::domain::hash_token;
 
 /// Encrypts refresh tokens at rest (AES-256-GCM, random nonce per value).
 #[derive(Clone)]
@@ -678,7 +674,7 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
 /// (`/oidc/signin`) created: what the one-time credentials page checks.
 pub struct OidcBrowserIdentity {
     /// Where sessions live.
-    pub db: crate::store::Db,
+    pub service: crate::service::Service,
     /// Session expiry.
     pub clock: SharedClock,
     /// For the sign-in link.
@@ -698,7 +694,7 @@ impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
             )
         };
         let session = routes::cookie(headers, routes::SESSION_COOKIE).ok_or_else(needed)?;
-        match self.db.browser_session(&hash_token(&session), self.clock.now()).await {
+        match self.service.browser_session(&session, self.clock.now()).await {
             Ok(Some((issuer, subject))) => Ok(crate::credentials::BrowserUser { issuer, subject }),
             Ok(None) => Err(needed()),
             Err(e) => {

@@ -19,7 +19,7 @@ use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -90,9 +90,7 @@ pub fn router(state: IdpState) -> Router {
         .with_state(state)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
+use crate::http::html_escape as escape;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
@@ -101,12 +99,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = escape(title)
     );
-    let mut resp = (status, Html(html)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+    crate::http::html_page(status, html)
 }
 
 fn error_page(status: StatusCode, what: &str) -> Response {
@@ -326,11 +319,8 @@ async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Re
         }
     };
     let session = random_token();
-    let stored = state
-        .service
-        .db()
-        .insert_browser_session(&hash_token(&session), &verified.issuer, &verified.subject, now, now.plus(SESSION_TTL))
-        .await;
+    let stored =
+        state.service.start_browser_session(&session, &verified.issuer, &verified.subject, now, SESSION_TTL).await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot store a browser session");
         return error_page(

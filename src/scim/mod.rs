@@ -66,10 +66,7 @@ impl ScimState {
         let token_hashes = [Some(&scim.token), scim.previous_token.as_ref()]
             .into_iter()
             .flatten()
-            .map(|t| {
-                use sha2::Digest;
-                sha2::Sha256::digest(t.expose().as_bytes()).into()
-            })
+            .map(|t| crate::domain::token_digest(t.expose()))
             .collect();
         Some(Self { service, clock, config: config.clone(), token_hashes })
     }
@@ -165,13 +162,12 @@ fn service_error(e: crate::service::ServiceError) -> ScimError {
 /// Whether `Authorization: Bearer ...` carries a configured token (compared
 /// as SHA-256 hashes, in constant time).
 fn authorized(state: &ScimState, headers: &HeaderMap) -> bool {
-    use sha2::Digest;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     presented.is_some_and(|t| {
-        let hash: [u8; 32] = sha2::Sha256::digest(t.trim().as_bytes()).into();
+        let hash = crate::domain::token_digest(t.trim());
         state.token_hashes.iter().fold(false, |acc, h| acc | bool::from(h.ct_eq(&hash)))
     })
 }

@@ -120,9 +120,11 @@ impl Notifier for SlackNotifier {
         if notice.kind == NoticeKind::Granted {
             // A login jitbot created: the DM carries a one-time link, never the password.
             let now = self.clock.now();
-            if let Some(link) = crate::credentials::issue_link(&self.db, r, &self.config.server.public_url, now)
+            if let Some(link) = self
+                .service
+                .issue_credentials_link(r, &self.config.server.public_url, now)
                 .await
-                .map_err(store_err)?
+                .map_err(|e| NotifyError { message: format!("database: {e}"), retry_after: None })?
             {
                 let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
                 self.api.post_message(r.requester.user_id(), &dm).await?;

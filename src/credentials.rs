@@ -108,7 +108,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          code{{font-size:1.2em;background:#eee;padding:.2em .4em}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = html_escape(title)
     );
-    crate::http::html_page(status, html)
+    crate::http::html_page(status, html, crate::http::FormTargets::Own)
 }
 
 fn internal(e: ServiceError) -> Response {

@@ -35,16 +35,19 @@ mod credentials;
 mod extension;
 mod identity_links;
 mod kill_switch;
+mod provisioning;
 mod queries;
 mod review;
 mod sign_in;
 
 pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 pub use extension::{ExtendCommand, ExtendOutcome};
-pub use identity_links::{ScimPerson, UnlinkOutcome};
+pub use identity_links::{LinkForRefresh, LinkRefresh, ScimPerson, UnlinkOutcome};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
+pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::RECENT_LIMIT;
 pub use review::REVIEW_NOTE_MIN;
+pub use sign_in::{LinkToken, OidcLogin};
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.
@@ -316,7 +319,7 @@ impl Service {
         let token = crate::idp::random_token();
         let max_age_ms = max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.db
-            .insert_link_token(&crate::idp::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
+            .insert_link_token(&crate::domain::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
             .await?;
         Ok(token)
     }

@@ -7,8 +7,10 @@
 //! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
 //! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
-//!   revoke, extend, the kill switch, link). One transaction per transition,
-//!   with its audit event and jobs; read models for the transports.
+//!   revoke, extend, the kill switch, link, sign-in, SCIM provisioning, the
+//!   credentials page, reconcile). One transaction per transition, with its
+//!   audit event and jobs; read models for the transports. The only door to
+//!   [`store`]: `idp`, `scim`, `credentials` and `reconcile` ask it.
 //! - [`jobs`]: the durable scheduler that grants, revokes and notifies after
 //!   commit, with fenced leases and capped backoff.
 //! - [`providers`]: adapters that apply and remove access: webhook,

@@ -37,6 +37,7 @@ mod identity_links;
 mod kill_switch;
 mod provisioning;
 mod queries;
+mod reconcile;
 mod review;
 mod sign_in;
 
@@ -46,6 +47,7 @@ pub use identity_links::{LinkForRefresh, LinkRefresh, ScimPerson, UnlinkOutcome}
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::RECENT_LIMIT;
+pub use reconcile::ReconcileFinding;
 pub use review::REVIEW_NOTE_MIN;
 pub use sign_in::{LinkToken, OidcLogin};
 

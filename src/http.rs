@@ -277,4 +277,20 @@ mod tests {
         assert!(!same_origin(own, &headers(&[("origin", "null")])));
         assert!(same_origin(own, &headers(&[])), "non-browser clients send neither");
     }
+
+    #[test]
+    fn every_page_gets_the_same_headers_and_only_the_idp_hand_off_may_post_onwards() {
+        for forms in [FormTargets::Own, FormTargets::ThroughToIdp] {
+            let r = html_page(StatusCode::OK, "<!doctype html>".to_owned(), forms);
+            let h = |name: header::HeaderName| r.headers()[name].to_str().unwrap().to_owned();
+            assert_eq!(h(header::CACHE_CONTROL), "no-store");
+            assert_eq!(h(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+            assert_eq!(h(header::REFERRER_POLICY), "no-referrer");
+            assert_eq!(h(header::X_FRAME_OPTIONS), "DENY");
+            assert!(h(header::CONTENT_TYPE).starts_with("text/html"));
+            let csp = h(header::CONTENT_SECURITY_POLICY);
+            assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert_eq!(csp.contains("form-action 'self'"), forms == FormTargets::Own, "{csp}");
+        }
+    }
 }

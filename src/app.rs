@@ -81,15 +81,17 @@ impl App {
         };
         let config = Arc::new(config);
         let metrics = deps.scheduler.metrics.clone();
+        let wake = Arc::new(Notify::new());
+        let service = Service::new(db.clone(), config.clone(), wake.clone());
         let credentials = crate::credentials::CredentialsPage {
-            db: db.clone(),
+            service: service.clone(),
             clock: deps.clock.clone(),
             providers: providers.clone(),
             // Who is at the browser: an IdP sign-in session with [idp];
             // without one nobody can be, and the page refuses.
             identity: match &config.idp {
                 Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
-                    db: db.clone(),
+                    service: service.clone(),
                     clock: deps.clock.clone(),
                     public_url: config.server.public_url.clone(),
                 }),
@@ -97,8 +99,6 @@ impl App {
             },
             public_url: config.server.public_url.clone(),
         };
-        let wake = Arc::new(Notify::new());
-        let service = Service::new(db.clone(), config.clone(), wake.clone());
         match audit::head_seal_valid(&db).await.context("cannot read the audit head")? {
             Some(false) => tracing::error!(
                 "the audit head's MAC does not verify with audit.key: the trail was tampered with, or the key \

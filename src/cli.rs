@@ -412,7 +412,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let db = open(&config).await?;
             let providers = crate::providers::Providers::from_config(&config).context("cannot build providers")?;
             let opts = crate::reconcile::ReconcileOptions { fix, since };
-            let report = crate::reconcile::reconcile(&db, &providers, &cli_actor(), SystemClock.now(), opts).await?;
+            let service = service(db, config);
+            let report =
+                crate::reconcile::reconcile(&service, &providers, &cli_actor(), SystemClock.now(), opts).await?;
             for d in &report.differences {
                 println!("{}", d.describe());
             }

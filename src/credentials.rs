@@ -25,21 +25,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::Rng;
-use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::audit::{self, Actor, AuditAction};
 use crate::clock::SharedClock;
-use crate::domain::{AccessRequest, RequestState, Timestamp};
-use crate::providers::postgres::scram;
-use crate::providers::{GrantSpec, Providers, spec::PostgresGrantSpec};
-use crate::store::{Db, StoreError};
+use crate::http::html_escape;
+use crate::providers::Providers;
+pub use crate::service::IssuedLink;
+use crate::service::{CredentialsLink, PasswordOutcome, Service, ServiceError, UsableLink};
 
 /// Someone signed in at the browser, as the IdP vouched for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +82,8 @@ impl BrowserIdentity for SignInNotWired {
 /// What the page's handlers share.
 #[derive(Clone)]
 pub struct CredentialsPage {
-    /// Tokens, requests, audit.
-    pub db: Db,
+    /// Links, requests, audit: the use cases.
+    pub service: Service,
     /// For expiry.
     pub clock: SharedClock,
     /// To set the password in the target.
@@ -105,61 +99,6 @@ pub fn router(state: CredentialsPage) -> Router {
     Router::new().route("/credentials/{token}", get(show).post(reveal)).with_state(state)
 }
 
-/// A link that was issued.
-#[derive(Debug, Clone)]
-pub struct IssuedLink {
-    /// The full URL (contains the token: never log it).
-    pub url: String,
-    /// The login it sets a password for.
-    pub login: String,
-}
-
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn ephemeral_spec(spec: Option<String>) -> Option<PostgresGrantSpec> {
-    match GrantSpec::from_json(&spec?).ok()? {
-        GrantSpec::Postgres(p) if p.ephemeral => Some(p),
-        _ => None,
-    }
-}
-
-/// Issues a fresh link for an active request with a jitbot-created login
-/// (`None` for any other request). Called when the "access is active" DM is
-/// sent; a retried DM issues a new link and retires the old one.
-pub async fn issue_link(
-    db: &Db,
-    request: &AccessRequest,
-    public_url: &str,
-    now: Timestamp,
-) -> Result<Option<IssuedLink>, StoreError> {
-    if request.state != RequestState::Active {
-        return Ok(None);
-    }
-    let (Some(spec), Some(expires_at)) = (ephemeral_spec(db.grant_spec(request.id).await?), request.expires_at) else {
-        return Ok(None);
-    };
-    let bytes: [u8; 32] = rand::rng().random();
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let mut tx = db.begin().await?;
-    tx.insert_credential_token(&token_hash(&token), request.id, &request.requester, expires_at, now).await?;
-    audit::append(
-        &mut tx,
-        now,
-        &Actor::System,
-        AuditAction::CredentialsLinkIssued,
-        Some(request.id),
-        json!({"login": spec.login.as_str(), "valid_until": expires_at.to_string()}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(IssuedLink {
-        url: format!("{}/credentials/{token}", public_url.trim_end_matches('/')),
-        login: spec.login.as_str().to_owned(),
-    }))
-}
-
 /// A page, always uncacheable and unframeable (it may hold a password, and
 /// its URL holds a token).
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -169,30 +108,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          code{{font-size:1.2em;background:#eee;padding:.2em .4em}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = html_escape(title)
     );
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::PRAGMA, "no-cache"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
+    crate::http::html_page(status, html, crate::http::FormTargets::Own)
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-fn internal(e: StoreError) -> Response {
+fn internal(e: ServiceError) -> Response {
     tracing::error!(error = ?e, "credentials page: store error");
     page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -201,43 +120,30 @@ fn internal(e: StoreError) -> Response {
     )
 }
 
-/// A checked link: still usable, its request active, and the browser's user
-/// is the requester.
-struct Checked {
-    hash: String,
-    request: AccessRequest,
-    spec: PostgresGrantSpec,
-}
-
-async fn check(state: &CredentialsPage, token: &str, headers: &HeaderMap) -> Result<Checked, Response> {
+async fn check(state: &CredentialsPage, token: &str, headers: &HeaderMap) -> Result<UsableLink, Response> {
     let gone = |why: &str| page(StatusCode::GONE, "Link no longer valid", &format!("<p>{}</p>", html_escape(why)));
     let plausible = token.len() == 43 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let hash = token_hash(token);
-    let row = if plausible { state.db.credential_token(&hash).await.map_err(internal)? } else { None };
-    let Some(row) = row else {
-        return Err(page(StatusCode::NOT_FOUND, "Unknown link", "<p>This credentials link is not valid.</p>"));
-    };
     let now = state.clock.now();
-    if row.used_at.is_some() {
-        return Err(gone(
-            "This link was already used. The password was shown once and cannot be shown again; if you lost it, ask for access anew.",
-        ));
-    }
-    if row.superseded_at.is_some() {
-        return Err(gone("A newer link was sent to you for this access; use that one."));
-    }
-    if row.expires_at <= now.millis() {
-        return Err(gone("This link expired together with the access it was for."));
-    }
-    let request = state
-        .db
-        .request(crate::domain::RequestId::new(row.request_id))
-        .await
-        .map_err(internal)?
-        .filter(|r| r.state == RequestState::Active)
-        .ok_or_else(|| gone("The access this link was for has ended."))?;
-    let spec = ephemeral_spec(state.db.grant_spec(request.id).await.map_err(internal)?)
-        .ok_or_else(|| gone("This access has no login to set a password for."))?;
+    let link = if plausible {
+        state.service.credentials_link(token, now).await.map_err(internal)?
+    } else {
+        CredentialsLink::Unknown
+    };
+    let c = match link {
+        CredentialsLink::Unknown => {
+            return Err(page(StatusCode::NOT_FOUND, "Unknown link", "<p>This credentials link is not valid.</p>"));
+        }
+        CredentialsLink::Used => {
+            return Err(gone(
+                "This link was already used. The password was shown once and cannot be shown again; if you lost it, ask for access anew.",
+            ));
+        }
+        CredentialsLink::Superseded => return Err(gone("A newer link was sent to you for this access; use that one.")),
+        CredentialsLink::Expired => return Err(gone("This link expired together with the access it was for.")),
+        CredentialsLink::Ended => return Err(gone("The access this link was for has ended.")),
+        CredentialsLink::NoLogin => return Err(gone("This access has no login to set a password for.")),
+        CredentialsLink::Usable(c) => *c,
+    };
     let user = state.identity.signed_in(headers).await.map_err(|e| {
         let button = state
             .identity
@@ -246,7 +152,8 @@ async fn check(state: &CredentialsPage, token: &str, headers: &HeaderMap) -> Res
             .unwrap_or_default();
         page(StatusCode::UNAUTHORIZED, "Sign-in required", &format!("<p>{}</p>{button}", html_escape(&e.0)))
     })?;
-    let bound_user = request.requester.team_id() == row.team_id && request.requester.user_id() == row.user_id;
+    let request = &c.request;
+    let bound_user = request.requester.team_id() == c.team_id && request.requester.user_id() == c.user_id;
     if !bound_user || user.issuer != request.requester_issuer || user.subject != request.requester_subject {
         tracing::warn!(request_id = request.id.get(), "credentials link opened by someone other than the requester");
         return Err(page(
@@ -255,7 +162,7 @@ async fn check(state: &CredentialsPage, token: &str, headers: &HeaderMap) -> Res
             "<p>This link belongs to another person's access request. Nothing was changed.</p>",
         ));
     }
-    Ok(Checked { hash, request, spec })
+    Ok(c)
 }
 
 async fn show(State(state): State<CredentialsPage>, Path(token): Path<String>, headers: HeaderMap) -> Response {
@@ -290,67 +197,27 @@ async fn reveal(State(state): State<CredentialsPage>, Path(token): Path<String>,
         Ok(c) => c,
         Err(r) => return r,
     };
-    let now = state.clock.now();
-    // Claim first: of two concurrent posts only one gets a password.
-    let claimed = async {
-        let mut tx = state.db.begin().await?;
-        let ok = tx.claim_credential_token(&c.hash, now).await?;
-        tx.commit().await?;
-        Ok::<bool, StoreError>(ok)
-    };
-    match claimed.await {
-        Ok(true) => {}
-        Ok(false) => {
+    let password = match state.service.set_credentials_password(&c, &state.providers, state.clock.now()).await {
+        Ok(PasswordOutcome::Set(password)) => password,
+        Ok(PasswordOutcome::AlreadyUsed) => {
             return page(
                 StatusCode::GONE,
                 "Link no longer valid",
                 "<p>This link was already used. The password was shown once and cannot be shown again.</p>",
             );
         }
-        Err(e) => return internal(e),
-    }
-    let (password, verifier) = scram::new_password();
-    let result =
-        match (crate::providers::target_of(&state.db, &c.request).await, state.providers.get(&c.request.provider)) {
-            (Ok(Some(target)), Some(provider)) => provider.set_password(&target, &verifier).await,
-            (Err(e), _) => Err(e),
-            _ => Err(crate::providers::ProviderError::permanent("the provider of this access is not configured")),
-        };
-    if let Err(e) = result {
-        tracing::warn!(request_id = c.request.id.get(), error = %e, "could not set a password from the credentials page");
-        let released = async {
-            let mut tx = state.db.begin().await?;
-            tx.unclaim_credential_token(&c.hash, now).await?;
-            tx.commit().await
-        };
-        if let Err(e) = released.await {
-            tracing::warn!(error = %e, "could not give the credentials link back");
+        Ok(PasswordOutcome::NotSet(e)) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "Password not set",
+                &format!(
+                    "<p>The database did not accept the new password: {}. Try again in a moment.</p>",
+                    html_escape(&e.message)
+                ),
+            );
         }
-        return page(
-            StatusCode::BAD_GATEWAY,
-            "Password not set",
-            &format!(
-                "<p>The database did not accept the new password: {}. Try again in a moment.</p>",
-                html_escape(&e.message)
-            ),
-        );
-    }
-    let audited = async {
-        let mut tx = state.db.begin().await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::System,
-            AuditAction::CredentialsPasswordSet,
-            Some(c.request.id),
-            json!({"login": c.spec.login.as_str(), "requester_subject": c.request.requester_subject}),
-        )
-        .await?;
-        tx.commit().await
+        Err(e) => return internal(e),
     };
-    if let Err(e) = audited.await {
-        tracing::error!(error = ?e, request_id = c.request.id.get(), "password set but its audit event could not be written");
-    }
     page(
         StatusCode::OK,
         "Your database password",

@@ -61,6 +61,61 @@ pub fn same_origin(public_url: &str, headers: &axum::http::HeaderMap) -> bool {
     }
 }
 
+/// The security headers of every HTML page jitbot serves (the OIDC pages,
+/// the credentials page): the pages may hold a password, their URLs hold
+/// tokens, and none needs scripts, framing, caching or a referrer. Written
+/// once so that a new page cannot forget one. The CSP is added by
+/// [`html_page`] according to where the page's forms go.
+pub const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
+    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+];
+
+/// Where a page's forms may lead, for its Content-Security-Policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormTargets {
+    /// Only to jitbot (`form-action 'self'`): every page but one.
+    Own,
+    /// To jitbot, which redirects to the identity provider: the OIDC link
+    /// confirmation page. Browsers apply `form-action` to the redirect too,
+    /// and the IdP's authorization endpoint may be on any host, so the
+    /// directive is left out for this page (everything else stays denied).
+    ThroughToIdp,
+}
+
+impl FormTargets {
+    fn csp(self) -> &'static str {
+        match self {
+            FormTargets::Own => {
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+            }
+            FormTargets::ThroughToIdp => "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        }
+    }
+}
+
+/// An HTML page with [`PAGE_HEADERS`] and a CSP that denies everything but
+/// inline styles, frames nowhere and lets forms lead only to `forms`.
+/// `html` is the whole document, already escaped by the caller.
+pub fn html_page(status: StatusCode, html: String, forms: FormTargets) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(forms.csp()));
+    response
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 /// The body limit of browser forms (the OIDC pages, the credentials page):
 /// they carry a token and a button, a few hundred bytes.
 pub const SMALL_FORM_LIMIT: usize = 16 * 1024;
@@ -221,5 +276,21 @@ mod tests {
         assert!(!same_origin(own, &headers(&[("origin", "https://evil.example")])));
         assert!(!same_origin(own, &headers(&[("origin", "null")])));
         assert!(same_origin(own, &headers(&[])), "non-browser clients send neither");
+    }
+
+    #[test]
+    fn every_page_gets_the_same_headers_and_only_the_idp_hand_off_may_post_onwards() {
+        for forms in [FormTargets::Own, FormTargets::ThroughToIdp] {
+            let r = html_page(StatusCode::OK, "<!doctype html>".to_owned(), forms);
+            let h = |name: header::HeaderName| r.headers()[name].to_str().unwrap().to_owned();
+            assert_eq!(h(header::CACHE_CONTROL), "no-store");
+            assert_eq!(h(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+            assert_eq!(h(header::REFERRER_POLICY), "no-referrer");
+            assert_eq!(h(header::X_FRAME_OPTIONS), "DENY");
+            assert!(h(header::CONTENT_TYPE).starts_with("text/html"));
+            let csp = h(header::CONTENT_SECURITY_POLICY);
+            assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert_eq!(csp.contains("form-action 'self'"), forms == FormTargets::Own, "{csp}");
+        }
     }
 }

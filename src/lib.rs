@@ -9,8 +9,10 @@
 //!   role's policy are parsed once, at load.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
 //! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
-//!   revoke, extend, the kill switch, link). One transaction per transition,
-//!   with its audit event and jobs; read models for the transports.
+//!   revoke, extend, the kill switch, link, sign-in, SCIM provisioning, the
+//!   credentials page, reconcile). One transaction per transition, with its
+//!   audit event and jobs; read models for the transports. The only door to
+//!   [`store`]: `idp`, `scim`, `credentials` and `reconcile` ask it.
 //! - [`job_kinds`]: the kinds of jobs and their payloads, below both
 //!   `service` (which writes jobs) and `jobs` (which runs them). Pure data.
 //! - [`jobs`]: the durable scheduler (fenced leases, capped backoff; knows no

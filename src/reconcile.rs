@@ -19,13 +19,11 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::Actor;
 use crate::domain::{AccessRequest, RequestState, Timestamp};
 use crate::jobs::REVOKE_OVERDUE_AFTER;
-use crate::providers::{self, Presence, Providers};
-use crate::store::{Db, StoreError};
+use crate::providers::{Presence, Providers};
+use crate::service::{ReconcileFinding, Service, ServiceError};
 
 /// How far back revoked requests are checked, and whether to repair.
 #[derive(Debug, Clone, Copy)]
@@ -115,14 +113,14 @@ impl Report {
 
 /// Compares and (with `opts.fix`) repairs; see the module docs.
 pub async fn reconcile(
-    db: &Db,
+    service: &Service,
     providers: &Providers,
     actor: &Actor,
     now: Timestamp,
     opts: ReconcileOptions,
-) -> Result<Report, StoreError> {
+) -> Result<Report, ServiceError> {
     let mut report = Report::default();
-    for request in db.requests_in_states(&RequestState::MAY_HOLD_ACCESS).await? {
+    for request in service.requests_in_states(&RequestState::MAY_HOLD_ACCESS).await? {
         if request.expires_at.is_some_and(|t| t.plus(REVOKE_OVERDUE_AFTER) < now) {
             report.differences.push(Difference { request: request.clone(), finding: Finding::Overdue });
             continue;
@@ -130,7 +128,7 @@ pub async fn reconcile(
         if request.state != RequestState::Active {
             continue;
         }
-        match observe(db, providers, &request).await {
+        match observe(service, providers, &request).await {
             Observed::Blind => report.blind += 1,
             Observed::Error(error) => {
                 report.checked += 1;
@@ -144,11 +142,11 @@ pub async fn reconcile(
         }
     }
     let horizon = now.minus(opts.since);
-    for request in db.requests_in_states(&[RequestState::Revoked]).await? {
+    for request in service.requests_in_states(&[RequestState::Revoked]).await? {
         if request.ended_at.is_none_or(|t| t < horizon) {
             continue;
         }
-        match observe_revoked(db, providers, &request).await? {
+        match observe_revoked(service, providers, &request).await? {
             Observed::Blind => report.blind += 1,
             Observed::Error(error) => {
                 report.checked += 1;
@@ -157,7 +155,7 @@ pub async fn reconcile(
             Observed::Seen(Presence::Present) => {
                 report.checked += 1;
                 let finding = if opts.fix {
-                    revoke_again(db, providers, &request, now).await?
+                    revoke_again(service, providers, &request, now).await?
                 } else {
                     Finding::Lingering { fixed: false, detail: "run with --fix to revoke it again".to_owned() }
                 };
@@ -166,17 +164,16 @@ pub async fn reconcile(
             Observed::Seen(_) => report.checked += 1,
         }
     }
-    if !report.differences.is_empty() {
-        let mut tx = db.begin().await?;
-        for d in &report.differences {
-            let action = match d.finding {
-                Finding::Lingering { fixed: true, .. } => AuditAction::ReconcileRevoked,
-                _ => AuditAction::ReconcileDrift,
-            };
-            audit::append(&mut tx, now, actor, action, Some(d.request.id), json!({"finding": d.describe()})).await?;
-        }
-        tx.commit().await?;
-    }
+    let findings: Vec<ReconcileFinding> = report
+        .differences
+        .iter()
+        .map(|d| ReconcileFinding {
+            request: d.request.id,
+            revoked_again: matches!(d.finding, Finding::Lingering { fixed: true, .. }),
+            description: d.describe(),
+        })
+        .collect();
+    service.record_reconcile_findings(&findings, actor, now).await?;
     Ok(report)
 }
 
@@ -186,11 +183,11 @@ enum Observed {
     Seen(Presence),
 }
 
-async fn observe(db: &Db, providers: &Providers, request: &AccessRequest) -> Observed {
+async fn observe(service: &Service, providers: &Providers, request: &AccessRequest) -> Observed {
     let Some(provider) = providers.get(&request.provider) else {
         return Observed::Error(format!("provider {} is not configured", request.provider));
     };
-    let target = match providers::target_of(db, request).await {
+    let target = match service.grant_target(request).await {
         Ok(Some(t)) if !t.is_one_shot() => t,
         Ok(_) => return Observed::Blind,
         Err(e) => return Observed::Error(e.message),
@@ -204,50 +201,43 @@ async fn observe(db: &Db, providers: &Providers, request: &AccessRequest) -> Obs
 
 /// Like [`observe`], but only where jitbot itself removed the access and
 /// nobody holds it now; anything else is not drift.
-async fn observe_revoked(db: &Db, providers: &Providers, request: &AccessRequest) -> Result<Observed, StoreError> {
-    let (Some(provider), Ok(Some(target))) =
-        (providers.get(&request.provider), providers::target_of(db, request).await)
+async fn observe_revoked(
+    service: &Service,
+    providers: &Providers,
+    request: &AccessRequest,
+) -> Result<Observed, ServiceError> {
+    let (Some(provider), Ok(Some(target))) = (providers.get(&request.provider), service.grant_target(request).await)
     else {
         return Ok(Observed::Blind);
     };
-    if let Some(key) = provider.access_key(&target) {
-        // `releasing` here: an earlier `--fix` could not finish the removal.
-        let removed_by_jitbot =
-            db.lease(request.id).await?.is_some_and(|l| l.state != "held" && l.outcome.as_deref() == Some("revoked"));
-        if !removed_by_jitbot || !db.lease_holders(&key, request.id).await?.is_empty() {
-            return Ok(Observed::Seen(Presence::Absent));
-        }
+    // `releasing` counts as removed: an earlier `--fix` could not finish the removal.
+    if let Some(key) = provider.access_key(&target)
+        && !service.removed_by_jitbot_and_unheld(request.id, &key).await?
+    {
+        return Ok(Observed::Seen(Presence::Absent));
     }
-    Ok(observe(db, providers, request).await)
+    Ok(observe(service, providers, request).await)
 }
 
 async fn revoke_again(
-    db: &Db,
+    service: &Service,
     providers: &Providers,
     request: &AccessRequest,
     now: Timestamp,
-) -> Result<Finding, StoreError> {
+) -> Result<Finding, ServiceError> {
     let not_fixed = |detail: String| Ok(Finding::Lingering { fixed: false, detail });
-    let (Some(provider), Ok(Some(target))) =
-        (providers.get(&request.provider), providers::target_of(db, request).await)
+    let (Some(provider), Ok(Some(target))) = (providers.get(&request.provider), service.grant_target(request).await)
     else {
         return not_fixed("the provider or the grant spec is gone".to_owned());
     };
     let leased = provider.access_key(&target).is_some();
-    if leased {
-        let mut tx = db.begin().await?;
-        let reopened = tx.reopen_release(request.id, &request.provider, now).await?;
-        tx.commit().await?;
-        if !reopened {
-            return not_fixed("another request holds this access now; left in place".to_owned());
-        }
+    if leased && !service.reopen_release(request.id, &request.provider, now).await? {
+        return not_fixed("another request holds this access now; left in place".to_owned());
     }
     match provider.revoke(&target, now).await {
         Ok(r) => {
             if leased {
-                let mut tx = db.begin().await?;
-                tx.finish_release(request.id, now).await?;
-                tx.commit().await?;
+                service.finish_release(request.id, now).await?;
             }
             Ok(Finding::Lingering { fixed: true, detail: r.notes.join("; ") })
         }

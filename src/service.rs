@@ -32,20 +32,28 @@ use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
 mod cards;
+mod credentials;
 mod extension;
 mod identity_links;
 mod job_outcomes;
 mod kill_switch;
+mod provisioning;
 mod queries;
+mod reconcile;
 mod review;
+mod sign_in;
 
 pub use cards::PostedCard;
+pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 pub use extension::{ExtendCommand, ExtendOutcome};
-pub use identity_links::{ScimPerson, UnlinkOutcome};
+pub use identity_links::{LinkForRefresh, LinkRefresh, ScimPerson, UnlinkOutcome};
 pub use job_outcomes::{OverdueCheck, RevokeStart};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
+pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::{LinkSummary, RECENT_LIMIT};
+pub use reconcile::ReconcileFinding;
 pub use review::REVIEW_NOTE_MIN;
+pub use sign_in::{LinkToken, OidcLogin};
 
 /// Why a use case refused or failed. `Display` is written for the person who
 /// acted; internal causes are logged, not shown.
@@ -248,11 +256,6 @@ impl Service {
         Self { db, config, wake }
     }
 
-    /// The database, only for the transports not yet moved; do not use in
-    /// new code: add a use case or read model to the service instead.
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
 
     /// The config.
     pub fn config(&self) -> &Config {
@@ -332,7 +335,7 @@ impl Service {
         let token = crate::idp::random_token();
         let max_age_ms = max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.db
-            .insert_link_token(&crate::idp::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
+            .insert_link_token(&crate::domain::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
             .await?;
         Ok(token)
     }

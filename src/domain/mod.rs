@@ -13,6 +13,7 @@ pub mod policy;
 pub mod request;
 pub mod state;
 pub mod time;
+pub mod token;
 
 pub use audit_key::{AuditKey, AuditTag};
 pub use ids::{RequestId, RoleName, SlackUser};
@@ -21,3 +22,4 @@ pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolic
 pub use request::{AccessRequest, Approval, Decision};
 pub use state::RequestState;
 pub use time::{AccessDuration, Timestamp};
+pub use token::{hash_token, token_digest};

@@ -2,9 +2,9 @@
 //! code flow with PKCE, ID token verification, groups from the ID token or
 //! userinfo, and refresh.
 //!
-//! What lives elsewhere: the browser-facing pages ([`routes`]), the link
-//! rows ([`crate::store`]), and the rules that use links
-//! ([`crate::service`]).
+//! What lives elsewhere: the browser-facing pages ([`routes`]), and the
+//! use cases that read and write links, link tokens, logins in flight and
+//! browser sessions ([`crate::service`], the only door to the database).
 
 pub mod login_state;
 pub mod routes;
@@ -30,7 +30,6 @@ use openidconnect::{
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 use crate::clock::SharedClock;
@@ -83,10 +82,7 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// How tokens are stored: hex SHA-256. A leaked table gives nobody a usable token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::domain::hash_token;
 
 /// Encrypts refresh tokens at rest (AES-256-GCM, random nonce per value).
 #[derive(Clone)]
@@ -608,12 +604,11 @@ impl IdpRefresher {
 #[async_trait::async_trait]
 impl crate::jobs::LinkRefresher for IdpRefresher {
     async fn refresh(&self, user: &crate::domain::SlackUser, now: Timestamp) -> Result<(), String> {
-        let store = |e: crate::store::StoreError| e.to_string();
-        let db = self.service.db();
+        let service = |e: crate::service::ServiceError| e.to_string();
         // Everything below is decided against this read: if the link changes
         // during the round trip to the IdP (a SCIM group removal, a new
         // sign-in, a removal), the refresh result is dropped.
-        let Some(link) = db.link(user).await.map_err(store)? else { return Ok(()) };
+        let Some(link) = self.service.link_for_refresh(user).await.map_err(service)? else { return Ok(()) };
         let Some(sealed) = link.refresh_token.as_deref() else { return Ok(()) };
         let Some(cipher) = &self.cipher else { return Err("no token_encryption_key configured".into()) };
         let Ok(token) = cipher.open(sealed) else {
@@ -626,40 +621,18 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
                 self.end_link(user, link.version, "the identity provider returned a different identity", now).await
             }
             Ok(fresh) => {
-                let groups_json = serde_json::to_string(&fresh.groups).map_err(|e| e.to_string())?;
-                let claims_json = serde_json::to_string(&fresh.claims).map_err(|e| e.to_string())?;
                 let rotated = fresh.refresh_token.as_deref().map(|t| cipher.seal(t)).transpose()?;
-                let before = link.groups().map_err(store)?;
-                let mut tx = db.begin().await.map_err(store)?;
-                let confirmation = crate::store::LinkConfirmation {
-                    groups_json: &groups_json,
-                    claims_json: &claims_json,
-                    auth_time: fresh.auth_time.map(Timestamp::millis),
-                    refresh_token: rotated.as_deref(),
+                let confirmed = crate::service::LinkRefresh {
+                    groups: &fresh.groups,
+                    claims: &fresh.claims,
+                    auth_time: fresh.auth_time,
+                    sealed_refresh_token: rotated.as_deref(),
+                    groups_claim_missing: fresh.groups_claim_missing,
                 };
-                if !tx.confirm_link(user, link.version, &confirmation, now).await.map_err(store)? {
-                    // Changed meanwhile: the groups read are older than what
-                    // was committed. Keep only a rotated refresh token, and
-                    // only while the link still holds the one it replaces.
-                    if let Some(rotated) = rotated.as_deref() {
-                        tx.rotate_refresh_token(user, sealed, rotated).await.map_err(store)?;
-                    }
-                    tx.commit().await.map_err(store)?;
+                if !self.service.record_link_refresh(user, &link, &confirmed, now).await.map_err(service)? {
                     tracing::info!(user = %user, "link changed during the refresh; its groups were not stored");
-                    return Ok(());
                 }
-                tx.set_groups_claim_missing(user, fresh.groups_claim_missing).await.map_err(store)?;
-                crate::audit::append(
-                    &mut tx,
-                    now,
-                    &crate::audit::Actor::System,
-                    crate::audit::AuditAction::LinkRefreshed,
-                    None,
-                    serde_json::json!({"slack": user.to_string(), "groups_before": before, "groups": fresh.groups}),
-                )
-                .await
-                .map_err(store)?;
-                tx.commit().await.map_err(store)
+                Ok(())
             }
             Err(OidcError::InvalidGrant) => {
                 self.end_link(user, link.version, "the identity provider no longer accepts your sign-in", now).await
@@ -674,7 +647,7 @@ impl crate::jobs::LinkRefresher for IdpRefresher {
 /// (`/oidc/signin`) created: what the one-time credentials page checks.
 pub struct OidcBrowserIdentity {
     /// Where sessions live.
-    pub db: crate::store::Db,
+    pub service: crate::service::Service,
     /// Session expiry.
     pub clock: SharedClock,
     /// For the sign-in link.
@@ -694,7 +667,7 @@ impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
             )
         };
         let session = routes::cookie(headers, routes::SESSION_COOKIE).ok_or_else(needed)?;
-        match self.db.browser_session(&hash_token(&session), self.clock.now()).await {
+        match self.service.browser_session(&session, self.clock.now()).await {
             Ok(Some((issuer, subject))) => Ok(crate::credentials::BrowserUser { issuer, subject }),
             Ok(None) => Err(needed()),
             Err(e) => {

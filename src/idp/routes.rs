@@ -19,7 +19,7 @@ use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -29,9 +29,8 @@ use super::{Oidc, TokenCipher, hash_token, random_token};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::{Identity, SlackUser, Timestamp};
-use crate::service::{LINK_TOKEN_TTL, Service, ServiceError};
+use crate::service::{LINK_TOKEN_TTL, OidcLogin, Service, ServiceError};
 use crate::slack::SlackApi;
-use crate::store::LoginRow;
 
 /// The cookie that ties a login to the browser that started it.
 pub const BROWSER_COOKIE: &str = "jitbot_login";
@@ -90,23 +89,20 @@ pub fn router(state: IdpState) -> Router {
         .with_state(state)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
+use crate::http::{FormTargets, html_escape as escape};
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with(status, title, body, FormTargets::Own)
+}
+
+fn page_with(status: StatusCode, title: &str, body: &str, forms: FormTargets) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>{t} · jitbot</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}\
          button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = escape(title)
     );
-    let mut resp = (status, Html(html)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+    crate::http::html_page(status, html, forms)
 }
 
 fn error_page(status: StatusCode, what: &str) -> Response {
@@ -125,7 +121,7 @@ async fn check_token(state: &IdpState, token: &str, now: Timestamp) -> Result<(S
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(error_page(StatusCode::NOT_FOUND, "This sign-in link is not valid."));
     }
-    let row = state.service.db().link_token(&hash_token(token)).await.map_err(|e| {
+    let row = state.service.link_token(&hash_token(token)).await.map_err(|e| {
         tracing::error!(error = %e, "cannot read link token");
         error_page(StatusCode::SERVICE_UNAVAILABLE, "jitbot cannot read its database right now; please try again.")
     })?;
@@ -168,7 +164,7 @@ async fn confirm_page(State(state): State<IdpState>, Path(token): Path<String>) 
     } else {
         String::new()
     };
-    page(
+    page_with(
         StatusCode::OK,
         "Link your Slack account",
         &format!(
@@ -181,6 +177,7 @@ async fn confirm_page(State(state): State<IdpState>, Path(token): Path<String>) 
             escape(&token),
             escape(&idp)
         ),
+        FormTargets::ThroughToIdp,
     )
 }
 
@@ -271,7 +268,7 @@ async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration
         }
     };
     let browser = random_token();
-    let row = LoginRow {
+    let row = OidcLogin {
         token_hash: purpose,
         browser_hash: hash_token(&browser),
         nonce: login.nonce,
@@ -279,7 +276,7 @@ async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration
         expires_at: now.plus(LINK_TOKEN_TTL).millis(),
         used_at: None,
     };
-    match state.service.db().insert_login(&hash_token(&login.state), &row, MAX_LOGINS_PER_TOKEN, now).await {
+    match state.service.begin_oidc_login(&hash_token(&login.state), &row, MAX_LOGINS_PER_TOKEN, now).await {
         Ok(true) => {}
         Ok(false) => {
             return error_page(
@@ -326,11 +323,8 @@ async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Re
         }
     };
     let session = random_token();
-    let stored = state
-        .service
-        .db()
-        .insert_browser_session(&hash_token(&session), &verified.issuer, &verified.subject, now, now.plus(SESSION_TTL))
-        .await;
+    let stored =
+        state.service.start_browser_session(&session, &verified.issuer, &verified.subject, now, SESSION_TTL).await;
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot store a browser session");
         return error_page(
@@ -369,7 +363,7 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
     {
         return finish_sign_in(&state, &login, &code).await;
     }
-    let login = match state.service.db().take_login(&hash_token(&st), now).await {
+    let login = match state.service.take_oidc_login(&hash_token(&st), now).await {
         Ok(Some(l)) => l,
         Ok(None) => {
             return error_page(StatusCode::BAD_REQUEST, "This sign-in is unknown or was already completed (state).");
@@ -392,7 +386,7 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
             "This sign-in was started in another browser. Open the link from Slack in this browser.",
         );
     }
-    let row = match state.service.db().link_token(&login.token_hash).await {
+    let row = match state.service.link_token(&login.token_hash).await {
         Ok(Some(r)) if r.used_at.is_none() && r.expires_at > now.millis() => r,
         Ok(_) => return error_page(StatusCode::GONE, "This sign-in link was already used or has expired."),
         Err(_) => {

@@ -31,8 +31,7 @@ use self::patch::ScimError;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::{SlackUser, Timestamp};
-use crate::service::{ScimPerson, Service};
-use crate::store::{ScimWrite, StoreError};
+use crate::service::{ScimLookup, ScimPerson, ScimResource, ScimResourceWrite, ScimWriteOutcome, Service};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -66,10 +65,7 @@ impl ScimState {
         let token_hashes = [Some(&scim.token), scim.previous_token.as_ref()]
             .into_iter()
             .flatten()
-            .map(|t| {
-                use sha2::Digest;
-                sha2::Sha256::digest(t.expose().as_bytes()).into()
-            })
+            .map(|t| crate::domain::token_digest(t.expose()))
             .collect();
         Some(Self { service, clock, config: config.clone(), token_hashes })
     }
@@ -135,21 +131,6 @@ fn not_found(what: &str) -> ScimError {
     ScimError { status: 404, scim_type: None, detail: format!("{what} not found") }
 }
 
-fn store_error(e: StoreError) -> ScimError {
-    match e {
-        StoreError::Conflict => {
-            ScimError { status: 409, scim_type: Some("uniqueness"), detail: "already exists".into() }
-        }
-        StoreError::Unavailable(_) => {
-            ScimError { status: 503, scim_type: None, detail: "the database is busy; try again".into() }
-        }
-        other => {
-            tracing::error!(error = ?other, "SCIM store error");
-            ScimError { status: 500, scim_type: None, detail: "internal error".into() }
-        }
-    }
-}
-
 fn service_error(e: crate::service::ServiceError) -> ScimError {
     match e {
         crate::service::ServiceError::Unavailable => {
@@ -165,13 +146,12 @@ fn service_error(e: crate::service::ServiceError) -> ScimError {
 /// Whether `Authorization: Bearer ...` carries a configured token (compared
 /// as SHA-256 hashes, in constant time).
 fn authorized(state: &ScimState, headers: &HeaderMap) -> bool {
-    use sha2::Digest;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     presented.is_some_and(|t| {
-        let hash: [u8; 32] = sha2::Sha256::digest(t.trim().as_bytes()).into();
+        let hash = crate::domain::token_digest(t.trim());
         state.token_hashes.iter().fold(false, |acc, h| acc | bool::from(h.ct_eq(&hash)))
     })
 }
@@ -376,7 +356,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// The stored body plus `id`, `schemas` and `meta`.
-fn render(state: &ScimState, kind: Kind, row: &crate::store::ScimRow) -> Value {
+fn render(state: &ScimState, kind: Kind, row: &ScimResource) -> Value {
     let mut body: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     body.insert("id".into(), json!(row.id));
     body.insert("schemas".into(), json!([kind.urn()]));
@@ -522,13 +502,14 @@ async fn do_list(state: &ScimState, kinds: &[Kind], q: ListQuery) -> Result<Resp
     let filter = q.filter.as_deref().map(patch::parse_filter).transpose()?;
     let mut matching: Vec<(Kind, Value)> = Vec::new();
     for kind in kinds {
-        let db = state.service.db();
         let rows = match filter.as_ref().and_then(|f| indexed_lookup(*kind, f)) {
-            Some(Lookup::NameKey(key)) => db.scim_by_key(kind.name(), Some(&key), None).await,
-            Some(Lookup::ExternalId(ext)) => db.scim_by_key(kind.name(), None, Some(&ext)).await,
-            None => db.scim_all(kind.name()).await,
+            Some(Lookup::NameKey(key)) => state.service.scim_resources(kind.name(), ScimLookup::NameKey(&key)).await,
+            Some(Lookup::ExternalId(ext)) => {
+                state.service.scim_resources(kind.name(), ScimLookup::ExternalId(&ext)).await
+            }
+            None => state.service.scim_resources(kind.name(), ScimLookup::All).await,
         }
-        .map_err(store_error)?;
+        .map_err(service_error)?;
         matching.extend(
             rows.iter()
                 .map(|r| (*kind, render(state, *kind, r)))
@@ -550,10 +531,9 @@ async fn do_list(state: &ScimState, kinds: &[Kind], q: ListQuery) -> Result<Resp
 async fn do_get(state: &ScimState, kind: Kind, id: &str, q: ProjectionQuery) -> Result<Response, ScimError> {
     let row = state
         .service
-        .db()
-        .scim_get(kind.name(), id)
+        .scim_resource(kind.name(), id)
         .await
-        .map_err(store_error)?
+        .map_err(service_error)?
         .ok_or_else(|| not_found(kind.name()))?;
     let body =
         project(render(state, kind, &row), q.attributes.as_deref(), q.excluded_attributes.as_deref(), kind.urn());
@@ -612,28 +592,26 @@ async fn write(
     let key = name_key(kind, map)?;
     let ext = external_id(map);
     let body = Value::Object(map.clone()).to_string();
-    let w = ScimWrite { id, kind: kind.name(), name_key: &key, external_id: ext.as_deref(), body: &body };
+    let w = ScimResourceWrite { id, kind: kind.name(), name_key: &key, external_id: ext.as_deref(), body: &body };
     let now = state.clock.now();
-    let db = state.service.db();
     if create {
-        db.scim_insert(&w, now).await.map_err(|e| match e {
-            StoreError::Conflict => ScimError {
+        match state.service.scim_create(w, now).await.map_err(service_error)? {
+            ScimWriteOutcome::Conflict => Err(ScimError {
                 status: 409,
                 scim_type: Some("uniqueness"),
                 detail: format!("a {} with this {} already exists", kind.name(), kind.name_attr()),
-            },
-            other => store_error(other),
-        })
+            }),
+            _ => Ok(()),
+        }
     } else {
-        match db.scim_update(&w, now).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(not_found(kind.name())),
-            Err(StoreError::Conflict) => Err(ScimError {
+        match state.service.scim_replace(w, now).await.map_err(service_error)? {
+            ScimWriteOutcome::Written => Ok(()),
+            ScimWriteOutcome::NotFound => Err(not_found(kind.name())),
+            ScimWriteOutcome::Conflict => Err(ScimError {
                 status: 409,
                 scim_type: Some("uniqueness"),
                 detail: format!("another {} has this {}", kind.name(), kind.name_attr()),
             }),
-            Err(e) => Err(store_error(e)),
         }
     }
 }
@@ -656,21 +634,7 @@ fn member_ids(map: &Map<String, Value>) -> BTreeSet<String> {
 
 /// The Slack users a SCIM user stands for.
 async fn people(state: &ScimState, user: &Map<String, Value>) -> Result<Vec<SlackUser>, ScimError> {
-    let ScimPerson { subject, emails, .. } = scim_person("", user);
-    let mut out = Vec::new();
-    let db = state.service.db();
-    let mut candidates = db.links_matching(subject.as_deref(), None).await.map_err(store_error)?;
-    for e in &emails {
-        candidates.extend(db.links_matching(None, Some(e)).await.map_err(store_error)?);
-    }
-    for link in candidates {
-        if let Ok(u) = SlackUser::parse(&link.team_id, &link.user_id)
-            && !out.contains(&u)
-        {
-            out.push(u);
-        }
-    }
-    Ok(out)
+    state.service.linked_users_of(&scim_person("", user)).await.map_err(service_error)
 }
 
 /// The IdP identity a SCIM user stands for: `externalId` as the subject,
@@ -727,7 +691,7 @@ async fn members_removed(
         return Ok(());
     }
     for id in removed {
-        let Some(row) = state.service.db().scim_get("User", id).await.map_err(store_error)? else { continue };
+        let Some(row) = state.service.scim_resource("User", id).await.map_err(service_error)? else { continue };
         let user: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
         for person in people(state, &user).await? {
             state.service.remove_groups(&person, groups, now).await.map_err(service_error)?;
@@ -757,10 +721,9 @@ fn group_names(scim_id: &str, map: &Map<String, Value>) -> BTreeSet<String> {
 async fn created(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
     let row = state
         .service
-        .db()
-        .scim_get(kind.name(), id)
+        .scim_resource(kind.name(), id)
         .await
-        .map_err(store_error)?
+        .map_err(service_error)?
         .ok_or_else(|| not_found(kind.name()))?;
     let body = render(state, kind, &row);
     let mut resp = scim_json(StatusCode::CREATED, body.clone());
@@ -787,8 +750,12 @@ async fn create(state: &ScimState, kind: Kind, body: &[u8]) -> Result<Response, 
 /// Replaces (PUT) or patches (PATCH) a resource and applies the effects of
 /// what changed.
 async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: bool) -> Result<Response, ScimError> {
-    let db = state.service.db();
-    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    let row = state
+        .service
+        .scim_resource(kind.name(), id)
+        .await
+        .map_err(service_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
     let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     let after = if is_patch {
         let v: Value =
@@ -826,13 +793,22 @@ async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: 
         }
     }
     write(state, kind, id, &after, false).await?;
-    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    let row = state
+        .service
+        .scim_resource(kind.name(), id)
+        .await
+        .map_err(service_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
     Ok(scim_json(StatusCode::OK, render(state, kind, &row)))
 }
 
 async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
-    let db = state.service.db();
-    let row = db.scim_get(kind.name(), id).await.map_err(store_error)?.ok_or_else(|| not_found(kind.name()))?;
+    let row = state
+        .service
+        .scim_resource(kind.name(), id)
+        .await
+        .map_err(service_error)?
+        .ok_or_else(|| not_found(kind.name()))?;
     let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     // Effects before the delete, so a failure leaves the resource for the IdP's retry.
     let now = state.clock.now();
@@ -840,7 +816,7 @@ async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, Sci
         Kind::User => deprovision(state, id, &before, "deleted at the identity provider", now).await?,
         Kind::Group => members_removed(state, &group_names(id, &before), &member_ids(&before), now).await?,
     }
-    if !db.scim_delete(kind.name(), id).await.map_err(store_error)? {
+    if !state.service.scim_delete(kind.name(), id).await.map_err(service_error)? {
         return Err(not_found(kind.name()));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

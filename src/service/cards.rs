@@ -5,8 +5,7 @@
 //! reaches the database only through these.
 
 use super::{Service, ServiceResult};
-use crate::credentials::IssuedLink;
-use crate::domain::{AccessRequest, RequestId, Timestamp};
+use crate::domain::{RequestId, Timestamp};
 use crate::store::CardRow;
 
 /// A posted approval card: the channel and Slack's message timestamp,
@@ -29,16 +28,5 @@ impl Service {
     pub async fn remember_card(&self, id: RequestId, card: &PostedCard, now: Timestamp) -> ServiceResult<()> {
         let row = CardRow { channel: card.channel.clone(), ts: card.ts.clone() };
         Ok(self.db.save_card(id, &row, now).await?)
-    }
-
-    /// Issues a fresh one-time credentials link for an active request with a
-    /// jitbot-created login (`None` for any other request), with its audit
-    /// event; see [`crate::credentials::issue_link`].
-    pub async fn issue_credentials_link(
-        &self,
-        request: &AccessRequest,
-        now: Timestamp,
-    ) -> ServiceResult<Option<IssuedLink>> {
-        Ok(crate::credentials::issue_link(&self.db, request, &self.config.server.public_url, now).await?)
     }
 }

@@ -289,3 +289,100 @@ impl Service {
         }
     }
 }
+
+/// A link as the IdP refresher reads it before its round trip to the IdP:
+/// everything the refresh decides is decided against this read, and its
+/// result is dropped if the link changed meanwhile.
+#[derive(Clone)]
+pub struct LinkForRefresh {
+    /// The link's version when read.
+    pub version: i64,
+    /// The IdP subject the link holds.
+    pub subject: String,
+    /// The stored (encrypted) refresh token, if any.
+    pub refresh_token: Option<String>,
+    row: LinkRow,
+}
+
+// Written by hand so that the refresh token never reaches a log line.
+impl std::fmt::Debug for LinkForRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkForRefresh")
+            .field("version", &self.version)
+            .field("subject", &self.subject)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// What a refresh at the IdP confirmed about a link.
+#[derive(Clone, Copy)]
+pub struct LinkRefresh<'a> {
+    /// The groups.
+    pub groups: &'a BTreeSet<String>,
+    /// The kept claims.
+    pub claims: &'a BTreeMap<String, String>,
+    /// When the person last authenticated, if the IdP said.
+    pub auth_time: Option<Timestamp>,
+    /// The rotated refresh token, already encrypted, if the IdP issued one.
+    pub sealed_refresh_token: Option<&'a str>,
+    /// The IdP sent no groups claim at all.
+    pub groups_claim_missing: bool,
+}
+
+impl Service {
+    /// `user`'s link as the refresher needs it; `None` without a link.
+    pub async fn link_for_refresh(&self, user: &SlackUser) -> ServiceResult<Option<LinkForRefresh>> {
+        Ok(self.db.link(user).await?.map(|row| LinkForRefresh {
+            version: row.version,
+            subject: row.subject.clone(),
+            refresh_token: row.refresh_token.clone(),
+            row,
+        }))
+    }
+
+    /// Records what a refresh confirmed (groups, kept claims, a rotated
+    /// refresh token), audited, in one transaction, only if the link is
+    /// still as `link` was read. If it changed meanwhile (relinked, groups
+    /// removed over SCIM), the groups read are older than what was
+    /// committed: only a rotated refresh token is kept, and only while the
+    /// link still holds the one it replaces. `false` then.
+    pub async fn record_link_refresh(
+        &self,
+        user: &SlackUser,
+        link: &LinkForRefresh,
+        fresh: &LinkRefresh<'_>,
+        now: Timestamp,
+    ) -> ServiceResult<bool> {
+        let corrupt = |e: serde_json::Error| crate::store::StoreError::Corrupt(e.to_string());
+        let groups_json = serde_json::to_string(fresh.groups).map_err(corrupt)?;
+        let claims_json = serde_json::to_string(fresh.claims).map_err(corrupt)?;
+        let before = link.row.groups()?;
+        let mut tx = self.db.begin().await?;
+        let confirmation = crate::store::LinkConfirmation {
+            groups_json: &groups_json,
+            claims_json: &claims_json,
+            auth_time: fresh.auth_time.map(Timestamp::millis),
+            refresh_token: fresh.sealed_refresh_token,
+        };
+        if !tx.confirm_link(user, link.version, &confirmation, now).await? {
+            if let (Some(rotated), Some(sealed)) = (fresh.sealed_refresh_token, link.refresh_token.as_deref()) {
+                tx.rotate_refresh_token(user, sealed, rotated).await?;
+            }
+            tx.commit().await?;
+            return Ok(false);
+        }
+        tx.set_groups_claim_missing(user, fresh.groups_claim_missing).await?;
+        audit::append(
+            &mut tx,
+            now,
+            &Actor::System,
+            AuditAction::LinkRefreshed,
+            None,
+            json!({"slack": user.to_string(), "groups_before": before, "groups": fresh.groups}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

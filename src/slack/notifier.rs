@@ -120,7 +120,12 @@ impl Notifier for SlackNotifier {
         if notice.kind == NoticeKind::Granted {
             // A login jitbot created: the DM carries a one-time link, never the password.
             let now = self.clock.now();
-            if let Some(link) = self.service.issue_credentials_link(r, now).await.map_err(service_err)? {
+            if let Some(link) = self
+                .service
+                .issue_credentials_link(r, &self.config.server.public_url, now)
+                .await
+                .map_err(service_err)?
+            {
                 let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
                 self.api.post_message(r.requester.user_id(), &dm).await?;
             }

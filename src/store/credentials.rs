@@ -3,6 +3,7 @@
 
 use crate::domain::{RequestId, SlackUser, Timestamp};
 
+use super::single_use::SingleUse;
 use super::{Db, StoreResult, Tx, on_conn};
 
 /// A stored credentials link.
@@ -63,18 +64,7 @@ impl Tx {
     /// Marks a link used if it is still usable; `false` if it was used,
     /// replaced or expired (or a concurrent redemption won).
     pub async fn claim_credential_token(&mut self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
-        let n = on_conn!(tx self, |c| {
-            sqlx::query(
-                "UPDATE credential_tokens SET used_at = $2
-                 WHERE token_hash = $1 AND used_at IS NULL AND superseded_at IS NULL AND expires_at > $2",
-            )
-            .bind(token_hash)
-            .bind(now.millis())
-            .execute(c)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
+        self.use_up_token(SingleUse::CredentialToken, token_hash, now).await
     }
 
     /// Gives a claimed link back after the password could not be set, so the

@@ -22,6 +22,7 @@ mod links;
 mod oidc;
 mod requests;
 mod scim;
+mod single_use;
 mod slack_cards;
 
 use std::str::FromStr;

@@ -3,6 +3,7 @@
 
 use crate::domain::{SlackUser, Timestamp};
 
+use super::single_use::SingleUse;
 use super::{Db, StoreResult, Tx, on_conn};
 
 /// A link token, looked up by hash.
@@ -205,17 +206,7 @@ pub struct LinkConfirmation<'a> {
 impl Tx {
     /// Consumes a link token if it is unused and unexpired; `false` otherwise.
     pub async fn consume_link_token(&mut self, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
-        let n = on_conn!(tx self, |c| {
-            sqlx::query(
-                "UPDATE link_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-            )
-            .bind(token_hash)
-            .bind(now.millis())
-            .execute(c)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
+        self.use_up_token(SingleUse::LinkToken, token_hash, now).await
     }
 
     /// Records the groups and kept claims (and rotated refresh token) a

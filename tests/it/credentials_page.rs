@@ -36,7 +36,7 @@ async fn serve(t: &ProviderApp, identity: Arc<dyn BrowserIdentity>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let page = CredentialsPage {
-        db: t.app.db().clone(),
+        service: t.app.service().clone(),
         clock: Arc::new(t.clock.clone()),
         providers: Providers::from_config(&config).unwrap(),
         identity,
@@ -69,7 +69,7 @@ async fn an_ephemeral_login_gets_its_password_once_and_expires_in_the_database()
     assert!(login_with_password(&pg, &login, "guess").await.is_err(), "no password until the requester sets one");
 
     let http = reqwest::Client::new();
-    let first = credentials::issue_link(t.app.db(), &request, "http://jitbot.test", t.now()).await.unwrap().unwrap();
+    let first = t.app.service().issue_credentials_link(&request, "http://jitbot.test", t.now()).await.unwrap().unwrap();
     assert_eq!(first.login, login);
     let token_of = |url: &str| url.rsplit('/').next().unwrap().to_owned();
 
@@ -89,7 +89,8 @@ async fn an_ephemeral_login_gets_its_password_once_and_expires_in_the_database()
     assert_eq!(r.status(), 404);
 
     // A newer link retires the older one.
-    let second = credentials::issue_link(t.app.db(), &request, "http://jitbot.test", t.now()).await.unwrap().unwrap();
+    let second =
+        t.app.service().issue_credentials_link(&request, "http://jitbot.test", t.now()).await.unwrap().unwrap();
     let r = http.get(format!("{alice}/credentials/{}", token_of(&first.url))).send().await.unwrap();
     assert_eq!(r.status(), 410);
     assert!(r.text().await.unwrap().contains("newer link"));

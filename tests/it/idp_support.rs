@@ -167,6 +167,7 @@ pub struct Page {
     pub status: u16,
     pub url: String,
     pub body: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 /// An HTTP client that behaves like a browser for these flows.
@@ -202,12 +203,14 @@ impl Browser {
                 let location = resp.headers()["location"].to_str().unwrap().to_owned();
                 let next = Self::absolute(&url, &location);
                 if stop(&next) {
-                    return Page { status: resp.status().as_u16(), url: next, body: String::new() };
+                    let headers = resp.headers().clone();
+                    return Page { status: resp.status().as_u16(), url: next, body: String::new(), headers };
                 }
                 resp = self.http.get(next).send().await.unwrap();
                 continue;
             }
-            return Page { status: resp.status().as_u16(), url, body: resp.text().await.unwrap() };
+            let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+            return Page { status, url, body: resp.text().await.unwrap(), headers };
         }
     }
 

@@ -1012,3 +1012,65 @@ async fn configured_claim_rules_and_the_unmatched_confirmation_page() {
     assert!(page.body.contains("signing in gives this Slack account your groups"), "{}", page.body);
     o.env.stop().await;
 }
+
+/// Every HTML page jitbot serves (the OIDC link, confirmation, success and
+/// error pages, the sign-in refusal, the credentials pages) is uncacheable,
+/// unframeable, sends no referrer and runs nothing: the pages hold tokens
+/// in their URLs and may hold a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_html_page_carries_the_security_headers() {
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions::default()).await;
+    let assert_headers = |what: &str, page: &crate::idp_support::Page| {
+        let h = |name: &str| page.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(h("content-type").starts_with("text/html"), "{what}: {:?}", page.headers);
+        assert!(h("content-security-policy").contains("default-src 'none'"), "{what}: {:?}", page.headers);
+        assert!(h("content-security-policy").contains("frame-ancestors 'none'"), "{what}: {:?}", page.headers);
+        assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(h("cache-control"), "no-store", "{what}");
+    };
+
+    let answer = o.env.command_json("U0ALICE", "link").await;
+    let url = OidcEnv::link_url(&answer);
+    let confirm = Browser::new().get(&url).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert_headers("link confirmation", &confirm);
+    let success = o.complete(&url, "alice").await;
+    assert!(success.body.contains("Linked as"), "{}", success.body);
+    assert_headers("success", &success);
+    let used = Browser::new().get(&url).await;
+    assert_eq!(used.status, 410);
+    assert_headers("used link", &used);
+    let unknown = Browser::new().get(&format!("{}/oidc/link/not-a-token", o.public_url)).await;
+    assert_eq!(unknown.status, 404);
+    assert_headers("unknown link", &unknown);
+    let callback = Browser::new().get(&format!("{}/oidc/callback?code=abc&state=forged", o.public_url)).await;
+    assert_eq!(callback.status, 400);
+    assert_headers("callback error", &callback);
+    let sign_in = Browser::new().get(&format!("{}/oidc/signin?return_to=https://evil.example/", o.public_url)).await;
+    assert_eq!(sign_in.status, 400);
+    assert_headers("sign-in refusal", &sign_in);
+
+    let credentials = Browser::new().get(&format!("{}/credentials/{}", o.public_url, "A".repeat(43))).await;
+    assert_eq!(credentials.status, 404);
+    assert_headers("unknown credentials link", &credentials);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/credentials/{}", o.public_url, "A".repeat(43)))
+        .header("origin", "https://evil.example")
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    let refused = crate::idp_support::Page {
+        status: resp.status().as_u16(),
+        url: String::new(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    };
+    assert_eq!(refused.status, 403);
+    assert_headers("cross-site credentials post", &refused);
+    o.env.stop().await;
+}

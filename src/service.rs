@@ -256,7 +256,6 @@ impl Service {
         Self { db, config, wake }
     }
 
-
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config

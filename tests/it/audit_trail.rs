@@ -410,22 +410,22 @@ async fn checkpoint_runs(db: &jitbot::store::Db) -> i64 {
 }
 
 async fn wait_for_checkpoint_runs(db: &jitbot::store::Db, n: i64) {
-    crate::support::eventually("the checkpoint job to run", std::time::Duration::from_secs(20), async || {
+    crate::support::eventually_within("the checkpoint job to run", std::time::Duration::from_secs(20), async || {
         checkpoint_runs(db).await >= n
     })
     .await;
 }
 
-fn checkpoint_posts(env: &crate::slack_support::SlackEnv) -> Vec<String> {
+fn checkpoint_posts(env: &crate::support::slack::SlackEnv) -> Vec<String> {
     env.slack
-        .posts_to(crate::slack_support::AUDIT)
+        .posts_to(crate::support::slack::AUDIT)
         .iter()
         .filter_map(|m| m["text"].as_str().filter(|t| t.contains("jitbot audit checkpoint")).map(str::to_owned))
         .collect()
 }
 
 async fn the_checkpoint_job_posts_to_the_audit_channel_when_the_head_moved(backend: Backend) {
-    use crate::slack_support::{SlackEnv, SlackEnvOptions};
+    use crate::support::slack::{SlackEnv, SlackEnvOptions};
     let env = SlackEnv::start_with(SlackEnvOptions {
         backend,
         extra_toml: format!("\n[audit]\nkey = \"{AUDIT_KEY}\"\ncheckpoint_interval = \"30m\"\n"),

@@ -16,9 +16,9 @@ use jitbot::credentials::{self, BrowserIdentity, BrowserUser, CredentialsPage, S
 use jitbot::providers::Providers;
 use sqlx::{ConnectOptions, Connection};
 
-use crate::pg_support::{PgTarget, ScramCluster};
-use crate::provider_support::ProviderApp;
 use crate::providers_pg::extra;
+use crate::support::pg::{PgTarget, ScramCluster};
+use crate::support::providers::ProviderApp;
 
 /// Vouches for one user, as the OIDC session check will.
 struct Vouch(&'static str);

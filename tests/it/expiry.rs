@@ -8,8 +8,8 @@ use jitbot::domain::RequestId;
 use serde_json::Value;
 
 use crate::slack_http::{buttons, texts};
-use crate::slack_support::{APPROVALS, SlackEnv, eventually};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::slack::{APPROVALS, SlackEnv, eventually};
+use crate::support::slack::{Transport, both_transports};
 use crate::support::start_time;
 use crate::workflow::{start_on, until_state};
 
@@ -56,7 +56,7 @@ async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now(transpor
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(warnings(&env, "U0ALICE").is_empty(), "no warning before warn_before (10m)");
     env.clock.advance(minutes(1));
-    let warning = eventually("the warning", || warnings(&env, "U0ALICE").first().cloned()).await;
+    let warning = eventually("the warning", async || warnings(&env, "U0ALICE").first().cloned()).await;
     let text = texts(&warning);
     assert!(text.contains("Your `prod-db-readonly` access (request #1) ends <!date^"), "{text}");
     let actions = &warning["blocks"][1]["elements"];
@@ -69,19 +69,23 @@ async fn the_holder_is_warned_before_expiry_and_im_done_ends_access_now(transpor
 
     // "I'm done": revoked now, not at expiry.
     assert_eq!(env.click("U0ALICE", "done", id).await, 200);
-    eventually("the early revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the early revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     let answer =
-        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Ending"))).await;
+        eventually("the answer", async || env.slack.responses().into_iter().find(|r| texts(r).contains("Ending")))
+            .await;
     assert!(texts(&answer).contains("Ending your `prod-db-readonly` access (request #1) now"));
-    eventually("the end DM", || env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("has ended")))
-        .await;
+    eventually("the end DM", async || {
+        env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("has ended"))
+    })
+    .await;
     let card =
-        eventually("the card", || env.card(id).filter(|c| texts(c).contains("ended early by the requester"))).await;
+        eventually("the card", async || env.card(id).filter(|c| texts(c).contains("ended early by the requester")))
+            .await;
     assert!(buttons(&card).is_empty());
     // Someone else's "I'm done" is refused.
     approved(&env, "U0ALICE", "request prod-db-readonly 30m again", RequestId::new(2)).await;
     env.click("U0MALLORY", "done", RequestId::new(2)).await;
-    eventually("the refusal", || {
+    eventually("the refusal", async || {
         env.slack.responses().into_iter().find(|r| texts(r).contains("Only the requester or a jitbot administrator"))
     })
     .await;
@@ -95,28 +99,31 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing
     env.command("U0DAVE", "request oncall-db 30m paging alert").await;
     until_state(&env, id, "active").await;
     env.clock.advance(minutes(20));
-    eventually("the warning", || warnings(&env, "U0DAVE").first().cloned()).await;
+    eventually("the warning", async || warnings(&env, "U0DAVE").first().cloned()).await;
 
     assert_eq!(select(&env, "U0DAVE", "extend", "1:1800").await, 200);
     let answer =
-        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Extended"))).await;
+        eventually("the answer", async || env.slack.responses().into_iter().find(|r| texts(r).contains("Extended")))
+            .await;
     assert!(texts(&answer).contains("now ends <!date^") && texts(&answer).contains("auto-approved"), "{answer}");
     let request = env.db.request(id).await.unwrap().unwrap();
     assert_eq!(request.expires_at, Some(start_time().plus(minutes(60))));
     assert_eq!(request.duration.to_string(), "1h");
     assert_eq!(env.state(RequestId::new(2)).await, "extended");
     // The extension has a card saying it was auto-approved, and a DM says so.
-    let ext_card = eventually("the extension's card", || env.card(RequestId::new(2))).await;
+    let ext_card = eventually("the extension's card", async || env.card(RequestId::new(2))).await;
     assert!(texts(&ext_card).contains("Extension of request #1"), "{}", texts(&ext_card));
     assert!(texts(&ext_card).contains("Auto-approved (member of oncall"), "{}", texts(&ext_card));
-    eventually("the DM", || env.slack.posts_to("U0DAVE").into_iter().find(|m| texts(m).contains("is extended by 30m")))
-        .await;
-    eventually("the request's card shows the new expiry", || {
+    eventually("the DM", async || {
+        env.slack.posts_to("U0DAVE").into_iter().find(|m| texts(m).contains("is extended by 30m"))
+    })
+    .await;
+    eventually("the request's card shows the new expiry", async || {
         env.card(id).filter(|c| texts(c).contains(&format!("<!date^{}^", start_time().plus(minutes(60)).seconds())))
     })
     .await;
     // The target is told too (a receiver that enforces expires_at keeps access).
-    eventually("the extend call", || (env.hook.count("extend", id) == 1).then_some(())).await;
+    eventually("the extend call", async || (env.hook.count("extend", id) == 1).then_some(())).await;
     let extend = env.hook.calls().into_iter().find(|c| c.action == "extend").unwrap();
     assert!(extend.signature_ok);
     assert_eq!(
@@ -133,9 +140,9 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_old_jobs_do_nothing
     assert_eq!(warnings(&env, "U0DAVE").len(), 1);
     // The new warning comes 10 minutes before the new expiry, the revocation at it.
     env.clock.advance(minutes(19));
-    eventually("the second warning", || warnings(&env, "U0DAVE").get(1).cloned()).await;
+    eventually("the second warning", async || warnings(&env, "U0DAVE").get(1).cloned()).await;
     env.clock.advance(minutes(10));
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.hook.count("revoke", id), 1, "revoked exactly once");
     let revoke = env.hook.calls().into_iter().find(|c| c.action == "revoke").unwrap();
@@ -154,7 +161,7 @@ async fn an_extension_needing_approval_gets_its_own_card(transport: Transport) {
     let reply = env.command("U0ALICE", "extend 1 1h migration still running").await;
     assert!(reply.starts_with("Extension request #2 (+1h for request #1) sent to <#C0APPROVALS>"), "{reply}");
     let ext = RequestId::new(2);
-    let card = eventually("the extension's card", || env.card(ext)).await;
+    let card = eventually("the extension's card", async || env.card(ext)).await;
     assert!(texts(&card).contains("Extension of request #1: <@U0ALICE> asks for 1h more"), "{}", texts(&card));
     assert!(texts(&card).contains("migration still running"));
     assert_eq!(buttons(&card), vec![("approve".into(), "2".into()), ("deny".into(), "2".into())]);
@@ -166,12 +173,13 @@ async fn an_extension_needing_approval_gets_its_own_card(transport: Transport) {
     assert!(other.contains("Only the holder of request #1"), "{other}");
 
     env.click("U0CAROL", "approve", ext).await;
-    eventually("the extension applied", || {
+    eventually("the extension applied", async || {
         env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("is extended by 1h"))
     })
     .await;
     let card =
-        eventually("the extension's card", || env.card(ext).filter(|c| texts(c).contains("extended until"))).await;
+        eventually("the extension's card", async || env.card(ext).filter(|c| texts(c).contains("extended until")))
+            .await;
     assert!(texts(&card).contains("Approved by <@U0CAROL>"), "{}", texts(&card));
     assert_eq!(env.db.request(id).await.unwrap().unwrap().expires_at, Some(start_time().plus(minutes(90))));
     assert_eq!(env.hook.count("grant", ext), 0, "an extension grants nothing itself");
@@ -180,7 +188,7 @@ async fn an_extension_needing_approval_gets_its_own_card(transport: Transport) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(env.hook.count("revoke", id), 0);
     env.clock.advance(minutes(60));
-    eventually("the revocation at the new expiry", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation at the new expiry", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     env.stop().await;
 }
 
@@ -192,9 +200,9 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone(transpo
 
     // Denied.
     env.command("U0ALICE", "extend 1 1h more please").await;
-    eventually("card", || env.card(RequestId::new(2))).await;
+    eventually("card", async || env.card(RequestId::new(2))).await;
     crate::forms::deny(&env, "U0BOB", RequestId::new(2), None).await;
-    eventually("the DM", || {
+    eventually("the DM", async || {
         env.slack
             .posts_to("U0ALICE")
             .into_iter()
@@ -206,7 +214,8 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone(transpo
     // Cancelled by the requester.
     env.command("U0ALICE", "extend 1 1h more please").await;
     assert_eq!(env.command("U0ALICE", "cancel 3").await, "Request #3 for `prod-db-readonly` cancelled.");
-    let card = eventually("card", || env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled"))).await;
+    let card =
+        eventually("card", async || env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled"))).await;
     assert!(buttons(&card).is_empty());
 
     // Ended early ("I'm done") while an extension waits: the extension is cancelled.
@@ -215,8 +224,10 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone(transpo
     until_state(&env, id, "revoked").await;
     assert_eq!(env.state(RequestId::new(4)).await, "cancelled");
     env.click("U0BOB", "approve", RequestId::new(4)).await;
-    eventually("the refusal", || env.slack.responses().into_iter().find(|r| texts(r).contains("already cancelled")))
-        .await;
+    eventually("the refusal", async || {
+        env.slack.responses().into_iter().find(|r| texts(r).contains("already cancelled"))
+    })
+    .await;
 
     // Nobody decides before the access ends: the extension times out with it.
     let id = RequestId::new(5);
@@ -224,10 +235,10 @@ async fn extensions_denied_timed_out_or_overtaken_leave_the_expiry_alone(transpo
     env.command("U0ALICE", "extend 5 1h more please").await;
     // (Let its card go out first: a jump of the clock past the lease of a
     // notice still being delivered would deliver it twice.)
-    eventually("the extension's card", || env.card(RequestId::new(6))).await;
+    eventually("the extension's card", async || env.card(RequestId::new(6))).await;
     env.clock.advance(minutes(31));
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
-    eventually("the timeout", || {
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the timeout", async || {
         env.slack
             .posts_to("U0ALICE")
             .into_iter()
@@ -289,7 +300,7 @@ approvers = ["sre-leads"]
 default_duration = "1h"
 max_duration = "1h"
 "#;
-    let mut t = crate::provider_support::ProviderApp::spawn(ROLE, start_time()).await;
+    let mut t = crate::support::providers::ProviderApp::spawn(ROLE, start_time()).await;
     let id = t.grant("U0ALICE", "capped", "1h").await;
     assert_eq!(t.state(id).await, "active");
     t.advance(minutes(10));

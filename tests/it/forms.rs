@@ -7,8 +7,8 @@ use jitbot::domain::RequestId;
 use serde_json::{Value, json};
 
 use crate::slack_http::{buttons, texts};
-use crate::slack_support::{SlackEnv, eventually, fixture};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::slack::{SlackEnv, eventually, fixture};
+use crate::support::slack::{Transport, both_transports};
 use crate::workflow::start_on;
 
 both_transports!(
@@ -81,7 +81,7 @@ pub async fn pick_in_modal(env: &SlackEnv, user_id: &str, view: &Value, action_i
 pub async fn deny(env: &SlackEnv, user_id: &str, id: RequestId, reason: Option<&str>) {
     let before = env.slack.calls("views.open").len();
     assert_eq!(env.click(user_id, "deny", id).await, 200);
-    eventually("the deny form", || (env.slack.calls("views.open").len() > before).then_some(())).await;
+    eventually("the deny form", async || (env.slack.calls("views.open").len() > before).then_some(())).await;
     let view = env.slack.modal("deny").unwrap();
     assert_eq!(view["private_metadata"], id.get().to_string());
     let values: Vec<(&str, Value)> = reason.map(|r| ("reason", typed(r))).into_iter().collect();
@@ -101,7 +101,7 @@ async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one(transpo
     let env = start_on(transport, "").await;
     let (status, body) = command_raw(&env, "U0ALICE", "request").await;
     assert_eq!((status, body.as_str()), (200, ""), "the command answers with a form, not a message");
-    let form = eventually("the form", || env.slack.modal("request")).await;
+    let form = eventually("the form", async || env.slack.modal("request")).await;
     assert_eq!(form["title"]["text"], "Request access");
     let role = &block(&form, "role").unwrap()["element"];
     let mut roles = options(role);
@@ -114,23 +114,27 @@ async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one(transpo
 
     // Choosing a role redraws the form: durations bounded by it, its ticket field.
     assert_eq!(pick_in_modal(&env, "U0ALICE", &form, "role", "prod-admin").await, 200);
-    let form =
-        eventually("the redrawn form", || env.slack.modal("request").filter(|v| v["private_metadata"] == "prod-admin"))
-            .await;
+    let form = eventually("the redrawn form", async || {
+        env.slack.modal("request").filter(|v| v["private_metadata"] == "prod-admin")
+    })
+    .await;
     let duration = &block(&form, "duration").unwrap()["element"];
     assert_eq!(options(duration), ["15m", "30m", "1h"]);
     assert_eq!(duration["initial_option"]["text"]["text"], "15m", "the role's default is preselected");
     assert!(texts(&json!({"blocks": form["blocks"]})).contains("2 approvals needed"));
     pick_in_modal(&env, "U0ALICE", &form, "role", "ticketed").await;
-    let form =
-        eventually("the ticket field", || env.slack.modal("request").filter(|v| v["private_metadata"] == "ticketed"))
-            .await;
+    let form = eventually("the ticket field", async || {
+        env.slack.modal("request").filter(|v| v["private_metadata"] == "ticketed")
+    })
+    .await;
     assert!(block(&form, "ticket").unwrap()["hint"]["text"].as_str().unwrap().contains("INC-[0-9]+"));
 
     // `/jit request <role>` opens the form with the role chosen.
     command_raw(&env, "U0ALICE", "request slow-db").await;
-    eventually("the preselected form", || env.slack.modal("request").filter(|v| v["private_metadata"] == "slow-db"))
-        .await;
+    eventually("the preselected form", async || {
+        env.slack.modal("request").filter(|v| v["private_metadata"] == "slow-db")
+    })
+    .await;
     // Someone who may request nothing is told so instead.
     let (_, body) = command_raw(&env, "U0MALLORY", "request").await;
     assert!(body.contains("Your groups do not allow you to request any role"), "{body}");
@@ -142,7 +146,7 @@ async fn the_request_form_lists_only_my_roles_and_follows_the_chosen_one(transpo
 async fn submitting_the_form_requests_or_shows_errors_on_the_fields(transport: Transport) {
     let env = start_on(transport, "").await;
     command_raw(&env, "U0ALICE", "request ticketed").await;
-    let form = eventually("the form", || env.slack.modal("request")).await;
+    let form = eventually("the form", async || env.slack.modal("request")).await;
     let base = |reason: &str, secs: &str| {
         vec![("role", picked("ticketed")), ("duration", picked(secs)), ("reason", typed(reason))]
     };
@@ -174,7 +178,7 @@ async fn submitting_the_form_requests_or_shows_errors_on_the_fields(transport: T
         (r.role.as_str(), r.duration.to_string().as_str(), r.ticket.as_deref()),
         ("ticketed", "1h", Some("INC-4821"))
     );
-    let card = eventually("the card", || env.card(RequestId::new(1))).await;
+    let card = eventually("the card", async || env.card(RequestId::new(1))).await;
     assert!(texts(&card).contains("<https://jira.example.com/browse/INC-4821|INC-4821>"));
     // The same form submitted twice makes one request.
     let again = submit(&env, "U0ALICE", &form, &values).await;
@@ -183,17 +187,18 @@ async fn submitting_the_form_requests_or_shows_errors_on_the_fields(transport: T
 
     // A second open request for the role is an error on the role field.
     command_raw(&env, "U0ALICE", "request ticketed").await;
-    let second = eventually("a new form", || env.slack.modal("request").filter(|v| v["id"] != form["id"])).await;
+    let second = eventually("a new form", async || env.slack.modal("request").filter(|v| v["id"] != form["id"])).await;
     let answer = submit(&env, "U0ALICE", &second, &values).await;
     assert!(answer["errors"]["role"].as_str().unwrap().contains("already have request #1"), "{answer}");
     // Auto-approval through the form.
     command_raw(&env, "U0DAVE", "request oncall-db").await;
     let form =
-        eventually("dave's form", || env.slack.modal("request").filter(|v| v["private_metadata"] == "oncall-db")).await;
+        eventually("dave's form", async || env.slack.modal("request").filter(|v| v["private_metadata"] == "oncall-db"))
+            .await;
     let answer =
         submit(&env, "U0DAVE", &form, &[("duration", picked("1800")), ("reason", typed("paging alert"))]).await;
     assert!(texts(&json!({"blocks": answer["view"]["blocks"]})).contains("Auto-approved"), "{answer}");
-    eventually("the grant", || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
     env.stop().await;
 }
 
@@ -201,29 +206,31 @@ async fn deny_asks_for_an_optional_reason_shown_on_the_card_and_in_the_dm(transp
     let env = start_on(transport, "").await;
     env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
     let id = RequestId::new(1);
-    eventually("the card", || env.card(id)).await;
+    eventually("the card", async || env.card(id)).await;
 
     // Someone who may not decide gets an explanation, and no form.
     env.click("U0MALLORY", "deny", id).await;
-    eventually("the refusal", || env.slack.responses().into_iter().find(|r| texts(r).contains("You may not approve")))
-        .await;
+    eventually("the refusal", async || {
+        env.slack.responses().into_iter().find(|r| texts(r).contains("You may not approve"))
+    })
+    .await;
     assert!(env.slack.calls("views.open").is_empty());
 
     deny(&env, "U0CAROL", id, Some("use the read replica")).await;
-    let card = eventually("the denied card", || env.card(id).filter(|c| texts(c).contains("Denied by"))).await;
+    let card = eventually("the denied card", async || env.card(id).filter(|c| texts(c).contains("Denied by"))).await;
     assert!(texts(&card).contains("Denied by <@U0CAROL>: use the read replica"), "{}", texts(&card));
     assert!(buttons(&card).is_empty());
-    let dm = eventually("the DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    let dm = eventually("the DM", async || env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert!(texts(&dm).contains("was denied by <@U0CAROL>: use the read replica"), "{}", texts(&dm));
 
     // Without a reason, and the form of a request decided meanwhile says so on its field.
     env.command("U0ALICE", "request prod-db-readonly 30m again").await;
     let id = RequestId::new(2);
-    eventually("the card", || env.card(id)).await;
+    eventually("the card", async || env.card(id)).await;
     env.click("U0CAROL", "deny", id).await;
-    let form = eventually("the form", || env.slack.modal("deny").filter(|v| v["private_metadata"] == "2")).await;
+    let form = eventually("the form", async || env.slack.modal("deny").filter(|v| v["private_metadata"] == "2")).await;
     env.click("U0BOB", "approve", id).await;
-    eventually("the approval", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the approval", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     let answer = submit(&env, "U0CAROL", &form, &[]).await;
     assert!(answer["errors"]["reason"].as_str().unwrap().contains("already"), "{answer}");
     env.stop().await;
@@ -234,23 +241,25 @@ async fn break_glass_asks_the_requester_for_a_mandatory_reason(transport: Transp
     let reply = env.command_json("U0ALICE", "request emergency 1h primary database down").await;
     let id = RequestId::new(1);
     assert_eq!(buttons(&reply), vec![("break_glass".to_owned(), "1".to_owned())], "{reply}");
-    let card = eventually("the card", || env.card(id)).await;
+    let card = eventually("the card", async || env.card(id)).await;
     assert!(buttons(&card).contains(&("break_glass".to_owned(), "1".to_owned())));
 
     // Only the requester gets the form.
     env.click("U0BOB", "break_glass", id).await;
-    eventually("the refusal", || env.slack.responses().into_iter().find(|r| texts(r).contains("Only the requester")))
-        .await;
+    eventually("the refusal", async || {
+        env.slack.responses().into_iter().find(|r| texts(r).contains("Only the requester"))
+    })
+    .await;
     assert!(env.slack.calls("views.open").is_empty());
 
     env.click("U0ALICE", "break_glass", id).await;
-    let form = eventually("the form", || env.slack.modal("break_glass")).await;
+    let form = eventually("the form", async || env.slack.modal("break_glass")).await;
     assert_eq!(form["private_metadata"], "1");
     let answer = submit(&env, "U0ALICE", &form, &[("reason", typed("now"))]).await;
     assert!(answer["errors"]["reason"].as_str().unwrap().contains("at least 4 characters"), "{answer}");
     let answer = submit(&env, "U0ALICE", &form, &[("reason", typed("primary down, pager unanswered"))]).await;
     assert_eq!(answer["response_action"], "clear");
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     assert!(env.db.request(id).await.unwrap().unwrap().review_required);
     env.stop().await;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::slack_support::{SlackEnv, SlackEnvOptions};
+use crate::support::slack::{SlackEnv, SlackEnvOptions};
 
 /// An `[idp]` whose issuer is not reachable: the OIDC routes are mounted
 /// all the same (discovery is retried on the next sign-in).

@@ -9,10 +9,10 @@ use jitbot::domain::RequestId;
 use jitbot::service::ServiceError;
 use tokio::sync::Barrier;
 
-use crate::fake_slack::BOT_TOKEN;
 use crate::slack_http::{buttons, texts};
-use crate::slack_support::{AUDIT, SlackEnv, eventually, slack_config_text};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::fake_slack::BOT_TOKEN;
+use crate::support::slack::{AUDIT, SlackEnv, eventually, slack_config_text};
+use crate::support::slack::{Transport, both_transports};
 use crate::support::{Backend, TestApp, both_backends, user};
 use crate::workflow::{WORKFLOW_ROLES, start, start_on, until_state};
 
@@ -33,7 +33,7 @@ async fn incident(env: &SlackEnv) {
     until_state(env, RequestId::new(1), "active").await;
     until_state(env, RequestId::new(2), "active").await;
     env.command("U0ALICE", "request slow-db 30m slow query").await;
-    eventually("the cards", || env.card(RequestId::new(3))).await;
+    eventually("the cards", async || env.card(RequestId::new(3))).await;
 }
 
 async fn an_administrator_revokes_everything_after_confirming(transport: Transport) {
@@ -56,7 +56,7 @@ async fn an_administrator_revokes_everything_after_confirming(transport: Transpo
 
     // The click is checked again: a non-administrator's click does nothing.
     click_value(&env, "U0BOB", "revoke_all", "credentials leaked, INC-9").await;
-    eventually("the refusal", || {
+    eventually("the refusal", async || {
         env.slack.responses().into_iter().find(|r| texts(r).contains("Only jitbot administrators"))
     })
     .await;
@@ -64,28 +64,29 @@ async fn an_administrator_revokes_everything_after_confirming(transport: Transpo
 
     assert_eq!(click_value(&env, "U0ADMIN", "revoke_all", "credentials leaked, INC-9").await, 200);
     let done =
-        eventually("the answer", || env.slack.responses().into_iter().find(|r| texts(r).contains("Done:"))).await;
+        eventually("the answer", async || env.slack.responses().into_iter().find(|r| texts(r).contains("Done:"))).await;
     assert!(texts(&done).contains("2 grant(s) being revoked, 1 pending request(s) cancelled"), "{done}");
     until_state(&env, RequestId::new(1), "revoked").await;
     until_state(&env, RequestId::new(2), "revoked").await;
     assert_eq!(env.state(RequestId::new(3)).await, "cancelled");
     assert_eq!((env.hook.count("revoke", RequestId::new(1)), env.hook.count("revoke", RequestId::new(2))), (1, 1));
-    eventually("the announcement", || {
+    eventually("the announcement", async || {
         env.slack.posts_to(AUDIT).into_iter().find(|m| {
             texts(m).contains(":rotating_light: *All access revoked* by <@U0ADMIN>: credentials leaked, INC-9. 2 grants being revoked, 1 pending request cancelled.")
         })
     })
     .await;
-    eventually("the requester's DM", || {
+    eventually("the requester's DM", async || {
         env.slack
             .posts_to("U0ALICE")
             .into_iter()
             .find(|m| texts(m).contains("#3 for `slow-db` was cancelled: all access was revoked"))
     })
     .await;
-    let card =
-        eventually("the cancelled card", || env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled")))
-            .await;
+    let card = eventually("the cancelled card", async || {
+        env.card(RequestId::new(3)).filter(|c| texts(c).contains("Cancelled"))
+    })
+    .await;
     assert!(buttons(&card).is_empty());
     let actions: Vec<String> = env.db.audit_rows_for_request(1).await.unwrap().into_iter().map(|r| r.action).collect();
     assert!(actions.contains(&"revoke.requested".to_owned()), "{actions:?}");

@@ -5,11 +5,6 @@
 //! for the providers, a real PostgreSQL target (a fresh database and
 //! prefixed roles per test) and the scripts in `tests/scripts/`.
 
-mod fake_slack;
-mod idp_support;
-mod pg_support;
-mod provider_support;
-mod slack_support;
 mod support;
 
 mod audit_trail;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::idp_support::{Browser, OidcEnv, OidcOptions, idp_available};
-use crate::slack_support::eventually;
+use crate::support::idp::{Browser, OidcEnv, OidcOptions, idp_available};
+use crate::support::slack::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linking_signs_in_at_the_idp_and_stores_verified_groups() {
@@ -35,7 +35,7 @@ async fn linking_signs_in_at_the_idp_and_stores_verified_groups() {
     assert_eq!(link.issuer, o.idp.issuer);
     assert_eq!(link.subject, "alice");
     assert!(link.auth_time.is_some());
-    let dm = eventually("the link DM", || o.env.slack.posts_to("U0ALICE").first().cloned()).await;
+    let dm = eventually("the link DM", async || o.env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert_eq!(dm["text"], "Linked as alice@example.com — groups: engineering.");
 
     let whoami = o.env.command("U0ALICE", "whoami").await;
@@ -171,7 +171,7 @@ async fn id_tokens_for_another_audience_or_expired_are_refused() {
         std::path::Path::new("t.toml"),
         &format!(
             "{}\n[idp]\nissuer = \"{}\"\nclient_id = \"jitbot\"\nclient_secret = \"x\"\n",
-            crate::slack_support::slack_config_text(
+            crate::support::slack::slack_config_text(
                 "sqlite://unused.db",
                 "http://127.0.0.1:9/h",
                 "http://127.0.0.1:9/api"
@@ -182,7 +182,7 @@ async fn id_tokens_for_another_audience_or_expired_are_refused() {
     .unwrap();
     let clock = std::sync::Arc::new(o.env.clock.clone());
     let oidc = jitbot::idp::Oidc::new(config.idp.as_ref().unwrap(), &o.public_url, &Default::default(), clock).unwrap();
-    let (other_token, nonce) = crate::idp_support::other_apps_id_token(&o.idp, "alice").await;
+    let (other_token, nonce) = crate::support::idp::other_apps_id_token(&o.idp, "alice").await;
     let e = oidc.verify_id_token(&other_token, &nonce).await.unwrap_err();
     assert!(e.to_string().contains("issued for another application (audience)"), "{e}");
 
@@ -217,7 +217,7 @@ async fn an_unreachable_idp_is_reported_and_the_rest_keeps_working() {
     if !idp_available() {
         return;
     }
-    let dead = format!("http://127.0.0.1:{}", crate::slack_support::free_port());
+    let dead = format!("http://127.0.0.1:{}", crate::support::slack::free_port());
     let o = OidcEnv::start(OidcOptions { issuer_override: Some(dead), ..Default::default() }).await;
     let answer = o.env.command_json("U0ALICE", "link").await;
     let browser = Browser::new();
@@ -237,7 +237,7 @@ fn response_texts(o: &OidcEnv) -> Vec<String> {
 }
 
 async fn wait_for_answer(o: &OidcEnv, n: usize) -> serde_json::Value {
-    eventually("an answer to the click", || {
+    eventually("an answer to the click", async || {
         let r = o.env.slack.responses();
         (r.len() >= n).then(|| r[n - 1].clone())
     })
@@ -266,7 +266,7 @@ async fn a_group_change_at_the_idp_takes_effect_at_the_next_decision() {
     assert_eq!(o.env.click("U0BOB", "approve", id).await, 200);
     let first = wait_for_answer(&o, 1).await;
     assert!(first["text"].as_str().unwrap().contains("re-checking your groups"), "{first}");
-    eventually("bob's groups to be refreshed", || {
+    eventually("bob's groups to be refreshed", async || {
         let db = o.env.db.clone();
         let groups = futures_lite_block(async move {
             db.link(&crate::support::user("U0BOB")).await.unwrap().unwrap().groups().unwrap()
@@ -282,7 +282,7 @@ async fn a_group_change_at_the_idp_takes_effect_at_the_next_decision() {
     // Carol is still an approver: after her refresh, her click approves.
     o.env.click("U0CAROL", "approve", id).await;
     wait_for_answer(&o, 3).await;
-    eventually("carol's refresh", || {
+    eventually("carol's refresh", async || {
         let db = o.env.db.clone();
         let at = futures_lite_block(async move {
             db.link(&crate::support::user("U0CAROL")).await.unwrap().unwrap().confirmed_at
@@ -293,7 +293,7 @@ async fn a_group_change_at_the_idp_takes_effect_at_the_next_decision() {
     o.env.click("U0CAROL", "approve", id).await;
     let fourth = wait_for_answer(&o, 4).await;
     assert!(fourth["text"].as_str().unwrap().starts_with("You approved request #1"), "{fourth}");
-    eventually("the grant", || (o.env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (o.env.hook.count("grant", id) == 1).then_some(())).await;
     let actions: Vec<String> =
         o.env.db.audit_rows_after(0, 1000).await.unwrap().into_iter().map(|r| r.action).collect();
     assert_eq!(actions.iter().filter(|a| *a == "link.refreshed").count(), 2, "{actions:?}");
@@ -321,7 +321,7 @@ async fn a_refresh_the_idp_refuses_ends_the_link_and_an_outage_does_not() {
     o.advance(Duration::from_secs(16 * 60)).await;
     o.env.click("U0BOB", "approve", id).await;
     wait_for_answer(&o, 1).await;
-    let dm = eventually("the 'link ended' DM", || {
+    let dm = eventually("the 'link ended' DM", async || {
         o.env.slack.posts_to("U0BOB").into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("link ended"))
     })
     .await;
@@ -474,8 +474,8 @@ async fn a_person_links_in_a_real_browser() {
 async fn secrets_tokens_and_codes_never_reach_the_log() {
     use std::io::Read;
 
-    use crate::idp_support::{CLIENT_SECRET, TOKEN_KEY, TestIdp};
-    use crate::slack_support::{SIGNING_SECRET, free_port, slack_config_text, slack_sign};
+    use crate::support::idp::{CLIENT_SECRET, TOKEN_KEY, TestIdp};
+    use crate::support::slack::{SIGNING_SECRET, free_port, slack_config_text, slack_sign};
 
     if !idp_available() {
         return;
@@ -484,7 +484,7 @@ async fn secrets_tokens_and_codes_never_reach_the_log() {
     let port = free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let idp = TestIdp::start(&format!("{public_url}/oidc/callback"), true, 3600);
-    let slack = crate::fake_slack::FakeSlack::start().await;
+    let slack = crate::support::fake_slack::FakeSlack::start().await;
     let db_url = format!("sqlite://{}", dir.path().join("jitbot.db").display());
     let config = format!(
         "{}\n[idp]\nissuer = \"{}\"\nclient_id = \"jitbot\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
@@ -561,7 +561,7 @@ async fn secrets_tokens_and_codes_never_reach_the_log() {
     let token = link_url.rsplit('/').next().unwrap().to_owned();
     for (what, secret) in [
         ("client secret", CLIENT_SECRET.to_owned()),
-        ("bot token", crate::fake_slack::BOT_TOKEN.to_owned()),
+        ("bot token", crate::support::fake_slack::BOT_TOKEN.to_owned()),
         ("signing secret", SIGNING_SECRET.to_owned()),
         ("token encryption key", TOKEN_KEY.to_owned()),
         ("link token", token),
@@ -578,7 +578,7 @@ async fn the_credentials_page_shows_a_password_only_after_the_requester_signs_in
     if !idp_available() {
         return;
     }
-    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let Some(pg) = crate::support::pg::PgTarget::create().await else { return };
     let o = OidcEnv::start(OidcOptions {
         extra_toml: crate::providers_pg::extra(&pg, &pg.admin_url()),
         ..Default::default()
@@ -591,7 +591,7 @@ async fn the_credentials_page_shows_a_password_only_after_the_requester_signs_in
     );
     let id = jitbot::domain::RequestId::new(1);
     o.env.click("U0BOB", "approve", id).await;
-    let dm = eventually("the DM with the credentials link", || {
+    let dm = eventually("the DM with the credentials link", async || {
         o.env.slack.posts_to("U0ALICE").into_iter().find(|m| m.to_string().contains("/credentials/"))
     })
     .await;
@@ -640,7 +640,7 @@ async fn a_login_template_reads_a_claim_from_the_sign_in(groups_in_id_token: boo
     if !idp_available() {
         return;
     }
-    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let Some(pg) = crate::support::pg::PgTarget::create().await else { return };
     let p = &pg.prefix;
     let roles = format!(
         r#"
@@ -760,7 +760,7 @@ async fn a_refresh_racing_a_scim_group_removal_keeps_the_removal(backend: crate:
     // The refresh comes back: the IdP's rotated token is kept, the groups it
     // read before the removal are not.
     let sealed = before.refresh_token.clone();
-    let after = eventually("the refresh to finish", || {
+    let after = eventually("the refresh to finish", async || {
         let db = o.env.db.clone();
         let link = futures_lite_block(async move { db.link(&crate::support::user("U0ALICE")).await.unwrap() })?;
         (link.refresh_token != sealed).then_some(link)
@@ -788,7 +788,7 @@ async fn a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in
     o.env.command("U0ALICE", "request prod-db-readonly debugging INC-1").await;
     let id = jitbot::domain::RequestId::new(1);
     o.env.click("U0BOB", "approve", id).await;
-    eventually("the grant", || (o.env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (o.env.hook.count("grant", id) == 1).then_some(())).await;
 
     // The IdP forgets her refresh token; her next decision refreshes, the
     // IdP refuses, and her link ends with the access it vouched for.
@@ -796,8 +796,8 @@ async fn a_refused_refresh_ends_access_and_a_deactivated_identity_cannot_sign_in
     o.advance(Duration::from_secs(16 * 60)).await;
     let answer = o.env.command("U0ALICE", "retry 1").await;
     assert!(answer.contains("re-checking your groups"), "{answer}");
-    eventually("the revocation", || (o.env.hook.count("revoke", id) == 1).then_some(())).await;
-    let dm = eventually("the DM", || {
+    eventually("the revocation", async || (o.env.hook.count("revoke", id) == 1).then_some(())).await;
+    let dm = eventually("the DM", async || {
         o.env.slack.posts_to("U0ALICE").into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("link ended"))
     })
     .await;
@@ -852,7 +852,7 @@ async fn a_refresh_racing_a_new_sign_in_does_not_undo_it(backend: crate::support
     o.linked("U0ALICE", "alice").await;
     let relinked = o.env.db.link(&alice).await.unwrap().unwrap();
 
-    let done = eventually("the refresh job to finish", || {
+    let done = eventually("the refresh job to finish", async || {
         let db = o.env.db.clone();
         let counts = futures_lite_block(async move { db.job_counts().await.unwrap() });
         counts.iter().any(|(kind, state, _)| kind == "refresh_link" && state == "done").then_some(())
@@ -1023,7 +1023,7 @@ async fn every_html_page_carries_the_security_headers() {
         return;
     }
     let o = OidcEnv::start(OidcOptions::default()).await;
-    let assert_headers = |what: &str, page: &crate::idp_support::Page| {
+    let assert_headers = |what: &str, page: &crate::support::idp::Page| {
         let h = |name: &str| page.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         assert!(h("content-type").starts_with("text/html"), "{what}: {:?}", page.headers);
         assert!(h("content-security-policy").contains("default-src 'none'"), "{what}: {:?}", page.headers);
@@ -1064,7 +1064,7 @@ async fn every_html_page_carries_the_security_headers() {
         .send()
         .await
         .unwrap();
-    let refused = crate::idp_support::Page {
+    let refused = crate::support::idp::Page {
         status: resp.status().as_u16(),
         url: String::new(),
         headers: resp.headers().clone(),

@@ -8,8 +8,8 @@ use jitbot::domain::RequestId;
 use serde_json::{Value, json};
 
 use crate::slack_http::{buttons, texts};
-use crate::slack_support::{SlackEnv, eventually, fixture};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::slack::{SlackEnv, eventually, fixture};
+use crate::support::slack::{Transport, both_transports};
 use crate::workflow::start_on;
 
 both_transports!(
@@ -124,7 +124,8 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals(transport: Tr
     // Notices drew the tab before (as the requests changed); opening it
     // draws it at the current time.
     let home =
-        eventually("alice's home tab", || env.slack.home("U0ALICE").filter(|h| texts(h).contains("(25m left)"))).await;
+        eventually("alice's home tab", async || env.slack.home("U0ALICE").filter(|h| texts(h).contains("(25m left)")))
+            .await;
     let text = texts(&home);
     assert!(text.contains("`prod-db-readonly` (request #1): active until <!date^"), "{text}");
     assert!(text.contains("(25m left)"), "{text}");
@@ -138,7 +139,7 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals(transport: Tr
 
     // An approver's tab lists what waits for them, with buttons.
     open_home(&env, "T0WORK", "U0BOB", "home").await;
-    let bobs = eventually("bob's home tab", || env.slack.home("U0BOB")).await;
+    let bobs = eventually("bob's home tab", async || env.slack.home("U0BOB")).await;
     assert!(home_buttons(&bobs).contains(&("approve".to_owned(), "2".to_owned())), "{}", texts(&bobs));
     assert!(texts(&bobs).contains("No access right now."));
 
@@ -148,16 +149,20 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals(transport: Tr
     // Waits for the redraw that shows the cancellation: an older redraw (of
     // a notice that read the database before the click) may land first.
     let home =
-        eventually("the redrawn tab", || env.slack.home("U0ALICE").filter(|h| !texts(h).contains("slow-db"))).await;
+        eventually("the redrawn tab", async || env.slack.home("U0ALICE").filter(|h| !texts(h).contains("slow-db")))
+            .await;
     assert!(texts(&home).contains("Your pending requests") && !texts(&home).contains("slow-db"), "{}", texts(&home));
     // Request access from the tab opens the form (and redraws the tab).
-    eventually("the cancellation delivered", || env.card(RequestId::new(2)).filter(|c| texts(c).contains("ancelled")))
-        .await;
+    eventually("the cancellation delivered", async || {
+        env.card(RequestId::new(2)).filter(|c| texts(c).contains("ancelled"))
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = env.slack.calls("views.publish").len();
     click_in_home(&env, "U0ALICE", "request_form", "").await;
-    eventually("the form", || env.slack.modal("request")).await;
-    eventually("the tab redrawn again", || (env.slack.calls("views.publish").len() == before + 1).then_some(())).await;
+    eventually("the form", async || env.slack.modal("request")).await;
+    eventually("the tab redrawn again", async || (env.slack.calls("views.publish").len() == before + 1).then_some(()))
+        .await;
 
     // The messages tab, other workspaces and strangers.
     let publishes = env.slack.calls("views.publish").len();
@@ -169,7 +174,7 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals(transport: Tr
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.slack.calls("views.publish").len(), publishes, "nothing published");
     open_home(&env, "T0WORK", "U0STRANGER", "home").await;
-    let strangers = eventually("a stranger's tab", || env.slack.home("U0STRANGER")).await;
+    let strangers = eventually("a stranger's tab", async || env.slack.home("U0STRANGER")).await;
     assert!(texts(&strangers).contains("not linked your Slack account"), "{}", texts(&strangers));
     env.stop().await;
 }
@@ -178,14 +183,14 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
     let env = start_on(transport, "").await;
     env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
     assert_eq!(open_home(&env, "T0WORK", "U0ALICE", "home").await, 200);
-    eventually("the pending request on the tab", || {
+    eventually("the pending request on the tab", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("waiting for approval"))
     })
     .await;
 
     // Bob approves on the channel card; Alice never leaves her tab.
     env.click("U0BOB", "approve", RequestId::new(1)).await;
-    let home = eventually("the tab redrawn with the access", || {
+    let home = eventually("the tab redrawn with the access", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("`prod-db-readonly` (request #1): active until"))
     })
     .await;
@@ -193,7 +198,7 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
 
     // And when the access ends.
     env.clock.advance(Duration::from_secs(30 * 60 + 1));
-    eventually("the tab redrawn without it", || {
+    eventually("the tab redrawn without it", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("No access right now."))
     })
     .await;

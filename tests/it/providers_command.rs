@@ -10,7 +10,7 @@ use jitbot::clock::Clock;
 use jitbot::metrics::Counter;
 use jitbot::notify::NoticeKind;
 
-use crate::provider_support::{ProviderApp, jitbot, script};
+use crate::support::providers::{ProviderApp, jitbot, script};
 use crate::support::{start_time, user};
 
 fn extra(marker: &Path) -> String {

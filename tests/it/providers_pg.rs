@@ -10,8 +10,8 @@ use jitbot::domain::RequestState;
 use jitbot::notify::NoticeKind;
 use sqlx::Connection;
 
-use crate::pg_support::PgTarget;
-use crate::provider_support::{ProviderApp, jitbot};
+use crate::support::pg::PgTarget;
+use crate::support::providers::{ProviderApp, jitbot};
 use crate::support::{start_time, user};
 
 /// Providers and roles over `pg`: logins are `<prefix><email local part>`.
@@ -428,9 +428,9 @@ async fn reconcile_reports_drift_and_revokes_access_that_came_back() {
 
 #[tokio::test]
 async fn the_requester_gets_a_one_time_link_by_dm_never_the_password() {
-    use crate::fake_slack::FakeSlack;
-    use crate::slack_support::slack_config_text;
     use crate::support::WebhookReceiver;
+    use crate::support::fake_slack::FakeSlack;
+    use crate::support::slack::slack_config_text;
 
     let Some(pg) = PgTarget::create().await else { return };
     let dir = tempfile::tempdir().unwrap();

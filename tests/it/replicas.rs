@@ -20,7 +20,7 @@ use jitbot::service::ServiceError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::support::{Backend, TestApp, both_backends, eventually, postgres_server, user};
+use crate::support::{Backend, TestApp, both_backends, eventually_within, postgres_server, user};
 
 /// A replica's scheduler loop running in a task of its own.
 struct RunningLoop {
@@ -109,12 +109,12 @@ async fn two_replicas_revoke(t: &TestApp, n: i64) -> Figures {
     let started = Instant::now();
     t.clock.set(expires.plus(Duration::from_secs(1)));
     let timeout = Duration::from_secs(300);
-    eventually("every revocation", timeout, async || {
+    eventually_within("every revocation", timeout, async || {
         t.number("SELECT COUNT(*) FROM jobs WHERE kind = 'revoke' AND state = 'done'").await == n
     })
     .await;
     let revocations = started.elapsed();
-    eventually("an empty queue", timeout, async || {
+    eventually_within("an empty queue", timeout, async || {
         t.number("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").await == 0
     })
     .await;
@@ -217,7 +217,7 @@ async fn a_replica_that_dies_mid_revocation_is_taken_over_when_its_lease_runs_ou
 
     // At expiry replica A claims the revocation and hangs in the provider call.
     t.advance(Duration::from_secs(31 * 60));
-    eventually("replica A calling the provider", Duration::from_secs(10), async || {
+    eventually_within("replica A calling the provider", Duration::from_secs(10), async || {
         stuck_calls.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -232,11 +232,11 @@ async fn a_replica_that_dies_mid_revocation_is_taken_over_when_its_lease_runs_ou
     a.kill().await;
     // A's lease runs out (in real time on PostgreSQL, on the domain clock on SQLite).
     t.advance(lease + Duration::from_secs(1));
-    eventually("replica B taking the revocation over", Duration::from_secs(15), async || {
+    eventually_within("replica B taking the revocation over", Duration::from_secs(15), async || {
         t.hook.count("revoke", req.id) == 1
     })
     .await;
-    eventually("the request revoked", Duration::from_secs(5), async || t.state(req.id).await == "revoked").await;
+    eventually_within("the request revoked", Duration::from_secs(5), async || t.state(req.id).await == "revoked").await;
     b.stop().await;
 
     assert_eq!(t.hook.count("revoke", req.id), 1, "revoked exactly once");
@@ -274,7 +274,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_steal_a_live_lease() {
     providers.insert("ops-hook", Arc::new(StuckProvider { calls: stuck_calls.clone() }));
     let a = RunningLoop::start(t.replica_with(options("replica-a"), Some(providers)).await);
     t.advance(Duration::from_secs(31 * 60));
-    eventually("replica A calling the provider", Duration::from_secs(10), async || {
+    eventually_within("replica A calling the provider", Duration::from_secs(10), async || {
         stuck_calls.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -288,7 +288,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_steal_a_live_lease() {
     let job = format!("SELECT worker, attempt FROM jobs WHERE kind = 'revoke' AND request_id = {}", req.id.get());
     assert_eq!(t.pairs(&job).await, vec![("replica-a".to_owned(), 1)]);
     a.kill().await;
-    eventually("B taking over once A's lease ran out", Duration::from_secs(10), async || {
+    eventually_within("B taking over once A's lease ran out", Duration::from_secs(10), async || {
         t.hook.count("revoke", req.id) == 1
     })
     .await;
@@ -315,7 +315,7 @@ async fn a_database_outage_answers_try_again_and_the_scheduler_resumes_by_itself
 
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     service.approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
-    eventually("the grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
+    eventually_within("the grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
     let pending = t.request("U0DAVE", "prod-db-readonly", None).await.unwrap();
 
     // The database goes away: existing connections are cut, new ones refused.
@@ -340,15 +340,17 @@ async fn a_database_outage_answers_try_again_and_the_scheduler_resumes_by_itself
 
     // The database is back. Nobody pokes the scheduler: it resumes by itself.
     t.database.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
-    eventually("the revocation after the outage", Duration::from_secs(30), async || {
+    eventually_within("the revocation after the outage", Duration::from_secs(30), async || {
         t.hook.count("revoke", req.id) == 1
     })
     .await;
     assert_eq!(readyz().await, 200);
     let approved = service.approve(pending.id, &user("U0CAROL"), t.now()).await.unwrap();
     assert!(matches!(approved, jitbot::service::ApprovalOutcome::Approved(_)));
-    eventually("the grant after the outage", Duration::from_secs(5), async || t.hook.count("grant", pending.id) == 1)
-        .await;
+    eventually_within("the grant after the outage", Duration::from_secs(5), async || {
+        t.hook.count("grant", pending.id) == 1
+    })
+    .await;
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
@@ -370,7 +372,8 @@ async fn a_job_written_by_another_replica_wakes_an_idle_one_at_once() {
     let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
     let clicked = Instant::now();
     t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
-    eventually("the idle replica to grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
+    eventually_within("the idle replica to grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1)
+        .await;
     eprintln!("approval on one replica to grant by another: {:?}", clicked.elapsed());
     let worker = t
         .pairs(&format!("SELECT worker, attempt FROM jobs WHERE kind = 'grant' AND request_id = {}", req.id.get()))

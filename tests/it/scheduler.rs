@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Backend, TestApp, both_backends, eventually, user};
+use crate::support::{Backend, TestApp, both_backends, eventually_within, user};
 
 async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_expiry(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
@@ -37,13 +37,13 @@ async fn the_running_app_grants_on_approval_and_revokes_when_the_clock_reaches_e
         .unwrap();
     service.approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
     // The commit wakes the idle scheduler: no polling interval to wait for.
-    eventually("the grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
+    eventually_within("the grant", Duration::from_secs(5), async || t.hook.count("grant", req.id) == 1).await;
 
     // Nothing more happens until the manual clock reaches the expiry.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(t.hook.count("revoke", req.id), 0);
     t.advance(Duration::from_secs(31 * 60));
-    eventually("the revocation", Duration::from_secs(5), async || t.hook.count("revoke", req.id) == 1).await;
+    eventually_within("the revocation", Duration::from_secs(5), async || t.hook.count("revoke", req.id) == 1).await;
     assert_eq!(t.number("SELECT COUNT(*) FROM jobs WHERE worker <> 'loop'").await, 0);
 
     stop.send(()).unwrap();

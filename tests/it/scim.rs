@@ -7,7 +7,7 @@ use jitbot::clock::Clock;
 use jitbot::domain::RequestId;
 use serde_json::{Value, json};
 
-use crate::slack_support::{AUDIT, SlackEnv, SlackEnvOptions, eventually};
+use crate::support::slack::{AUDIT, SlackEnv, SlackEnvOptions, eventually};
 use crate::support::{Backend, both_backends, user};
 
 pub(crate) const TOKEN: &str = "scim-token-0123456789abcdef0123456789abcdef";
@@ -46,8 +46,8 @@ async fn alice_with_access(env: &SlackEnv) -> RequestId {
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
     env.click("U0BOB", "approve", id).await;
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    eventually("active", || {
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("active", async || {
         let db = env.db.clone();
         let s = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async move { db.request(id).await.unwrap().unwrap().state })
@@ -154,18 +154,18 @@ async fn deactivating_a_user_ends_their_access_at_once() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["active"], false);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(2), "access must end within 2 s, took {elapsed:?}");
     eprintln!("SCIM deactivation to revocation: {elapsed:?}");
 
-    eventually("the card to say why", || {
+    eventually("the card to say why", async || {
         env.card(id).filter(|c| c.to_string().contains("deactivated at the identity provider"))
     })
     .await;
     assert_eq!(env.state(RequestId::new(2)).await, "cancelled");
     assert!(env.db.link(&user("U0ALICE")).await.unwrap().is_none(), "the link is removed");
-    let dm = eventually("the DM", || {
+    let dm = eventually("the DM", async || {
         env.slack
             .posts_to("U0ALICE")
             .into_iter()
@@ -173,7 +173,7 @@ async fn deactivating_a_user_ends_their_access_at_once() {
     })
     .await;
     assert!(dm["text"].as_str().unwrap().contains("deactivated at the identity provider"));
-    eventually("the audit channel line", || {
+    eventually("the audit channel line", async || {
         env.slack.posts_to(AUDIT).into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("revoked"))
     })
     .await;
@@ -191,7 +191,7 @@ async fn deleting_a_user_ends_their_access_too() {
     let (status, _) =
         scim(&env, reqwest::Method::DELETE, &format!("/Users/{}", created["id"].as_str().unwrap()), None).await;
     assert_eq!(status, 204);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     env.stop().await;
 }
 
@@ -245,10 +245,10 @@ async fn group_removal_revokes_what_needed_the_group_and_additions_grant_nothing
     )
     .await;
     assert_eq!(status, 200);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     let groups = env.db.link(&user("U0ALICE")).await.unwrap().unwrap().groups().unwrap();
     assert!(groups.is_empty(), "the removed group is gone from the link: {groups:?}");
-    eventually("the card to say why", || {
+    eventually("the card to say why", async || {
         env.card(id).filter(|c| c.to_string().contains("removed from engineering at the identity provider"))
     })
     .await;
@@ -260,7 +260,7 @@ async fn group_removal_revokes_what_needed_the_group_and_additions_grant_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivation_removes_real_database_access_within_two_seconds() {
-    let Some(pg) = crate::pg_support::PgTarget::create().await else { return };
+    let Some(pg) = crate::support::pg::PgTarget::create().await else { return };
     let env = SlackEnv::start_with(SlackEnvOptions {
         extra_toml: format!("\n[scim]\ntoken = \"{TOKEN}\"\n{}", crate::providers_pg::extra(&pg, &pg.admin_url())),
         ..Default::default()
@@ -340,7 +340,7 @@ async fn unlinking_says_what_ends_and_confirming_revokes_it(backend: Backend) {
 
     let done = env.command("U0ALICE", "unlink confirm").await;
     assert!(done.contains("link was removed") && done.contains("#1 `prod-db-readonly`"), "{done}");
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     assert_eq!(env.state(RequestId::new(2)).await, "cancelled");
     assert!(env.db.link(&user("U0ALICE")).await.unwrap().is_none());
     let removed = audited(&env, "link.removed").await;
@@ -385,7 +385,7 @@ async fn jitbot_link_remove_ends_the_access_and_prints_it(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(env.hook.count("revoke", id), 1, "the grant was revoked");
-    let dm = eventually("the DM", || {
+    let dm = eventually("the DM", async || {
         env.slack.posts_to("U0ALICE").into_iter().find(|m| m["text"].as_str().unwrap_or("").contains("link ended"))
     })
     .await;
@@ -414,7 +414,7 @@ async fn scim_deactivation_finds_access_by_stored_identity_and_blocks_relinking(
     )
     .await;
     assert_eq!(status, 200);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     assert_eq!(env.state(RequestId::new(2)).await, "cancelled");
 
     // Linking again is refused until SCIM reactivates her.
@@ -453,7 +453,7 @@ async fn a_deleted_user_is_found_by_subject_and_cannot_link_until_recreated(back
     let (status, _) =
         scim(&env, reqwest::Method::DELETE, &format!("/Users/{}", created["id"].as_str().unwrap()), None).await;
     assert_eq!(status, 204);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     let alice = jitbot::domain::Identity {
         slack: user("U0ALICE2"),
         issuer: "https://idp.example".into(),
@@ -500,7 +500,7 @@ async fn group_removal_matches_the_object_ids_in_the_groups_claim(backend: Backe
     )
     .await;
     assert_eq!(status, 200);
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     let groups = env.db.link(&user("U0ALICE")).await.unwrap().unwrap().groups().unwrap();
     assert!(groups.is_empty(), "{groups:?}");
     env.stop().await;

@@ -6,10 +6,10 @@ use std::time::Duration;
 use jitbot::domain::RequestId;
 use serde_json::Value;
 
-use crate::fake_slack::Failure;
-use crate::slack_support::SlackEnvOptions;
-use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, eventually, fixture, slack_sign};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::fake_slack::Failure;
+use crate::support::slack::SlackEnvOptions;
+use crate::support::slack::{APPROVALS, AUDIT, SlackEnv, eventually, fixture, slack_sign};
+use crate::support::slack::{Transport, both_transports};
 
 both_transports!(
     deny_updates_the_card_and_tells_the_requester,
@@ -62,7 +62,7 @@ async fn request_approve_grant_expire_over_slack_on_postgres() {
         return;
     }
     let options =
-        crate::slack_support::SlackEnvOptions { backend: crate::support::Backend::Postgres, ..Default::default() };
+        crate::support::slack::SlackEnvOptions { backend: crate::support::Backend::Postgres, ..Default::default() };
     request_approve_grant_expire(SlackEnv::start_with(options).await).await;
 }
 
@@ -76,7 +76,7 @@ pub async fn request_approve_grant_expire(env: SlackEnv) {
     );
     let id = RequestId::new(1);
 
-    let card = eventually("the approval card", || env.card(id)).await;
+    let card = eventually("the approval card", async || env.card(id)).await;
     let text = texts(&card);
     for needle in ["<@U0ALICE>", "prod-db-readonly", "30m", "debugging INC-4821", "Waiting for approval (0 of 1)"] {
         assert!(text.contains(needle), "card lacks {needle:?}: {text}");
@@ -85,28 +85,31 @@ pub async fn request_approve_grant_expire(env: SlackEnv) {
     assert!(card["text"].as_str().unwrap().contains("asks for prod-db-readonly"), "plain-text fallback");
 
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    let card =
-        eventually("the card to show the grant", || env.card(id).filter(|c| texts(c).contains("active until <!date^")))
-            .await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    let card = eventually("the card to show the grant", async || {
+        env.card(id).filter(|c| texts(c).contains("active until <!date^"))
+    })
+    .await;
     assert!(texts(&card).contains("Approved by <@U0BOB>"), "{}", texts(&card));
     assert!(buttons(&card).is_empty(), "decided cards have no buttons");
-    let dm = eventually("the requester's DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    let dm = eventually("the requester's DM", async || env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert!(texts(&dm).contains("is active until <!date^"), "{}", texts(&dm));
-    let answer = eventually("the ephemeral answer to the click", || env.slack.responses().first().cloned()).await;
+    let answer = eventually("the ephemeral answer to the click", async || env.slack.responses().first().cloned()).await;
     assert_eq!(answer["response_type"], "ephemeral");
     assert!(answer["text"].as_str().unwrap().starts_with("You approved request #1"), "{answer}");
 
     // Just past the expiry (a jump past expiry + 60 s would rightly also
     // raise the "revocation overdue" alert).
     env.clock.advance(Duration::from_secs(30 * 60 + 1));
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
-    eventually("the card to show the end", || env.card(id).filter(|c| texts(c).contains("Access expired"))).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the card to show the end", async || env.card(id).filter(|c| texts(c).contains("Access expired"))).await;
     // (The expiry warning may or may not have gone out first: the clock jumped past both.)
-    eventually("the end DM", || env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("has ended")))
-        .await;
+    eventually("the end DM", async || {
+        env.slack.posts_to("U0ALICE").into_iter().find(|m| texts(m).contains("has ended"))
+    })
+    .await;
     // The audit channel got a line per decision.
-    eventually("audit lines", || (env.slack.posts_to(AUDIT).len() == 3).then_some(())).await;
+    eventually("audit lines", async || (env.slack.posts_to(AUDIT).len() == 3).then_some(())).await;
     assert_eq!(env.slack.calls("chat.postMessage").iter().filter(|c| c.body["channel"] == APPROVALS).count(), 1);
     env.stop().await;
 }
@@ -115,10 +118,10 @@ async fn deny_updates_the_card_and_tells_the_requester(transport: Transport) {
     let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
-    eventually("card", || env.card(id)).await;
+    eventually("card", async || env.card(id)).await;
     crate::forms::deny(&env, "U0CAROL", id, None).await;
-    eventually("denied card", || env.card(id).filter(|c| texts(c).contains("Denied by <@U0CAROL>"))).await;
-    let dm = eventually("DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    eventually("denied card", async || env.card(id).filter(|c| texts(c).contains("Denied by <@U0CAROL>"))).await;
+    let dm = eventually("DM", async || env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert!(texts(&dm).contains("was denied by <@U0CAROL>"));
     assert!(env.hook.calls().is_empty());
     env.stop().await;
@@ -139,7 +142,7 @@ async fn bad_missing_or_stale_signatures_get_401_and_change_nothing() {
 
     // Correctly signed, but six minutes old: a replay.
     let old = env.now_secs() - 360;
-    let s = crate::slack_support::Signed {
+    let s = crate::support::slack::Signed {
         signature: Some(slack_sign(old, &body)),
         body: body.clone(),
         content_type: "application/x-www-form-urlencoded",
@@ -188,7 +191,7 @@ async fn self_approval_and_outsiders_are_refused_with_an_explanation(transport: 
     let id = RequestId::new(1);
     assert_eq!(env.click("U0ALICE", "approve", id).await, 200);
     assert_eq!(env.click("U0MALLORY", "approve", id).await, 200);
-    let answers = eventually("both answers", || {
+    let answers = eventually("both answers", async || {
         let r = env.slack.responses();
         (r.len() == 2).then_some(r)
     })
@@ -210,7 +213,7 @@ async fn double_clicks_and_retried_deliveries_count_once(transport: Transport) {
     // Slack retrying the same click: acknowledged, counted once, and no second answer.
     let retried = env.click_payload("T0WORK", "U0BOB", "approve", id);
     assert_eq!(env.interact_attempt(&retried, 1).await.0, 200);
-    let answers = eventually("answers", || {
+    let answers = eventually("answers", async || {
         let r = env.slack.responses();
         (r.len() >= 2).then_some(r)
     })
@@ -238,23 +241,25 @@ async fn slack_answering_429_then_200_still_gets_the_card_posted(transport: Tran
     env.slack.fail_next("chat.postMessage", Failure::RateLimited { retry_after_secs: 30 });
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
-    eventually("the rate-limited attempt", || (env.slack.calls("chat.postMessage").len() == 1).then_some(())).await;
+    eventually("the rate-limited attempt", async || (env.slack.calls("chat.postMessage").len() == 1).then_some(()))
+        .await;
     // Waits for the job to record the 429 and its Retry-After, not for time to pass.
     let retry_at = until_retry_recorded(&env).await;
     assert!(env.card(id).is_none(), "nothing posted before Retry-After");
     assert!(retry_at >= env.clock_now_millis() + 30_000, "Retry-After is honoured");
     env.clock.advance(Duration::from_secs(31));
-    eventually("the card after Retry-After", || env.card(id)).await;
+    eventually("the card after Retry-After", async || env.card(id)).await;
     assert_eq!(env.slack.calls("chat.postMessage").len(), 2);
 
     // A 5xx is retried with backoff too, and the transition it reports stands.
     env.slack.fail_next("chat.update", Failure::ServerError);
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    eventually("the failed update", || env.slack.calls("chat.update").first().map(|_| ())).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the failed update", async || env.slack.calls("chat.update").first().map(|_| ())).await;
     until_retry_recorded(&env).await;
     env.clock.advance(Duration::from_secs(6));
-    eventually("the card update after the 5xx", || env.card(id).filter(|c| texts(c).contains("Approved by"))).await;
+    eventually("the card update after the 5xx", async || env.card(id).filter(|c| texts(c).contains("Approved by")))
+        .await;
     env.stop().await;
 }
 
@@ -313,10 +318,10 @@ async fn commands_answer_helpfully(transport: Transport) {
     assert_eq!(env.command("U0ALICE", "cancel 1").await, "Request #1 for `prod-db-readonly` cancelled.");
     env.command("U0ALICE", "request prod-db-readonly debugging again").await;
     env.click("U0BOB", "approve", RequestId::new(2)).await;
-    eventually("grant", || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
+    eventually("grant", async || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
     let revoke = env.command("U0ALICE", "revoke 2").await;
     assert!(revoke.starts_with("Ending your `prod-db-readonly` access (request #2) now"), "{revoke}");
-    eventually("early revocation", || (env.hook.count("revoke", RequestId::new(2)) == 1).then_some(())).await;
+    eventually("early revocation", async || (env.hook.count("revoke", RequestId::new(2)) == 1).then_some(())).await;
     env.stop().await;
 }
 
@@ -337,21 +342,23 @@ async fn an_admin_retries_a_failing_revocation_from_slack(transport: Transport) 
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let id = RequestId::new(1);
     env.click("U0BOB", "approve", id).await;
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     env.hook.fail_always(true);
     env.clock.advance(Duration::from_secs(31 * 60));
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         env.clock.advance(Duration::from_secs(301));
     }
-    eventually("revoke_failed on the card", || env.card(id).filter(|c| texts(c).contains("Revocation is failing")))
-        .await;
+    eventually("revoke_failed on the card", async || {
+        env.card(id).filter(|c| texts(c).contains("Revocation is failing"))
+    })
+    .await;
     let refused = env.command("U0MALLORY", "retry 1").await;
     assert!(refused.contains("Only jitbot administrators can retry"), "{refused}");
     env.hook.fail_always(false);
     let ok = env.command("U0ADMIN", "retry 1").await;
     assert!(ok.starts_with("Retrying the revocation of request #1"), "{ok}");
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
-    eventually("the card to show the end", || env.card(id).filter(|c| texts(c).contains("Access ended"))).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the card to show the end", async || env.card(id).filter(|c| texts(c).contains("Access ended"))).await;
     env.stop().await;
 }

@@ -9,9 +9,9 @@ use jitbot::clock::Clock;
 use jitbot::domain::RequestId;
 use serde_json::Value;
 
-use crate::slack_support::SlackEnvOptions;
-use crate::slack_support::{AUDIT, SlackEnv, eventually};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::slack::SlackEnvOptions;
+use crate::support::slack::{AUDIT, SlackEnv, eventually};
+use crate::support::slack::{Transport, both_transports};
 use crate::support::user;
 
 both_transports!(a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_channel,);
@@ -41,23 +41,23 @@ async fn a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_cha
     env.link("U0ADMIN", "admin", &["jit-admins"]).await;
     env.command("U0ALICE", "request prod-db-readonly 30m debugging INC-4821").await;
     let id = RequestId::new(1);
-    eventually("card", || env.card(id)).await;
+    eventually("card", async || env.card(id)).await;
     assert_eq!(env.click("U0BOB", "approve", id).await, 200);
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     wait_for_state(&env, id, "active", Duration::ZERO).await;
 
     env.hook.fail_always(true);
     env.clock.advance(Duration::from_secs(30 * 60));
     wait_for_state(&env, id, "revoke_failed", Duration::from_secs(7)).await;
 
-    let card = eventually("the card to show the failing revocation", || {
+    let card = eventually("the card to show the failing revocation", async || {
         env.card(id).filter(|c| text_of(c).contains("Revocation is failing and is being retried"))
     })
     .await;
     assert!(text_of(&card).contains("answered HTTP 500"), "{}", text_of(&card));
     let list = env.command("U0ALICE", "list").await;
     assert!(list.contains("#1 `prod-db-readonly` (30m): revocation failing (retrying)"), "{list}");
-    let alert = eventually("the alert", || {
+    let alert = eventually("the alert", async || {
         env.slack.posts_to(AUDIT).into_iter().map(|m| text_of(&m)).find(|t| t.contains("keeps failing"))
     })
     .await;
@@ -83,9 +83,9 @@ async fn a_failing_revocation_shows_on_the_card_in_list_and_alerts_the_audit_cha
 
     env.hook.fail_always(false);
     env.service.retry_revoke_as(id, &user("U0ADMIN"), env.clock.now()).await.unwrap();
-    eventually("the revocation", || (env.hook.count("revoke", id) == 1).then_some(())).await;
+    eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     wait_for_state(&env, id, "revoked", Duration::ZERO).await;
-    eventually("the card to show the end", || {
+    eventually("the card to show the end", async || {
         env.card(id).filter(|c| text_of(c).contains("expired; the revocation succeeded after retries"))
     })
     .await;

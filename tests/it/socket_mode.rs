@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use jitbot::domain::RequestId;
 
-use crate::slack_support::{SlackEnv, SlackEnvOptions, Transport, eventually};
+use crate::support::slack::{SlackEnv, SlackEnvOptions, Transport, eventually};
 
 async fn socket_env() -> SlackEnv {
     SlackEnv::start_with(SlackEnvOptions { transport: Transport::Socket, ..Default::default() }).await
@@ -32,7 +32,7 @@ async fn clicks_are_acknowledged_at_once_even_when_the_target_is_slow() {
     assert!(elapsed < Duration::from_secs(3), "ack took {elapsed:?}");
     assert_eq!(env.state(id).await, "granting", "the decision is recorded before the ack");
     assert_eq!(env.hook.count("grant", id), 0, "the slow grant runs after the ack");
-    eventually("the slow grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the slow grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     env.stop().await;
 }
 
@@ -41,14 +41,14 @@ async fn a_dropped_socket_or_a_disconnect_request_is_followed_by_a_reconnect() {
     let env = socket_env().await;
     assert_eq!(env.slack.connections_opened(), 1);
     env.slack.drop_sockets();
-    eventually("a reconnect after the drop", || {
+    eventually("a reconnect after the drop", async || {
         (env.slack.connections_opened() >= 2 && env.slack.open_sockets() >= 1).then_some(())
     })
     .await;
     assert!(env.command("U0ALICE", "help").await.contains("/jit request"));
 
     env.slack.send_disconnect();
-    eventually("a reconnect after the disconnect", || {
+    eventually("a reconnect after the disconnect", async || {
         (env.slack.connections_opened() >= 3 && env.slack.open_sockets() >= 1).then_some(())
     })
     .await;
@@ -73,12 +73,12 @@ async fn the_home_tab_is_drawn_over_socket_mode() {
     let env = socket_env().await;
     env.command("U0ALICE", "request prod-db-readonly debugging").await;
     let mut event: serde_json::Value =
-        serde_json::from_str(&crate::slack_support::fixture("app_home_opened.json")).unwrap();
+        serde_json::from_str(&crate::support::slack::fixture("app_home_opened.json")).unwrap();
     event["team_id"] = "T0WORK".into();
     event["event"]["user"] = "U0ALICE".into();
     let envelope = env.slack.send_envelope("events_api", event, false);
     env.wait_ack(&envelope).await;
-    let home = eventually("the home tab", || env.slack.home("U0ALICE")).await;
+    let home = eventually("the home tab", async || env.slack.home("U0ALICE")).await;
     assert!(home.to_string().contains("prod-db-readonly"), "{home}");
     env.stop().await;
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use jitbot::domain::RequestId;
 
 use crate::slack_http::{buttons, texts};
-use crate::slack_support::{APPROVALS, AUDIT, SlackEnv, SlackEnvOptions, eventually};
-use crate::slack_support::{Transport, both_transports};
+use crate::support::slack::{APPROVALS, AUDIT, SlackEnv, SlackEnvOptions, eventually};
+use crate::support::slack::{Transport, both_transports};
 
 both_transports!(
     tickets_are_required_found_in_the_reason_and_linked_on_the_card,
@@ -100,7 +100,7 @@ async fn tickets_are_required_found_in_the_reason_and_linked_on_the_card(transpo
     assert!(ok.starts_with("Request #1 for `ticketed`"), "{ok}");
     let id = RequestId::new(1);
     assert_eq!(env.db.request(id).await.unwrap().unwrap().ticket.as_deref(), Some("INC-4821"));
-    let card = eventually("the card", || env.card(id)).await;
+    let card = eventually("the card", async || env.card(id)).await;
     assert!(texts(&card).contains("*Ticket*\n<https://jira.example.com/browse/INC-4821|INC-4821>"), "{}", texts(&card));
     env.stop().await;
 }
@@ -110,16 +110,16 @@ async fn auto_approval_grants_at_once_and_still_posts_a_card(transport: Transpor
     let reply = env.command("U0DAVE", "request oncall-db 45m paging alert on replication").await;
     assert!(reply.contains("was auto-approved (member of oncall, up to 1h without approval)"), "{reply}");
     let id = RequestId::new(1);
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    let card = eventually("the card saying why nobody was asked", || {
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    let card = eventually("the card saying why nobody was asked", async || {
         env.card(id).filter(|c| texts(c).contains("active until"))
     })
     .await;
     assert!(texts(&card).contains("Auto-approved (member of oncall, up to 1h without approval)"), "{}", texts(&card));
     assert!(buttons(&card).is_empty(), "nothing to decide on an auto-approved card");
-    let dm = eventually("the requester's DM", || env.slack.posts_to("U0DAVE").first().cloned()).await;
+    let dm = eventually("the requester's DM", async || env.slack.posts_to("U0DAVE").first().cloned()).await;
     assert!(texts(&dm).contains("is active until") && texts(&dm).contains("Auto-approved"), "{}", texts(&dm));
-    eventually("the audit line", || {
+    eventually("the audit line", async || {
         env.slack.posts_to(AUDIT).into_iter().find(|m| texts(m).contains("auto-approved (member of oncall"))
     })
     .await;
@@ -146,7 +146,7 @@ async fn auto_approval_needs_groups_as_fresh_as_an_approvers_with_an_idp(transpo
     let fresh = env.command("U0DAVE", "request oncall-db 30m paging alert").await;
     assert!(fresh.contains("auto-approved"), "{fresh}");
     let id = RequestId::new(1);
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
     env.command("U0DAVE", "revoke 1").await;
     until_state(&env, id, "revoked").await;
 
@@ -164,7 +164,7 @@ async fn pending_requests_time_out_with_a_reminder_halfway(transport: Transport)
     let reply = env.command("U0ALICE", "request slow-db 30m looking at a slow query").await;
     assert!(reply.contains("It times out <!date^"), "{reply}");
     let id = RequestId::new(1);
-    let card = eventually("the card", || env.card(id)).await;
+    let card = eventually("the card", async || env.card(id)).await;
     assert!(texts(&card).contains("times out <!date^"), "{}", texts(&card));
     let card_ts = card["ts"].as_str().unwrap().to_owned();
 
@@ -172,29 +172,29 @@ async fn pending_requests_time_out_with_a_reminder_halfway(transport: Transport)
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.slack.posts_to(APPROVALS).len(), 1, "no reminder before halfway");
     env.clock.advance(Duration::from_secs(60));
-    let reminder = eventually("the reminder", || env.slack.posts_to(APPROVALS).get(1).cloned()).await;
+    let reminder = eventually("the reminder", async || env.slack.posts_to(APPROVALS).get(1).cloned()).await;
     assert!(texts(&reminder).contains("Request #1 from <@U0ALICE> for `slow-db` (30m) still needs approval (0 of 1)"));
     assert_eq!(reminder["thread_ts"], card_ts.as_str(), "the reminder is threaded under the card");
     assert_eq!(reminder["reply_broadcast"], true, "and shown in the channel");
 
     env.clock.advance(Duration::from_secs(30 * 60));
-    let card = eventually("the timed-out card", || env.card(id).filter(|c| texts(c).contains("Timed out"))).await;
+    let card = eventually("the timed-out card", async || env.card(id).filter(|c| texts(c).contains("Timed out"))).await;
     assert!(texts(&card).contains("nobody decided within 1h"), "{}", texts(&card));
     assert!(buttons(&card).is_empty());
-    let dm = eventually("the requester's DM", || env.slack.posts_to("U0ALICE").first().cloned()).await;
+    let dm = eventually("the requester's DM", async || env.slack.posts_to("U0ALICE").first().cloned()).await;
     assert!(texts(&dm).contains("Your request #1 for `slow-db` timed out"), "{}", texts(&dm));
     assert_eq!(env.state(id).await, "timed_out");
 
     // A late approval changes nothing; the person may ask again.
     env.click("U0BOB", "approve", id).await;
-    let answer = eventually("the answer", || env.slack.responses().first().cloned()).await;
+    let answer = eventually("the answer", async || env.slack.responses().first().cloned()).await;
     assert!(answer["text"].as_str().unwrap().contains("already timed out"), "{answer}");
     assert!(env.hook.calls().is_empty());
     assert!(env.command("U0ALICE", "request slow-db 30m still slow").await.starts_with("Request #2"));
 
     // A request decided before its deadline never times out.
     env.click("U0BOB", "approve", RequestId::new(2)).await;
-    eventually("the grant", || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
+    eventually("the grant", async || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
     // Just past the expiry first (a longer jump would also make the revoke
     // overdue and raise a real alert when the machine is slow), then past the
     // approval deadline.
@@ -215,12 +215,12 @@ async fn break_glass_grants_announces_and_flags_for_review(transport: Transport)
     let reply = env.command("U0ALICE", "request emergency 1h primary database down").await;
     assert!(reply.contains("`/jit break-glass 1 <reason>`"), "{reply}");
     let id = RequestId::new(1);
-    let card = eventually("the card", || env.card(id)).await;
+    let card = eventually("the card", async || env.card(id)).await;
     assert!(texts(&card).contains("Break-glass allowed"), "{}", texts(&card));
 
     // Approve is still refused for the requester, and says what to do instead.
     env.click("U0ALICE", "approve", id).await;
-    let answer = eventually("the answer", || env.slack.responses().first().cloned()).await;
+    let answer = eventually("the answer", async || env.slack.responses().first().cloned()).await;
     assert!(answer["text"].as_str().unwrap().contains("allows break-glass instead"), "{answer}");
     // Nobody else can break glass on it, and a reason is mandatory.
     let other = env.command("U0BOB", "break-glass 1 I want to help").await;
@@ -235,13 +235,13 @@ async fn break_glass_grants_announces_and_flags_for_review(transport: Transport)
 
     let done = env.command("U0ALICE", "break-glass 1 primary down, nobody answers the page").await;
     assert!(done.contains("Break-glass: you approved request #1"), "{done}");
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    let card = eventually("the marked card", || env.card(id).filter(|c| texts(c).contains("active until"))).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    let card = eventually("the marked card", async || env.card(id).filter(|c| texts(c).contains("active until"))).await;
     let text = texts(&card);
     assert!(text.contains("*BREAK-GLASS*") && text.contains("Flagged for review"), "{text}");
     assert!(text.contains("primary down, nobody answers the page"), "{text}");
     assert!(card["text"].as_str().unwrap().starts_with("BREAK-GLASS "), "the fallback says it too");
-    eventually("the audit channel announcement", || {
+    eventually("the audit channel announcement", async || {
         env.slack.posts_to(AUDIT).into_iter().find(|m| texts(m).contains(":rotating_light: BREAK-GLASS #1"))
     })
     .await;
@@ -290,20 +290,21 @@ async fn n_of_m_progress_shows_on_the_card_as_approvals_arrive(transport: Transp
     let env = start_on(transport, "").await;
     env.command("U0ALICE", "request prod-admin 15m rotating credentials").await;
     let id = RequestId::new(1);
-    let card = eventually("the card", || env.card(id)).await;
+    let card = eventually("the card", async || env.card(id)).await;
     assert!(texts(&card).contains("Waiting for approval (0 of 2)"), "{}", texts(&card));
     env.click("U0BOB", "approve", id).await;
-    let card = eventually("1 of 2", || env.card(id).filter(|c| texts(c).contains("1 of 2 approvals: <@U0BOB>"))).await;
+    let card =
+        eventually("1 of 2", async || env.card(id).filter(|c| texts(c).contains("1 of 2 approvals: <@U0BOB>"))).await;
     assert_eq!(buttons(&card).len(), 2, "still open for the second approver");
     // Bob's second Slack account (same IdP identity) does not count twice.
     env.link("U0BOB2", "bob", &["sre-leads"]).await;
     env.click("U0BOB2", "approve", id).await;
-    let answer = eventually("the answer", || env.slack.responses().get(1).cloned()).await;
+    let answer = eventually("the answer", async || env.slack.responses().get(1).cloned()).await;
     assert!(answer["text"].as_str().unwrap().contains("already decided on request #1"), "{answer}");
     assert_eq!(env.state(id).await, "pending");
     env.click("U0CAROL", "approve", id).await;
-    eventually("the grant", || (env.hook.count("grant", id) == 1).then_some(())).await;
-    let card = eventually("approved", || env.card(id).filter(|c| texts(c).contains("active until"))).await;
+    eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    let card = eventually("approved", async || env.card(id).filter(|c| texts(c).contains("active until"))).await;
     assert!(texts(&card).contains("Approved by <@U0BOB>, <@U0CAROL>"), "{}", texts(&card));
     env.stop().await;
 }
@@ -333,19 +334,20 @@ async fn a_role_with_its_own_channel_gets_its_cards_and_replies_name_it(transpor
     let reply = env.command("U0ALICE", "request team-db 30m debugging the migration").await;
     assert!(reply.contains("sent to <#C0DBTEAM> for approval"), "{reply}");
     let id = RequestId::new(1);
-    eventually("the card in the role's channel", || card_in(&env, "C0DBTEAM", id)).await;
+    eventually("the card in the role's channel", async || card_in(&env, "C0DBTEAM", id)).await;
     assert!(env.card(id).is_none(), "nothing in the default approvals channel");
 
     env.click("U0BOB", "approve", id).await;
     until_state(&env, id, "active").await;
-    eventually("the card updated in place", || {
+    eventually("the card updated in place", async || {
         card_in(&env, "C0DBTEAM", id).filter(|c| texts(c).contains("active until"))
     })
     .await;
 
     let reply = env.command("U0ALICE", "extend 1 1h migration still running").await;
     assert!(reply.starts_with("Extension request #2 (+1h for request #1) sent to <#C0DBTEAM>"), "{reply}");
-    eventually("the extension's card in the role's channel", || card_in(&env, "C0DBTEAM", RequestId::new(2))).await;
+    eventually("the extension's card in the role's channel", async || card_in(&env, "C0DBTEAM", RequestId::new(2)))
+        .await;
     assert!(env.slack.messages_in(APPROVALS).is_empty(), "{:?}", env.slack.messages_in(APPROVALS));
     env.stop().await;
 }

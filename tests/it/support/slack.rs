@@ -18,7 +18,7 @@ use jitbot::store::Db;
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::fake_slack::{BOT_TOKEN, FakeSlack};
+use crate::support::fake_slack::{BOT_TOKEN, FakeSlack};
 use crate::support::{WebhookReceiver, config_text, start_time, user};
 
 pub const SIGNING_SECRET: &str = "test-signing-secret-abcdef";
@@ -139,7 +139,7 @@ impl SlackEnv {
                     "mode = \"http\"",
                     &format!(
                         "mode = \"socket\"\napp_token = \"{}\"\nsocket_connections = 1",
-                        crate::fake_slack::APP_TOKEN
+                        crate::support::fake_slack::APP_TOKEN
                     ),
                 )
                 .replace(&format!("signing_secret = \"{SIGNING_SECRET}\"\n"), "");
@@ -187,7 +187,7 @@ impl SlackEnv {
             task: Some(task),
         };
         if options.transport == Transport::Socket {
-            eventually("a Socket Mode connection", || (env.slack.open_sockets() >= 1).then_some(())).await;
+            eventually("a Socket Mode connection", async || (env.slack.open_sockets() >= 1).then_some(())).await;
         }
         if options.links {
             env.link("U0ALICE", "alice", &["engineering"]).await;
@@ -375,7 +375,7 @@ impl SlackEnv {
     /// Waits for the acknowledgement of an envelope (Slack's limit is 3 s;
     /// the wait here is generous for busy CI machines).
     pub async fn wait_ack(&self, envelope_id: &str) -> Value {
-        eventually("the envelope's acknowledgement", || self.slack.ack(envelope_id)).await
+        eventually("the envelope's acknowledgement", async || self.slack.ack(envelope_id)).await
     }
 
     /// Clicks a card button as `user_id`.
@@ -421,26 +421,16 @@ macro_rules! both_transports {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn http() {
-                super::$name($crate::slack_support::Transport::Http).await
+                super::$name($crate::support::slack::Transport::Http).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn socket() {
-                super::$name($crate::slack_support::Transport::Socket).await
+                super::$name($crate::support::slack::Transport::Socket).await
             }
         }
     )*};
 }
 pub(crate) use both_transports;
 
-/// Polls `f` until it holds (for effects of background jobs), up to 20 s
-/// (generous: CI machines are small and busy).
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..1000 {
-        if let Some(v) = f() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+pub use super::eventually;

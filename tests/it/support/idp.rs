@@ -11,7 +11,7 @@ use std::time::Duration;
 use jitbot::clock::{Clock, SystemClock};
 use serde_json::{Value, json};
 
-use crate::slack_support::{SlackEnv, SlackEnvOptions, free_port};
+use crate::support::slack::{SlackEnv, SlackEnvOptions, free_port};
 
 pub const CLIENT_ID: &str = "jitbot";
 pub const CLIENT_SECRET: &str = "jitbot-test-client-secret-0123";

@@ -4,7 +4,20 @@
 //! named by `JITBOT_TEST_DATABASE_URL`) with a manual clock.
 //!
 //! `both_backends!` turns one test body into a `sqlite` and a `postgres`
-//! test, so the two backends are held to the very same assertions.
+//! test, so the two backends are held to the very same assertions, and
+//! [`eventually`] is the one way a test waits: for a recorded outcome,
+//! never for time to pass.
+//!
+//! The other helpers live beside this file: [`fake_slack`] (the fake Slack
+//! Web API and Socket Mode), [`slack`] (`SlackEnv`, the signed client and
+//! `both_transports!`), [`idp`] (the test identity provider and a browser),
+//! [`pg`] (PostgreSQL targets) and [`providers`] (provider environments).
+
+pub mod fake_slack;
+pub mod idp;
+pub mod pg;
+pub mod providers;
+pub mod slack;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -550,16 +563,47 @@ pub async fn exec(db: &Db, sql: &str) {
     }
 }
 
-/// Polls `f` (real time) until it holds, for loops running in the background.
-pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+/// What a wait can end on: `true`, or `Some(value)`.
+pub trait Ready<T> {
+    /// `Some` once the wait is over.
+    fn ready(self) -> Option<T>;
+}
+
+impl Ready<()> for bool {
+    fn ready(self) -> Option<()> {
+        self.then_some(())
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+impl<T> Ready<T> for Option<T> {
+    fn ready(self) -> Option<T> {
+        self
+    }
+}
+
+/// How long [`eventually`] waits: generous, CI machines are small and busy.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `f` until it holds (for effects of background jobs, replicas and
+/// spawned tasks) and returns what it found; fails naming `what` after
+/// [`PATIENCE`].
+pub async fn eventually<T, R: Ready<T>>(what: &str, f: impl AsyncFnMut() -> R) -> T {
+    eventually_within(what, PATIENCE, f).await
+}
+
+/// [`eventually`] with a bound of its own, where the bound is the promise
+/// under test (a replica takes over within its lease, ...).
+pub async fn eventually_within<T, R: Ready<T>>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> R) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await.ready() {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn build(

@@ -2,40 +2,56 @@
 //!
 //! # A short tour
 //!
+//! Arrows point down: transports call the service, the service calls the
+//! store and writes jobs, jobs call providers and report to the service.
+//! Each line says what the module may touch.
+//!
 //! - [`domain`]: pure types and rules (ids, durations, the request state
-//!   machine, policy). No I/O, no clock.
-//! - [`config`]: `jitbot.toml`, typed and validated, `${VAR}` secrets; one
-//!   file per section. Touches [`domain`] only: templates, durations and each
-//!   role's policy are parsed once, at load.
-//! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for both.
-//! - [`service`]: the use cases (request, approve, deny, break-glass, cancel,
-//!   revoke, extend, the kill switch, link, sign-in, SCIM provisioning, the
-//!   credentials page, reconcile). One transaction per transition, with its
-//!   audit event and jobs; read models for the transports. The only door to
-//!   [`store`]: `idp`, `scim`, `credentials` and `reconcile` ask it.
+//!   machine, policy, decisions, login names and templates). Touches nothing:
+//!   no I/O, no clock.
+//! - [`config`]: `jitbot.toml` as plain validated data, `${VAR}` secrets; one
+//!   file per section; templates, durations and each role's policy parsed
+//!   once, at load. Touches [`domain`] only.
+//! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for
+//!   both. Touches [`domain`]; only [`service`] (and the wiring) uses it.
+//! - [`service`]: the use cases and read models: request, approve, deny,
+//!   break-glass, cancel, revoke, extend, the kill switch, links, sign-in,
+//!   SCIM provisioning, the credentials page, reconcile, job outcomes. One
+//!   transaction per transition with its audit event and jobs. Touches
+//!   [`store`], [`domain`], [`job_kinds`], [`providers`] (grant specs),
+//!   [`audit`]; the only door to the store.
 //! - [`job_kinds`]: the kinds of jobs and their payloads, below both
-//!   `service` (which writes jobs) and `jobs` (which runs them). Pure data.
+//!   [`service`] (which writes jobs) and [`jobs`] (which runs them). Pure data.
 //! - [`jobs`]: the durable scheduler (fenced leases, capped backoff; knows no
-//!   job kinds) and the handlers that grant, revoke and notify after commit,
-//!   reporting each outcome to a `service` use case. May use `service`;
-//!   `service` never uses `jobs`.
+//!   job kinds) and the handlers that grant, revoke and notify after commit.
+//!   Touches [`service`] (to record outcomes), [`providers`], [`notify`];
+//!   [`service`] never uses it.
 //! - [`providers`]: adapters that apply and remove access: webhook,
-//!   PostgreSQL roles, commands (and one-shot actions).
-//! - [`credentials`]: the one-time page that sets and shows a password for
-//!   a login jitbot created.
-//! - [`reconcile`]: compares what the database says is granted with what
-//!   targets report.
-//! - [`metrics`]: counters served on `/metrics`.
-//! - [`notify`]: what people are told, behind a trait the transports implement.
+//!   PostgreSQL roles, commands (and one-shot actions). Touches [`domain`],
+//!   [`config`] and the target systems.
+//! - [`notify`]: what people are told, behind a trait the transports
+//!   implement. Touches [`domain`].
 //! - [`slack`]: Slack as a transport: one dispatcher for commands, buttons,
-//!   modals and the App Home tab, behind two edges (signed HTTP requests and
-//!   Socket Mode websockets); Block Kit templates, Web API. Reaches the
-//!   database only through [`service`], never [`store`].
+//!   modals and the App Home tab behind two edges (signed HTTP requests and
+//!   Socket Mode websockets); Block Kit templates, Web API, the notifier.
+//!   Touches [`service`], never [`store`].
+//! - [`idp`]: OIDC linking and sign-in (discovery, code flow with PKCE, ID
+//!   token checks, refresh) and the `/oidc/*` pages. Touches [`service`],
+//!   never [`store`].
+//! - [`scim`]: the SCIM 2.0 service provider (`/scim/v2` Users and Groups)
+//!   that deprovisions. Touches [`service`], never [`store`].
+//! - [`credentials`]: the one-time page that sets and shows a password for
+//!   a login jitbot created. Touches [`service`], never [`store`].
+//! - [`reconcile`]: compares what the database says is granted with what
+//!   targets report. Touches [`service`] and [`providers`].
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
-//!   checkpoints of its head, verify and export.
-//! - [`http`]: the axum router and its bounds (request timeout, requests in
-//!   flight); [`app`]: wiring and `run_until`; [`cli`]: the binary's commands.
-//! - [`clock`]: the only reader of the wall clock.
+//!   checkpoints of its head, verify and export. Touches [`store`] rows.
+//! - [`http`]: the axum router, its bounds (request timeout, requests in
+//!   flight) and the one HTML page helper. Touches the transports' routers.
+//! - [`app`]: wiring and `run_until`; [`cli`]: the binary's commands. Touch
+//!   everything, to build it.
+//! - [`metrics`]: counters served on `/metrics`; [`clock`]: the only reader
+//!   of the wall clock. Leaves.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

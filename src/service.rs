@@ -331,7 +331,7 @@ impl Service {
         if let Err(e) = self.db.purge_expired_sign_ins(now).await {
             tracing::debug!(error = %e, "could not purge expired sign-ins");
         }
-        let token = crate::idp::random_token();
+        let token = crate::domain::random_token();
         let max_age_ms = max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.db
             .insert_link_token(&crate::domain::hash_token(&token), user, max_age_ms, now, now.plus(LINK_TOKEN_TTL))
@@ -362,7 +362,7 @@ impl Service {
         tx.set_groups_claim_missing(&identity.slack, groups_claim_missing).await?;
         let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");
         let groups = match (groups_claim_missing, &self.config.idp) {
-            (true, Some(idp)) => crate::idp::missing_groups_note(&idp.groups_claim),
+            (true, Some(idp)) => crate::domain::policy::missing_groups_note(&idp.groups_claim),
             _ if groups.is_empty() => "none".to_owned(),
             _ => groups,
         };

@@ -22,4 +22,4 @@ pub use policy::{AutoApproval, AutoApproveRule, Identity, PolicyError, RolePolic
 pub use request::{AccessRequest, Approval, Decision};
 pub use state::RequestState;
 pub use time::{AccessDuration, Timestamp};
-pub use token::{hash_token, token_digest};
+pub use token::{hash_token, random_token, token_digest};

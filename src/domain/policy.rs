@@ -334,6 +334,16 @@ impl RolePolicy {
     }
 }
 
+/// What a person is told when their IdP sent no groups claim: at link
+/// time and in `/jit whoami`.
+pub fn missing_groups_note(claim: &str) -> String {
+    format!(
+        "none: your identity provider sent no `{claim}` claim, so jitbot cannot see your groups. \
+         An admin must make the IdP send it (e.g. add `\"groups\"` to `[idp] scopes`, or map the claim; \
+         see jitbot's README), then run /jit link again"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

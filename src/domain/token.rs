@@ -11,6 +11,17 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A fresh random token, URL-safe (256 bits): link tokens, states, browser
+/// bindings. The one reader of randomness in the domain: tokens are made
+/// where they are stored.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// How tokens are stored: hex SHA-256. A leaked table gives nobody a usable token.
 pub fn hash_token(token: &str) -> String {
     hex::encode(token_digest(token))

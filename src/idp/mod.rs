@@ -16,7 +16,7 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce as AesNonce};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
     CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
@@ -75,12 +75,7 @@ type OidcClient = Client<
     EndpointMaybeSet,
 >;
 
-/// A fresh random token, URL-safe: link tokens, states, browser bindings.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+pub use crate::domain::random_token;
 
 pub use crate::domain::hash_token;
 
@@ -269,15 +264,7 @@ fn groups_from(claims: &ExtraClaims, name: &str, delimiter: Option<&str>) -> Opt
     }
 }
 
-/// What a person is told when their IdP sent no groups claim: at link
-/// time and in `/jit whoami`.
-pub fn missing_groups_note(claim: &str) -> String {
-    format!(
-        "none: your identity provider sent no `{claim}` claim, so jitbot cannot see your groups. \
-         An admin must make the IdP send it (e.g. add `\"groups\"` to `[idp] scopes`, or map the claim; \
-         see jitbot's README), then run /jit link again"
-    )
-}
+pub use crate::domain::policy::missing_groups_note;
 
 /// openidconnect speaks chrono; this is the one conversion point.
 fn chrono_of(t: Timestamp) -> chrono::DateTime<chrono::Utc> {

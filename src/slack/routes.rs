@@ -405,7 +405,7 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                     escape(&link.subject),
                     escape(&link.issuer),
                     match (&state.config.idp, link.missing_groups_claim) {
-                        (Some(idp), true) => crate::idp::missing_groups_note(&idp.groups_claim),
+                        (Some(idp), true) => crate::domain::policy::missing_groups_note(&idp.groups_claim),
                         _ => link.groups.join(", "),
                     },
                     slack_date(link.confirmed_at)

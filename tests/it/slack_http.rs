@@ -343,10 +343,16 @@ async fn an_admin_retries_a_failing_revocation_from_slack(transport: Transport) 
     let id = RequestId::new(1);
     env.click("U0BOB", "approve", id).await;
     eventually("the grant", async || (env.hook.count("grant", id) == 1).then_some(())).await;
+    crate::workflow::until_state(&env, id, "active").await;
     env.hook.fail_always(true);
     env.clock.advance(Duration::from_secs(31 * 60));
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each failed attempt is recorded before time moves on to the next one.
+    let failed = "SELECT COALESCE(MAX(attempt), 0) FROM jobs WHERE kind = 'revoke' AND last_error IS NOT NULL";
+    for attempt in 1..=3 {
+        eventually("a failed revocation attempt", async || {
+            (crate::support::number(&env.db, failed).await >= attempt).then_some(())
+        })
+        .await;
         env.clock.advance(Duration::from_secs(301));
     }
     eventually("revoke_failed on the card", async || {

@@ -168,8 +168,11 @@ async fn pending_requests_time_out_with_a_reminder_halfway(transport: Transport)
     assert!(texts(&card).contains("times out <!date^"), "{}", texts(&card));
     let card_ts = card["ts"].as_str().unwrap().to_owned();
 
+    // The reminder is due halfway (30 of 60 minutes), not before.
+    let due = "SELECT MIN(due_at) FROM jobs WHERE kind = 'remind' AND state = 'queued'";
+    let remind_at = crate::support::number(&env.db, due).await;
+    assert_eq!(remind_at, env.clock_now_millis() + 30 * 60 * 1000, "no reminder before halfway");
     env.clock.advance(Duration::from_secs(29 * 60));
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.slack.posts_to(APPROVALS).len(), 1, "no reminder before halfway");
     env.clock.advance(Duration::from_secs(60));
     let reminder = eventually("the reminder", async || env.slack.posts_to(APPROVALS).get(1).cloned()).await;
@@ -195,6 +198,9 @@ async fn pending_requests_time_out_with_a_reminder_halfway(transport: Transport)
     // A request decided before its deadline never times out.
     env.click("U0BOB", "approve", RequestId::new(2)).await;
     eventually("the grant", async || (env.hook.count("grant", RequestId::new(2)) == 1).then_some(())).await;
+    // The grant's outcome is recorded before time moves on: a revocation
+    // that finds the grant call still in flight waits for it.
+    until_state(&env, RequestId::new(2), "active").await;
     // Just past the expiry first (a longer jump would also make the revoke
     // overdue and raise a real alert when the machine is slow), then past the
     // approval deadline.

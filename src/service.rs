@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::config::Config;
 use crate::domain::{
     AccessDuration, AccessRequest, Decision, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy,
@@ -368,24 +368,8 @@ impl Service {
         };
         let text = format!("Linked as {} — groups: {}.", identity.email, groups);
         schedule_dm(&mut tx, &identity.slack, &text, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(identity.slack.clone()),
-            AuditAction::LinkAdded,
-            None,
-            json!({
-                "slack": identity.slack.to_string(),
-                "issuer": identity.issuer,
-                "subject": identity.subject,
-                "email": identity.email,
-                "groups": identity.groups,
-                "groups_claim_missing": groups_claim_missing,
-                "auth_time": auth_time.map(|t| t.to_string()),
-                "source": "oidc",
-            }),
-        )
-        .await?;
+        let event = Event::LinkSignedIn { identity, groups_claim_missing, auth_time };
+        audit::append(&mut tx, now, &Actor::Slack(identity.slack.clone()), None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(())
     }
@@ -493,34 +477,20 @@ impl Service {
             schedule_timeout(&mut tx, id, &policy, decide_by, now).await?;
         }
         let actor = Actor::Slack(cmd.requester.clone());
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestCreated,
-            Some(id),
-            json!({
-                "role": role.as_str(),
-                "provider": provider,
-                "duration": duration.to_string(),
-                "reason": cmd.reason.trim(),
-                "ticket": ticket,
-                "approvals_required": policy.approvals_required,
-                "decide_by": decide_by.map(|t| t.to_string()),
-                "requester": {"email": requester.email, "subject": requester.subject, "issuer": requester.issuer},
-            }),
-        )
-        .await?;
+        let event = Event::RequestCreated {
+            role: role.as_str(),
+            provider: &provider,
+            duration,
+            reason: cmd.reason.trim(),
+            ticket: ticket.as_deref(),
+            approvals_required: policy.approvals_required,
+            decide_by,
+            requester: &requester,
+        };
+        audit::append(&mut tx, now, &actor, Some(id), event).await?;
         if let Some(why) = &auto {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::RequestAutoApproved,
-                Some(id),
-                json!({"why": why, "expires_at": expires_at.map(|t| t.to_string())}),
-            )
-            .await?;
+            let event = Event::RequestAutoApproved { why, expires_at };
+            audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         }
         self.commit_wake_and_load(tx, id).await
     }
@@ -597,27 +567,13 @@ impl Service {
             let LetThrough::Done { expires_at, extended } = outcome else {
                 return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
             };
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::RequestApproved,
-                Some(id),
-                json!({"approvals": count, "required": request.approvals_required, "expires_at": expires_at.to_string()}),
-            )
-            .await?;
+            let event = Event::RequestApproved { approvals: count, required: request.approvals_required, expires_at };
+            audit::append(&mut tx, now, &actor, Some(id), event).await?;
             audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::ApprovalRecorded), id, now, now).await?;
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::ApprovalRecorded,
-                Some(id),
-                json!({"approvals": count, "required": request.approvals_required}),
-            )
-            .await?;
+            let event = Event::ApprovalRecorded { approvals: count, required: request.approvals_required };
+            audit::append(&mut tx, now, &actor, Some(id), event).await?;
         }
         self.commit_and_wake(tx).await?;
         let request = self.load(id).await?;
@@ -667,15 +623,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         schedule(&mut tx, JobKind::Notify(NoticeKind::Denied), id, now, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(approver.clone()),
-            AuditAction::RequestDenied,
-            Some(id),
-            json!({"reason": reason}),
-        )
-        .await?;
+        audit::append(&mut tx, now, &Actor::Slack(approver.clone()), Some(id), Event::RequestDenied { reason }).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -725,15 +673,7 @@ impl Service {
         let LetThrough::Done { expires_at, extended } = outcome else {
             return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
         };
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestBreakGlass,
-            Some(id),
-            json!({"reason": reason, "expires_at": expires_at.to_string(), "review_required": true}),
-        )
-        .await?;
+        audit::append(&mut tx, now, &actor, Some(id), Event::RequestBreakGlass { reason, expires_at }).await?;
         audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         self.commit_wake_and_load(tx, id).await
     }
@@ -751,8 +691,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
-        audit::append(&mut tx, now, &Actor::Slack(actor.clone()), AuditAction::RequestCancelled, Some(id), json!({}))
-            .await?;
+        audit::append(&mut tx, now, &Actor::Slack(actor.clone()), Some(id), Event::RequestWithdrawn).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -788,17 +727,9 @@ impl Service {
         tx.expedite_revoke(id, now).await?;
         let actor = Actor::Slack(actor.clone());
         let cancelled = cancel_pending_extension(&mut tx, id, now).await?;
-        audit::append(&mut tx, now, &actor, AuditAction::RevokeRequested, Some(id), json!({"detail": detail})).await?;
+        audit::append(&mut tx, now, &actor, Some(id), Event::RevokeRequested { detail: &detail }).await?;
         if let Some(ext) = cancelled {
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::RequestCancelled,
-                Some(ext),
-                json!({"why": "access ended"}),
-            )
-            .await?;
+            audit::append(&mut tx, now, &actor, Some(ext), Event::RequestCancelled { why: "access ended" }).await?;
         }
         self.commit_wake_and_load(tx, id).await
     }
@@ -836,18 +767,11 @@ impl Service {
         tx.set_link_groups(user, &after).await?;
         let events = self.end_requests(&mut tx, &doomed, &reason, now).await?;
         let touched = events.len();
-        for (action, id, detail) in events {
-            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, &Actor::Scim, Some(id), event).await?;
         }
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Scim,
-            AuditAction::LinkGroupsRemoved,
-            None,
-            json!({"slack": user.to_string(), "removed": lost, "groups": after}),
-        )
-        .await?;
+        let event = Event::LinkGroupsRemoved { slack: user, removed: &lost, groups: &after };
+        audit::append(&mut tx, now, &Actor::Scim, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(touched)
     }
@@ -857,13 +781,13 @@ impl Service {
     /// meanwhile is handled in its new state. Returns the audit events to
     /// append, which the caller does last (the audit head is locked last in
     /// every transaction).
-    async fn end_requests(
+    async fn end_requests<'r>(
         &self,
         tx: &mut Tx,
         ids: &[RequestId],
-        reason: &str,
+        reason: &'r str,
         now: Timestamp,
-    ) -> ServiceResult<Vec<(AuditAction, RequestId, serde_json::Value)>> {
+    ) -> ServiceResult<Vec<(RequestId, Event<'r>)>> {
         let mut events = Vec::new();
         for &id in ids {
             tx.lock_request(id, None, now).await?;
@@ -878,7 +802,7 @@ impl Service {
                     };
                     if tx.transition(id, RequestState::Cancelled, &fields, now).await? {
                         schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
-                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
+                        events.push((id, Event::RequestCancelledForLink { reason }));
                     }
                 }
                 // A one-shot action has nothing to revoke: it is not run.
@@ -887,14 +811,14 @@ impl Service {
                         TransitionFields { ended_at: Some(now), detail: Some(reason.to_owned()), ..Default::default() };
                     if tx.transition(id, RequestState::ActionFailed, &fields, now).await? {
                         schedule(tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
-                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
+                        events.push((id, Event::RequestCancelledForLink { reason }));
                     }
                 }
                 RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
                     let fields = TransitionFields { detail: Some(reason.to_owned()), ..Default::default() };
                     if tx.transition(id, RequestState::Revoking, &fields, now).await? {
                         tx.expedite_revoke(id, now).await?;
-                        events.push((AuditAction::RevokeRequested, id, json!({"detail": reason})));
+                        events.push((id, Event::RevokeRequested { detail: reason }));
                     }
                 }
                 _ => {}
@@ -922,21 +846,18 @@ impl Service {
             )));
         }
         let mut tx = self.db.begin().await?;
-        let how = if tx.revoke_due_now(id, now).await? {
-            "the queued revocation runs now"
+        let queued_new = if tx.revoke_due_now(id, now).await? {
+            false
         } else {
             schedule(&mut tx, JobKind::Revoke, id, now, now).await?;
-            "a new revocation was queued"
+            true
         };
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::RevokeRetryRequested,
-            Some(id),
-            json!({"state": request.state.as_str(), "last_error": request.state_detail, "action": how}),
-        )
-        .await?;
+        let event = Event::RevokeRetryRequested {
+            state: request.state,
+            last_error: request.state_detail.as_deref(),
+            queued_new,
+        };
+        audit::append(&mut tx, now, actor, Some(id), event).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -1094,7 +1015,7 @@ impl Service {
         let LetThrough::NothingToExtend(why) = outcome else {
             return self.already_decided(tx, id).await;
         };
-        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
+        audit::append(&mut tx, now, actor, Some(id), Event::RequestCancelled { why: &why }).await?;
         self.commit_and_wake(tx).await?;
         Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
     }
@@ -1107,23 +1028,7 @@ impl Service {
         self.check_email_free(identity).await?;
         let mut tx = self.db.begin().await?;
         tx.upsert_link(identity, "admin", now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::LinkAdded,
-            None,
-            json!({
-                "slack": identity.slack.to_string(),
-                "issuer": identity.issuer,
-                "subject": identity.subject,
-                "email": identity.email,
-                "groups": identity.groups,
-                "claims": identity.claims,
-                "source": "admin",
-            }),
-        )
-        .await?;
+        audit::append(&mut tx, now, actor, None, Event::LinkAddedByAdmin { identity }).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1184,15 +1089,7 @@ async fn audit_extension(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let Some((parent, from)) = extended else { return Ok(()) };
-    audit::append(
-        tx,
-        now,
-        actor,
-        AuditAction::AccessExtended,
-        Some(parent),
-        json!({"extension": extension.get(), "from": from.to_string(), "to": to.to_string()}),
-    )
-    .await?;
+    audit::append(tx, now, actor, Some(parent), Event::AccessExtended { extension, from, to }).await?;
     Ok(())
 }
 

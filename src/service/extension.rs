@@ -6,12 +6,10 @@
 //! expiry, rescheduled revocation and warning) lives in
 //! [`Service::let_through`], shared with ordinary approvals.
 
-use serde_json::json;
-
 use super::{
     Approval, LetThrough, Purpose, Service, ServiceError, ServiceResult, audit_extension, schedule, schedule_timeout,
 };
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
 use crate::notify::NoticeKind;
@@ -131,34 +129,20 @@ impl Service {
             schedule_timeout(&mut tx, ext, &policy, decide_by, now).await?;
         }
         let actor = Actor::Slack(cmd.requester.clone());
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestCreated,
-            Some(ext),
-            json!({
-                "extends": id.get(),
-                "role": role.as_str(),
-                "provider": provider,
-                "duration": duration.to_string(),
-                "reason": reason,
-                "ticket": ticket,
-                "approvals_required": policy.approvals_required,
-                "decide_by": decide_by.map(|t| t.to_string()),
-            }),
-        )
-        .await?;
+        let event = Event::ExtensionCreated {
+            extends: id,
+            role: role.as_str(),
+            provider: &provider,
+            duration,
+            reason,
+            ticket: ticket.as_deref(),
+            approvals_required: policy.approvals_required,
+            decide_by,
+        };
+        audit::append(&mut tx, now, &actor, Some(ext), event).await?;
         if let (Some(why), Some((to, extended))) = (&auto, applied) {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::RequestAutoApproved,
-                Some(ext),
-                json!({"why": why, "expires_at": to.to_string()}),
-            )
-            .await?;
+            let event = Event::RequestAutoApproved { why, expires_at: Some(to) };
+            audit::append(&mut tx, now, &Actor::System, Some(ext), event).await?;
             audit_extension(&mut tx, &Actor::System, ext, extended, to, now).await?;
         }
         self.commit_and_wake(tx).await?;

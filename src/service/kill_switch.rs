@@ -7,10 +7,8 @@
 //! Like an early revoke, this only moves requests to `revoking` and makes
 //! their revocation jobs due now; the jobs do the provider calls.
 
-use serde_json::json;
-
 use super::{Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
 use crate::notify::{Announcement, NoticeKind};
@@ -109,7 +107,7 @@ impl Service {
                     if tx.transition(r.id, RequestState::Cancelled, &fields, now).await? {
                         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), r.id, now, now).await?;
                         out.cancelled.push(r.id);
-                        events.push((AuditAction::RequestCancelled, r.id));
+                        events.push((r.id, Event::RequestCancelledByKillSwitch { detail: &detail }));
                     }
                 }
                 RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
@@ -117,10 +115,10 @@ impl Service {
                     if tx.transition(r.id, RequestState::Revoking, &fields, now).await? {
                         tx.expedite_revoke(r.id, now).await?;
                         out.revoking.push(r.id);
-                        events.push((AuditAction::RevokeRequested, r.id));
+                        events.push((r.id, Event::RevokeRequested { detail: &detail }));
                         if let Some(ext) = cancel_pending_extension(&mut tx, r.id, now).await? {
                             out.cancelled.push(ext);
-                            events.push((AuditAction::RequestCancelled, ext));
+                            events.push((ext, Event::RequestCancelledByKillSwitch { detail: &detail }));
                         }
                     }
                 }
@@ -147,22 +145,11 @@ impl Service {
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
         tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
-        for (action, id) in events {
-            audit::append(&mut tx, now, &actor, action, Some(id), json!({"detail": detail})).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, &actor, Some(id), event).await?;
         }
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RevokeAll,
-            None,
-            json!({
-                "reason": reason,
-                "revoking": out.revoking.iter().map(|i| i.get()).collect::<Vec<_>>(),
-                "cancelled": out.cancelled.iter().map(|i| i.get()).collect::<Vec<_>>(),
-            }),
-        )
-        .await?;
+        let event = Event::RevokeAll { reason, revoking: &out.revoking, cancelled: &out.cancelled };
+        audit::append(&mut tx, now, &actor, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(out)
     }
@@ -215,15 +202,13 @@ impl Service {
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
         tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::KillSwitchReleased,
-            None,
-            json!({"reason": reason, "engaged_by": was.engaged_by, "engaged_at": was.engaged_at, "engaged_reason": was.reason}),
-        )
-        .await?;
+        let event = Event::KillSwitchReleased {
+            reason,
+            engaged_by: &was.engaged_by,
+            engaged_at: was.engaged_at,
+            engaged_reason: &was.reason,
+        };
+        audit::append(&mut tx, now, &actor, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(Some(was))
     }

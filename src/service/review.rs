@@ -5,10 +5,8 @@
 //! review are in the audit trail, so an auditor can see that every
 //! break-glass was followed up, by whom and when.
 
-use serde_json::json;
-
 use super::{Service, ServiceError, ServiceResult};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, RequestId, Timestamp};
 
 /// The shortest review note accepted: "ok" says nothing to an auditor.
@@ -34,20 +32,13 @@ impl Service {
         if !tx.mark_reviewed(id).await? {
             return Err(ServiceError::NotAllowed(format!("request {id} is not waiting for review")));
         }
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::RequestReviewed,
-            Some(id),
-            json!({
-                "note": note,
-                "role": request.role.as_str(),
-                "requester": request.requester.to_string(),
-                "break_glass_reason": request.break_glass_reason,
-            }),
-        )
-        .await?;
+        let event = Event::RequestReviewed {
+            note,
+            role: request.role.as_str(),
+            requester: &request.requester,
+            break_glass_reason: request.break_glass_reason.as_deref(),
+        };
+        audit::append(&mut tx, now, actor, Some(id), event).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -31,6 +31,7 @@ use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
+mod authority;
 mod cards;
 mod credentials;
 mod extension;
@@ -43,6 +44,8 @@ mod reconcile;
 mod review;
 mod sign_in;
 
+pub use authority::AdminProof;
+use authority::Decider;
 pub use cards::PostedCard;
 pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 pub use extension::{ExtendCommand, ExtendOutcome};
@@ -497,12 +500,7 @@ impl Service {
 
     /// Loads what a decider needs and checks the policy (again, at decision
     /// time: group membership may have changed since the request).
-    async fn check_decider(
-        &self,
-        id: RequestId,
-        approver: &SlackUser,
-        now: Timestamp,
-    ) -> ServiceResult<(AccessRequest, Identity)> {
+    async fn check_decider(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<Decider> {
         let request = self.load(id).await?;
         let step_up =
             self.config.roles.get(request.role.as_str()).filter(|r| r.approver_step_up).and_then(|r| r.step_up);
@@ -517,7 +515,7 @@ impl Service {
             ))
         })?;
         policy.check_approver(&approver, &requester_of(&request))?;
-        Ok((request, approver))
+        Ok(Decider { request, identity: approver })
     }
 
     /// An approver's **Approve**. Exactly one of any number of concurrent
@@ -525,7 +523,7 @@ impl Service {
     /// already decided.
     #[tracing::instrument(skip_all, fields(request_id = id.get(), approver = %approver))]
     pub async fn approve(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<ApprovalOutcome> {
-        let (request, approver_identity) = self.check_decider(id, approver, now).await?;
+        let Decider { request, identity: approver_identity } = self.check_decider(id, approver, now).await?;
         // The requester must still be allowed to hold the role.
         let policy = self.config.role_policy(&request.role).ok_or(ServiceError::NotFound(id))?;
         match self.db.link(&request.requester).await? {
@@ -599,7 +597,7 @@ impl Service {
         reason: Option<&str>,
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
-        let (_, approver_identity) = self.check_decider(id, approver, now).await?;
+        let Decider { identity: approver_identity, .. } = self.check_decider(id, approver, now).await?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let mut tx = self.db.begin().await?;
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
@@ -701,14 +699,17 @@ impl Service {
     pub async fn revoke(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         let is_requester = &request.requester == actor;
-        if !is_requester {
-            let actor_identity = self.identity(actor, Purpose::Decide, None, now).await?;
-            if !actor_identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
+        // Anyone else needs an administrator's proof; it names who ends it.
+        let admin = if is_requester {
+            None
+        } else {
+            let Some(proof) = self.admin_proof(actor, now).await? else {
                 return Err(ServiceError::NotAllowed(format!(
                     "only the requester or a jitbot administrator can revoke request {id}"
                 )));
-            }
-        }
+            };
+            Some(proof)
+        };
         if !matches!(request.state, RequestState::Granting | RequestState::Active | RequestState::GrantFailed) {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
@@ -717,15 +718,20 @@ impl Service {
                 "request {id} is a one-shot action: there is nothing to revoke"
             )));
         }
-        let detail =
-            if is_requester { "ended early by the requester".to_owned() } else { format!("revoked early by {actor}") };
+        let detail = match &admin {
+            None => "ended early by the requester".to_owned(),
+            Some(_) => format!("revoked early by {actor}"),
+        };
         let mut tx = self.db.begin().await?;
         let fields = TransitionFields { detail: Some(detail.clone()), ..Default::default() };
         if !tx.transition(id, RequestState::Revoking, &fields, now).await? {
             return self.already_decided(tx, id).await;
         }
         tx.expedite_revoke(id, now).await?;
-        let actor = Actor::Slack(actor.clone());
+        let actor = match admin {
+            Some(proof) => proof.actor().clone(),
+            None => Actor::Slack(actor.clone()),
+        };
         let cancelled = cancel_pending_extension(&mut tx, id, now).await?;
         audit::append(&mut tx, now, &actor, Some(id), Event::RevokeRequested { detail: &detail }).await?;
         if let Some(ext) = cancelled {
@@ -833,11 +839,11 @@ impl Service {
 
     /// An administrator's "try that revocation again now": makes the
     /// request's queued revocation due at once (or queues a new one), for
-    /// after the cause of a `revoke_failed` was fixed. Callers check that
-    /// `actor` may do this ([`Service::retry_revoke_as`] does for Slack users;
-    /// the command line is trusted as it holds the database).
-    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
-    pub async fn retry_revoke(&self, id: RequestId, actor: &Actor, now: Timestamp) -> ServiceResult<AccessRequest> {
+    /// after the cause of a `revoke_failed` was fixed. Only with an
+    /// administrator's proof ([`Service::retry_revoke_as`] gets it for Slack
+    /// users, [`Service::operator`] for the command line).
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %by.actor()))]
+    pub async fn retry_revoke(&self, id: RequestId, by: &AdminProof, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         if !matches!(request.state, RequestState::Revoking | RequestState::RevokeFailed) {
             return Err(ServiceError::NotAllowed(format!(
@@ -857,7 +863,7 @@ impl Service {
             last_error: request.state_detail.as_deref(),
             queued_new,
         };
-        audit::append(&mut tx, now, actor, Some(id), event).await?;
+        audit::append(&mut tx, now, by.actor(), Some(id), event).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -869,11 +875,10 @@ impl Service {
         actor: &SlackUser,
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
-        let identity = self.identity(actor, Purpose::Decide, None, now).await?;
-        if !identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
+        let Some(proof) = self.admin_proof(actor, now).await? else {
             return Err(ServiceError::NotAllowed("only jitbot administrators can retry a revocation".to_owned()));
-        }
-        self.retry_revoke(id, &Actor::Slack(actor.clone()), now).await
+        };
+        self.retry_revoke(id, &proof, now).await
     }
 
     /// Whether `requester` gets `duration` of `policy`'s role without

@@ -41,6 +41,7 @@ mod kill_switch;
 mod provisioning;
 mod queries;
 mod reconcile;
+mod refusal;
 mod review;
 mod sign_in;
 
@@ -55,6 +56,7 @@ pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::{LinkSummary, RECENT_LIMIT};
 pub use reconcile::ReconcileFinding;
+pub use refusal::Refusal;
 pub use review::REVIEW_NOTE_MIN;
 pub use sign_in::{LinkToken, OidcLogin};
 
@@ -98,7 +100,7 @@ pub enum ServiceError {
     AlreadyVoted(RequestId),
     /// The actor may not do this.
     #[error("{0}")]
-    NotAllowed(String),
+    NotAllowed(Refusal),
     /// The person must sign in at the IdP (again): the link is stale, or the
     /// role needs a recent authentication. The transport offers a sign-in button.
     #[error("{reason}")]
@@ -357,9 +359,7 @@ impl Service {
         let mut tx = self.db.begin().await?;
         if !tx.consume_link_token(token_hash, now).await? {
             tx.rollback().await?;
-            return Err(ServiceError::NotAllowed(
-                "this sign-in link was already used or has expired; run /jit link in Slack for a new one".into(),
-            ));
+            return Err(ServiceError::NotAllowed(Refusal::SignInLinkUsed));
         }
         tx.upsert_link_with(identity, "oidc", auth_time, sealed_refresh_token, now).await?;
         tx.set_groups_claim_missing(&identity.slack, groups_claim_missing).await?;
@@ -465,7 +465,7 @@ impl Service {
             Err(why) => {
                 tx.rollback().await?;
                 tracing::warn!(role = %role, reason = %why, "request refused: no usable grant for this requester");
-                return Err(ServiceError::NotAllowed(format!("{role} cannot be granted to you: {why}")));
+                return Err(ServiceError::NotAllowed(Refusal::CannotBeGranted { role, why: why.to_string() }));
             }
         }
         let mut expires_at = None;
@@ -508,12 +508,10 @@ impl Service {
         if request.state != RequestState::Pending {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
-        let policy = self.config.role_policy(&request.role).ok_or_else(|| {
-            ServiceError::NotAllowed(format!(
-                "role {} is no longer configured; the request cannot be decided",
-                request.role
-            ))
-        })?;
+        let policy = self
+            .config
+            .role_policy(&request.role)
+            .ok_or_else(|| ServiceError::NotAllowed(Refusal::RoleGoneUndecidable { role: request.role.clone() }))?;
         policy.check_approver(&approver, &requester_of(&request))?;
         Ok(Decider { request, identity: approver })
     }
@@ -527,16 +525,11 @@ impl Service {
         // The requester must still be allowed to hold the role.
         let policy = self.config.role_policy(&request.role).ok_or(ServiceError::NotFound(id))?;
         match self.db.link(&request.requester).await? {
-            Some(link) => policy.check_requester(&link.identity()?).map_err(|_| {
-                ServiceError::NotAllowed(format!(
-                    "the requester is no longer in a group allowed to request {}; the request cannot be approved",
-                    request.role
-                ))
-            })?,
+            Some(link) => policy
+                .check_requester(&link.identity()?)
+                .map_err(|_| ServiceError::NotAllowed(Refusal::RequesterLeftGroups { role: request.role.clone() }))?,
             None => {
-                return Err(ServiceError::NotAllowed(
-                    "the requester's identity link was removed; the request cannot be approved".into(),
-                ));
+                return Err(ServiceError::NotAllowed(Refusal::RequesterUnlinked));
             }
         }
 
@@ -649,7 +642,7 @@ impl Service {
         let policy = self
             .config
             .role_policy(&request.role)
-            .ok_or_else(|| ServiceError::NotAllowed(format!("role {} is no longer configured", request.role)))?;
+            .ok_or_else(|| ServiceError::NotAllowed(Refusal::RoleGone { role: request.role.clone() }))?;
         let reason = reason.trim();
         policy.check_break_glass(&actor_identity, &requester_of(&request), reason)?;
 
@@ -681,7 +674,7 @@ impl Service {
     pub async fn cancel(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         if &request.requester != actor {
-            return Err(ServiceError::NotAllowed(format!("only the requester can cancel request {id}")));
+            return Err(ServiceError::NotAllowed(Refusal::NotTheRequester(id)));
         }
         let mut tx = self.db.begin().await?;
         let fields = TransitionFields { decided_at: Some(now), ended_at: Some(now), ..Default::default() };
@@ -704,9 +697,7 @@ impl Service {
             None
         } else {
             let Some(proof) = self.admin_proof(actor, now).await? else {
-                return Err(ServiceError::NotAllowed(format!(
-                    "only the requester or a jitbot administrator can revoke request {id}"
-                )));
+                return Err(ServiceError::NotAllowed(Refusal::NotRequesterOrAdmin(id)));
             };
             Some(proof)
         };
@@ -714,9 +705,7 @@ impl Service {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
         if self.db.grant_spec(id).await?.is_some_and(|s| GrantSpec::from_json(&s).is_ok_and(|s| s.is_one_shot())) {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is a one-shot action: there is nothing to revoke"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::OneShot(id)));
         }
         let detail = match &admin {
             None => "ended early by the requester".to_owned(),
@@ -846,10 +835,7 @@ impl Service {
     pub async fn retry_revoke(&self, id: RequestId, by: &AdminProof, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         if !matches!(request.state, RequestState::Revoking | RequestState::RevokeFailed) {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is not waiting for a revocation (it is {})",
-                request.state.describe()
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::NoRevocationWaiting { id, state: request.state }));
         }
         let mut tx = self.db.begin().await?;
         let queued_new = if tx.revoke_due_now(id, now).await? {
@@ -876,7 +862,7 @@ impl Service {
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
         let Some(proof) = self.admin_proof(actor, now).await? else {
-            return Err(ServiceError::NotAllowed("only jitbot administrators can retry a revocation".to_owned()));
+            return Err(ServiceError::NotAllowed(Refusal::NotAdminToRetry));
         };
         self.retry_revoke(id, &proof, now).await
     }
@@ -1022,7 +1008,7 @@ impl Service {
         };
         audit::append(&mut tx, now, actor, Some(id), Event::RequestCancelled { why: &why }).await?;
         self.commit_and_wake(tx).await?;
-        Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
+        Err(ServiceError::NotAllowed(Refusal::ExtensionCancelled { id, why }))
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).

@@ -7,7 +7,8 @@
 //! [`Service::let_through`], shared with ordinary approvals.
 
 use super::{
-    Approval, LetThrough, Purpose, Service, ServiceError, ServiceResult, audit_extension, schedule, schedule_timeout,
+    Approval, LetThrough, Purpose, Refusal, Service, ServiceError, ServiceResult, audit_extension, schedule,
+    schedule_timeout,
 };
 use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
@@ -56,14 +57,11 @@ impl Service {
         let id = cmd.request;
         let parent = self.load(id).await?;
         if parent.requester != cmd.requester {
-            return Err(ServiceError::NotAllowed(format!("only the holder of request {id} can extend it")));
+            return Err(ServiceError::NotAllowed(Refusal::NotTheHolder(id)));
         }
         let live = matches!(parent.state, RequestState::Granting | RequestState::Active);
         let Some(expires_at) = parent.expires_at.filter(|t| live && *t > now) else {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is {}: only live access can be extended (ask again with /jit request)",
-                parent.state.describe()
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::NotLive { id, state: parent.state }));
         };
         let (role, policy, provider) = self.role(parent.role.as_str())?;
         let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
@@ -117,11 +115,11 @@ impl Service {
                 LetThrough::Done { expires_at, extended } => applied = Some((expires_at, extended)),
                 LetThrough::Lost => {
                     tx.rollback().await?;
-                    return Err(ServiceError::NotAllowed(format!("request {id} ended while it was being extended")));
+                    return Err(ServiceError::NotAllowed(Refusal::EndedWhileExtending(id)));
                 }
                 LetThrough::NothingToExtend(why) => {
                     tx.rollback().await?;
-                    return Err(ServiceError::NotAllowed(why));
+                    return Err(ServiceError::NotAllowed(Refusal::NothingToExtend(why)));
                 }
             }
         } else {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Service, ServiceError, ServiceResult, schedule_dm};
+use super::{Refusal, Service, ServiceError, ServiceResult, schedule_dm};
 use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, Identity, RequestId, RequestState, SlackUser, Timestamp};
 use crate::store::{DeprovisionedKey, LinkRow};
@@ -242,10 +242,10 @@ impl Service {
     /// provider took away.
     pub(super) async fn check_may_link(&self, identity: &Identity) -> ServiceResult<()> {
         match self.db.deprovisioned(&identity.subject, &identity.email).await? {
-            Some(reason) => Err(ServiceError::NotAllowed(format!(
-                "{} was {reason} (SCIM), so it cannot be linked until the identity provider reactivates it",
-                identity.email
-            ))),
+            Some(reason) => Err(ServiceError::NotAllowed(Refusal::Deprovisioned {
+                email: identity.email.clone(),
+                how: reason.to_string(),
+            })),
             None => Ok(()),
         }
     }
@@ -260,11 +260,13 @@ impl Service {
                 && (l.issuer != identity.issuer || l.subject != identity.subject)
         });
         match taken {
-            Some(l) => Err(ServiceError::NotAllowed(format!(
-                "{} is already linked to Slack user {}/{} as subject {:?} at {}; one person has one identity \
-                 (remove that link first, or use its issuer and subject)",
-                identity.email, l.team_id, l.user_id, l.subject, l.issuer
-            ))),
+            Some(l) => Err(ServiceError::NotAllowed(Refusal::EmailTaken {
+                email: identity.email.clone(),
+                team_id: l.team_id,
+                user_id: l.user_id,
+                subject: l.subject,
+                issuer: l.issuer,
+            })),
             None => Ok(()),
         }
     }

@@ -7,7 +7,7 @@
 //! Like an early revoke, this only moves requests to `revoking` and makes
 //! their revocation jobs due now; the jobs do the provider calls.
 
-use super::{AdminProof, Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
+use super::{AdminProof, Purpose, Refusal, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
 use crate::audit::{self, Actor, Event};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
@@ -43,9 +43,7 @@ impl Service {
     /// `policy.admin_groups`, with groups as fresh as an approver's. The
     /// proof is what the administrator's use cases take.
     pub async fn check_admin(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<AdminProof> {
-        self.admin_proof(user, now).await?.ok_or_else(|| {
-            ServiceError::NotAllowed("only jitbot administrators (policy.admin_groups) can revoke all access".into())
-        })
+        self.admin_proof(user, now).await?.ok_or(ServiceError::NotAllowed(Refusal::NotAdmin))
     }
 
     /// An administrator's proof for `user`, `None` when they are not one
@@ -80,9 +78,7 @@ impl Service {
         let actor = by.actor();
         let reason = reason.trim();
         if reason.chars().count() < REVOKE_ALL_REASON_MIN {
-            return Err(ServiceError::NotAllowed(format!(
-                "say why you are revoking all access (at least {REVOKE_ALL_REASON_MIN} characters)"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::RevokeAllReasonTooShort));
         }
         // Engaged first, in a transaction of its own that only touches the
         // switch: decisions in flight commit before it (and are then seen
@@ -193,9 +189,7 @@ impl Service {
         let actor = by.actor();
         let reason = reason.trim();
         if reason.chars().count() < REVOKE_ALL_REASON_MIN {
-            return Err(ServiceError::NotAllowed(format!(
-                "say why granting may resume (at least {REVOKE_ALL_REASON_MIN} characters)"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::ReleaseReasonTooShort));
         }
         let mut tx = self.db.begin().await?;
         let Some(was) = tx.release_kill_switch().await? else { return Ok(None) };

@@ -29,6 +29,9 @@ use sha2::{Digest, Sha256};
 use crate::domain::{AuditKey, AuditTag, RequestId, SlackUser, Timestamp};
 use crate::store::{AuditHead, AuditRow, Db, StoreError, Tx};
 
+mod event;
+pub use event::{CallError, CallOutput, Event};
+
 /// The hash that precedes row 1.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -236,9 +239,8 @@ pub async fn append(
     tx: &mut Tx,
     now: Timestamp,
     actor: &Actor,
-    action: AuditAction,
     request: Option<RequestId>,
-    detail: Value,
+    event: Event<'_>,
 ) -> Result<i64, StoreError> {
     let head = tx.lock_audit_head().await?;
     let head = match head_problem(tx, &head).await? {
@@ -249,12 +251,12 @@ pub async fn append(
                 problem,
                 "the audit head was moved without audit.key; recording it in the trail"
             );
-            let detail = json!({ "head_seq": head.seq - 1, "problem": problem });
-            write_row(tx, head, now, &Actor::System, AuditAction::AuditHeadMismatch, None, detail).await?;
+            let event = Event::AuditHeadMismatch { head_seq: head.seq - 1, problem };
+            write_row(tx, head, now, &Actor::System, None, event).await?;
             tx.lock_audit_head().await?
         }
     };
-    write_row(tx, head, now, actor, action, request, detail).await
+    write_row(tx, head, now, actor, request, event).await
 }
 
 /// What is wrong with the head just locked (`head.seq` already names the
@@ -284,12 +286,12 @@ async fn write_row(
     head: AuditHead,
     now: Timestamp,
     actor: &Actor,
-    action: AuditAction,
     request: Option<RequestId>,
-    detail: Value,
+    event: Event<'_>,
 ) -> Result<i64, StoreError> {
+    let action = event.action();
     let actor = actor.to_string();
-    let detail = detail.to_string();
+    let detail = event.detail().to_string();
     let request_id = request.map(RequestId::get);
     let bytes = canonical(head.seq, now.millis(), &actor, action.as_str(), request_id, &detail, &head.hash);
     let (hash, scheme, head_mac) = match tx.audit_key() {

@@ -205,7 +205,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn cli_actor() -> Actor {
-    Actor::Cli(std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
+    Actor::Cli(cli_user())
+}
+
+/// The OS user running the command, as the audit trail names operators.
+fn cli_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
 /// Opens and migrates the database, with the audit key: every command that
@@ -463,7 +468,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let id = crate::domain::RequestId::parse(&id)
                 .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
             let db = open(&config).await?;
-            let r = service(db.clone(), config).retry_revoke(id, &cli_actor(), SystemClock.now()).await?;
+            let r = service(db.clone(), config)
+                .retry_revoke(id, &Service::operator(&cli_user()), SystemClock.now())
+                .await?;
             // Serving replicas pick it up at once (PostgreSQL) before this process ends.
             db.announce_jobs_now().await;
             println!("request {} ({}, {}): revocation will be tried again now", r.id, r.role, r.state);

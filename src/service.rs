@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::config::Config;
 use crate::domain::{
     AccessDuration, AccessRequest, Decision, Identity, PolicyError, RequestId, RequestState, RoleName, RolePolicy,
@@ -31,6 +31,7 @@ use crate::providers::GrantSpec;
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
+mod authority;
 mod cards;
 mod credentials;
 mod extension;
@@ -40,9 +41,12 @@ mod kill_switch;
 mod provisioning;
 mod queries;
 mod reconcile;
+mod refusal;
 mod review;
 mod sign_in;
 
+pub use authority::AdminProof;
+use authority::Decider;
 pub use cards::PostedCard;
 pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 pub use extension::{ExtendCommand, ExtendOutcome};
@@ -52,6 +56,7 @@ pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::{LinkSummary, RECENT_LIMIT};
 pub use reconcile::ReconcileFinding;
+pub use refusal::Refusal;
 pub use review::REVIEW_NOTE_MIN;
 pub use sign_in::{LinkToken, OidcLogin};
 
@@ -95,7 +100,7 @@ pub enum ServiceError {
     AlreadyVoted(RequestId),
     /// The actor may not do this.
     #[error("{0}")]
-    NotAllowed(String),
+    NotAllowed(Refusal),
     /// The person must sign in at the IdP (again): the link is stale, or the
     /// role needs a recent authentication. The transport offers a sign-in button.
     #[error("{reason}")]
@@ -354,9 +359,7 @@ impl Service {
         let mut tx = self.db.begin().await?;
         if !tx.consume_link_token(token_hash, now).await? {
             tx.rollback().await?;
-            return Err(ServiceError::NotAllowed(
-                "this sign-in link was already used or has expired; run /jit link in Slack for a new one".into(),
-            ));
+            return Err(ServiceError::NotAllowed(Refusal::SignInLinkUsed));
         }
         tx.upsert_link_with(identity, "oidc", auth_time, sealed_refresh_token, now).await?;
         tx.set_groups_claim_missing(&identity.slack, groups_claim_missing).await?;
@@ -368,24 +371,8 @@ impl Service {
         };
         let text = format!("Linked as {} — groups: {}.", identity.email, groups);
         schedule_dm(&mut tx, &identity.slack, &text, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(identity.slack.clone()),
-            AuditAction::LinkAdded,
-            None,
-            json!({
-                "slack": identity.slack.to_string(),
-                "issuer": identity.issuer,
-                "subject": identity.subject,
-                "email": identity.email,
-                "groups": identity.groups,
-                "groups_claim_missing": groups_claim_missing,
-                "auth_time": auth_time.map(|t| t.to_string()),
-                "source": "oidc",
-            }),
-        )
-        .await?;
+        let event = Event::LinkSignedIn { identity, groups_claim_missing, auth_time };
+        audit::append(&mut tx, now, &Actor::Slack(identity.slack.clone()), None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(())
     }
@@ -478,7 +465,7 @@ impl Service {
             Err(why) => {
                 tx.rollback().await?;
                 tracing::warn!(role = %role, reason = %why, "request refused: no usable grant for this requester");
-                return Err(ServiceError::NotAllowed(format!("{role} cannot be granted to you: {why}")));
+                return Err(ServiceError::NotAllowed(Refusal::CannotBeGranted { role, why: why.to_string() }));
             }
         }
         let mut expires_at = None;
@@ -493,46 +480,27 @@ impl Service {
             schedule_timeout(&mut tx, id, &policy, decide_by, now).await?;
         }
         let actor = Actor::Slack(cmd.requester.clone());
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestCreated,
-            Some(id),
-            json!({
-                "role": role.as_str(),
-                "provider": provider,
-                "duration": duration.to_string(),
-                "reason": cmd.reason.trim(),
-                "ticket": ticket,
-                "approvals_required": policy.approvals_required,
-                "decide_by": decide_by.map(|t| t.to_string()),
-                "requester": {"email": requester.email, "subject": requester.subject, "issuer": requester.issuer},
-            }),
-        )
-        .await?;
+        let event = Event::RequestCreated {
+            role: role.as_str(),
+            provider: &provider,
+            duration,
+            reason: cmd.reason.trim(),
+            ticket: ticket.as_deref(),
+            approvals_required: policy.approvals_required,
+            decide_by,
+            requester: &requester,
+        };
+        audit::append(&mut tx, now, &actor, Some(id), event).await?;
         if let Some(why) = &auto {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::RequestAutoApproved,
-                Some(id),
-                json!({"why": why, "expires_at": expires_at.map(|t| t.to_string())}),
-            )
-            .await?;
+            let event = Event::RequestAutoApproved { why, expires_at };
+            audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         }
         self.commit_wake_and_load(tx, id).await
     }
 
     /// Loads what a decider needs and checks the policy (again, at decision
     /// time: group membership may have changed since the request).
-    async fn check_decider(
-        &self,
-        id: RequestId,
-        approver: &SlackUser,
-        now: Timestamp,
-    ) -> ServiceResult<(AccessRequest, Identity)> {
+    async fn check_decider(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<Decider> {
         let request = self.load(id).await?;
         let step_up =
             self.config.roles.get(request.role.as_str()).filter(|r| r.approver_step_up).and_then(|r| r.step_up);
@@ -540,14 +508,12 @@ impl Service {
         if request.state != RequestState::Pending {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
-        let policy = self.config.role_policy(&request.role).ok_or_else(|| {
-            ServiceError::NotAllowed(format!(
-                "role {} is no longer configured; the request cannot be decided",
-                request.role
-            ))
-        })?;
+        let policy = self
+            .config
+            .role_policy(&request.role)
+            .ok_or_else(|| ServiceError::NotAllowed(Refusal::RoleGoneUndecidable { role: request.role.clone() }))?;
         policy.check_approver(&approver, &requester_of(&request))?;
-        Ok((request, approver))
+        Ok(Decider { request, identity: approver })
     }
 
     /// An approver's **Approve**. Exactly one of any number of concurrent
@@ -555,20 +521,15 @@ impl Service {
     /// already decided.
     #[tracing::instrument(skip_all, fields(request_id = id.get(), approver = %approver))]
     pub async fn approve(&self, id: RequestId, approver: &SlackUser, now: Timestamp) -> ServiceResult<ApprovalOutcome> {
-        let (request, approver_identity) = self.check_decider(id, approver, now).await?;
+        let Decider { request, identity: approver_identity } = self.check_decider(id, approver, now).await?;
         // The requester must still be allowed to hold the role.
         let policy = self.config.role_policy(&request.role).ok_or(ServiceError::NotFound(id))?;
         match self.db.link(&request.requester).await? {
-            Some(link) => policy.check_requester(&link.identity()?).map_err(|_| {
-                ServiceError::NotAllowed(format!(
-                    "the requester is no longer in a group allowed to request {}; the request cannot be approved",
-                    request.role
-                ))
-            })?,
+            Some(link) => policy
+                .check_requester(&link.identity()?)
+                .map_err(|_| ServiceError::NotAllowed(Refusal::RequesterLeftGroups { role: request.role.clone() }))?,
             None => {
-                return Err(ServiceError::NotAllowed(
-                    "the requester's identity link was removed; the request cannot be approved".into(),
-                ));
+                return Err(ServiceError::NotAllowed(Refusal::RequesterUnlinked));
             }
         }
 
@@ -597,27 +558,13 @@ impl Service {
             let LetThrough::Done { expires_at, extended } = outcome else {
                 return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
             };
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::RequestApproved,
-                Some(id),
-                json!({"approvals": count, "required": request.approvals_required, "expires_at": expires_at.to_string()}),
-            )
-            .await?;
+            let event = Event::RequestApproved { approvals: count, required: request.approvals_required, expires_at };
+            audit::append(&mut tx, now, &actor, Some(id), event).await?;
             audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         } else {
             schedule(&mut tx, JobKind::Notify(NoticeKind::ApprovalRecorded), id, now, now).await?;
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::ApprovalRecorded,
-                Some(id),
-                json!({"approvals": count, "required": request.approvals_required}),
-            )
-            .await?;
+            let event = Event::ApprovalRecorded { approvals: count, required: request.approvals_required };
+            audit::append(&mut tx, now, &actor, Some(id), event).await?;
         }
         self.commit_and_wake(tx).await?;
         let request = self.load(id).await?;
@@ -643,7 +590,7 @@ impl Service {
         reason: Option<&str>,
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
-        let (_, approver_identity) = self.check_decider(id, approver, now).await?;
+        let Decider { identity: approver_identity, .. } = self.check_decider(id, approver, now).await?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let mut tx = self.db.begin().await?;
         if !tx.lock_request(id, Some(RequestState::Pending), now).await? {
@@ -667,15 +614,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         schedule(&mut tx, JobKind::Notify(NoticeKind::Denied), id, now, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Slack(approver.clone()),
-            AuditAction::RequestDenied,
-            Some(id),
-            json!({"reason": reason}),
-        )
-        .await?;
+        audit::append(&mut tx, now, &Actor::Slack(approver.clone()), Some(id), Event::RequestDenied { reason }).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -703,7 +642,7 @@ impl Service {
         let policy = self
             .config
             .role_policy(&request.role)
-            .ok_or_else(|| ServiceError::NotAllowed(format!("role {} is no longer configured", request.role)))?;
+            .ok_or_else(|| ServiceError::NotAllowed(Refusal::RoleGone { role: request.role.clone() }))?;
         let reason = reason.trim();
         policy.check_break_glass(&actor_identity, &requester_of(&request), reason)?;
 
@@ -725,15 +664,7 @@ impl Service {
         let LetThrough::Done { expires_at, extended } = outcome else {
             return self.nothing_to_extend(tx, &request, outcome, &actor, now).await;
         };
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestBreakGlass,
-            Some(id),
-            json!({"reason": reason, "expires_at": expires_at.to_string(), "review_required": true}),
-        )
-        .await?;
+        audit::append(&mut tx, now, &actor, Some(id), Event::RequestBreakGlass { reason, expires_at }).await?;
         audit_extension(&mut tx, &actor, id, extended, expires_at, now).await?;
         self.commit_wake_and_load(tx, id).await
     }
@@ -743,7 +674,7 @@ impl Service {
     pub async fn cancel(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         if &request.requester != actor {
-            return Err(ServiceError::NotAllowed(format!("only the requester can cancel request {id}")));
+            return Err(ServiceError::NotAllowed(Refusal::NotTheRequester(id)));
         }
         let mut tx = self.db.begin().await?;
         let fields = TransitionFields { decided_at: Some(now), ended_at: Some(now), ..Default::default() };
@@ -751,8 +682,7 @@ impl Service {
             return self.already_decided(tx, id).await;
         }
         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
-        audit::append(&mut tx, now, &Actor::Slack(actor.clone()), AuditAction::RequestCancelled, Some(id), json!({}))
-            .await?;
+        audit::append(&mut tx, now, &Actor::Slack(actor.clone()), Some(id), Event::RequestWithdrawn).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -762,43 +692,39 @@ impl Service {
     pub async fn revoke(&self, id: RequestId, actor: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         let is_requester = &request.requester == actor;
-        if !is_requester {
-            let actor_identity = self.identity(actor, Purpose::Decide, None, now).await?;
-            if !actor_identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
-                return Err(ServiceError::NotAllowed(format!(
-                    "only the requester or a jitbot administrator can revoke request {id}"
-                )));
-            }
-        }
+        // Anyone else needs an administrator's proof; it names who ends it.
+        let admin = if is_requester {
+            None
+        } else {
+            let Some(proof) = self.admin_proof(actor, now).await? else {
+                return Err(ServiceError::NotAllowed(Refusal::NotRequesterOrAdmin(id)));
+            };
+            Some(proof)
+        };
         if !matches!(request.state, RequestState::Granting | RequestState::Active | RequestState::GrantFailed) {
             return Err(ServiceError::AlreadyDecided { id, state: request.state });
         }
         if self.db.grant_spec(id).await?.is_some_and(|s| GrantSpec::from_json(&s).is_ok_and(|s| s.is_one_shot())) {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is a one-shot action: there is nothing to revoke"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::OneShot(id)));
         }
-        let detail =
-            if is_requester { "ended early by the requester".to_owned() } else { format!("revoked early by {actor}") };
+        let detail = match &admin {
+            None => "ended early by the requester".to_owned(),
+            Some(_) => format!("revoked early by {actor}"),
+        };
         let mut tx = self.db.begin().await?;
         let fields = TransitionFields { detail: Some(detail.clone()), ..Default::default() };
         if !tx.transition(id, RequestState::Revoking, &fields, now).await? {
             return self.already_decided(tx, id).await;
         }
         tx.expedite_revoke(id, now).await?;
-        let actor = Actor::Slack(actor.clone());
+        let actor = match admin {
+            Some(proof) => proof.actor().clone(),
+            None => Actor::Slack(actor.clone()),
+        };
         let cancelled = cancel_pending_extension(&mut tx, id, now).await?;
-        audit::append(&mut tx, now, &actor, AuditAction::RevokeRequested, Some(id), json!({"detail": detail})).await?;
+        audit::append(&mut tx, now, &actor, Some(id), Event::RevokeRequested { detail: &detail }).await?;
         if let Some(ext) = cancelled {
-            audit::append(
-                &mut tx,
-                now,
-                &actor,
-                AuditAction::RequestCancelled,
-                Some(ext),
-                json!({"why": "access ended"}),
-            )
-            .await?;
+            audit::append(&mut tx, now, &actor, Some(ext), Event::RequestCancelled { why: "access ended" }).await?;
         }
         self.commit_wake_and_load(tx, id).await
     }
@@ -836,18 +762,11 @@ impl Service {
         tx.set_link_groups(user, &after).await?;
         let events = self.end_requests(&mut tx, &doomed, &reason, now).await?;
         let touched = events.len();
-        for (action, id, detail) in events {
-            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, &Actor::Scim, Some(id), event).await?;
         }
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Scim,
-            AuditAction::LinkGroupsRemoved,
-            None,
-            json!({"slack": user.to_string(), "removed": lost, "groups": after}),
-        )
-        .await?;
+        let event = Event::LinkGroupsRemoved { slack: user, removed: &lost, groups: &after };
+        audit::append(&mut tx, now, &Actor::Scim, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(touched)
     }
@@ -857,13 +776,13 @@ impl Service {
     /// meanwhile is handled in its new state. Returns the audit events to
     /// append, which the caller does last (the audit head is locked last in
     /// every transaction).
-    async fn end_requests(
+    async fn end_requests<'r>(
         &self,
         tx: &mut Tx,
         ids: &[RequestId],
-        reason: &str,
+        reason: &'r str,
         now: Timestamp,
-    ) -> ServiceResult<Vec<(AuditAction, RequestId, serde_json::Value)>> {
+    ) -> ServiceResult<Vec<(RequestId, Event<'r>)>> {
         let mut events = Vec::new();
         for &id in ids {
             tx.lock_request(id, None, now).await?;
@@ -878,7 +797,7 @@ impl Service {
                     };
                     if tx.transition(id, RequestState::Cancelled, &fields, now).await? {
                         schedule(tx, JobKind::Notify(NoticeKind::Cancelled), id, now, now).await?;
-                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
+                        events.push((id, Event::RequestCancelledForLink { reason }));
                     }
                 }
                 // A one-shot action has nothing to revoke: it is not run.
@@ -887,14 +806,14 @@ impl Service {
                         TransitionFields { ended_at: Some(now), detail: Some(reason.to_owned()), ..Default::default() };
                     if tx.transition(id, RequestState::ActionFailed, &fields, now).await? {
                         schedule(tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
-                        events.push((AuditAction::RequestCancelled, id, json!({"reason": reason})));
+                        events.push((id, Event::RequestCancelledForLink { reason }));
                     }
                 }
                 RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
                     let fields = TransitionFields { detail: Some(reason.to_owned()), ..Default::default() };
                     if tx.transition(id, RequestState::Revoking, &fields, now).await? {
                         tx.expedite_revoke(id, now).await?;
-                        events.push((AuditAction::RevokeRequested, id, json!({"detail": reason})));
+                        events.push((id, Event::RevokeRequested { detail: reason }));
                     }
                 }
                 _ => {}
@@ -909,34 +828,28 @@ impl Service {
 
     /// An administrator's "try that revocation again now": makes the
     /// request's queued revocation due at once (or queues a new one), for
-    /// after the cause of a `revoke_failed` was fixed. Callers check that
-    /// `actor` may do this ([`Service::retry_revoke_as`] does for Slack users;
-    /// the command line is trusted as it holds the database).
-    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %actor))]
-    pub async fn retry_revoke(&self, id: RequestId, actor: &Actor, now: Timestamp) -> ServiceResult<AccessRequest> {
+    /// after the cause of a `revoke_failed` was fixed. Only with an
+    /// administrator's proof ([`Service::retry_revoke_as`] gets it for Slack
+    /// users, [`Service::operator`] for the command line).
+    #[tracing::instrument(skip_all, fields(request_id = id.get(), actor = %by.actor()))]
+    pub async fn retry_revoke(&self, id: RequestId, by: &AdminProof, now: Timestamp) -> ServiceResult<AccessRequest> {
         let request = self.load(id).await?;
         if !matches!(request.state, RequestState::Revoking | RequestState::RevokeFailed) {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is not waiting for a revocation (it is {})",
-                request.state.describe()
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::NoRevocationWaiting { id, state: request.state }));
         }
         let mut tx = self.db.begin().await?;
-        let how = if tx.revoke_due_now(id, now).await? {
-            "the queued revocation runs now"
+        let queued_new = if tx.revoke_due_now(id, now).await? {
+            false
         } else {
             schedule(&mut tx, JobKind::Revoke, id, now, now).await?;
-            "a new revocation was queued"
+            true
         };
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::RevokeRetryRequested,
-            Some(id),
-            json!({"state": request.state.as_str(), "last_error": request.state_detail, "action": how}),
-        )
-        .await?;
+        let event = Event::RevokeRetryRequested {
+            state: request.state,
+            last_error: request.state_detail.as_deref(),
+            queued_new,
+        };
+        audit::append(&mut tx, now, by.actor(), Some(id), event).await?;
         self.commit_wake_and_load(tx, id).await
     }
 
@@ -948,11 +861,10 @@ impl Service {
         actor: &SlackUser,
         now: Timestamp,
     ) -> ServiceResult<AccessRequest> {
-        let identity = self.identity(actor, Purpose::Decide, None, now).await?;
-        if !identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
-            return Err(ServiceError::NotAllowed("only jitbot administrators can retry a revocation".to_owned()));
-        }
-        self.retry_revoke(id, &Actor::Slack(actor.clone()), now).await
+        let Some(proof) = self.admin_proof(actor, now).await? else {
+            return Err(ServiceError::NotAllowed(Refusal::NotAdminToRetry));
+        };
+        self.retry_revoke(id, &proof, now).await
     }
 
     /// Whether `requester` gets `duration` of `policy`'s role without
@@ -1094,9 +1006,9 @@ impl Service {
         let LetThrough::NothingToExtend(why) = outcome else {
             return self.already_decided(tx, id).await;
         };
-        audit::append(&mut tx, now, actor, AuditAction::RequestCancelled, Some(id), json!({"why": why})).await?;
+        audit::append(&mut tx, now, actor, Some(id), Event::RequestCancelled { why: &why }).await?;
         self.commit_and_wake(tx).await?;
-        Err(ServiceError::NotAllowed(format!("extension {id} was cancelled: {why}")))
+        Err(ServiceError::NotAllowed(Refusal::ExtensionCancelled { id, why }))
     }
 
     /// Creates or replaces an identity link by hand (`jitbot link add`).
@@ -1107,23 +1019,7 @@ impl Service {
         self.check_email_free(identity).await?;
         let mut tx = self.db.begin().await?;
         tx.upsert_link(identity, "admin", now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::LinkAdded,
-            None,
-            json!({
-                "slack": identity.slack.to_string(),
-                "issuer": identity.issuer,
-                "subject": identity.subject,
-                "email": identity.email,
-                "groups": identity.groups,
-                "claims": identity.claims,
-                "source": "admin",
-            }),
-        )
-        .await?;
+        audit::append(&mut tx, now, actor, None, Event::LinkAddedByAdmin { identity }).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1184,15 +1080,7 @@ async fn audit_extension(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let Some((parent, from)) = extended else { return Ok(()) };
-    audit::append(
-        tx,
-        now,
-        actor,
-        AuditAction::AccessExtended,
-        Some(parent),
-        json!({"extension": extension.get(), "from": from.to_string(), "to": to.to_string()}),
-    )
-    .await?;
+    audit::append(tx, now, actor, Some(parent), Event::AccessExtended { extension, from, to }).await?;
     Ok(())
 }
 

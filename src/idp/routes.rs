@@ -466,7 +466,7 @@ async fn callback(State(state): State<IdpState>, headers: HeaderMap, Query(q): Q
         .await
     {
         Ok(()) => {}
-        Err(ServiceError::NotAllowed(msg)) => return error_page(StatusCode::GONE, &msg),
+        Err(ServiceError::NotAllowed(refusal)) => return error_page(StatusCode::GONE, &refusal.to_string()),
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
     let groups = identity.groups.iter().cloned().collect::<Vec<_>>().join(", ");

@@ -2,10 +2,8 @@
 //! The chain rules live in [`crate::audit`]; this is the one use case that
 //! writes to the trail for the trail's own sake.
 
-use serde_json::json;
-
 use super::{Service, ServiceResult};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::Timestamp;
 
 impl Service {
@@ -26,8 +24,8 @@ impl Service {
             tx.rollback().await?;
             return Ok(None);
         }
-        let detail = json!({ "unsealed_head_seq": head.seq });
-        let seq = audit::append(&mut tx, now, &Actor::System, AuditAction::AuditKeyed, None, detail).await?;
+        let event = Event::AuditKeyed { unsealed_head_seq: head.seq };
+        let seq = audit::append(&mut tx, now, &Actor::System, None, event).await?;
         tx.commit().await?;
         tracing::info!(seq, "audit trail keyed: the head is sealed with audit.key from here on");
         Ok(Some(seq))

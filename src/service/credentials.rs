@@ -6,10 +6,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
-use serde_json::json;
 
 use super::{Service, ServiceResult};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp, hash_token};
 use crate::providers::postgres::scram;
 use crate::providers::{GrantSpec, ProviderError, Providers, spec::PostgresGrantSpec};
@@ -97,15 +96,8 @@ impl Service {
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let mut tx = self.db.begin().await?;
         tx.insert_credential_token(&hash_token(&token), request.id, &request.requester, expires_at, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::System,
-            AuditAction::CredentialsLinkIssued,
-            Some(request.id),
-            json!({"login": spec.login.as_str(), "valid_until": expires_at.to_string()}),
-        )
-        .await?;
+        let event = Event::CredentialsLinkIssued { login: spec.login.as_str(), valid_until: expires_at };
+        audit::append(&mut tx, now, &Actor::System, Some(request.id), event).await?;
         tx.commit().await?;
         Ok(Some(IssuedLink {
             url: format!("{}/credentials/{token}", public_url.trim_end_matches('/')),
@@ -179,15 +171,11 @@ impl Service {
         }
         let audited = async {
             let mut tx = self.db.begin().await?;
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::CredentialsPasswordSet,
-                Some(link.request.id),
-                json!({"login": link.spec.login.as_str(), "requester_subject": link.request.requester_subject}),
-            )
-            .await?;
+            let event = Event::CredentialsPasswordSet {
+                login: link.spec.login.as_str(),
+                requester_subject: &link.request.requester_subject,
+            };
+            audit::append(&mut tx, now, &Actor::System, Some(link.request.id), event).await?;
             tx.commit().await
         };
         if let Err(e) = audited.await {

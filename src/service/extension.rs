@@ -6,12 +6,11 @@
 //! expiry, rescheduled revocation and warning) lives in
 //! [`Service::let_through`], shared with ordinary approvals.
 
-use serde_json::json;
-
 use super::{
-    Approval, LetThrough, Purpose, Service, ServiceError, ServiceResult, audit_extension, schedule, schedule_timeout,
+    Approval, LetThrough, Purpose, Refusal, Service, ServiceError, ServiceResult, audit_extension, schedule,
+    schedule_timeout,
 };
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
 use crate::notify::NoticeKind;
@@ -58,14 +57,11 @@ impl Service {
         let id = cmd.request;
         let parent = self.load(id).await?;
         if parent.requester != cmd.requester {
-            return Err(ServiceError::NotAllowed(format!("only the holder of request {id} can extend it")));
+            return Err(ServiceError::NotAllowed(Refusal::NotTheHolder(id)));
         }
         let live = matches!(parent.state, RequestState::Granting | RequestState::Active);
         let Some(expires_at) = parent.expires_at.filter(|t| live && *t > now) else {
-            return Err(ServiceError::NotAllowed(format!(
-                "request {id} is {}: only live access can be extended (ask again with /jit request)",
-                parent.state.describe()
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::NotLive { id, state: parent.state }));
         };
         let (role, policy, provider) = self.role(parent.role.as_str())?;
         let step_up = self.config.roles.get(role.as_str()).and_then(|r| r.step_up);
@@ -119,11 +115,11 @@ impl Service {
                 LetThrough::Done { expires_at, extended } => applied = Some((expires_at, extended)),
                 LetThrough::Lost => {
                     tx.rollback().await?;
-                    return Err(ServiceError::NotAllowed(format!("request {id} ended while it was being extended")));
+                    return Err(ServiceError::NotAllowed(Refusal::EndedWhileExtending(id)));
                 }
                 LetThrough::NothingToExtend(why) => {
                     tx.rollback().await?;
-                    return Err(ServiceError::NotAllowed(why));
+                    return Err(ServiceError::NotAllowed(Refusal::NothingToExtend(why)));
                 }
             }
         } else {
@@ -131,34 +127,20 @@ impl Service {
             schedule_timeout(&mut tx, ext, &policy, decide_by, now).await?;
         }
         let actor = Actor::Slack(cmd.requester.clone());
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RequestCreated,
-            Some(ext),
-            json!({
-                "extends": id.get(),
-                "role": role.as_str(),
-                "provider": provider,
-                "duration": duration.to_string(),
-                "reason": reason,
-                "ticket": ticket,
-                "approvals_required": policy.approvals_required,
-                "decide_by": decide_by.map(|t| t.to_string()),
-            }),
-        )
-        .await?;
+        let event = Event::ExtensionCreated {
+            extends: id,
+            role: role.as_str(),
+            provider: &provider,
+            duration,
+            reason,
+            ticket: ticket.as_deref(),
+            approvals_required: policy.approvals_required,
+            decide_by,
+        };
+        audit::append(&mut tx, now, &actor, Some(ext), event).await?;
         if let (Some(why), Some((to, extended))) = (&auto, applied) {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::RequestAutoApproved,
-                Some(ext),
-                json!({"why": why, "expires_at": to.to_string()}),
-            )
-            .await?;
+            let event = Event::RequestAutoApproved { why, expires_at: Some(to) };
+            audit::append(&mut tx, now, &Actor::System, Some(ext), event).await?;
             audit_extension(&mut tx, &Actor::System, ext, extended, to, now).await?;
         }
         self.commit_and_wake(tx).await?;

@@ -9,10 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
-
-use super::{Service, ServiceError, ServiceResult, schedule_dm};
-use crate::audit::{self, Actor, AuditAction};
+use super::{Refusal, Service, ServiceError, ServiceResult, schedule_dm};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, Identity, RequestId, RequestState, SlackUser, Timestamp};
 use crate::store::{DeprovisionedKey, LinkRow};
 
@@ -132,7 +130,7 @@ impl Service {
             return Ok(None);
         }
         let events = self.end_requests(&mut tx, &ids, why, now).await?;
-        let ended: Vec<RequestId> = events.iter().map(|(_, id, _)| *id).collect();
+        let ended: Vec<RequestId> = events.iter().map(|(id, _)| *id).collect();
         // The person is told unless they did it themselves (they see the answer).
         if actor != &Actor::Slack(user.clone()) {
             let what = if ended.is_empty() { String::new() } else { " and your access with it".to_owned() };
@@ -141,18 +139,11 @@ impl Service {
             );
             schedule_dm(&mut tx, user, &text, now).await?;
         }
-        for (action, id, detail) in events {
-            audit::append(&mut tx, now, actor, action, Some(id), detail).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, actor, Some(id), event).await?;
         }
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::LinkRemoved,
-            None,
-            json!({"slack": user.to_string(), "reason": why, "ended": ended.iter().map(|id| id.get()).collect::<Vec<_>>()}),
-        )
-        .await?;
+        let event = Event::LinkRemoved { slack: user, reason: why, ended: &ended };
+        audit::append(&mut tx, now, actor, None, event).await?;
         tx.commit().await?;
         self.wake.notify_one();
         let mut out = Vec::new();
@@ -191,7 +182,7 @@ impl Service {
         let ids: Vec<RequestId> = ids.into_iter().collect();
         let mut tx = self.db.begin().await?;
         let events = self.end_requests(&mut tx, &ids, reason, now).await?;
-        for (_, id, _) in &events {
+        for (id, _) in &events {
             if let Some(r) = tx.request(*id).await?
                 && !people.contains(&r.requester)
             {
@@ -211,19 +202,11 @@ impl Service {
             schedule_dm(&mut tx, user, &format!("Your jitbot access was ended: {reason}."), now).await?;
         }
         let touched = events.len();
-        for (action, id, detail) in events {
-            audit::append(&mut tx, now, &Actor::Scim, action, Some(id), detail).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, &Actor::Scim, Some(id), event).await?;
         }
         for user in &unlinked {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::Scim,
-                AuditAction::LinkRemoved,
-                None,
-                json!({"slack": user.to_string(), "reason": reason}),
-            )
-            .await?;
+            audit::append(&mut tx, now, &Actor::Scim, None, Event::LinkRemovedByScim { slack: user, reason }).await?;
         }
         tx.commit().await?;
         self.wake.notify_one();
@@ -244,15 +227,12 @@ impl Service {
             tx.rollback().await?;
             return Ok(false);
         }
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::Scim,
-            AuditAction::LinkReactivated,
-            None,
-            json!({"scim_id": person.scim_id, "subject": person.subject, "emails": person.emails}),
-        )
-        .await?;
+        let event = Event::LinkReactivated {
+            scim_id: &person.scim_id,
+            subject: person.subject.as_deref(),
+            emails: &person.emails,
+        };
+        audit::append(&mut tx, now, &Actor::Scim, None, event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -262,10 +242,10 @@ impl Service {
     /// provider took away.
     pub(super) async fn check_may_link(&self, identity: &Identity) -> ServiceResult<()> {
         match self.db.deprovisioned(&identity.subject, &identity.email).await? {
-            Some(reason) => Err(ServiceError::NotAllowed(format!(
-                "{} was {reason} (SCIM), so it cannot be linked until the identity provider reactivates it",
-                identity.email
-            ))),
+            Some(reason) => Err(ServiceError::NotAllowed(Refusal::Deprovisioned {
+                email: identity.email.clone(),
+                how: reason.to_string(),
+            })),
             None => Ok(()),
         }
     }
@@ -280,11 +260,13 @@ impl Service {
                 && (l.issuer != identity.issuer || l.subject != identity.subject)
         });
         match taken {
-            Some(l) => Err(ServiceError::NotAllowed(format!(
-                "{} is already linked to Slack user {}/{} as subject {:?} at {}; one person has one identity \
-                 (remove that link first, or use its issuer and subject)",
-                identity.email, l.team_id, l.user_id, l.subject, l.issuer
-            ))),
+            Some(l) => Err(ServiceError::NotAllowed(Refusal::EmailTaken {
+                email: identity.email.clone(),
+                team_id: l.team_id,
+                user_id: l.user_id,
+                subject: l.subject,
+                issuer: l.issuer,
+            })),
             None => Ok(()),
         }
     }
@@ -373,15 +355,8 @@ impl Service {
             return Ok(false);
         }
         tx.set_groups_claim_missing(user, fresh.groups_claim_missing).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::System,
-            AuditAction::LinkRefreshed,
-            None,
-            json!({"slack": user.to_string(), "groups_before": before, "groups": fresh.groups}),
-        )
-        .await?;
+        let event = Event::LinkRefreshed { slack: user, groups_before: &before, groups: fresh.groups };
+        audit::append(&mut tx, now, &Actor::System, None, event).await?;
         tx.commit().await?;
         Ok(true)
     }

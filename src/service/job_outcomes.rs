@@ -5,10 +5,8 @@
 //! implies. The job handlers (in `jobs`) only load, call the provider and
 //! hand the result over.
 
-use serde_json::json;
-
 use super::{Service, schedule};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, CallError, CallOutput, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
 use crate::job_kinds::{CheckpointPayload, JobFence, JobKind, JobOutcome};
 use crate::notify::NoticeKind;
@@ -135,15 +133,8 @@ impl Service {
         }
         // Say what is known: an attempt that was recorded and never
         // answered may have reached the target before jitbot died.
-        let (action, why) = if tx.grant_was_attempted(id).await? {
-            (
-                AuditAction::GrantInterrupted,
-                "grant attempt interrupted; access may have been applied; it is revoked at expiry",
-            )
-        } else {
-            (AuditAction::GrantSkipped, "expired before it could be granted")
-        };
-        audit::append(&mut tx, now, &Actor::System, action, Some(id), json!({"why": why})).await?;
+        let event = if tx.grant_was_attempted(id).await? { Event::GrantInterrupted } else { Event::GrantSkipped };
+        audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         tx.commit().await?;
         Ok(JobOutcome::Done)
     }
@@ -171,15 +162,8 @@ impl Service {
         // Recorded before the call: if jitbot dies while the call is in
         // flight, the trail still says the target may have the access.
         if ok && lease != Some(LeaseStart::Released) {
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::GrantAttempted,
-                Some(id),
-                json!({"provider": provider, "attempt": job.attempt}),
-            )
-            .await?;
+            let event = Event::GrantAttempted { provider, attempt: job.attempt };
+            audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         }
         tx.commit().await?;
         Ok((ok, lease))
@@ -215,30 +199,14 @@ impl Service {
                 let fields = TransitionFields { granted_at: Some(now), ..Default::default() };
                 if tx.transition(id, RequestState::Active, &fields, now).await? {
                     schedule(&mut tx, JobKind::Notify(NoticeKind::Granted), id, now, now).await?;
-                    audit::append(
-                        &mut tx,
-                        now,
-                        &Actor::System,
-                        AuditAction::GrantApplied,
-                        Some(id),
-                        with_report(json!({"provider": provider}), report),
-                    )
-                    .await?;
+                    let event =
+                        Event::GrantApplied { provider, revocation_pending: false, report: with_report(report) };
+                    audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 } else {
                     // Revoked while the call was in flight: the revocation job
                     // (which waited for this call) removes what was just applied.
-                    audit::append(
-                        &mut tx,
-                        now,
-                        &Actor::System,
-                        AuditAction::GrantApplied,
-                        Some(id),
-                        with_report(
-                            json!({"provider": provider, "note": "applied while a revocation was pending"}),
-                            report,
-                        ),
-                    )
-                    .await?;
+                    let event = Event::GrantApplied { provider, revocation_pending: true, report: with_report(report) };
+                    audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 }
                 self.commit_and_wake(tx).await?;
                 Ok(JobOutcome::Done)
@@ -247,18 +215,9 @@ impl Service {
                 if !tx.retry_job(job.id, job.attempt, due, &e.message).await? {
                     return Ok(JobOutcome::LostLease);
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::GrantAttemptFailed,
-                    Some(id),
-                    with_error_output(
-                        json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
-                        e,
-                    ),
-                )
-                .await?;
+                let event =
+                    Event::GrantAttemptFailed { attempt: job.attempt, error: with_error_output(e), retry_at: due };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Retried)
             }
@@ -272,15 +231,8 @@ impl Service {
                     tx.expedite_revoke(id, now).await?;
                     schedule(&mut tx, JobKind::Notify(NoticeKind::GrantFailed), id, now, now).await?;
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::GrantFailed,
-                    Some(id),
-                    with_error_output(json!({"attempt": job.attempt, "error": e.message}), e),
-                )
-                .await?;
+                let event = Event::GrantFailed { attempt: job.attempt, error: with_error_output(e) };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 self.commit_and_wake(tx).await?;
                 Ok(JobOutcome::Failed)
             }
@@ -314,18 +266,16 @@ impl Service {
         if !recorded {
             return Ok(JobOutcome::LostLease);
         }
-        let (state, detail, action, audit_detail) = match result {
+        let (state, detail, event) = match result {
             Ok(report) => (
                 RequestState::Completed,
                 report.output.clone().unwrap_or_else(|| "(no output)".to_owned()),
-                AuditAction::ActionCompleted,
-                with_report(json!({"provider": provider}), report),
+                Event::ActionCompleted { provider, report: with_report(report) },
             ),
             Err(e) => (
                 RequestState::ActionFailed,
                 e.message.clone(),
-                AuditAction::ActionFailed,
-                with_error_output(json!({"provider": provider, "error": e.message}), e),
+                Event::ActionFailed { provider, error: with_error_output(e) },
             ),
         };
         let fields =
@@ -333,7 +283,7 @@ impl Service {
         if tx.transition(id, state, &fields, now).await? {
             schedule(&mut tx, JobKind::Notify(NoticeKind::ActionFinished), id, now, now).await?;
         }
-        audit::append(&mut tx, now, &Actor::System, action, Some(id), audit_detail).await?;
+        audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         self.commit_and_wake(tx).await?;
         Ok(if result.is_ok() { JobOutcome::Done } else { JobOutcome::Failed })
     }
@@ -407,15 +357,8 @@ impl Service {
                 if tx.transition(id, RequestState::Revoked, &fields, now).await? {
                     schedule(&mut tx, JobKind::Notify(NoticeKind::Revoked), id, now, now).await?;
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::RevokeApplied,
-                    Some(id),
-                    with_report(json!({"provider": request.provider, "early": early}), report),
-                )
-                .await?;
+                let event = Event::RevokeApplied { provider: &request.provider, early, report: with_report(report) };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 self.commit_and_wake(tx).await?;
                 Ok(JobOutcome::Done)
             }
@@ -430,18 +373,9 @@ impl Service {
                         schedule(&mut tx, JobKind::Notify(NoticeKind::RevokeFailing), id, now, now).await?;
                     }
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::RevokeAttemptFailed,
-                    Some(id),
-                    with_error_output(
-                        json!({"attempt": job.attempt, "error": e.message, "retry_at": due.to_string()}),
-                        e,
-                    ),
-                )
-                .await?;
+                let event =
+                    Event::RevokeAttemptFailed { attempt: job.attempt, error: with_error_output(e), retry_at: due };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Retried)
             }
@@ -469,19 +403,12 @@ impl Service {
             return Ok(OverdueCheck::Alerted(JobOutcome::LostLease));
         }
         schedule(&mut tx, JobKind::Notify(NoticeKind::RevokeOverdue), request.id, now, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &Actor::System,
-            AuditAction::RevokeOverdue,
-            Some(request.id),
-            json!({
-                "state": request.state.as_str(),
-                "expires_at": request.expires_at.map(|t| t.to_string()),
-                "last_error": request.state_detail,
-            }),
-        )
-        .await?;
+        let event = Event::RevokeOverdue {
+            state: request.state,
+            expires_at: request.expires_at,
+            last_error: request.state_detail.as_deref(),
+        };
+        audit::append(&mut tx, now, &Actor::System, Some(request.id), event).await?;
         self.commit_and_wake(tx).await?;
         Ok(OverdueCheck::Alerted(JobOutcome::Done))
     }
@@ -508,15 +435,8 @@ impl Service {
         };
         if tx.transition(id, RequestState::TimedOut, &fields, now).await? {
             schedule(&mut tx, JobKind::Notify(NoticeKind::TimedOut), id, now, now).await?;
-            audit::append(
-                &mut tx,
-                now,
-                &Actor::System,
-                AuditAction::RequestTimedOut,
-                Some(id),
-                json!({"decide_by": request.decide_by.map(|t| t.to_string())}),
-            )
-            .await?;
+            let event = Event::RequestTimedOut { decide_by: request.decide_by };
+            audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         }
         self.commit_and_wake(tx).await?;
         Ok(JobOutcome::Done)
@@ -543,16 +463,8 @@ impl Service {
                 if !tx.complete_job(job.id, job.attempt, now).await? {
                     return Ok(JobOutcome::LostLease);
                 }
-                let detail = json!({"provider": provider, "expires_at": expires_at.to_string()});
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::GrantExtended,
-                    Some(id),
-                    with_report(detail, report),
-                )
-                .await?;
+                let event = Event::GrantExtended { provider, expires_at, report: with_report(report) };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Done)
             }
@@ -565,15 +477,8 @@ impl Service {
                 if !tx.fail_job(job.id, job.attempt, &e.message, now).await? {
                     return Ok(JobOutcome::LostLease);
                 }
-                audit::append(
-                    &mut tx,
-                    now,
-                    &Actor::System,
-                    AuditAction::GrantExtendFailed,
-                    Some(id),
-                    json!({"provider": provider, "error": e.message}),
-                )
-                .await?;
+                let event = Event::GrantExtendFailed { provider, error: &e.message };
+                audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
                 tx.commit().await?;
                 Ok(JobOutcome::Failed)
             }
@@ -581,22 +486,14 @@ impl Service {
     }
 }
 
-/// Adds a provider's notes and output to an audit detail (only when there
-/// are any, so details of providers that report nothing stay as they were).
-fn with_report(mut detail: serde_json::Value, report: &ProviderReport) -> serde_json::Value {
-    if !report.notes.is_empty() {
-        detail["notes"] = json!(report.notes);
-    }
-    if let Some(output) = &report.output {
-        detail["output"] = json!(output);
-    }
-    detail
+/// A provider's notes and output, for an audit event (added to its detail
+/// only when there are any, so details of providers that report nothing
+/// stay as they were).
+fn with_report(report: &ProviderReport) -> CallOutput<'_> {
+    CallOutput { notes: &report.notes, output: report.output.as_deref() }
 }
 
-/// Adds a failed call's captured output to an audit detail.
-fn with_error_output(mut detail: serde_json::Value, e: &ProviderError) -> serde_json::Value {
-    if let Some(output) = &e.output {
-        detail["output"] = json!(output);
-    }
-    detail
+/// A failed call's message and captured output, for an audit event.
+fn with_error_output(e: &ProviderError) -> CallError<'_> {
+    CallError { message: &e.message, output: e.output.as_deref() }
 }

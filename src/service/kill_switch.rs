@@ -7,10 +7,8 @@
 //! Like an early revoke, this only moves requests to `revoking` and makes
 //! their revocation jobs due now; the jobs do the provider calls.
 
-use serde_json::json;
-
-use super::{Purpose, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
-use crate::audit::{self, Actor, AuditAction};
+use super::{AdminProof, Purpose, Refusal, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
 use crate::notify::{Announcement, NoticeKind};
@@ -42,23 +40,26 @@ pub struct RevokeAllOutcome {
 
 impl Service {
     /// Whether `user` may pull the kill switch: a member of
-    /// `policy.admin_groups`, with groups as fresh as an approver's.
-    pub async fn check_admin(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
+    /// `policy.admin_groups`, with groups as fresh as an approver's. The
+    /// proof is what the administrator's use cases take.
+    pub async fn check_admin(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<AdminProof> {
+        self.admin_proof(user, now).await?.ok_or(ServiceError::NotAllowed(Refusal::NotAdmin))
+    }
+
+    /// An administrator's proof for `user`, `None` when they are not one
+    /// (each caller says what was refused); errors when their identity
+    /// cannot be checked (no link, groups too old).
+    pub(super) async fn admin_proof(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<Option<AdminProof>> {
         let identity = self.identity(user, Purpose::Decide, None, now).await?;
-        if identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g)) {
-            Ok(())
-        } else {
-            Err(ServiceError::NotAllowed(
-                "only jitbot administrators (policy.admin_groups) can revoke all access".into(),
-            ))
-        }
+        let admin = identity.groups.iter().any(|g| self.config.policy.admin_groups.contains(g));
+        Ok(admin.then(|| AdminProof::new(Actor::Slack(user.clone()))))
     }
 
     /// `/jit revoke-all <reason>`, confirmed: an administrator pulls the kill switch.
     #[tracing::instrument(skip_all, fields(actor = %admin))]
     pub async fn revoke_all(&self, admin: &SlackUser, reason: &str, now: Timestamp) -> ServiceResult<RevokeAllOutcome> {
-        self.check_admin(admin, now).await?;
-        self.kill_switch(Actor::Slack(admin.clone()), reason, now).await
+        let proof = self.check_admin(admin, now).await?;
+        self.kill_switch(proof, reason, now).await
     }
 
     /// `jitbot revoke-all`: an operator with access to the config and the
@@ -70,15 +71,14 @@ impl Service {
         reason: &str,
         now: Timestamp,
     ) -> ServiceResult<RevokeAllOutcome> {
-        self.kill_switch(Actor::Cli(operator.to_owned()), reason, now).await
+        self.kill_switch(Self::operator(operator), reason, now).await
     }
 
-    async fn kill_switch(&self, actor: Actor, reason: &str, now: Timestamp) -> ServiceResult<RevokeAllOutcome> {
+    async fn kill_switch(&self, by: AdminProof, reason: &str, now: Timestamp) -> ServiceResult<RevokeAllOutcome> {
+        let actor = by.actor();
         let reason = reason.trim();
         if reason.chars().count() < REVOKE_ALL_REASON_MIN {
-            return Err(ServiceError::NotAllowed(format!(
-                "say why you are revoking all access (at least {REVOKE_ALL_REASON_MIN} characters)"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::RevokeAllReasonTooShort));
         }
         // Engaged first, in a transaction of its own that only touches the
         // switch: decisions in flight commit before it (and are then seen
@@ -109,7 +109,7 @@ impl Service {
                     if tx.transition(r.id, RequestState::Cancelled, &fields, now).await? {
                         schedule(&mut tx, JobKind::Notify(NoticeKind::Cancelled), r.id, now, now).await?;
                         out.cancelled.push(r.id);
-                        events.push((AuditAction::RequestCancelled, r.id));
+                        events.push((r.id, Event::RequestCancelledByKillSwitch { detail: &detail }));
                     }
                 }
                 RequestState::Granting | RequestState::Active | RequestState::GrantFailed => {
@@ -117,10 +117,10 @@ impl Service {
                     if tx.transition(r.id, RequestState::Revoking, &fields, now).await? {
                         tx.expedite_revoke(r.id, now).await?;
                         out.revoking.push(r.id);
-                        events.push((AuditAction::RevokeRequested, r.id));
+                        events.push((r.id, Event::RevokeRequested { detail: &detail }));
                         if let Some(ext) = cancel_pending_extension(&mut tx, r.id, now).await? {
                             out.cancelled.push(ext);
-                            events.push((AuditAction::RequestCancelled, ext));
+                            events.push((ext, Event::RequestCancelledByKillSwitch { detail: &detail }));
                         }
                     }
                 }
@@ -136,7 +136,7 @@ impl Service {
         out.cancelled.sort();
         out.cancelled.dedup();
         let announcement = Announcement::RevokeAll {
-            slack_user: match &actor {
+            slack_user: match actor {
                 Actor::Slack(u) => Some(u.user_id().to_owned()),
                 _ => None,
             },
@@ -147,22 +147,11 @@ impl Service {
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
         tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
-        for (action, id) in events {
-            audit::append(&mut tx, now, &actor, action, Some(id), json!({"detail": detail})).await?;
+        for (id, event) in events {
+            audit::append(&mut tx, now, actor, Some(id), event).await?;
         }
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::RevokeAll,
-            None,
-            json!({
-                "reason": reason,
-                "revoking": out.revoking.iter().map(|i| i.get()).collect::<Vec<_>>(),
-                "cancelled": out.cancelled.iter().map(|i| i.get()).collect::<Vec<_>>(),
-            }),
-        )
-        .await?;
+        let event = Event::RevokeAll { reason, revoking: &out.revoking, cancelled: &out.cancelled };
+        audit::append(&mut tx, now, actor, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(out)
     }
@@ -176,8 +165,8 @@ impl Service {
         reason: &str,
         now: Timestamp,
     ) -> ServiceResult<Option<KillSwitchRow>> {
-        self.check_admin(admin, now).await?;
-        self.release(Actor::Slack(admin.clone()), reason, now).await
+        let proof = self.check_admin(admin, now).await?;
+        self.release(proof, reason, now).await
     }
 
     /// `jitbot unfreeze`: an operator releases the kill switch.
@@ -188,7 +177,7 @@ impl Service {
         reason: &str,
         now: Timestamp,
     ) -> ServiceResult<Option<KillSwitchRow>> {
-        self.release(Actor::Cli(operator.to_owned()), reason, now).await
+        self.release(Self::operator(operator), reason, now).await
     }
 
     /// The engaged kill switch, if it is.
@@ -196,17 +185,16 @@ impl Service {
         Ok(self.db.kill_switch().await?)
     }
 
-    async fn release(&self, actor: Actor, reason: &str, now: Timestamp) -> ServiceResult<Option<KillSwitchRow>> {
+    async fn release(&self, by: AdminProof, reason: &str, now: Timestamp) -> ServiceResult<Option<KillSwitchRow>> {
+        let actor = by.actor();
         let reason = reason.trim();
         if reason.chars().count() < REVOKE_ALL_REASON_MIN {
-            return Err(ServiceError::NotAllowed(format!(
-                "say why granting may resume (at least {REVOKE_ALL_REASON_MIN} characters)"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::ReleaseReasonTooShort));
         }
         let mut tx = self.db.begin().await?;
         let Some(was) = tx.release_kill_switch().await? else { return Ok(None) };
         let announcement = Announcement::KillSwitchReleased {
-            slack_user: match &actor {
+            slack_user: match actor {
                 Actor::Slack(u) => Some(u.user_id().to_owned()),
                 _ => None,
             },
@@ -215,15 +203,13 @@ impl Service {
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
         tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::KillSwitchReleased,
-            None,
-            json!({"reason": reason, "engaged_by": was.engaged_by, "engaged_at": was.engaged_at, "engaged_reason": was.reason}),
-        )
-        .await?;
+        let event = Event::KillSwitchReleased {
+            reason,
+            engaged_by: &was.engaged_by,
+            engaged_at: was.engaged_at,
+            engaged_reason: &was.reason,
+        };
+        audit::append(&mut tx, now, actor, None, event).await?;
         self.commit_and_wake(tx).await?;
         Ok(Some(was))
     }

@@ -108,7 +108,7 @@ impl Service {
     /// (the same checks as Approve and Deny), so a form is only opened for
     /// someone whose decision would count.
     pub async fn may_decide(&self, id: RequestId, user: &SlackUser, now: Timestamp) -> ServiceResult<AccessRequest> {
-        Ok(self.check_decider(id, user, now).await?.0)
+        Ok(self.check_decider(id, user, now).await?.request)
     }
 
     /// Whether `user` may be offered break-glass on request `id`: their own

@@ -3,10 +3,8 @@
 //! holds now, the lease steps of revoking again, and the audit events of
 //! its findings. The comparison with targets stays in the reconciler.
 
-use serde_json::json;
-
 use super::{Service, ServiceResult};
-use crate::audit::{self, Actor, AuditAction};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
 use crate::providers::{GrantTarget, ProviderError};
 
@@ -70,8 +68,10 @@ impl Service {
         }
         let mut tx = self.db.begin().await?;
         for f in findings {
-            let action = if f.revoked_again { AuditAction::ReconcileRevoked } else { AuditAction::ReconcileDrift };
-            audit::append(&mut tx, now, actor, action, Some(f.request), json!({"finding": f.description})).await?;
+            let finding = &f.description;
+            let event =
+                if f.revoked_again { Event::ReconcileRevoked { finding } } else { Event::ReconcileDrift { finding } };
+            audit::append(&mut tx, now, actor, Some(f.request), event).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -5,10 +5,8 @@
 //! review are in the audit trail, so an auditor can see that every
 //! break-glass was followed up, by whom and when.
 
-use serde_json::json;
-
-use super::{Service, ServiceError, ServiceResult};
-use crate::audit::{self, Actor, AuditAction};
+use super::{Refusal, Service, ServiceError, ServiceResult};
+use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, RequestId, Timestamp};
 
 /// The shortest review note accepted: "ok" says nothing to an auditor.
@@ -25,29 +23,20 @@ impl Service {
     pub async fn mark_reviewed(&self, id: RequestId, actor: &Actor, note: &str, now: Timestamp) -> ServiceResult<()> {
         let note = note.trim();
         if note.chars().count() < REVIEW_NOTE_MIN {
-            return Err(ServiceError::NotAllowed(format!(
-                "a review needs a note of at least {REVIEW_NOTE_MIN} characters: what was checked, what was found"
-            )));
+            return Err(ServiceError::NotAllowed(Refusal::ReviewNoteTooShort));
         }
         let mut tx = self.db.begin().await?;
         let Some(request) = tx.request(id).await? else { return Err(ServiceError::NotFound(id)) };
         if !tx.mark_reviewed(id).await? {
-            return Err(ServiceError::NotAllowed(format!("request {id} is not waiting for review")));
+            return Err(ServiceError::NotAllowed(Refusal::NotWaitingForReview(id)));
         }
-        audit::append(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::RequestReviewed,
-            Some(id),
-            json!({
-                "note": note,
-                "role": request.role.as_str(),
-                "requester": request.requester.to_string(),
-                "break_glass_reason": request.break_glass_reason,
-            }),
-        )
-        .await?;
+        let event = Event::RequestReviewed {
+            note,
+            role: request.role.as_str(),
+            requester: &request.requester,
+            break_glass_reason: request.break_glass_reason.as_deref(),
+        };
+        audit::append(&mut tx, now, actor, Some(id), event).await?;
         tx.commit().await?;
         Ok(())
     }

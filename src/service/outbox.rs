@@ -1,0 +1,80 @@
+//! The outbox: the jobs a transition writes in its own transaction
+//! (notices, DMs, timeouts, expiry warnings and revocations).
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Writes a direct message to one person into the transaction.
+pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
+    let payload = crate::job_kinds::PersonPayload::json(user, Some(text));
+    tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+    Ok(())
+}
+
+/// The requester of `request` as an identity for "same person" checks (the
+/// groups and claims are not needed for that and are left empty).
+pub(crate) fn requester_of(request: &AccessRequest) -> Identity {
+    Identity {
+        slack: request.requester.clone(),
+        issuer: request.requester_issuer.clone(),
+        subject: request.requester_subject.clone(),
+        email: request.requester_email.clone(),
+        groups: Default::default(),
+        claims: Default::default(),
+    }
+}
+
+/// Schedules the timeout of a pending request (and the reminder halfway,
+/// when the role has an approval timeout).
+pub(super) async fn schedule_timeout(
+    tx: &mut Tx,
+    id: RequestId,
+    policy: &RolePolicy,
+    decide_by: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(deadline) = decide_by else { return Ok(()) };
+    if let Some(timeout) = policy.approval_timeout {
+        let halfway = now.plus(timeout / 2);
+        if halfway < deadline {
+            schedule(tx, JobKind::Remind, id, halfway, now).await?;
+        }
+    }
+    schedule(tx, JobKind::TimeOut, id, deadline, now).await?;
+    Ok(())
+}
+
+/// Schedules the revocation at `expires_at` and the warning `warn_before`
+/// it (none when that moment has passed already: a warning right after the
+/// grant would be noise). Both carry the expiry they are for, so after an
+/// extension the old ones recognise themselves as superseded.
+pub(super) async fn schedule_expiry(
+    tx: &mut Tx,
+    id: RequestId,
+    expires_at: Timestamp,
+    warn_before: Duration,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let payload = json!({"expires_at": expires_at.millis()}).to_string();
+    tx.insert_job(JobKind::Revoke.name(), Some(id), &payload, expires_at, now).await?;
+    // People are alerted if access still exists a minute after it should have ended.
+    let overdue_at = expires_at.plus(REVOKE_OVERDUE_AFTER);
+    tx.insert_job(JobKind::OverdueCheck.name(), Some(id), &payload, overdue_at, now).await?;
+    let warn_at = expires_at.minus(warn_before);
+    if !warn_before.is_zero() && warn_at > now {
+        tx.insert_job(JobKind::WarnExpiry.name(), Some(id), &payload, warn_at, now).await?;
+    }
+    Ok(())
+}
+
+/// Writes one job for request `id` into the transaction.
+pub(crate) async fn schedule(
+    tx: &mut Tx,
+    kind: JobKind,
+    id: RequestId,
+    due: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.insert_job(kind.name(), Some(id), &kind.payload(), due, now).await?;
+    Ok(())
+}

@@ -157,12 +157,19 @@ pub struct Config {
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
-    /// `[roles.NAME]`: what can be requested.
-    #[serde(default)]
-    pub roles: BTreeMap<String, RoleConfig>,
+    /// `[roles.NAME]`: what can be requested, by name (every name checked
+    /// with [`RoleName::parse`] at load).
+    #[serde(default, deserialize_with = "role_map")]
+    pub roles: BTreeMap<RoleName, RoleConfig>,
     /// Each role's policy, built once at load (see [`Config::role_policy`]).
     #[serde(skip)]
-    policies: BTreeMap<String, RolePolicy>,
+    policies: BTreeMap<RoleName, RolePolicy>,
+}
+
+/// The `[roles]` table, keyed by role name; `validate` checks each name.
+fn role_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<RoleName, RoleConfig>, D::Error> {
+    let raw = BTreeMap::<String, RoleConfig>::deserialize(d)?;
+    Ok(raw.into_iter().map(|(name, role)| (RoleName::from_config_key(name), role)).collect())
 }
 
 fn opt_std_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -210,11 +217,7 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| err(describe_toml_error(&e)))?;
         config.apply_env_overrides(lookup).map_err(&err)?;
         config.validate(text).map_err(err)?;
-        config.policies = config
-            .roles
-            .iter()
-            .filter_map(|(name, role)| Some((name.clone(), role.policy(RoleName::parse(name).ok()?))))
-            .collect();
+        config.policies = config.roles.iter().map(|(name, role)| (name.clone(), role.policy(name.clone()))).collect();
         Ok(config)
     }
 
@@ -296,8 +299,8 @@ impl Config {
         let has_idp = self.idp.is_some();
         for (name, role) in &mut self.roles {
             let table = format!("roles.{name}");
-            RoleName::parse(name).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
-            role.validate(name, &table, &self.providers, has_idp, &at)?;
+            RoleName::parse(name.as_str()).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
+            role.validate(name.as_str(), &table, &self.providers, has_idp, &at)?;
         }
         Ok(())
     }
@@ -305,7 +308,7 @@ impl Config {
     /// The policy of a configured role (built at load), or `None` for an
     /// unknown name.
     pub fn role_policy(&self, name: &RoleName) -> Option<RolePolicy> {
-        self.policies.get(name.as_str()).cloned()
+        self.policies.get(name).cloned()
     }
 }
 

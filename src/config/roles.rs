@@ -336,6 +336,15 @@ mod tests {
     use crate::config::tests::{GOOD, parse};
 
     #[test]
+    fn roles_are_keyed_by_checked_role_names() {
+        let c = parse(GOOD).unwrap();
+        let name = RoleName::parse("prod-db-readonly").unwrap();
+        assert!(c.roles.contains_key(&name) && c.roles.contains_key("prod-db-readonly"));
+        let e = parse(&GOOD.replace("[roles.prod-db-readonly]", "[roles.Prod]")).unwrap_err().to_string();
+        assert!(e.contains("[roles.Prod]: invalid role name \"Prod\""), "{e}");
+    }
+
+    #[test]
     fn workflow_policies_parse_and_are_checked() {
         let extra = "max_duration = \"4h\"\nticket_pattern = \"INC-[0-9]+\"\nticket_url = \"https://jira.example.com/browse/{ticket}\"\nauto_approve = { groups = [\"oncall\"], max_duration = \"1h\" }\napproval_timeout = \"1h\"\nbreak_glass = true\nwarn_before = \"5m\"";
         let text = GOOD.replace("max_duration = \"4h\"", extra);

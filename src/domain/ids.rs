@@ -62,6 +62,20 @@ impl RoleName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A name read from the config file, before the config's own check
+    /// (which runs [`RoleName::parse`] on every name, so that its error names
+    /// the file, line and key). No config with a bad name is ever used.
+    pub(crate) fn from_config_key(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Lets a map keyed by role name be looked up with a `&str`.
+impl std::borrow::Borrow<str> for RoleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for RoleName {

@@ -5,9 +5,7 @@
 //! fresh groups) when the person acts.
 
 use super::{Service, ServiceResult, requester_of};
-use crate::domain::{
-    AccessRequest, Approval, Identity, RequestId, RequestState, RoleName, RolePolicy, SlackUser, Timestamp,
-};
+use crate::domain::{AccessRequest, Approval, Identity, RequestId, RequestState, RolePolicy, SlackUser, Timestamp};
 
 /// How many ended requests "recent" shows.
 pub const RECENT_LIMIT: i64 = 5;
@@ -79,7 +77,7 @@ impl Service {
             .roles
             .iter()
             .filter_map(|(name, role)| {
-                let policy = self.config.role_policy(&RoleName::parse(name).ok()?)?;
+                let policy = self.config.role_policy(name)?;
                 policy.check_requester(identity).is_ok().then(|| (policy, role.description.clone()))
             })
             .collect()

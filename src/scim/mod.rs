@@ -127,6 +127,11 @@ impl IntoResponse for ScimError {
     }
 }
 
+/// The stored resource `id` of `kind`, or SCIM's 404.
+async fn resource(state: &ScimState, kind: Kind, id: &str) -> Result<crate::service::ScimResource, ScimError> {
+    state.service.scim_resource(kind.name(), id).await.map_err(service_error)?.ok_or_else(|| not_found(kind.name()))
+}
+
 fn not_found(what: &str) -> ScimError {
     ScimError { status: 404, scim_type: None, detail: format!("{what} not found") }
 }
@@ -529,12 +534,7 @@ async fn do_list(state: &ScimState, kinds: &[Kind], q: ListQuery) -> Result<Resp
 }
 
 async fn do_get(state: &ScimState, kind: Kind, id: &str, q: ProjectionQuery) -> Result<Response, ScimError> {
-    let row = state
-        .service
-        .scim_resource(kind.name(), id)
-        .await
-        .map_err(service_error)?
-        .ok_or_else(|| not_found(kind.name()))?;
+    let row = resource(state, kind, id).await?;
     let body =
         project(render(state, kind, &row), q.attributes.as_deref(), q.excluded_attributes.as_deref(), kind.urn());
     Ok(scim_json(StatusCode::OK, body))
@@ -719,12 +719,7 @@ fn group_names(scim_id: &str, map: &Map<String, Value>) -> BTreeSet<String> {
 }
 
 async fn created(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
-    let row = state
-        .service
-        .scim_resource(kind.name(), id)
-        .await
-        .map_err(service_error)?
-        .ok_or_else(|| not_found(kind.name()))?;
+    let row = resource(state, kind, id).await?;
     let body = render(state, kind, &row);
     let mut resp = scim_json(StatusCode::CREATED, body.clone());
     if let Some(loc) = body["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
@@ -750,12 +745,7 @@ async fn create(state: &ScimState, kind: Kind, body: &[u8]) -> Result<Response, 
 /// Replaces (PUT) or patches (PATCH) a resource and applies the effects of
 /// what changed.
 async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: bool) -> Result<Response, ScimError> {
-    let row = state
-        .service
-        .scim_resource(kind.name(), id)
-        .await
-        .map_err(service_error)?
-        .ok_or_else(|| not_found(kind.name()))?;
+    let row = resource(state, kind, id).await?;
     let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     let after = if is_patch {
         let v: Value =
@@ -793,22 +783,12 @@ async fn update(state: &ScimState, kind: Kind, id: &str, body: &[u8], is_patch: 
         }
     }
     write(state, kind, id, &after, false).await?;
-    let row = state
-        .service
-        .scim_resource(kind.name(), id)
-        .await
-        .map_err(service_error)?
-        .ok_or_else(|| not_found(kind.name()))?;
+    let row = resource(state, kind, id).await?;
     Ok(scim_json(StatusCode::OK, render(state, kind, &row)))
 }
 
 async fn remove(state: &ScimState, kind: Kind, id: &str) -> Result<Response, ScimError> {
-    let row = state
-        .service
-        .scim_resource(kind.name(), id)
-        .await
-        .map_err(service_error)?
-        .ok_or_else(|| not_found(kind.name()))?;
+    let row = resource(state, kind, id).await?;
     let before: Map<String, Value> = serde_json::from_str(&row.body).unwrap_or_default();
     // Effects before the delete, so a failure leaves the resource for the IdP's retry.
     let now = state.clock.now();

@@ -325,3 +325,57 @@ fn check_config_warns_when_the_groups_scope_is_missing() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(!stderr.contains("scope"), "{stderr}");
 }
+
+/// `JITBOT_LOG_FORMAT=json` makes every log line one JSON object a log
+/// pipeline can parse, with the level, the message and its fields; an
+/// unknown format is refused by name before anything starts.
+#[tokio::test]
+async fn serve_logs_one_json_object_per_line_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, db) = TestDatabase::create(Backend::Sqlite, dir.path()).await;
+    let cfg = dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("JITBOT_LOG", "info")
+            .env("JITBOT_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut listening = None;
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(value["level"].is_string() && value["fields"].is_object(), "{line}");
+        if let Some(addr) = value["fields"]["addr"].as_str() {
+            listening = Some(addr.to_owned());
+            break;
+        }
+        seen.push(line);
+    }
+    let addr = listening.unwrap_or_else(|| panic!("serve logs the address it listens on; it printed {seen:?}"));
+    assert!(http_get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(child.0.wait().unwrap().success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["check-config", &example()])
+        .env("JITBOT_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("JITBOT_LOG_FORMAT must be \"text\" or \"json\""), "{:?}", text(&out));
+}

@@ -147,15 +147,8 @@ impl App {
         }
         let mut scheduler_options = deps.scheduler;
         scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
-        let handlers = JobHandlers::new(
-            service.clone(),
-            db.clone(),
-            deps.clock.clone(),
-            providers,
-            notifier,
-            refresher,
-            &scheduler_options,
-        );
+        let handlers =
+            JobHandlers::new(service.clone(), deps.clock.clone(), providers, notifier, refresher, &scheduler_options);
         let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), wake, scheduler_options, Arc::new(handlers));
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
@@ -284,7 +277,7 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
         audit_checkpoint_interval: config.audit.checkpoint_interval,
         ..Default::default()
     };
-    let handlers = JobHandlers::new(service, db.clone(), clock.clone(), providers, notifier, None, &options);
+    let handlers = JobHandlers::new(service, clock.clone(), providers, notifier, None, &options);
     let scheduler = Scheduler::new(db.clone(), clock, wake, options, Arc::new(handlers));
     Ok(scheduler.drain().await?)
 }

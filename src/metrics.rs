@@ -161,9 +161,10 @@ pub enum Histogram {
 impl Histogram {
     fn name_and_help(self) -> (&'static str, &'static str) {
         match self {
-            Self::SlackAck => {
-                ("jitbot_slack_ack_seconds", "Time from a Slack delivery's arrival to its acknowledgment, by transport.")
-            }
+            Self::SlackAck => (
+                "jitbot_slack_ack_seconds",
+                "Time from a Slack delivery's arrival to its acknowledgment, by transport.",
+            ),
             Self::RevocationLateness => (
                 "jitbot_revocation_lateness_seconds",
                 "How long after expires_at a revocation was applied (0 for early revocations).",
@@ -292,21 +293,21 @@ impl Metrics {
             let (name, help) = c.name_and_help();
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", self.get(c));
         }
-        let helps: BTreeMap<&'static str, (&'static str, &'static str)> = [
-            LabelledCounter::SlackApiCalls.name_and_help(),
-            LabelledCounter::SlackRateLimited.name_and_help(),
-        ]
-        .into_iter()
-        .map(|(n, h)| (n, (h, "counter")))
-        .chain([Gauge::JobsDue, Gauge::OldestDueJobSeconds].into_iter().map(|g| {
-            let (n, h) = g.name_and_help();
-            (n, (h, "gauge"))
-        }))
-        .chain([Histogram::SlackAck, Histogram::RevocationLateness, Histogram::ProviderCall].into_iter().map(|g| {
-            let (n, h) = g.name_and_help();
-            (n, (h, "histogram"))
-        }))
-        .collect();
+        let helps: BTreeMap<&'static str, (&'static str, &'static str)> =
+            [LabelledCounter::SlackApiCalls.name_and_help(), LabelledCounter::SlackRateLimited.name_and_help()]
+                .into_iter()
+                .map(|(n, h)| (n, (h, "counter")))
+                .chain([Gauge::JobsDue, Gauge::OldestDueJobSeconds].into_iter().map(|g| {
+                    let (n, h) = g.name_and_help();
+                    (n, (h, "gauge"))
+                }))
+                .chain([Histogram::SlackAck, Histogram::RevocationLateness, Histogram::ProviderCall].into_iter().map(
+                    |g| {
+                        let (n, h) = g.name_and_help();
+                        (n, (h, "histogram"))
+                    },
+                ))
+                .collect();
         self.series(|m| {
             let mut last = "";
             for ((name, labels), series) in m.iter() {

@@ -5,7 +5,7 @@
 //! approved request through), `revoke` (cancel, early revoke, group
 //! removal, retries), `outbox` (the jobs a transition writes), and
 //! `extension`, `kill_switch`, `identity_links`, `provisioning`, `sign_in`,
-//! `credentials`, `reconcile`, `job_outcomes`, `cards`, `review`,
+//! `credentials`, `reconcile`, `job_reads`, `job_outcomes`, `cards`, `review`,
 //! `audit_seal` and `queries` (the read models the transports show).
 //!
 //! Each use case is one transaction that makes a conditional state change,
@@ -41,6 +41,7 @@ mod extension;
 mod identity;
 mod identity_links;
 mod job_outcomes;
+mod job_reads;
 mod kill_switch;
 mod outbox;
 mod provisioning;
@@ -52,6 +53,8 @@ mod review;
 mod revoke;
 mod sign_in;
 
+/// What a revocation's and a grant's lease step decided, as the job handlers see it.
+pub use crate::store::{LeaseRelease, LeaseStart};
 pub use authority::AdminProof;
 use authority::Decider;
 pub use cards::PostedCard;

@@ -63,11 +63,7 @@ impl App {
     /// Connects and migrates the database, refuses a config that would
     /// orphan live grants, builds providers and binds the listener.
     pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
-        let db = Db::connect(config.database.url.expose(), config.database.max_connections)
-            .await
-            .context("cannot open database.url")?
-            .with_audit_key(config.audit_key());
-        db.migrate().await.context("cannot migrate the database")?;
+        let db = open_database(&config).await?;
         if let Some(warning) = audit_key_warning(&config) {
             tracing::warn!("{warning}");
         }
@@ -253,12 +249,77 @@ impl App {
     }
 }
 
+/// Opens and migrates the configured database, with the audit key: every
+/// process that appends audit rows (the server, the command line) appends
+/// keyed ones.
+async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config.database.url.expose(), config.database.max_connections)
+        .await
+        .context("cannot open database.url")?
+        .with_audit_key(config.audit_key());
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+/// The service over the configured database, opened for one command of
+/// the command line, which then exits. The command line asks the service
+/// like every other transport; this keeps the database handle, which only
+/// the wiring may hold, for what a short-lived process needs besides: run
+/// the jobs it wrote, tell serving replicas about them, close the pool.
+pub struct Backend {
+    db: Db,
+    service: Service,
+    config: Arc<Config>,
+}
+
+impl Backend {
+    /// Connects and migrates (the CLI's `migrate` is exactly this).
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let db = open_database(&config).await?;
+        let config = Arc::new(config);
+        let service = Service::new(db.clone(), config.clone(), Arc::new(Notify::new()));
+        Ok(Self { db, service, config })
+    }
+
+    /// The use cases and read models.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// See [`run_due_jobs`].
+    pub async fn run_due_jobs(&self) -> anyhow::Result<usize> {
+        run_due_jobs(self.config.clone(), &self.db).await
+    }
+
+    /// Tells serving replicas, now, that jobs were written (PostgreSQL), so
+    /// they run them before their next look at the queue; a spawned
+    /// announcement would die with this process.
+    pub async fn announce_jobs_now(&self) {
+        self.db.announce_jobs_now().await;
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+/// For `jitbot check-config`: when the configured database already exists,
+/// the live grants that `config` would orphan (see [`grants_orphaned_by`]).
+/// Nothing is created or migrated.
+pub async fn grants_orphaned_in_database(config: &Config) -> anyhow::Result<Vec<String>> {
+    let db = Db::connect(config.database.url.expose(), 1).await?;
+    let orphans = grants_orphaned_by(config, &db).await;
+    db.close().await;
+    orphans
+}
+
 /// Runs every job that is due now, once, with the providers and notifier
 /// the config describes, then returns: how `jitbot revoke-all` applies the
 /// kill switch at once, even when no jitbot is serving. A serving jitbot
 /// may run the same jobs concurrently; their fenced leases keep each run
 /// single.
-pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
+async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
     let clock: SharedClock = Arc::new(SystemClock);
     let providers = Providers::from_config(&config).context("cannot build providers")?;
     let wake = Arc::new(Notify::new());

@@ -67,7 +67,7 @@ pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub(crate) use outbox::{requester_of, schedule, schedule_dm};
 use outbox::{schedule_expiry, schedule_timeout};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
-pub use queries::{LinkSummary, RECENT_LIMIT};
+pub use queries::{LinkSummary, ListedLink, RECENT_LIMIT};
 pub use reconcile::ReconcileFinding;
 pub use refusal::Refusal;
 pub use review::REVIEW_NOTE_MIN;

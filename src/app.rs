@@ -119,7 +119,8 @@ impl App {
         let mut idp_state = None;
         let mut refresher: Option<Arc<dyn crate::jobs::LinkRefresher>> = None;
         if let (Some(idp), Some(api)) = (&config.idp, &slack_api) {
-            let oidc = Arc::new(Oidc::new(idp, &config.server.public_url, &config.login_claims(), deps.clock.clone())?);
+            let oidc =
+                Arc::new(Oidc::new(idp, config.server.public_base(), &config.login_claims(), deps.clock.clone())?);
             // A failed discovery is not fatal: linking reports it and retries,
             // everything else keeps working.
             if let Err(e) = oidc.discover().await {

@@ -289,7 +289,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // and a later OIDC sign-in are one person, not two.
             let (issuer, subject) = match &config.idp {
                 Some(idp) => {
-                    if let Some(i) = issuer.filter(|i| i != &idp.issuer) {
+                    if let Some(i) = issuer.filter(|i| i != idp.issuer.as_str()) {
                         anyhow::bail!(
                             "--issuer: {i:?} is not the configured idp.issuer {:?}; with an [idp] table links belong to it",
                             idp.issuer
@@ -301,7 +301,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                              so this link and their OIDC sign-in are the same identity"
                         );
                     };
-                    (idp.issuer.clone(), subject)
+                    (idp.issuer.as_str().to_owned(), subject)
                 }
                 None => (issuer.unwrap_or_else(|| "manual".to_owned()), subject.unwrap_or_else(|| email.clone())),
             };

@@ -10,7 +10,7 @@
 //!   machine, policy, decisions, login names and templates). Touches nothing:
 //!   no I/O, no clock.
 //! - [`config`]: `jitbot.toml` as plain validated data, `${VAR}` secrets; one
-//!   file per section; templates, durations and each role's policy parsed
+//!   file per section; templates, durations, URLs and each role's policy parsed
 //!   once, at load. Touches [`domain`] only.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for
 //!   both. Touches [`domain`]; only [`service`] (and the wiring) uses it.

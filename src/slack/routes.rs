@@ -152,7 +152,7 @@ async fn sign_in_reply(
         Ok(t) => t,
         Err(e) => return explain(&e, user).into(),
     };
-    let url = format!("{}/oidc/link/{token}", state.config.server.public_url.trim_end_matches('/'));
+    let url = format!("{}/oidc/link/{token}", state.config.server.public_base());
     let label = super::views::truncate(&format!("Sign in with {}", idp.display_name), 75);
     Reply {
         blocks: vec![

@@ -100,10 +100,10 @@ impl SocketMode {
     /// opening of each fails start-up (a wrong token is a config error);
     /// later ones are retried for as long as jitbot runs.
     pub async fn connect(state: SlackState, app_token: &Secret, connections: u32) -> anyhow::Result<Self> {
-        let api_url = state.config.slack.as_ref().map(|s| s.api_url.clone()).unwrap_or_default();
+        let api_url = state.config.slack.as_ref().map(|s| s.api_base().to_owned()).unwrap_or_default();
         let opener = Opener {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
-            url: format!("{}/apps.connections.open", api_url.trim_end_matches('/')),
+            url: format!("{api_url}/apps.connections.open"),
             token: app_token.clone(),
         };
         let (stop, stopped) = watch::channel(false);

@@ -150,11 +150,16 @@ impl App {
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
+        // A Slack delivery holds at most one connection at a time: more in
+        // flight than the pool has would only queue for connections.
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.database.max_connections.max(1) as usize));
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),
             config: config.clone(),
             api,
+            metrics: metrics.clone(),
+            admission,
         });
         let listener = TcpListener::bind(config.server.listen)
             .await

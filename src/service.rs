@@ -144,7 +144,7 @@ pub enum ServiceError {
         reason: String,
     },
     /// The database is busy or unreachable; nothing was written.
-    #[error("jitbot is busy right now and nothing was changed: please try again in a moment")]
+    #[error("jitbot is busy right now; nothing was changed — try again in a moment")]
     Unavailable,
     /// An internal failure; details are in the log.
     #[error("something went wrong inside jitbot; the administrators can find the details in its log")]

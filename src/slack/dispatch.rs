@@ -124,9 +124,15 @@ pub(crate) async fn dispatch(state: &SlackState, delivery: Delivery) -> Answer {
         request_id = tracing::field::Empty,
     );
     let (transport, arrived) = (delivery.transport, delivery.arrived);
-    let answer = handle(state, delivery).instrument(span).await;
-    state.metrics.observe_duration(Histogram::SlackAck, &[("transport", transport.label())], arrived.elapsed());
-    answer
+    async move {
+        let answer = handle(state, delivery).await;
+        let took = arrived.elapsed();
+        state.metrics.observe_duration(Histogram::SlackAck, &[("transport", transport.label())], took);
+        tracing::debug!(ack_ms = took.as_millis(), "Slack delivery acknowledged");
+        answer
+    }
+    .instrument(span)
+    .await
 }
 
 async fn handle(state: &SlackState, delivery: Delivery) -> Answer {

@@ -482,3 +482,59 @@ async fn deliveries_beyond_the_slots_in_flight_are_answered_busy_at_once(transpo
     assert_eq!(env.request_count().await, 0, "nothing was written");
     env.stop().await;
 }
+
+/// Where the test's log subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Each delivery runs in a `slack_delivery` span with its transport and
+/// kind, and the id of the request a use case made or acted on. (On a
+/// current-thread runtime, so the test's subscriber sees every task.)
+async fn the_delivery_span_names_the_request(transport: Transport, label: &str) {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
+    let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    assert!(reply.starts_with("Request #1"), "{reply}");
+    env.stop().await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let acked = text
+        .lines()
+        .find(|l| l.contains("Slack delivery acknowledged") && l.contains("request_id=1"))
+        .unwrap_or_else(|| panic!("no acknowledged delivery naming request 1 in:\n{text}"));
+    assert!(acked.contains("slack_delivery{") && acked.contains(label) && acked.contains("command"), "{acked}");
+}
+
+#[tokio::test]
+async fn the_delivery_span_names_the_request_over_http() {
+    the_delivery_span_names_the_request(Transport::Http, "http").await;
+}
+
+#[tokio::test]
+async fn the_delivery_span_names_the_request_over_socket_mode() {
+    the_delivery_span_names_the_request(Transport::Socket, "socket_mode").await;
+}

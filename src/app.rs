@@ -63,11 +63,7 @@ impl App {
     /// Connects and migrates the database, refuses a config that would
     /// orphan live grants, builds providers and binds the listener.
     pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
-        let db = Db::connect(config.database.url.expose(), config.database.max_connections)
-            .await
-            .context("cannot open database.url")?
-            .with_audit_key(config.audit_key());
-        db.migrate().await.context("cannot migrate the database")?;
+        let db = open_database(&config).await?;
         if let Some(warning) = audit_key_warning(&config) {
             tracing::warn!("{warning}");
         }
@@ -123,7 +119,8 @@ impl App {
         let mut idp_state = None;
         let mut refresher: Option<Arc<dyn crate::jobs::LinkRefresher>> = None;
         if let (Some(idp), Some(api)) = (&config.idp, &slack_api) {
-            let oidc = Arc::new(Oidc::new(idp, &config.server.public_url, &config.login_claims(), deps.clock.clone())?);
+            let oidc =
+                Arc::new(Oidc::new(idp, config.server.public_base(), &config.login_claims(), deps.clock.clone())?);
             // A failed discovery is not fatal: linking reports it and retries,
             // everything else keeps working.
             if let Err(e) = oidc.discover().await {
@@ -147,24 +144,22 @@ impl App {
         }
         let mut scheduler_options = deps.scheduler;
         scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
-        let handlers = JobHandlers::new(
-            service.clone(),
-            db.clone(),
-            deps.clock.clone(),
-            providers,
-            notifier,
-            refresher,
-            &scheduler_options,
-        );
+        let handlers =
+            JobHandlers::new(service.clone(), deps.clock.clone(), providers, notifier, refresher, &scheduler_options);
         let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), wake, scheduler_options, Arc::new(handlers));
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
+        // A Slack delivery holds at most one connection at a time: more in
+        // flight than the pool has would only queue for connections.
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.database.max_connections.max(1) as usize));
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),
             config: config.clone(),
             api,
+            metrics: metrics.clone(),
+            admission,
         });
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -260,12 +255,77 @@ impl App {
     }
 }
 
+/// Opens and migrates the configured database, with the audit key: every
+/// process that appends audit rows (the server, the command line) appends
+/// keyed ones.
+async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config.database.url.expose(), config.database.max_connections)
+        .await
+        .context("cannot open database.url")?
+        .with_audit_key(config.audit_key());
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+/// The service over the configured database, opened for one command of
+/// the command line, which then exits. The command line asks the service
+/// like every other transport; this keeps the database handle, which only
+/// the wiring may hold, for what a short-lived process needs besides: run
+/// the jobs it wrote, tell serving replicas about them, close the pool.
+pub struct Backend {
+    db: Db,
+    service: Service,
+    config: Arc<Config>,
+}
+
+impl Backend {
+    /// Connects and migrates (the CLI's `migrate` is exactly this).
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let db = open_database(&config).await?;
+        let config = Arc::new(config);
+        let service = Service::new(db.clone(), config.clone(), Arc::new(Notify::new()));
+        Ok(Self { db, service, config })
+    }
+
+    /// The use cases and read models.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// See [`run_due_jobs`].
+    pub async fn run_due_jobs(&self) -> anyhow::Result<usize> {
+        run_due_jobs(self.config.clone(), &self.db).await
+    }
+
+    /// Tells serving replicas, now, that jobs were written (PostgreSQL), so
+    /// they run them before their next look at the queue; a spawned
+    /// announcement would die with this process.
+    pub async fn announce_jobs_now(&self) {
+        self.db.announce_jobs_now().await;
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+/// For `jitbot check-config`: when the configured database already exists,
+/// the live grants that `config` would orphan (see [`grants_orphaned_by`]).
+/// Nothing is created or migrated.
+pub async fn grants_orphaned_in_database(config: &Config) -> anyhow::Result<Vec<String>> {
+    let db = Db::connect(config.database.url.expose(), 1).await?;
+    let orphans = grants_orphaned_by(config, &db).await;
+    db.close().await;
+    orphans
+}
+
 /// Runs every job that is due now, once, with the providers and notifier
 /// the config describes, then returns: how `jitbot revoke-all` applies the
 /// kill switch at once, even when no jitbot is serving. A serving jitbot
 /// may run the same jobs concurrently; their fenced leases keep each run
 /// single.
-pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
+async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
     let clock: SharedClock = Arc::new(SystemClock);
     let providers = Providers::from_config(&config).context("cannot build providers")?;
     let wake = Arc::new(Notify::new());
@@ -284,7 +344,7 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
         audit_checkpoint_interval: config.audit.checkpoint_interval,
         ..Default::default()
     };
-    let handlers = JobHandlers::new(service, db.clone(), clock.clone(), providers, notifier, None, &options);
+    let handlers = JobHandlers::new(service, clock.clone(), providers, notifier, None, &options);
     let scheduler = Scheduler::new(db.clone(), clock, wake, options, Arc::new(handlers));
     Ok(scheduler.drain().await?)
 }

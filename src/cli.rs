@@ -10,13 +10,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, App, Deps};
+use crate::app::{self, App, Backend, Deps};
 use crate::audit::{self, Actor};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::{Identity, SlackUser, Timestamp};
 use crate::service::Service;
-use crate::store::Db;
 
 /// jitbot: just-in-time access approval in Slack.
 #[derive(Debug, Parser)]
@@ -213,21 +212,6 @@ fn cli_user() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
-/// Opens and migrates the database, with the audit key: every command that
-/// appends audit rows appends keyed ones, like the server.
-async fn open(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(config.database.url.expose(), config.database.max_connections)
-        .await
-        .context("cannot open database.url")?
-        .with_audit_key(config.audit_key());
-    db.migrate().await.context("cannot migrate the database")?;
-    Ok(db)
-}
-
-fn service(db: Db, config: Config) -> Service {
-    Service::new(db, std::sync::Arc::new(config), std::sync::Arc::new(tokio::sync::Notify::new()))
-}
-
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(c) => {
@@ -240,8 +224,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             app.run_until(shutdown).await?;
         }
         Command::Migrate(c) => {
-            let config = Config::load(&c.config)?;
-            open(&config).await?;
+            Backend::open(Config::load(&c.config)?).await?.close().await;
             println!("database is up to date");
         }
         Command::CheckConfig { file } => return check_config(&file).await,
@@ -264,8 +247,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 checkpoints.extend(found);
             }
-            let db = open(&config).await?;
-            match audit::verify_against(&db, &checkpoints).await {
+            let backend = Backend::open(config).await?;
+            match backend.service().verify_audit_trail(&checkpoints).await {
                 Ok(report) => println!("audit chain intact: {report}"),
                 Err(e) => {
                     eprintln!("audit chain BROKEN: {e}");
@@ -275,21 +258,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Export { config, since, output }) => {
             let config = Config::load(&config.config)?;
-            let db = open(&config).await?;
-            let after = match since {
-                None => 0,
-                Some(s) => {
-                    let t = Timestamp::parse_rfc3339(&s).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-                    db.audit_seq_at(t.millis()).await?.map(|seq| seq - 1).unwrap_or(i64::MAX)
-                }
-            };
+            let since =
+                since.map(|s| Timestamp::parse_rfc3339(&s).map_err(|e| anyhow::anyhow!("--since: {e}"))).transpose()?;
+            let backend = Backend::open(config).await?;
             let mut out: Box<dyn Write> = match output {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let n = audit::export(&db, after, &mut out).await?;
+            let n = backend.service().export_audit_trail(since, &mut out).await?;
             eprintln!("exported {n} events");
         }
         Command::Link(LinkCommand::Add { config, team, user, email, subject, issuer, groups, claims }) => {
@@ -311,7 +289,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // and a later OIDC sign-in are one person, not two.
             let (issuer, subject) = match &config.idp {
                 Some(idp) => {
-                    if let Some(i) = issuer.filter(|i| i != &idp.issuer) {
+                    if let Some(i) = issuer.filter(|i| i != idp.issuer.as_str()) {
                         anyhow::bail!(
                             "--issuer: {i:?} is not the configured idp.issuer {:?}; with an [idp] table links belong to it",
                             idp.issuer
@@ -323,13 +301,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                              so this link and their OIDC sign-in are the same identity"
                         );
                     };
-                    (idp.issuer.clone(), subject)
+                    (idp.issuer.as_str().to_owned(), subject)
                 }
                 None => (issuer.unwrap_or_else(|| "manual".to_owned()), subject.unwrap_or_else(|| email.clone())),
             };
             let identity = Identity { slack, issuer, subject, email, groups, claims };
-            let db = open(&config).await?;
-            service(db, config).add_link(&identity, &cli_actor(), SystemClock.now()).await?;
+            Backend::open(config).await?.service().add_link(&identity, &cli_actor(), SystemClock.now()).await?;
             println!(
                 "linked {} to {} (groups: {})",
                 identity.slack,
@@ -338,42 +315,38 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Unfreeze { config, reason } => {
-            let config = std::sync::Arc::new(Config::load(&config.config)?);
-            let db = open(&config).await?;
-            let service = Service::new(db.clone(), config.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+            let backend = Backend::open(Config::load(&config.config)?).await?;
             let operator = match cli_actor() {
                 Actor::Cli(name) => name,
                 other => other.to_string(),
             };
-            match service.release_kill_switch_as_operator(&operator, &reason, SystemClock.now()).await? {
+            match backend.service().release_kill_switch_as_operator(&operator, &reason, SystemClock.now()).await? {
                 Some(was) => {
                     println!(
                         "kill switch released (engaged by {}: {}); approvals grant access again",
                         was.engaged_by, was.reason
                     );
-                    app::run_due_jobs(config, &db).await.context("announcing the release")?;
+                    backend.run_due_jobs().await.context("announcing the release")?;
                 }
                 None => println!("the kill switch is not engaged; nothing to do"),
             }
         }
         Command::RevokeAll { config, reason } => {
-            let config = std::sync::Arc::new(Config::load(&config.config)?);
-            let db = open(&config).await?;
-            let service = Service::new(db.clone(), config.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+            let backend = Backend::open(Config::load(&config.config)?).await?;
             let operator = match cli_actor() {
                 Actor::Cli(name) => name,
                 other => other.to_string(),
             };
-            let done = service.revoke_all_as_operator(&operator, &reason, SystemClock.now()).await?;
+            let done = backend.service().revoke_all_as_operator(&operator, &reason, SystemClock.now()).await?;
             println!(
                 "revoking {} grant(s), cancelled {} pending request(s); applying the revocations now; nothing is granted until `jitbot unfreeze`",
                 done.revoking.len(),
                 done.cancelled.len()
             );
-            app::run_due_jobs(config, &db).await.context("running the revocations")?;
+            backend.run_due_jobs().await.context("running the revocations")?;
             let mut pending = Vec::new();
             for id in &done.revoking {
-                match db.request(*id).await?.map(|r| r.state) {
+                match backend.service().find_request(*id).await?.map(|r| r.state) {
                     Some(crate::domain::RequestState::Revoked) => {}
                     Some(state) => pending.push(format!("{id} ({state})")),
                     None => {}
@@ -390,36 +363,35 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Link(LinkCommand::List(c)) => {
-            let config = Config::load(&c.config)?;
-            let db = open(&config).await?;
-            let links = db.links().await?;
+            let links = Backend::open(Config::load(&c.config)?).await?.service().all_links().await?;
             if links.is_empty() {
                 println!("no identity links");
             }
             for l in links {
-                let claims: Vec<String> = l.claims()?.into_iter().map(|(k, v)| format!("\tclaims.{k}={v}")).collect();
+                let s = &l.summary;
+                let claims: Vec<String> = s.claims.iter().map(|(k, v)| format!("\tclaims.{k}={v}")).collect();
                 println!(
                     "{}/{}\t{}\t{}\tissuer={}\t{}\tgroups={}\tconfirmed={}{}",
-                    l.team_id,
-                    l.user_id,
-                    l.email,
-                    l.subject,
-                    l.issuer,
+                    l.slack.team_id(),
+                    l.slack.user_id(),
+                    s.email,
+                    s.subject,
+                    s.issuer,
                     l.source,
-                    l.groups()?.into_iter().collect::<Vec<_>>().join(","),
-                    l.confirmed_at(),
+                    s.groups.join(","),
+                    s.confirmed_at,
                     claims.concat()
                 );
             }
         }
         Command::Reconcile { config, fix, since } => {
             let config = Config::load(&config.config)?;
-            let db = open(&config).await?;
             let providers = crate::providers::Providers::from_config(&config).context("cannot build providers")?;
             let opts = crate::reconcile::ReconcileOptions { fix, since };
-            let service = service(db, config);
+            let backend = Backend::open(config).await?;
             let report =
-                crate::reconcile::reconcile(&service, &providers, &cli_actor(), SystemClock.now(), opts).await?;
+                crate::reconcile::reconcile(backend.service(), &providers, &cli_actor(), SystemClock.now(), opts)
+                    .await?;
             for d in &report.differences {
                 println!("{}", d.describe());
             }
@@ -437,8 +409,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Review(ReviewCommand::List(c)) => {
             let config = Config::load(&c.config)?;
-            let db = open(&config).await?;
-            let flagged = service(db, config).awaiting_review().await?;
+            let flagged = Backend::open(config).await?.service().awaiting_review().await?;
             if flagged.is_empty() {
                 println!("no break-glass requests waiting for review");
             }
@@ -459,27 +430,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config.config)?;
             let id = crate::domain::RequestId::parse(&id)
                 .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
-            let db = open(&config).await?;
-            service(db, config).mark_reviewed(id, &cli_actor(), &note, SystemClock.now()).await?;
+            Backend::open(config).await?.service().mark_reviewed(id, &cli_actor(), &note, SystemClock.now()).await?;
             println!("request {id} marked reviewed");
         }
         Command::RetryRevoke { config, id } => {
             let config = Config::load(&config.config)?;
             let id = crate::domain::RequestId::parse(&id)
                 .ok_or_else(|| anyhow::anyhow!("{id:?} is not a request number (like 12 or #12)"))?;
-            let db = open(&config).await?;
-            let r = service(db.clone(), config)
-                .retry_revoke(id, &Service::operator(&cli_user()), SystemClock.now())
-                .await?;
+            let backend = Backend::open(config).await?;
+            let r = backend.service().retry_revoke(id, &Service::operator(&cli_user()), SystemClock.now()).await?;
             // Serving replicas pick it up at once (PostgreSQL) before this process ends.
-            db.announce_jobs_now().await;
+            backend.announce_jobs_now().await;
             println!("request {} ({}, {}): revocation will be tried again now", r.id, r.role, r.state);
         }
         Command::Link(LinkCommand::Remove { config, team, user }) => {
             let config = Config::load(&config.config)?;
             let slack = SlackUser::parse(&team, &user).map_err(anyhow::Error::msg)?;
-            let db = open(&config).await?;
-            match service(db.clone(), config).remove_link(&slack, &cli_actor(), SystemClock.now()).await? {
+            let backend = Backend::open(config).await?;
+            match backend.service().remove_link(&slack, &cli_actor(), SystemClock.now()).await? {
                 Some(ended) => {
                     println!("removed the link of {slack}");
                     if ended.is_empty() {
@@ -489,7 +457,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         println!("ended request {} ({}): {}", r.id, r.role, r.state.describe());
                     }
                     // Serving replicas run the revocations at once (PostgreSQL).
-                    db.announce_jobs_now().await;
+                    backend.announce_jobs_now().await;
                 }
                 None => {
                     eprintln!("{slack} has no link");
@@ -517,13 +485,7 @@ async fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
         None => true,
     };
     if exists {
-        let check = async {
-            let db = Db::connect(&url, 1).await?;
-            let orphans = app::grants_orphaned_by(&config, &db).await;
-            db.close().await;
-            orphans
-        };
-        match check.await {
+        match app::grants_orphaned_in_database(&config).await {
             Ok(orphans) if !orphans.is_empty() => {
                 eprintln!("{}: {}", file.display(), app::orphan_message(&orphans));
                 return Ok(ExitCode::FAILURE);

@@ -91,7 +91,7 @@ pub struct CredentialsPage {
     /// Who is at the browser.
     pub identity: Arc<dyn BrowserIdentity>,
     /// `server.public_url`, to refuse cross-site form posts.
-    pub public_url: String,
+    pub public_url: crate::config::Url,
 }
 
 /// Mounts `GET` and `POST /credentials/{token}`.

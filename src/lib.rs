@@ -10,7 +10,7 @@
 //!   machine, policy, decisions, login names and templates). Touches nothing:
 //!   no I/O, no clock.
 //! - [`config`]: `jitbot.toml` as plain validated data, `${VAR}` secrets; one
-//!   file per section; templates, durations and each role's policy parsed
+//!   file per section; templates, durations, URLs and each role's policy parsed
 //!   once, at load. Touches [`domain`] only.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for
 //!   both. Touches [`domain`]; only [`service`] (and the wiring) uses it.
@@ -48,8 +48,9 @@
 //!   checkpoints of its head, verify and export. Touches [`store`] rows.
 //! - [`http`]: the axum router, its bounds (request timeout, requests in
 //!   flight) and the one HTML page helper. Touches the transports' routers.
-//! - [`app`]: wiring and `run_until`; [`cli`]: the binary's commands. Touch
-//!   everything, to build it.
+//! - [`app`]: wiring and `run_until`. Touches everything, to build it.
+//! - [`cli`]: the binary's commands. Touches [`app`] (to open the service)
+//!   and [`service`], never [`store`].
 //! - [`metrics`]: counters served on `/metrics`; [`clock`]: the only reader
 //!   of the wall clock. Leaves.
 
@@ -75,3 +76,48 @@ pub mod scim;
 pub mod service;
 pub mod slack;
 pub mod store;
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The `.rs` files at `path` (a file, or a directory walked deeply).
+    fn rust_files(path: &Path) -> Vec<PathBuf> {
+        if path.is_file() {
+            return vec![path.to_owned()];
+        }
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(path).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                out.extend(rust_files(&p));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The one door: transports, the job handlers, reconcile and the
+    /// command line ask the service; none of them names the store. (Comment
+    /// lines may link to it; the needle is split so this file does not
+    /// match itself.)
+    #[test]
+    fn only_the_service_and_the_wiring_import_the_store() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let needle = concat!("crate::", "store");
+        let mut offenders = Vec::new();
+        for part in
+            ["slack", "idp", "scim", "credentials.rs", "cli.rs", "reconcile.rs", "jobs/handlers.rs", "providers"]
+        {
+            for file in rust_files(&src.join(part)) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+                if code.into_iter().any(|l| l.contains(needle)) {
+                    offenders.push(file.display().to_string());
+                }
+            }
+        }
+        assert_eq!(offenders, Vec::<String>::new(), "these name {needle}");
+    }
+}

@@ -5,7 +5,7 @@
 //! approved request through), `revoke` (cancel, early revoke, group
 //! removal, retries), `outbox` (the jobs a transition writes), and
 //! `extension`, `kill_switch`, `identity_links`, `provisioning`, `sign_in`,
-//! `credentials`, `reconcile`, `job_outcomes`, `cards`, `review`,
+//! `credentials`, `reconcile`, `job_reads`, `job_outcomes`, `cards`, `review`,
 //! `audit_seal` and `queries` (the read models the transports show).
 //!
 //! Each use case is one transaction that makes a conditional state change,
@@ -41,6 +41,7 @@ mod extension;
 mod identity;
 mod identity_links;
 mod job_outcomes;
+mod job_reads;
 mod kill_switch;
 mod outbox;
 mod provisioning;
@@ -52,6 +53,8 @@ mod review;
 mod revoke;
 mod sign_in;
 
+/// What a revocation's and a grant's lease step decided, as the job handlers see it.
+pub use crate::store::{LeaseRelease, LeaseStart};
 pub use authority::AdminProof;
 use authority::Decider;
 pub use cards::PostedCard;
@@ -64,7 +67,7 @@ pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub(crate) use outbox::{requester_of, schedule, schedule_dm};
 use outbox::{schedule_expiry, schedule_timeout};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
-pub use queries::{LinkSummary, RECENT_LIMIT};
+pub use queries::{LinkSummary, ListedLink, RECENT_LIMIT};
 pub use reconcile::ReconcileFinding;
 pub use refusal::Refusal;
 pub use review::REVIEW_NOTE_MIN;
@@ -141,7 +144,7 @@ pub enum ServiceError {
         reason: String,
     },
     /// The database is busy or unreachable; nothing was written.
-    #[error("jitbot is busy right now and nothing was changed: please try again in a moment")]
+    #[error("jitbot is busy right now; nothing was changed — try again in a moment")]
     Unavailable,
     /// An internal failure; details are in the log.
     #[error("something went wrong inside jitbot; the administrators can find the details in its log")]

@@ -6,14 +6,16 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use super::urls::IssuerUrl;
 use super::{At, Secret, default_true, std_duration};
 
 /// `[idp]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdpConfig {
-    /// The issuer URL, exactly as the IdP's discovery document states it.
-    pub issuer: String,
+    /// The issuer URL, exactly as the IdP's discovery document states it
+    /// (kept as written: a trailing slash matters).
+    pub issuer: IssuerUrl,
     /// jitbot's client id at the IdP.
     pub client_id: String,
     /// jitbot's client secret at the IdP.
@@ -111,11 +113,6 @@ impl IdpConfig {
     /// The issuer, the client, the scopes and the token key; `has_slack`:
     /// whether a `[slack]` is configured (people link through it).
     pub(super) fn validate(&self, has_slack: bool, at: &At) -> Result<(), String> {
-        let issuer = reqwest::Url::parse(&self.issuer)
-            .map_err(|e| format!("{}idp.issuer is not a URL: {e}", at("idp", Some("issuer"))))?;
-        if !matches!(issuer.scheme(), "http" | "https") {
-            return Err(format!("{}idp.issuer must be an https:// URL", at("idp", Some("issuer"))));
-        }
         if self.client_secret.expose().trim().is_empty() {
             return Err(format!("{}idp.client_secret must not be empty", at("idp", Some("client_secret"))));
         }

@@ -4,10 +4,10 @@
 //! Every error names the file and the offending key (and the line where the
 //! TOML parser or a table header can tell it), because the person reading it
 //! is an operator whose bot just refused to start. The config is plain data,
-//! validated once at load: templates, durations and each role's policy are
-//! parsed then and kept, and nothing here knows an adapter (it uses
+//! validated once at load: templates, durations, URLs and each role's
+//! policy are parsed then and kept, and nothing here knows an adapter (it uses
 //! [`crate::domain`] only). One file per section, each with its own checks:
-//! [`server`], [`database`], [`policy`], [`slack`], [`idp`], [`scim`],
+//! [`server`], [`database`], [`policy`], [`slack`], [`idp`], [`scim`], [`urls`],
 //! [`audit`], [`providers`], [`roles`]. What lives elsewhere: the rules a
 //! role's settings feed ([`crate::domain::policy`]).
 
@@ -20,6 +20,7 @@ pub mod roles;
 pub mod scim;
 pub mod server;
 pub mod slack;
+pub mod urls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -41,6 +42,7 @@ pub use roles::{AutoApproveConfig, RoleConfig};
 pub use scim::ScimConfig;
 pub use server::ServerConfig;
 pub use slack::{SlackConfig, SlackMode};
+pub use urls::{IssuerUrl, Url};
 
 use crate::domain::{AccessDuration, RoleName, RolePolicy, TicketPattern};
 
@@ -265,7 +267,10 @@ impl Config {
                         format!("{var} (overriding {key}): {value:?} is not an address like 127.0.0.1:8080")
                     })?;
                 }
-                "server.public_url" => self.server.public_url = value,
+                "server.public_url" => {
+                    self.server.public_url =
+                        urls::parse_http_url(key, &value).map_err(|e| format!("{var} (overriding {key}): {e}"))?;
+                }
                 "database.url" => self.database.url = Secret::from(value.as_str()),
                 _ => {}
             }
@@ -280,7 +285,6 @@ impl Config {
         };
         self.server.validate(&at)?;
         self.database.validate(&at)?;
-        self.server.validate_public_url(&at)?;
         if let Some(slack) = &self.slack {
             slack.validate(&at)?;
         }
@@ -386,6 +390,40 @@ max_duration = "4h"
         let role = c.roles.get("prod-db-readonly").unwrap();
         assert_eq!(role.approvals_required, 1);
         assert_eq!(role.max_duration.to_string(), "4h");
+    }
+
+    /// URLs are parsed at load and kept parsed; a bad one names its key
+    /// (and the parser its line); the issuer stays exactly as written.
+    #[test]
+    fn urls_are_parsed_at_load_and_bad_ones_named() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.server.public_base(), "http://localhost:8080");
+        let ProviderConfig::Webhook(w) = &c.providers["ops-hook"] else { panic!("a webhook") };
+        assert_eq!(w.url.host_str(), Some("ops.example.com"));
+
+        let e = parse(&GOOD.replace("https://ops.example.com/jit", "ops.example.com/jit")).unwrap_err().to_string();
+        assert!(
+            e.contains("webhook provider's url") && e.contains("is not a URL") && e.contains("[providers.ops-hook]"),
+            "{e}"
+        );
+        let e = parse(&format!("[server]\npublic_url = \"ftp://jitbot.example\"\n{GOOD}")).unwrap_err().to_string();
+        assert!(e.contains("server.public_url must be an http:// or https:// URL") && e.contains("line 2"), "{e}");
+        let slack = "[slack]\nmode = \"socket\"\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n\
+                     team_id = \"T0WORKSPACE\"\napprovals_channel = \"C0APPROVALS\"\n";
+        let e = parse(&format!("{slack}api_url = \"http://127.0.0.1:9/api/\"\n{GOOD}")).unwrap_err().to_string();
+        assert!(e.contains("slack.api_url must be an http(s) URL without a trailing slash"), "{e}");
+        let c = parse(&format!("{slack}api_url = \"http://127.0.0.1:9/api\"\n{GOOD}")).unwrap();
+        assert_eq!(c.slack.as_ref().unwrap().api_base(), "http://127.0.0.1:9/api");
+
+        let idp = "[idp]\nclient_id = \"jitbot\"\nclient_secret = \"secret\"\n";
+        let c = parse(&format!("{slack}{idp}issuer = \"https://idp.example/realms/x/\"\n{GOOD}")).unwrap();
+        assert_eq!(c.idp.as_ref().unwrap().issuer.as_str(), "https://idp.example/realms/x/");
+        let e = parse(&format!("{slack}{idp}issuer = \"idp.example\"\n{GOOD}")).unwrap_err().to_string();
+        assert!(e.contains("idp.issuer: \"idp.example\" is not a URL"), "{e}");
+
+        let lookup = |var: &str| (var == "JITBOT_SERVER_PUBLIC_URL").then(|| "jitbot.example".to_owned());
+        let e = Config::parse_with_overrides(Path::new("jitbot.toml"), GOOD, &lookup).unwrap_err().to_string();
+        assert!(e.contains("JITBOT_SERVER_PUBLIC_URL (overriding server.public_url)"), "{e}");
     }
 
     #[test]

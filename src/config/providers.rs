@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::urls::{self, Url};
 use super::{At, Secret, default_true, std_duration};
 use crate::domain::LoginTemplate;
 
@@ -125,8 +126,9 @@ pub struct CommandGrantConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookProviderConfig {
-    /// Where grant and revoke calls are POSTed.
-    pub url: String,
+    /// Where grant and revoke calls are POSTed (http(s), checked at load).
+    #[serde(deserialize_with = "urls::webhook_url")]
+    pub url: Url,
     /// The HMAC key the receiver verifies signatures with.
     pub secret: Secret,
     /// Sent as `Jitbot-Key-Id` so a receiver can hold two keys while rotating.
@@ -214,11 +216,6 @@ impl ProviderConfig {
                 }
             }
             ProviderConfig::Webhook(w) => {
-                let url = reqwest::Url::parse(&w.url)
-                    .map_err(|e| format!("{}{table}.url: {:?} is not a URL: {e}", at(table, Some("url")), w.url))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("{}{table}.url must be http:// or https://", at(table, Some("url"))));
-                }
                 if w.secret.expose().len() < 16 {
                     return Err(format!(
                         "{}{table}.secret must be at least 16 characters: receivers trust whoever knows it",

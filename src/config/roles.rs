@@ -199,7 +199,7 @@ impl RoleConfig {
             return Err(format!("{}{table}.max_duration may be at most 30 days", at(table, Some("max_duration"))));
         }
         if let Some(url) = &self.ticket_url {
-            let parsed = reqwest::Url::parse(&url.replace("{ticket}", "T"));
+            let parsed = super::urls::Url::parse(&url.replace("{ticket}", "T"));
             if !url.contains("{ticket}") || !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
                 return Err(format!(
                     "{}{table}.ticket_url must be an http(s) URL containing {{ticket}}, like \"https://jira.example.com/browse/{{ticket}}\"",

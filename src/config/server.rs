@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::urls::{self, Url};
 use super::{At, std_duration};
 
 /// `[server]`.
@@ -14,9 +15,10 @@ pub struct ServerConfig {
     /// The socket the HTTP server binds (`/healthz`, `/readyz`, and later `/slack/*`, `/oidc/*`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The address browsers use to reach jitbot; used in links jitbot sends.
-    #[serde(default = "default_public_url")]
-    pub public_url: String,
+    /// The address browsers use to reach jitbot; used in links jitbot sends
+    /// (an http(s) URL, checked at load).
+    #[serde(default = "default_public_url", deserialize_with = "urls::public_url")]
+    pub public_url: Url,
     /// The longest one HTTP request may take, reading its body included;
     /// then it gets 503 and its work is dropped (a slow or stuck client
     /// cannot hold a connection and a task forever).
@@ -51,8 +53,8 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-fn default_public_url() -> String {
-    "http://localhost:8080".to_owned()
+fn default_public_url() -> Url {
+    urls::constant("http://localhost:8080")
 }
 
 impl Default for ServerConfig {
@@ -88,15 +90,8 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The public URL, which links jitbot sends are made from (checked after
-    /// `[database]`, as it always was, so the first error reported stays the same).
-    pub(super) fn validate_public_url(&self, at: &At) -> Result<(), String> {
-        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
-            return Err(format!(
-                "{}server.public_url must be an http:// or https:// URL",
-                at("server", Some("public_url"))
-            ));
-        }
-        Ok(())
+    /// The public URL as a base that paths (`/oidc/link/...`) are appended to.
+    pub fn public_base(&self) -> &str {
+        urls::base_of(&self.public_url)
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::urls::{self, Url};
 use super::{At, Secret};
 
 /// How Slack reaches jitbot.
@@ -31,9 +32,10 @@ pub struct SlackConfig {
     /// delivers each event to one of them).
     #[serde(default = "default_socket_connections")]
     pub socket_connections: u32,
-    /// Base URL of the Web API; tests point it at a local fake.
-    #[serde(default = "default_slack_api_url")]
-    pub api_url: String,
+    /// Base URL of the Web API; tests point it at a local fake. Checked at
+    /// load: http(s), no trailing slash.
+    #[serde(default = "default_slack_api_url", deserialize_with = "urls::slack_api_url")]
+    pub api_url: Url,
     /// The one workspace served; requests from any other are refused.
     pub team_id: String,
     /// Default channel for approval cards.
@@ -46,20 +48,24 @@ fn default_socket_connections() -> u32 {
     2
 }
 
-fn default_slack_api_url() -> String {
-    "https://slack.com/api".to_owned()
+fn default_slack_api_url() -> Url {
+    urls::constant("https://slack.com/api")
 }
 
 impl SlackConfig {
     /// The only host a `response_url` may point at: Slack's hooks host, or
     /// the host of a custom `api_url` (a local fake Slack in tests).
     pub fn response_url_host(&self) -> String {
-        match reqwest::Url::parse(&self.api_url) {
-            Ok(u) if u.host_str() != Some("slack.com") => {
-                format!("{}{}", u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default())
-            }
-            _ => "hooks.slack.com".to_owned(),
+        let u = &self.api_url;
+        match u.host_str() {
+            Some("slack.com") => "hooks.slack.com".to_owned(),
+            host => format!("{}{}", host.unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
         }
+    }
+
+    /// The Web API's base, which `/{method}` is appended to.
+    pub fn api_base(&self) -> &str {
+        urls::base_of(&self.api_url)
     }
 }
 
@@ -87,14 +93,6 @@ impl SlackConfig {
             return Err(format!(
                 "{}slack.audit_channel must be a channel id like C0123ABCD",
                 at("slack", Some("audit_channel"))
-            ));
-        }
-        let api = reqwest::Url::parse(&self.api_url)
-            .map_err(|e| format!("{}slack.api_url is not a URL: {e}", at("slack", Some("api_url"))))?;
-        if !matches!(api.scheme(), "http" | "https") || self.api_url.ends_with('/') {
-            return Err(format!(
-                "{}slack.api_url must be an http(s) URL without a trailing slash",
-                at("slack", Some("api_url"))
             ));
         }
         match self.mode {

@@ -287,7 +287,7 @@ impl Oidc {
             .build()?;
         Ok(Self {
             config: IdpConfigView {
-                issuer: config.issuer.clone(),
+                issuer: config.issuer.as_str().to_owned(),
                 client_id: config.client_id.clone(),
                 client_secret: config.client_secret.clone(),
                 groups_claim: config.groups_claim.clone(),
@@ -637,8 +637,8 @@ pub struct OidcBrowserIdentity {
     pub service: crate::service::Service,
     /// Session expiry.
     pub clock: SharedClock,
-    /// For the sign-in link.
-    pub public_url: String,
+    /// `server.public_url`, for the sign-in link.
+    pub public_url: crate::config::Url,
 }
 
 #[async_trait::async_trait]
@@ -667,7 +667,8 @@ impl crate::credentials::BrowserIdentity for OidcBrowserIdentity {
     }
 
     fn sign_in_url(&self, return_to: &str) -> Option<String> {
-        let mut url = reqwest::Url::parse(&format!("{}/oidc/signin", self.public_url.trim_end_matches('/'))).ok()?;
+        let mut url =
+            reqwest::Url::parse(&format!("{}/oidc/signin", crate::config::urls::base_of(&self.public_url))).ok()?;
         url.query_pairs_mut().append_pair("return_to", return_to);
         Some(url.to_string())
     }

@@ -296,7 +296,7 @@ async fn begin_login(state: &IdpState, purpose: String, max_age: Option<Duration
 }
 
 fn redirect_with_cookie(state: &IdpState, location: &str, cookie: &str) -> Response {
-    let secure = if state.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let secure = if state.config.server.public_url.scheme() == "https" { "; Secure" } else { "" };
     let cookie = format!("{cookie}; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let (Ok(location), Ok(cookie)) = (HeaderValue::from_str(location), HeaderValue::from_str(&cookie)) {
@@ -332,7 +332,7 @@ async fn finish_sign_in(state: &IdpState, login: &SignInState, code: &str) -> Re
             "jitbot cannot write to its database right now; please try again.",
         );
     }
-    let location = format!("{}{}", state.config.server.public_url.trim_end_matches('/'), login.return_to);
+    let location = format!("{}{}", state.config.server.public_base(), login.return_to);
     let mut resp = redirect_with_cookie(state, &location, &format!("{SESSION_COOKIE}={session}; Path=/"));
     // The sign-in state is spent.
     resp.headers_mut().append(

@@ -7,20 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit;
 use crate::clock::SharedClock;
 use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::{CheckpointPayload, ExpiryPayload, JobFence, JobKind, JobOutcome, PersonPayload};
 use crate::metrics::{Counter, Metrics};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
-use crate::providers::{
-    self, ApprovedGrant, GrantTarget, Presence, Provider, ProviderError, ProviderReport, Providers,
-};
-use crate::service::{OverdueCheck, RevokeStart, Service};
-use crate::store::{Db, JobRow, LeaseRelease, LeaseStart};
+use crate::providers::{ApprovedGrant, GrantTarget, Presence, Provider, ProviderError, ProviderReport, Providers};
+use crate::service::{LeaseRelease, LeaseStart, OverdueCheck, RevokeStart, Service};
 
 use super::SchedulerOptions;
-use super::scheduler::{JobError, JobHandler, backoff};
+use super::scheduler::{JobError, JobHandler, JobRow, backoff};
 
 /// Grant attempts before a request is marked `grant_failed` (about 2.5
 /// minutes of retrying with the default backoff).
@@ -47,7 +43,6 @@ pub trait LinkRefresher: Send + Sync + 'static {
 /// Runs every kind of job jitbot writes.
 pub struct JobHandlers {
     service: Service,
-    db: Db,
     clock: SharedClock,
     providers: Providers,
     notifier: Arc<dyn Notifier>,
@@ -64,11 +59,10 @@ impl JobHandler for JobHandlers {
 }
 
 impl JobHandlers {
-    /// The handlers; `service` records every outcome, `db` is read to load
-    /// requests, `refresher` re-reads groups at the IdP (with `[idp]`).
+    /// The handlers; `service` loads what a job needs and records every
+    /// outcome, `refresher` re-reads groups at the IdP (with `[idp]`).
     pub fn new(
         service: Service,
-        db: Db,
         clock: SharedClock,
         providers: Providers,
         notifier: Arc<dyn Notifier>,
@@ -77,7 +71,6 @@ impl JobHandlers {
     ) -> Self {
         Self {
             service,
-            db,
             clock,
             providers,
             notifier,
@@ -101,7 +94,7 @@ impl JobHandlers {
         let Some(request_id) = job.request_id.map(RequestId::new) else {
             return self.fail(job, "job has no request").await;
         };
-        let Some(request) = self.db.request(request_id).await? else {
+        let Some(request) = self.service.job_request(request_id).await? else {
             return self.fail(job, "request not found").await;
         };
         match kind {
@@ -145,8 +138,8 @@ impl JobHandlers {
     async fn audit_checkpoint(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
         let last: CheckpointPayload = serde_json::from_str(&job.payload).unwrap_or_default();
         let now = self.clock.now();
-        let Some(checkpoint) = audit::checkpoint(&self.db, now).await? else {
-            if self.db.audit_key().is_none() {
+        let Some(checkpoint) = self.service.audit_checkpoint(now).await? else {
+            if !self.service.audit_keyed() {
                 tracing::info!("no audit.key any more: audit checkpoints stop");
                 return self.complete(job).await;
             }
@@ -157,8 +150,8 @@ impl JobHandlers {
             return self.next_checkpoint(job, &last, now).await;
         }
         let rewound = last.seq > 0
-            && match self.db.audit_row(last.seq).await? {
-                Some(row) => row.hash != last.hash,
+            && match self.service.audit_hash_at(last.seq).await? {
+                Some(hash) => hash != last.hash,
                 None => true,
             };
         if rewound {
@@ -237,7 +230,7 @@ impl JobHandlers {
         if request.state != RequestState::Granting {
             return self.complete(job).await;
         }
-        let target = providers::target_of(&self.db, &request).await;
+        let target = self.service.grant_target(&request).await;
         let expired = request.expires_at.is_none_or(|t| now >= t);
         let target = match target {
             Ok(Some(t)) if !expired => Ok(t),
@@ -364,7 +357,7 @@ impl JobHandlers {
             tracing::debug!(job_id = job.id, request_id = id.get(), "revocation superseded by an extension");
             return self.complete(job).await;
         }
-        let target = providers::target_of(&self.db, &request).await;
+        let target = self.service.grant_target(&request).await;
         let provider = self.providers.get(&request.provider);
         let key = match (&provider, &target) {
             (Some(p), Ok(Some(t))) => p.access_key(t),
@@ -488,7 +481,7 @@ impl JobHandlers {
         if !live || superseded(job, &request) {
             return self.complete(job).await;
         }
-        let target = match providers::target_of(&self.db, &request).await {
+        let target = match self.service.grant_target(&request).await {
             Ok(Some(t)) => t,
             _ => return self.fail(job, "the request has no grant to extend").await,
         };
@@ -508,7 +501,7 @@ impl JobHandlers {
     }
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
-        let approvals = self.db.approvals(request.id).await?;
+        let approvals = self.service.job_approvals(request.id).await?;
         let notice = Notice { kind, request, approvals };
         let result = self.notifier.notify(&notice).await;
         self.finish_delivery(job, result).await

@@ -24,7 +24,7 @@ pub use crate::job_kinds::{
 };
 pub use handlers::{GRANT_ATTEMPTS, JobHandlers, LinkRefresher, NOTIFY_ATTEMPTS, REVOKE_ALERT_AFTER, WAIT_FOR_GRANT};
 pub use scheduler::{
-    BACKOFF_BASE, BACKOFF_CAP, HOUSEKEEPING_EVERY, IDLE_RECHECK, JobError, JobHandler, Scheduler, backoff,
+    BACKOFF_BASE, BACKOFF_CAP, HOUSEKEEPING_EVERY, IDLE_RECHECK, JobError, JobHandler, JobRow, Scheduler, backoff,
 };
 
 #[derive(Debug, Clone)]
@@ -100,6 +100,20 @@ mod tests {
             let stored = format!("\"{}\"", kind.name());
             assert!(!scheduler.contains(&stored), "the scheduler names the job kind {stored}");
         }
+    }
+
+    /// The handlers read and record through the service: a store call here
+    /// would be a second door, one no use case's checks guard.
+    #[test]
+    fn the_handlers_make_no_store_calls() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let handlers = code_of(&src.join("jobs/handlers.rs"));
+        for word in ["crate::store", "store::", "self.db", ".db."] {
+            assert!(!handlers.contains(word), "the job handlers use {word}");
+        }
+        let names_db =
+            handlers.split(|c: char| !c.is_alphanumeric() && c != '_').any(|token| token == "Db" || token == "db");
+        assert!(!names_db, "the job handlers hold a database handle");
     }
 
     /// `jobs` records outcomes through `service`; the other way round would

@@ -31,7 +31,9 @@ use super::SchedulerOptions;
 use crate::clock::SharedClock;
 use crate::domain::Timestamp;
 use crate::job_kinds::JobOutcome;
-use crate::store::{Db, JobRow, JobWake, StoreError};
+/// A claimed job as its [`JobHandler`] gets it.
+pub use crate::store::JobRow;
+use crate::store::{Db, JobWake, StoreError};
 
 /// The first retry delay; it doubles per attempt.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);

@@ -91,21 +91,6 @@ impl GrantTarget {
     }
 }
 
-/// The target of a request loaded with its stored spec: what jobs, the
-/// reconciler and the credentials page hand to providers.
-pub async fn target_of(db: &crate::store::Db, request: &AccessRequest) -> Result<Option<GrantTarget>, ProviderError> {
-    let Some(target) = GrantTarget::of(request) else { return Ok(None) };
-    let spec = db
-        .grant_spec(request.id)
-        .await
-        .map_err(|e| ProviderError::retryable(format!("cannot read the grant spec: {e}")))?;
-    let spec = spec
-        .map(|s| GrantSpec::from_json(&s))
-        .transpose()
-        .map_err(|e| ProviderError::permanent(format!("the stored grant spec is unreadable: {e}")))?;
-    Ok(Some(target.with_spec(spec)))
-}
-
 /// A grant the workflow has approved. Only the service layer can make one
 /// (the constructor is crate-private), so holding one is proof of approval.
 #[derive(Debug, Clone)]

@@ -54,12 +54,7 @@ impl WebhookProvider {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("jitbot/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self {
-            url: reqwest::Url::parse(&config.url)?,
-            secret: config.secret.clone(),
-            key_id: config.key_id.clone(),
-            client,
-        })
+        Ok(Self { url: config.url.clone(), secret: config.secret.clone(), key_id: config.key_id.clone(), client })
     }
 
     async fn call(

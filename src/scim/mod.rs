@@ -71,7 +71,7 @@ impl ScimState {
     }
 
     fn base(&self) -> String {
-        format!("{}/scim/v2", self.config.server.public_url.trim_end_matches('/'))
+        format!("{}/scim/v2", self.config.server.public_base())
     }
 }
 

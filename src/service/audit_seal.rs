@@ -1,9 +1,12 @@
-//! Sealing the audit trail's head when jitbot starts with an `audit.key`.
-//! The chain rules live in [`crate::audit`]; this is the one use case that
-//! writes to the trail for the trail's own sake.
+//! The audit trail for the trail's own sake: sealing its head when jitbot
+//! starts with an `audit.key` (the one use case that writes to the trail
+//! for itself), and the reads `jitbot audit verify` and `export` make. The
+//! chain rules live in [`crate::audit`].
+
+use std::io::Write;
 
 use super::{Service, ServiceResult};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Actor, Checkpoint, Event, VerifyError, VerifyReport};
 use crate::domain::Timestamp;
 
 impl Service {
@@ -29,5 +32,23 @@ impl Service {
         tx.commit().await?;
         tracing::info!(seq, "audit trail keyed: the head is sealed with audit.key from here on");
         Ok(Some(seq))
+    }
+
+    /// Walks the whole chain with `audit.key` (if set), checks the head and
+    /// that every row `checkpoints` anchor is still there with the anchored
+    /// hash; the first problem found is the error.
+    pub async fn verify_audit_trail(&self, checkpoints: &[Checkpoint]) -> Result<VerifyReport, VerifyError> {
+        audit::verify_against(&self.db, checkpoints).await
+    }
+
+    /// Writes the audit events at or after `since` (all without it) to `out`
+    /// as JSON lines; returns how many.
+    pub async fn export_audit_trail(&self, since: Option<Timestamp>, out: &mut dyn Write) -> anyhow::Result<u64> {
+        let after = match since {
+            None => 0,
+            // Nothing at or after `since`: export nothing.
+            Some(t) => self.db.audit_seq_at(t.millis()).await?.map(|seq| seq - 1).unwrap_or(i64::MAX),
+        };
+        audit::export(&self.db, after, out).await
     }
 }

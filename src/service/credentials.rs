@@ -151,12 +151,11 @@ impl Service {
             return Ok(PasswordOutcome::AlreadyUsed);
         }
         let (password, verifier) = scram::new_password();
-        let result =
-            match (crate::providers::target_of(&self.db, &link.request).await, providers.get(&link.request.provider)) {
-                (Ok(Some(target)), Some(provider)) => provider.set_password(&target, &verifier).await,
-                (Err(e), _) => Err(e),
-                _ => Err(ProviderError::permanent("the provider of this access is not configured")),
-            };
+        let result = match (self.grant_target(&link.request).await, providers.get(&link.request.provider)) {
+            (Ok(Some(target)), Some(provider)) => provider.set_password(&target, &verifier).await,
+            (Err(e), _) => Err(e),
+            _ => Err(ProviderError::permanent("the provider of this access is not configured")),
+        };
         if let Err(e) = result {
             tracing::warn!(request_id = link.request.id.get(), error = %e, "could not set a password from the credentials page");
             let released = async {

@@ -7,6 +7,17 @@
 use super::{Service, ServiceResult, requester_of};
 use crate::domain::{AccessRequest, Approval, Identity, RequestId, RequestState, RolePolicy, SlackUser, Timestamp};
 
+/// One identity link as `jitbot link list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedLink {
+    /// The Slack user.
+    pub slack: SlackUser,
+    /// `admin` (made with `jitbot link add`) or `oidc`.
+    pub source: String,
+    /// Who the IdP says they are.
+    pub summary: LinkSummary,
+}
+
 /// How many ended requests "recent" shows.
 pub const RECENT_LIMIT: i64 = 5;
 
@@ -52,6 +63,35 @@ impl Service {
             subject: link.subject,
             issuer: link.issuer,
         }))
+    }
+
+    /// Every identity link, by workspace and user, for operators. A link
+    /// whose stored groups or claims cannot be read is an error, not an
+    /// empty list: an operator reading this must not be misled.
+    pub async fn all_links(&self) -> ServiceResult<Vec<ListedLink>> {
+        let mut out = Vec::new();
+        for link in self.db.links().await? {
+            let identity = link.identity()?;
+            out.push(ListedLink {
+                slack: identity.slack,
+                source: link.source.clone(),
+                summary: LinkSummary {
+                    groups: identity.groups.into_iter().collect(),
+                    claims: identity.claims.into_iter().collect(),
+                    missing_groups_claim: link.missing_groups_claim(),
+                    confirmed_at: link.confirmed_at(),
+                    email: link.email,
+                    subject: link.subject,
+                    issuer: link.issuer,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Request `id` as it is now, if there is one.
+    pub async fn find_request(&self, id: RequestId) -> ServiceResult<Option<AccessRequest>> {
+        Ok(self.db.request(id).await?)
     }
 
     /// The open requests of `user` (pending or holding access), oldest

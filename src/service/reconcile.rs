@@ -6,7 +6,6 @@
 use super::{Service, ServiceResult};
 use crate::audit::{self, Actor, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
-use crate::providers::{GrantTarget, ProviderError};
 
 /// One finding of a reconcile run, as the audit trail records it.
 #[derive(Debug, Clone)]
@@ -23,11 +22,6 @@ impl Service {
     /// Requests in `states`.
     pub async fn requests_in_states(&self, states: &[RequestState]) -> ServiceResult<Vec<AccessRequest>> {
         Ok(self.db.requests_in_states(states).await?)
-    }
-
-    /// The target of a request with its stored spec, for a provider call.
-    pub async fn grant_target(&self, request: &AccessRequest) -> Result<Option<GrantTarget>, ProviderError> {
-        crate::providers::target_of(&self.db, request).await
     }
 
     /// Whether jitbot itself removed the access `key` of request `id` and

@@ -71,12 +71,12 @@ impl SlackApi {
     /// only because tests point `api_url` at a local fake.
     pub fn new(config: &SlackConfig) -> anyhow::Result<Self> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?;
-        let https = if config.api_url.starts_with("http://") {
+        let https = if config.api_url.scheme() == "http" {
             builder.https_or_http().enable_http1().build()
         } else {
             builder.https_only().enable_http1().build()
         };
-        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(&config.api_url);
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(config.api_base());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -246,7 +246,7 @@ mod tests {
             app_token: None,
             signing_secret: Some(Secret::from("s")),
             socket_connections: 1,
-            api_url: api_url.into(),
+            api_url: api_url.parse().unwrap(),
             team_id: "T0WORK".into(),
             approvals_channel: "C0APPROVALS".into(),
             audit_channel: None,

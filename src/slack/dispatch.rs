@@ -7,13 +7,54 @@
 //! which command or button, what to answer) happens here, once, so the two
 //! transports cannot drift apart: a behaviour written here is a behaviour
 //! of both.
+//!
+//! Every delivery is answered within Slack's 3 seconds, busy or not. A
+//! command or interaction first takes one of a bounded number of slots
+//! (waiting at most [`ADMISSION_WAIT`]); then each database step waits at
+//! most two seconds for a connection or a lock, and a use case
+//! that meets a saturated database fails before its commit, its
+//! transaction rolled back. Either way the person is told that jitbot is
+//! busy and nothing was changed, which is then true: no deadline is ever
+//! put around a use case, so a commit is never cut short and then denied.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::payloads::{EventEnvelope, Interaction, SlashCommand};
 use super::routes::{self, Refusal, Reply, SlackState};
-use crate::domain::SlackUser;
 use crate::domain::command::{self, JitCommand};
+use crate::domain::{RequestId, SlackUser};
+use crate::metrics::Histogram;
+
+/// What a person is told when jitbot cannot take their command or click
+/// now: the database is saturated, or too many deliveries are in flight.
+/// Only said when nothing was written.
+pub(crate) const BUSY: &str = "jitbot is busy right now; nothing was changed — try again in a moment.";
+
+/// How long a command or interaction waits for a slot among those in
+/// flight before it is answered [`BUSY`]. With the database's own wait
+/// after it, the answer still leaves within Slack's 3 seconds.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(500);
+
+/// How a delivery reached jitbot, as the metrics and traces name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A signed HTTP request.
+    Http,
+    /// An envelope on a Socket Mode websocket.
+    SocketMode,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::SocketMode => "socket_mode",
+        }
+    }
+}
 
 /// What Slack delivered, parsed.
 #[derive(Debug, Clone)]
@@ -35,6 +76,10 @@ pub(crate) struct Delivery {
     /// `X-Slack-Retry-Num`, Socket Mode `retry_attempt > 0`): a click that
     /// was already counted is not answered again.
     pub retry: bool,
+    /// Which edge it came in on.
+    pub transport: Transport,
+    /// When it arrived (the acknowledgement's latency is measured from here).
+    pub arrived: Instant,
 }
 
 /// The acknowledgement, before each transport puts it on the wire.
@@ -67,10 +112,41 @@ impl Answer {
 
 /// Handles one delivery: only database work through the service; provider
 /// and Web API calls happen later in jobs (or, for opening a modal, in a
-/// spawned task, because a `trigger_id` lasts 3 seconds).
-#[tracing::instrument(skip_all, fields(kind = delivery.kind(), retry = delivery.retry))]
+/// spawned task, because a `trigger_id` lasts 3 seconds). Runs in a
+/// `slack_delivery` span that names the request once a use case knows it,
+/// and records how long the acknowledgement took.
 pub(crate) async fn dispatch(state: &SlackState, delivery: Delivery) -> Answer {
-    match delivery.inbound {
+    let span = tracing::info_span!(
+        "slack_delivery",
+        transport = delivery.transport.label(),
+        kind = delivery.kind(),
+        retry = delivery.retry,
+        request_id = tracing::field::Empty,
+    );
+    let (transport, arrived) = (delivery.transport, delivery.arrived);
+    async move {
+        let answer = handle(state, delivery).await;
+        let took = arrived.elapsed();
+        state.metrics.observe_duration(Histogram::SlackAck, &[("transport", transport.label())], took);
+        tracing::debug!(ack_ms = took.as_millis(), "Slack delivery acknowledged");
+        answer
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle(state: &SlackState, delivery: Delivery) -> Answer {
+    let inbound = match delivery.inbound {
+        Inbound::Event(envelope) => return event(state, envelope),
+        other => other,
+    };
+    // Commands and interactions may write: each holds a slot while it runs.
+    let slot = tokio::time::timeout(ADMISSION_WAIT, state.admission.clone().acquire_owned()).await;
+    let Ok(Ok(_slot)) = slot else {
+        tracing::warn!("too many Slack deliveries in flight; answered busy");
+        return busy(state, inbound);
+    };
+    match inbound {
         Inbound::Command(cmd) => command(state, &cmd).await,
         Inbound::Interaction(interaction) => {
             match routes::handle_interaction(state, *interaction, delivery.retry).await {
@@ -80,6 +156,36 @@ pub(crate) async fn dispatch(state: &SlackState, delivery: Delivery) -> Answer {
         }
         Inbound::Event(envelope) => event(state, envelope),
     }
+}
+
+/// The answer to a delivery that got no slot: nothing was started. A
+/// command is answered in its acknowledgement, a submitted form on its
+/// reason field (it stays open, to be sent again), a click on its
+/// `response_url`.
+fn busy(state: &SlackState, inbound: Inbound) -> Answer {
+    match inbound {
+        Inbound::Command(_) => Answer::Message(format!(":hourglass_flowing_sand: {BUSY}").into()),
+        Inbound::Interaction(interaction) if interaction.kind == "view_submission" => {
+            Answer::ViewResponse(super::forms::busy_errors())
+        }
+        Inbound::Interaction(interaction) => {
+            if let Some(url) = interaction.response_url.clone() {
+                let api = state.api.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = api.respond(&url, &format!(":hourglass_flowing_sand: {BUSY}"), &[]).await {
+                        tracing::warn!(error = %e, "could not answer the click");
+                    }
+                });
+            }
+            Answer::Ack
+        }
+        Inbound::Event(_) => Answer::Ack,
+    }
+}
+
+/// Names the request this delivery is about on its `slack_delivery` span.
+pub(crate) fn note_request(id: RequestId) {
+    tracing::Span::current().record("request_id", id.get());
 }
 
 impl Delivery {

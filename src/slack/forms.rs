@@ -153,6 +153,13 @@ pub(crate) async fn open_break_glass_form(
     }
 }
 
+/// A form that could not be handled because jitbot is busy: the modal
+/// stays open with the reason on its reason field (every form has one),
+/// so it can be sent again.
+pub(crate) fn busy_errors() -> Value {
+    errors(&[(field::REASON, super::dispatch::BUSY.to_owned())])
+}
+
 fn errors(errors: &[(&str, String)]) -> Value {
     let map: serde_json::Map<String, Value> =
         errors.iter().map(|(block, message)| ((*block).to_owned(), json!(truncate(message, 500)))).collect();
@@ -160,6 +167,9 @@ fn errors(errors: &[(&str, String)]) -> Value {
 }
 
 fn sentence(e: &ServiceError) -> String {
+    if matches!(e, ServiceError::Unavailable) {
+        return super::dispatch::BUSY.to_owned();
+    }
     let mut text = e.to_string();
     if let Some(first) = text.get_mut(0..1) {
         first.make_ascii_uppercase();
@@ -240,6 +250,7 @@ async fn submit_request(state: &SlackState, user: &SlackUser, view: &ViewPayload
     };
     match state.service.request(cmd, now).await {
         Ok(r) => {
+            super::dispatch::note_request(r.id);
             let next = match &r.auto_approved {
                 Some(why) => {
                     format!("Auto-approved ({}): granting it now. You will get a DM when it is active.", escape(why))

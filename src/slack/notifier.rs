@@ -122,7 +122,7 @@ impl Notifier for SlackNotifier {
             let now = self.clock.now();
             if let Some(link) = self
                 .service
-                .issue_credentials_link(r, &self.config.server.public_url, now)
+                .issue_credentials_link(r, self.config.server.public_base(), now)
                 .await
                 .map_err(service_err)?
             {

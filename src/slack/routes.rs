@@ -18,7 +18,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use super::api::SlackApi;
-use super::dispatch::{Answer, Delivery, Inbound, dispatch};
+use super::dispatch::{Answer, BUSY, Delivery, Inbound, Transport, dispatch, note_request};
 use super::payloads::{self, SlashCommand};
 use super::signature;
 use super::views::{escape, slack_date};
@@ -26,6 +26,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, SlackConfig};
 use crate::domain::command::{self, JitCommand, USAGE};
 use crate::domain::{RequestId, SlackUser};
+use crate::metrics::Metrics;
 use crate::service::{ApprovalOutcome, ExtendCommand, ExtendOutcome, RequestCommand, Service, ServiceError};
 
 /// Slack payloads are small; anything bigger is not from Slack.
@@ -42,6 +43,12 @@ pub struct SlackState {
     pub config: Arc<Config>,
     /// For ephemeral answers on `response_url`.
     pub api: SlackApi,
+    /// Where the acknowledgement latency is recorded (served on `/metrics`).
+    pub metrics: Metrics,
+    /// Slots for commands and interactions in flight (see
+    /// [`super::dispatch::ADMISSION_WAIT`]); one more waits briefly, then
+    /// is answered busy.
+    pub admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl SlackState {
@@ -152,7 +159,7 @@ async fn sign_in_reply(
         Ok(t) => t,
         Err(e) => return explain(&e, user).into(),
     };
-    let url = format!("{}/oidc/link/{token}", state.config.server.public_url.trim_end_matches('/'));
+    let url = format!("{}/oidc/link/{token}", state.config.server.public_base());
     let label = super::views::truncate(&format!("Sign in with {}", idp.display_name), 75);
     Reply {
         blocks: vec![
@@ -189,6 +196,7 @@ pub(crate) async fn answer_error(state: &SlackState, e: &ServiceError, user: &Sl
 }
 
 async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = std::time::Instant::now();
     if let Err(refusal) = verify(&state, &headers, &body) {
         return refusal.into_response();
     }
@@ -196,7 +204,12 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
         Ok(cmd) => Inbound::Command(cmd),
         Err(e) => return Refusal::Malformed(e).into_response(),
     };
-    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
+    http_answer(dispatch(&state, http_delivery(inbound, &headers, arrived)).await)
+}
+
+/// A delivery that arrived over HTTP at `arrived`.
+fn http_delivery(inbound: Inbound, headers: &HeaderMap, arrived: std::time::Instant) -> Delivery {
+    Delivery { inbound, retry: is_retry(headers), transport: Transport::Http, arrived }
 }
 
 /// Puts the dispatcher's answer on the HTTP wire.
@@ -219,6 +232,7 @@ pub(crate) fn explain(e: &ServiceError, user: &SlackUser) -> String {
             user.team_id(),
             user.user_id()
         ),
+        ServiceError::Unavailable => format!(":hourglass_flowing_sand: {BUSY}"),
         other => {
             let mut text = other.to_string();
             if let Some(first) = text.get_mut(0..1) {
@@ -237,6 +251,14 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
     };
     let now = state.clock.now();
     let service = &state.service;
+    if let JitCommand::Revoke(id)
+    | JitCommand::Retry(id)
+    | JitCommand::Cancel(id)
+    | JitCommand::Extend { id, .. }
+    | JitCommand::BreakGlass { id, .. } = &parsed
+    {
+        note_request(*id);
+    }
     match parsed {
         JitCommand::Help => help(state, user).await.into(),
         // Handled before (it answers with a modal, not a message).
@@ -288,7 +310,11 @@ pub(crate) async fn run_command(state: &SlackState, user: &SlackUser, cmd: &Slas
                 ticket: None,
                 client_key: (!cmd.trigger_id.is_empty()).then(|| format!("slack-command:{}", cmd.trigger_id)),
             };
-            match service.request(request, now).await {
+            let made = service.request(request, now).await;
+            if let Ok(r) = &made {
+                note_request(r.id);
+            }
+            match made {
                 Ok(r) if r.auto_approved.is_some() => format!(
                     "Request #{} for `{}` ({}) was auto-approved ({}): granting it now. You will get a DM when it is active.",
                     r.id.get(),
@@ -512,6 +538,7 @@ async fn pending(state: &SlackState, user: &SlackUser) -> Reply {
 }
 
 async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = std::time::Instant::now();
     if let Err(refusal) = verify(&state, &headers, &body) {
         return refusal.into_response();
     }
@@ -519,7 +546,7 @@ async fn interactions(State(state): State<SlackState>, headers: HeaderMap, body:
         Ok(interaction) => Inbound::Interaction(Box::new(interaction)),
         Err(e) => return Refusal::Malformed(e).into_response(),
     };
-    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
+    http_answer(dispatch(&state, http_delivery(inbound, &headers, arrived)).await)
 }
 
 /// Handles a parsed interaction from either transport: only database work,
@@ -570,6 +597,7 @@ pub(crate) async fn handle_interaction(
             }
             (kind, _) => {
                 let Some(id) = action.chosen().and_then(RequestId::parse) else { continue };
+                note_request(id);
                 match kind {
                     "deny" => super::forms::open_deny_form(&state, &user, id, trigger, now).await,
                     "break_glass" => super::forms::open_break_glass_form(&state, &user, id, trigger).await,
@@ -700,6 +728,7 @@ async fn extend_reply(state: &SlackState, user: &SlackUser, result: Result<Exten
 }
 
 async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = std::time::Instant::now();
     if let Err(refusal) = verify(&state, &headers, &body) {
         return refusal.into_response();
     }
@@ -707,5 +736,5 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
         Ok(envelope) => Inbound::Event(envelope),
         Err(e) => return Refusal::Malformed(format!("malformed event: {e}")).into_response(),
     };
-    http_answer(dispatch(&state, Delivery { inbound, retry: is_retry(&headers) }).await)
+    http_answer(dispatch(&state, http_delivery(inbound, &headers, arrived)).await)
 }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::dispatch::{Answer, Delivery, Inbound, dispatch};
+use super::dispatch::{Answer, Delivery, Inbound, Transport, dispatch};
 use super::routes::{Refusal, SlackState};
 use crate::config::Secret;
 
@@ -100,10 +100,10 @@ impl SocketMode {
     /// opening of each fails start-up (a wrong token is a config error);
     /// later ones are retried for as long as jitbot runs.
     pub async fn connect(state: SlackState, app_token: &Secret, connections: u32) -> anyhow::Result<Self> {
-        let api_url = state.config.slack.as_ref().map(|s| s.api_url.clone()).unwrap_or_default();
+        let api_url = state.config.slack.as_ref().map(|s| s.api_base().to_owned()).unwrap_or_default();
         let opener = Opener {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
-            url: format!("{}/apps.connections.open", api_url.trim_end_matches('/')),
+            url: format!("{api_url}/apps.connections.open"),
             token: app_token.clone(),
         };
         let (stop, stopped) = watch::channel(false);
@@ -210,6 +210,7 @@ async fn serve(state: &SlackState, socket: Socket, stop: &mut watch::Receiver<bo
 /// Handles one text frame; returns why the connection should be replaced,
 /// if it should.
 fn receive(state: &SlackState, text: &str, acks: &mpsc::UnboundedSender<Message>) -> Option<String> {
+    let arrived = std::time::Instant::now();
     let envelope: Envelope = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(e) => {
@@ -245,7 +246,7 @@ fn receive(state: &SlackState, text: &str, acks: &mpsc::UnboundedSender<Message>
             return None;
         }
     };
-    let delivery = Delivery { inbound, retry: envelope.retry_attempt > 0 };
+    let delivery = Delivery { inbound, retry: envelope.retry_attempt > 0, transport: Transport::SocketMode, arrived };
     let state = state.clone();
     let acks = acks.clone();
     tokio::spawn(async move {

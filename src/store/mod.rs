@@ -461,13 +461,21 @@ impl Tx {
         self.audit_key.as_ref()
     }
 
-    /// Commits the transaction.
+    /// Commits the transaction. A commit the server refused (a
+    /// serialization failure, a busy database) rolled back and is
+    /// [`StoreError::Unavailable`]: "nothing was changed" holds. A commit
+    /// whose connection failed on the way may or may not have happened, so
+    /// it is never reported as unavailable, only as an internal error.
     pub async fn commit(self) -> StoreResult<()> {
-        match self.conn {
-            TxConn::Sqlite(t) => t.commit().await?,
-            TxConn::Postgres(t) => t.commit().await?,
+        let done = match self.conn {
+            TxConn::Sqlite(t) => t.commit().await,
+            TxConn::Postgres(t) => t.commit().await,
+        };
+        match done {
+            Ok(()) => Ok(()),
+            Err(e @ sqlx::Error::Database(_)) => Err(e.into()),
+            Err(e) => Err(StoreError::Internal(e)),
         }
-        Ok(())
     }
 
     /// Rolls the transaction back (dropping it does too; this says so explicitly).

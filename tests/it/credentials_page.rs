@@ -40,7 +40,7 @@ async fn serve(t: &ProviderApp, identity: Arc<dyn BrowserIdentity>) -> String {
         clock: Arc::new(t.clock.clone()),
         providers: Providers::from_config(&config).unwrap(),
         identity,
-        public_url: base.clone(),
+        public_url: base.parse().unwrap(),
     };
     tokio::spawn(async move { axum::serve(listener, credentials::router(page)).await.unwrap() });
     base

@@ -18,6 +18,9 @@ both_transports!(
     slack_answering_429_then_200_still_gets_the_card_posted,
     commands_answer_helpfully,
     an_admin_retries_a_failing_revocation_from_slack,
+    a_held_database_gets_a_busy_answer_and_no_request,
+    acknowledgements_are_timed_per_transport,
+    deliveries_beyond_the_slots_in_flight_are_answered_busy_at_once,
 );
 
 pub(crate) fn texts(v: &Value) -> String {
@@ -213,17 +216,18 @@ async fn double_clicks_and_retried_deliveries_count_once(transport: Transport) {
     // Slack retrying the same click: acknowledged, counted once, and no second answer.
     let retried = env.click_payload("T0WORK", "U0BOB", "approve", id);
     assert_eq!(env.interact_attempt(&retried, 1).await.0, 200);
-    let answers = eventually("answers", async || {
+    // A click that is always answered, sent once the retried delivery was
+    // acknowledged (by then any answer of that delivery was already on its
+    // way): when its answer has arrived, whatever the retry answered has too.
+    assert_eq!(env.click("U0BOB", "cancel", id).await, 200);
+    let answers = eventually("the answer to the click after the retried one", async || {
         let r = env.slack.responses();
-        (r.len() >= 2).then_some(r)
+        r.iter().any(|a| a["text"].as_str().unwrap_or("").contains("the requester can cancel")).then_some(r)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(env.slack.responses().len(), 2, "the retried delivery is answered silently");
-    assert!(
-        answers.iter().any(|a| a["text"].as_str().unwrap().contains("already decided on request #1")),
-        "{answers:?}"
-    );
+    let texts: Vec<&str> = answers.iter().map(|a| a["text"].as_str().unwrap_or("")).collect();
+    assert_eq!(texts.len(), 3, "two clicks answered, the retried delivery silently, then the marker: {texts:?}");
+    assert!(texts.iter().any(|t| t.contains("already decided on request #1")), "{texts:?}");
     assert_eq!(env.db.approvals(id).await.unwrap().len(), 1);
     assert_eq!(env.state(id).await, "pending");
 
@@ -367,4 +371,170 @@ async fn an_admin_retries_a_failing_revocation_from_slack(transport: Transport) 
     eventually("the revocation", async || (env.hook.count("revoke", id) == 1).then_some(())).await;
     eventually("the card to show the end", async || env.card(id).filter(|c| texts(c).contains("Access ended"))).await;
     env.stop().await;
+}
+
+/// Something else holding the database where a new request must write: on
+/// SQLite the write lock, on PostgreSQL a table lock that stops inserts
+/// into `access_requests` (reads go on). Dropping it lets go.
+enum DatabaseHold {
+    Sqlite(#[allow(dead_code)] jitbot::store::Tx),
+    Postgres(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+async fn hold_requests(db: &jitbot::store::Db) -> DatabaseHold {
+    match db.pool() {
+        jitbot::store::Pool::Sqlite(_) => DatabaseHold::Sqlite(db.begin().await.unwrap()),
+        jitbot::store::Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE access_requests IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+            DatabaseHold::Postgres(tx)
+        }
+    }
+}
+
+/// While the database is held, `/jit request` is answered within Slack's
+/// 3 seconds that jitbot is busy and nothing was changed, and nothing was:
+/// no request, no audit event. Once the database is free the same command
+/// works.
+async fn busy_answer_and_no_request(env: SlackEnv) {
+    let hold = hold_requests(&env.db).await;
+    let asked = std::time::Instant::now();
+    let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    let took = asked.elapsed();
+    assert!(reply.contains("jitbot is busy right now; nothing was changed"), "{reply}");
+    assert!(took < Duration::from_millis(2900), "answered within Slack's 3 seconds: {took:?}");
+    drop(hold);
+    assert_eq!(env.request_count().await, 0, "nothing was written");
+    assert_eq!(
+        crate::support::number(&env.db, "SELECT COUNT(*) FROM audit_events WHERE action LIKE 'request%'").await,
+        0
+    );
+    let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    assert!(reply.contains("sent to <#C0APPROVALS> for approval"), "{reply}");
+    assert_eq!(env.request_count().await, 1);
+    env.stop().await;
+}
+
+async fn a_held_database_gets_a_busy_answer_and_no_request(transport: Transport) {
+    busy_answer_and_no_request(SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_database_gets_a_busy_answer_and_no_request_on_postgres() {
+    if crate::support::postgres_server().is_none() {
+        return;
+    }
+    let options = SlackEnvOptions { backend: crate::support::Backend::Postgres, ..Default::default() };
+    busy_answer_and_no_request(SlackEnv::start_with(options).await).await;
+}
+
+/// Every acknowledgement's latency lands in `jitbot_slack_ack_seconds`,
+/// labelled with the transport it went out on.
+async fn acknowledgements_are_timed_per_transport(transport: Transport) {
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
+    env.command("U0ALICE", "help").await;
+    let label = match transport {
+        Transport::Http => "http",
+        Transport::Socket => "socket_mode",
+    };
+    let metrics = reqwest::get(format!("{}/metrics", env.base)).await.unwrap().text().await.unwrap();
+    let prefix = format!("jitbot_slack_ack_seconds_count{{transport=\"{label}\"}} ");
+    let count: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(count >= 1, "{metrics}");
+    env.stop().await;
+}
+
+/// With every slot taken (one here: `database.max_connections = 1`, held by
+/// the test), a second command waits only for a slot, not for the
+/// database, and is answered busy at once; nothing is written.
+async fn deliveries_beyond_the_slots_in_flight_are_answered_busy_at_once(transport: Transport) {
+    let options = SlackEnvOptions {
+        transport,
+        edit: |s| s.replace("max_connections = 10", "max_connections = 1"),
+        ..Default::default()
+    };
+    let env = SlackEnv::start_with(options).await;
+    let hold = hold_requests(&env.db).await;
+    let timed = async |text: &str| {
+        let asked = std::time::Instant::now();
+        let reply = env.command("U0ALICE", text).await;
+        (reply, asked.elapsed())
+    };
+    let (a, b) =
+        tokio::join!(timed("request prod-db-readonly 30m debugging"), timed("request prod-admin 15m debugging"));
+    drop(hold);
+    for (reply, took) in [&a, &b] {
+        assert!(reply.contains("jitbot is busy right now; nothing was changed"), "{reply}");
+        assert!(*took < Duration::from_millis(2900), "answered within Slack's 3 seconds: {took:?}");
+    }
+    let quicker = a.1.min(b.1);
+    assert!(
+        quicker < jitbot::store::DB_WAIT - Duration::from_millis(300),
+        "the command without a slot did not wait for the database: {:?} and {:?}",
+        a.1,
+        b.1
+    );
+    assert_eq!(env.request_count().await, 0, "nothing was written");
+    env.stop().await;
+}
+
+/// Where the test's log subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Each delivery runs in a `slack_delivery` span with its transport and
+/// kind, and the id of the request a use case made or acted on. (On a
+/// current-thread runtime, so the test's subscriber sees every task.)
+async fn the_delivery_span_names_the_request(transport: Transport, label: &str) {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = SlackEnv::start_with(SlackEnvOptions { transport, ..Default::default() }).await;
+    let reply = env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    assert!(reply.starts_with("Request #1"), "{reply}");
+    env.stop().await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let acked = text
+        .lines()
+        .find(|l| l.contains("Slack delivery acknowledged") && l.contains("request_id=1"))
+        .unwrap_or_else(|| panic!("no acknowledged delivery naming request 1 in:\n{text}"));
+    assert!(acked.contains("slack_delivery{") && acked.contains(label) && acked.contains("command"), "{acked}");
+}
+
+#[tokio::test]
+async fn the_delivery_span_names_the_request_over_http() {
+    the_delivery_span_names_the_request(Transport::Http, "http").await;
+}
+
+#[tokio::test]
+async fn the_delivery_span_names_the_request_over_socket_mode() {
+    the_delivery_span_names_the_request(Transport::Socket, "socket_mode").await;
 }

@@ -188,8 +188,11 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
     })
     .await;
 
-    // Bob approves on the channel card; Alice never leaves her tab.
+    // Bob approves on the channel card; Alice never leaves her tab, which
+    // is redrawn a few seconds after the change.
     env.click("U0BOB", "approve", RequestId::new(1)).await;
+    crate::workflow::until_state(&env, RequestId::new(1), "active").await;
+    crate::slack_pacing::run_queued_redraw(&env).await;
     let home = eventually("the tab redrawn with the access", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("`prod-db-readonly` (request #1): active until"))
     })
@@ -198,6 +201,8 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
 
     // And when the access ends.
     env.clock.advance(Duration::from_secs(30 * 60 + 1));
+    crate::workflow::until_state(&env, RequestId::new(1), "revoked").await;
+    crate::slack_pacing::run_queued_redraw(&env).await;
     eventually("the tab redrawn without it", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("No access right now."))
     })

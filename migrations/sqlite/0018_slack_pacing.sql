@@ -1,0 +1,30 @@
+-- Who opened their App Home tab: only they get redrawn tabs when their
+-- requests change (a tab nobody opened is not worth a views.publish).
+CREATE TABLE home_tabs (
+    team_id   TEXT   NOT NULL,
+    user_id   TEXT   NOT NULL,
+    opened_at BIGINT NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+);
+
+-- A hash of the approval card as last drawn, so a notice that would draw
+-- the same card again makes no chat.update.
+ALTER TABLE slack_cards ADD COLUMN rendered_hash TEXT;
+
+-- Revocation lines for the audit channel, one per request, by the minute
+-- the notice came in: the first few of a minute are posted one by one,
+-- the rest are held for one digest line at the end of the minute.
+CREATE TABLE audit_revocation_lines (
+    request_id BIGINT PRIMARY KEY REFERENCES access_requests (id),
+    minute     BIGINT NOT NULL,
+    held       BIGINT NOT NULL,
+    posted_at  BIGINT
+);
+CREATE INDEX audit_revocation_lines_by_minute ON audit_revocation_lines (minute, held);
+
+-- "Waiting for your approval": pending requests of some roles, oldest first.
+CREATE INDEX access_requests_by_state_role ON access_requests (state, role, id);
+
+-- A person's App Home redraws, found by their payload (team and user):
+-- one queued at a time is enough, and they run one after another.
+CREATE INDEX jobs_redraw_home_by_person ON jobs (payload) WHERE kind = 'redraw_home';

@@ -1,0 +1,125 @@
+//! What keeps Slack calls few: who opened their App Home tab, whether a
+//! redraw of it is already queued, and the revocation lines of the audit
+//! channel, counted per minute so a burst becomes one digest line.
+
+use crate::domain::{RequestId, SlackUser, Timestamp};
+
+use super::{Db, StoreResult, Tx, on_conn};
+
+impl Tx {
+    /// Remembers that `user` opened their App Home tab at `now`.
+    pub async fn record_home_opened(&mut self, user: &SlackUser, now: Timestamp) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO home_tabs (team_id, user_id, opened_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET opened_at = excluded.opened_at",
+            )
+            .bind(user.team_id())
+            .bind(user.user_id())
+            .bind(now.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Whether `user` ever opened their App Home tab.
+    pub async fn home_opened(&mut self, user: &SlackUser) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM home_tabs WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// Whether a job of `kind` with exactly `payload` is queued (not yet
+    /// running): a redraw that has not started will draw the latest state.
+    pub async fn person_job_queued(&mut self, kind: &str, payload: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'")
+                .bind(kind)
+                .bind(payload)
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// The audit channel's decision for request `id`'s revocation line:
+    /// `Some(held)` when it was already taken (a retried notice keeps it).
+    pub async fn revocation_line(&mut self, id: RequestId) -> StoreResult<Option<bool>> {
+        let held: Option<i64> = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT held FROM audit_revocation_lines WHERE request_id = $1")
+                .bind(id.get())
+                .fetch_optional(c)
+                .await?
+        });
+        Ok(held.map(|h| h != 0))
+    }
+
+    /// How many revocation lines `minute` (epoch minutes) has so far.
+    pub async fn revocation_lines_in(&mut self, minute: i64) -> StoreResult<i64> {
+        Ok(on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_revocation_lines WHERE minute = $1")
+                .bind(minute)
+                .fetch_one(c)
+                .await?
+        }))
+    }
+
+    /// Records request `id`'s revocation line in `minute`, posted on its
+    /// own or `held` for the minute's digest.
+    pub async fn insert_revocation_line(&mut self, id: RequestId, minute: i64, held: bool) -> StoreResult<()> {
+        on_conn!(tx self, |c| {
+            sqlx::query(
+                "INSERT INTO audit_revocation_lines (request_id, minute, held) VALUES ($1, $2, $3)
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(id.get())
+            .bind(minute)
+            .bind(i64::from(held))
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks the held lines of `ids` as posted in a digest.
+    pub async fn mark_revocation_lines_posted(&mut self, ids: &[RequestId], now: Timestamp) -> StoreResult<()> {
+        for id in ids {
+            on_conn!(tx self, |c| {
+                sqlx::query("UPDATE audit_revocation_lines SET posted_at = $2 WHERE request_id = $1")
+                    .bind(id.get())
+                    .bind(now.millis())
+                    .execute(c)
+                    .await?;
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// The requests whose revocation lines in `minute` are held and not yet
+    /// posted, oldest first; and how many lines the minute has in all.
+    pub async fn held_revocation_lines(&self, minute: i64) -> StoreResult<(Vec<RequestId>, i64)> {
+        let (ids, total) = on_conn!(db self, |c| {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT request_id FROM audit_revocation_lines
+                 WHERE minute = $1 AND held = 1 AND posted_at IS NULL ORDER BY request_id",
+            )
+            .bind(minute)
+            .fetch_all(c)
+            .await?;
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_revocation_lines WHERE minute = $1")
+                .bind(minute)
+                .fetch_one(c)
+                .await?;
+            (ids, total)
+        });
+        Ok((ids.into_iter().map(RequestId::new).collect(), total))
+    }
+}

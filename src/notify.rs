@@ -101,6 +101,11 @@ pub struct Notice {
     pub request: AccessRequest,
     /// Its decisions so far.
     pub approvals: Vec<Approval>,
+    /// The job delivering it, if any: a retried delivery skips the
+    /// messages an earlier attempt of the same job already sent.
+    pub job_id: Option<i64>,
+    /// Which attempt of that job this is (1 for the first).
+    pub attempt: i64,
 }
 
 /// Why a notice could not be delivered.

@@ -28,3 +28,12 @@ CREATE INDEX access_requests_by_state_role ON access_requests (state, role, id);
 -- A person's App Home redraws, found by their payload (team and user):
 -- one queued at a time is enough, and they run one after another.
 CREATE INDEX jobs_redraw_home_by_person ON jobs (payload) WHERE kind = 'redraw_home';
+
+-- The messages a notice job already sent: a notice retried after a 429
+-- (or a pacing wait) on a later message does not send them again.
+CREATE TABLE notice_steps (
+    job_id  BIGINT NOT NULL,
+    step    TEXT   NOT NULL,
+    done_at BIGINT NOT NULL,
+    PRIMARY KEY (job_id, step)
+);

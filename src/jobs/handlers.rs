@@ -546,7 +546,7 @@ impl JobHandlers {
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.db.approvals(request.id).await?;
-        let notice = Notice { kind, request, approvals };
+        let notice = Notice { kind, request, approvals, job_id: Some(job.id), attempt: job.attempt };
         let result = self.notifier.notify(&notice).await;
         self.finish_delivery(job, result).await
     }

@@ -93,6 +93,17 @@ impl Service {
         Ok((requests, total))
     }
 
+    /// Whether notice job `job_id` already sent its message `step` (an
+    /// earlier attempt did, before a later message had to wait).
+    pub async fn notice_step_done(&self, job_id: i64, step: &str) -> ServiceResult<bool> {
+        Ok(self.db.notice_step_done(job_id, step).await?)
+    }
+
+    /// Remembers that notice job `job_id` sent its message `step`.
+    pub async fn record_notice_step(&self, job_id: i64, step: &str, now: Timestamp) -> ServiceResult<()> {
+        Ok(self.db.record_notice_step(job_id, step, now).await?)
+    }
+
     /// Completes a digest job and marks the lines it posted, together.
     pub async fn record_digest_posted(
         &self,

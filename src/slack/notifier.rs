@@ -118,34 +118,22 @@ impl SlackNotifier {
     }
 }
 
-/// A failed read or write of the bookkeeping; the job retries the notice.
-fn service_err(e: ServiceError) -> NotifyError {
-    let message = match e {
-        ServiceError::Internal(cause) => format!("database: {cause}"),
-        other => format!("database: {other}"),
-    };
-    NotifyError { message, retry_after: None }
-}
-
-#[async_trait]
-impl Notifier for SlackNotifier {
-    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+impl SlackNotifier {
+    /// Delivers a notice: the card, the requester's DMs, the audit line.
+    /// The steps that post messages are pushed on `sent` as they succeed.
+    async fn deliver(&self, notice: &Notice, sent: &mut Vec<&'static str>) -> Result<(), NotifyError> {
         let r = &notice.request;
-        match notice.kind {
-            NoticeKind::Reminder => return self.remind(notice).await,
-            NoticeKind::ExpiryWarning => return self.warn(notice).await,
-            _ => {}
-        }
         // First, so a notice retried after a 429 still gets it: the
         // requester's open tab is redrawn a few seconds from now, from the
         // state as it is then (at most one redraw waits per person).
         self.service.schedule_home_redraw(&r.requester, self.clock.now()).await.map_err(service_err)?;
+        // Idempotent: an unchanged card is not sent again.
         self.card(notice).await?;
         if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()
         {
-            self.api.post_message(r.requester.user_id(), &dm).await?;
+            self.post_once(notice, "requester_dm", r.requester.user_id(), &dm, sent).await?;
         }
-        if notice.kind == NoticeKind::Granted {
+        if notice.kind == NoticeKind::Granted && !self.already_sent(notice, "credentials_dm").await? {
             // A login jitbot created: the DM carries a one-time link, never the password.
             let now = self.clock.now();
             if let Some(link) = self
@@ -155,7 +143,7 @@ impl Notifier for SlackNotifier {
                 .map_err(service_err)?
             {
                 let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
-                self.api.post_message(r.requester.user_id(), &dm).await?;
+                self.post_once(notice, "credentials_dm", r.requester.user_id(), &dm, sent).await?;
             }
         }
         if let Some(slack) = &self.config.slack {
@@ -172,11 +160,71 @@ impl Notifier for SlackNotifier {
                     && self.service.revocation_line(r.id, self.clock.now()).await.map_err(service_err)?
                         == RevocationLine::Held;
                 if !held {
-                    self.api.post_message(&channel, &line).await?;
+                    self.post_once(notice, "audit_line", &channel, &line, sent).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether an earlier attempt of this notice's job sent `step` (only
+    /// asked on retries: a first attempt has sent nothing).
+    async fn already_sent(&self, notice: &Notice, step: &str) -> Result<bool, NotifyError> {
+        match notice.job_id {
+            Some(job_id) if notice.attempt > 1 => {
+                self.service.notice_step_done(job_id, step).await.map_err(service_err)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Posts `msg` as `step` of the notice, unless an earlier attempt did.
+    async fn post_once(
+        &self,
+        notice: &Notice,
+        step: &'static str,
+        channel: &str,
+        msg: &views::Message,
+        sent: &mut Vec<&'static str>,
+    ) -> Result<(), NotifyError> {
+        if self.already_sent(notice, step).await? {
+            return Ok(());
+        }
+        self.api.post_message(channel, msg).await?;
+        sent.push(step);
+        Ok(())
+    }
+}
+
+/// A failed read or write of the bookkeeping; the job retries the notice.
+fn service_err(e: ServiceError) -> NotifyError {
+    let message = match e {
+        ServiceError::Internal(cause) => format!("database: {cause}"),
+        other => format!("database: {other}"),
+    };
+    NotifyError { message, retry_after: None }
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
+        match notice.kind {
+            NoticeKind::Reminder => return self.remind(notice).await,
+            NoticeKind::ExpiryWarning => return self.warn(notice).await,
+            _ => {}
+        }
+        let mut sent = Vec::new();
+        let result = self.deliver(notice, &mut sent).await;
+        // Some messages went out before one had to wait: remember them, so
+        // the retry sends only the rest.
+        if let (Err(_), Some(job_id)) = (&result, notice.job_id) {
+            for step in sent {
+                if let Err(e) = self.service.record_notice_step(job_id, step, self.clock.now()).await {
+                    tracing::warn!(job_id, step, error = %e, "could not remember a sent message; a retry may repeat it");
+                }
+            }
+        }
+        result
     }
 
     async fn redraw_home(&self, user: &SlackUser) -> Result<(), NotifyError> {

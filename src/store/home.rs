@@ -103,6 +103,34 @@ impl Tx {
 }
 
 impl Db {
+    /// Whether notice job `job_id` already sent `step`.
+    pub async fn notice_step_done(&self, job_id: i64, step: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(db self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM notice_steps WHERE job_id = $1 AND step = $2")
+                .bind(job_id)
+                .bind(step)
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// Remembers that notice job `job_id` sent `step`.
+    pub async fn record_notice_step(&self, job_id: i64, step: &str, now: Timestamp) -> StoreResult<()> {
+        on_conn!(db self, |c| {
+            sqlx::query(
+                "INSERT INTO notice_steps (job_id, step, done_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (job_id, step) DO NOTHING",
+            )
+            .bind(job_id)
+            .bind(step)
+            .bind(now.millis())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// The requests whose revocation lines in `minute` are held and not yet
     /// posted, oldest first; and how many lines the minute has in all.
     pub async fn held_revocation_lines(&self, minute: i64) -> StoreResult<(Vec<RequestId>, i64)> {

@@ -12,7 +12,7 @@ pub const RECENT_LIMIT: i64 = 5;
 
 /// How many requests "waiting for your approval" reads at most: lists show
 /// the oldest few and say how many more there are, counted up to this.
-pub const AWAITING_LIMIT: i64 = 500;
+pub const AWAITING_LIMIT: i64 = 200;
 
 /// A person's link as `/jit whoami` shows it: who the IdP says they are and
 /// what it last said about them, however old. For showing, never deciding.

@@ -112,6 +112,7 @@ async fn an_auto_approved_lifecycle_makes_at_most_five_slack_calls(transport: Tr
     let env = quiet_env(transport, Backend::Sqlite).await;
     let calls = auto_approved_lifecycle(&env).await;
     let methods: Vec<&str> = calls.iter().map(|(m, _)| m.as_str()).collect();
+    eprintln!("calls per lifecycle: {methods:?}");
     assert!(calls.len() <= 5, "{} calls: {methods:?}", calls.len());
     assert!(env.slack.calls("views.publish").is_empty(), "Dave never opened his home tab: {methods:?}");
     assert_eq!(env.slack.calls("chat.postMessage").iter().filter(|c| c.body["channel"] == "U0DAVE").count(), 2);
@@ -241,5 +242,42 @@ async fn a_burst_of_revocations_reaches_the_audit_channel_as_one_digest_line(tra
     until_idle(&env).await;
     assert_eq!(revoked_lines().await, 5, "a handful one by one, the rest in the digest");
     assert_eq!(env.slack.posts_to(AUDIT).iter().filter(|m| texts(m).contains("revocations in the minute")).count(), 1);
+    env.stop().await;
+}
+
+crate::support::both_backends!(what_awaits_an_approver_is_filtered_in_the_database_as_before);
+
+/// The ids `user_id`'s "waiting for your approval" lists.
+async fn awaiting(env: &SlackEnv, user_id: &str) -> Vec<i64> {
+    let identity = env.service.linked_identity(&crate::support::user(user_id)).await.unwrap().unwrap();
+    env.service.awaiting_decision(&identity).await.unwrap().into_iter().map(|r| r.id.get()).collect()
+}
+
+async fn what_awaits_an_approver_is_filtered_in_the_database_as_before(backend: Backend) {
+    let env =
+        SlackEnv::start_with(SlackEnvOptions { backend, extra_toml: WORKFLOW_ROLES.into(), ..Default::default() })
+            .await;
+    env.link("U0DAVE", "dave", &["engineering", "oncall"]).await;
+    // Sam approves and requests; a second Slack account of his is the same person.
+    env.link("U0SAM", "sam", &["engineering", "sre-leads"]).await;
+    env.link("U0SAMTOO", "sam", &["sre-leads"]).await;
+    env.command("U0ALICE", "request prod-admin 15m rotating credentials").await;
+    env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    env.command("U0DAVE", "request ticketed 30m deploying INC-9").await;
+    env.command("U0SAM", "request slow-db 30m slow query").await;
+    env.command("U0ALICE", "request slow-db 30m slow query").await;
+    env.command("U0ALICE", "cancel 5").await;
+    env.click("U0BOB", "approve", RequestId::new(1)).await;
+    eventually("bob's approval", async || {
+        (env.db.approvals(RequestId::new(1)).await.unwrap().len() == 1).then_some(())
+    })
+    .await;
+
+    assert_eq!(awaiting(&env, "U0BOB").await, [2, 3, 4], "not what he decided, oldest first");
+    assert_eq!(awaiting(&env, "U0CAROL").await, [1, 2, 3, 4]);
+    assert_eq!(awaiting(&env, "U0SAM").await, [1, 2, 3], "not his own");
+    assert_eq!(awaiting(&env, "U0SAMTOO").await, [1, 2, 3], "not his own from another account either");
+    assert!(awaiting(&env, "U0ALICE").await.is_empty(), "not an approver");
+    assert!(awaiting(&env, "U0MALLORY").await.is_empty());
     env.stop().await;
 }

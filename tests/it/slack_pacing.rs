@@ -20,6 +20,7 @@ both_transports!(
     many_quick_changes_redraw_an_open_home_tab_once,
     a_rate_limited_dm_waits_for_retry_after_and_arrives_once,
     a_burst_of_revocations_reaches_the_audit_channel_as_one_digest_line,
+    a_notice_that_waits_for_a_rate_limited_channel_does_not_repeat_its_dm,
 );
 
 crate::support::both_backends!(lifecycle_calls_on_each_backend);
@@ -279,5 +280,45 @@ async fn what_awaits_an_approver_is_filtered_in_the_database_as_before(backend: 
     assert_eq!(awaiting(&env, "U0SAMTOO").await, [1, 2, 3], "not his own from another account either");
     assert!(awaiting(&env, "U0ALICE").await.is_empty(), "not an approver");
     assert!(awaiting(&env, "U0MALLORY").await.is_empty());
+    env.stop().await;
+}
+
+async fn a_notice_that_waits_for_a_rate_limited_channel_does_not_repeat_its_dm(transport: Transport) {
+    let env = crate::workflow::start_on(transport, "").await;
+    env.command("U0ALICE", "request prod-db-readonly 30m debugging").await;
+    env.click("U0BOB", "approve", RequestId::new(1)).await;
+    until_state(&env, RequestId::new(1), "active").await;
+    env.command("U0DAVE", "request prod-db-readonly 30m checking").await;
+    eventually("the second card", async || env.card(RequestId::new(2))).await;
+    until_idle(&env).await;
+
+    // The next message is the audit line of #2's approval: Slack answers
+    // 429, and the audit channel is blocked until its Retry-After.
+    env.slack.fail_next("chat.postMessage", Failure::RateLimited { retry_after_secs: 20 });
+    env.click("U0BOB", "approve", RequestId::new(2)).await;
+    eventually("the rate-limited audit line", async || {
+        env.slack.calls("chat.postMessage").into_iter().find(|c| !c.ok && c.body["channel"] == AUDIT)
+    })
+    .await;
+    // Alice ends her access: her DM goes out, the audit line must wait.
+    env.command("U0ALICE", "revoke 1").await;
+    until_state(&env, RequestId::new(1), "revoked").await;
+    let ended = async || env.slack.posts_to("U0ALICE").into_iter().filter(|m| texts(m).contains("has ended")).count();
+    eventually("the end DM", async || (ended().await == 1).then_some(())).await;
+    let remembered = "SELECT COUNT(*) FROM notice_steps";
+    eventually("the sent DM remembered", async || (number(&env.db, remembered).await == 1).then_some(())).await;
+
+    env.clock.advance(Duration::from_secs(21));
+    let revoked_line = async || {
+        env.slack
+            .posts_to(AUDIT)
+            .into_iter()
+            .filter(|m| texts(m).contains("#1 <@U0ALICE> `prod-db-readonly`: revoked"))
+            .count()
+    };
+    advancing(&env, "the audit line after Retry-After", async || (revoked_line().await == 1).then_some(())).await;
+    until_idle(&env).await;
+    assert_eq!(ended().await, 1, "the retried notice did not send the DM again");
+    assert_eq!(revoked_line().await, 1);
     env.stop().await;
 }

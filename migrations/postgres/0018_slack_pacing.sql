@@ -22,12 +22,10 @@ CREATE TABLE audit_revocation_lines (
 );
 CREATE INDEX audit_revocation_lines_by_minute ON audit_revocation_lines (minute, held);
 
--- "Waiting for your approval": pending requests of some roles, oldest first.
-CREATE INDEX access_requests_by_state_role ON access_requests (state, role, id);
-
 -- A person's App Home redraws, found by their payload (team and user):
 -- one queued at a time is enough, and they run one after another.
 CREATE INDEX jobs_redraw_home_by_person ON jobs (payload) WHERE kind = 'redraw_home';
+CREATE INDEX jobs_audit_digest_by_minute ON jobs (payload) WHERE kind = 'audit_digest';
 
 -- The messages a notice job already sent: a notice retried after a 429
 -- (or a pacing wait) on a later message does not send them again.

@@ -47,7 +47,7 @@ impl Service {
         let payload = PersonPayload::json(user, None);
         let kind = JobKind::RedrawHome.name();
         let mut tx = self.db.begin().await?;
-        if !tx.home_opened(user).await? || tx.person_job_queued(kind, &payload).await? {
+        if !tx.home_opened(user).await? || tx.redraw_home_queued(&payload).await? {
             return Ok(false);
         }
         tx.insert_job(kind, None, &payload, now.plus(HOME_REDRAW_DELAY), now).await?;
@@ -71,10 +71,9 @@ impl Service {
             return Ok(RevocationLine::Post);
         }
         let payload = serde_json::to_string(&DigestPayload { minute }).unwrap_or_default();
-        let kind = JobKind::AuditDigest.name();
-        if !tx.person_job_queued(kind, &payload).await? {
+        if !tx.audit_digest_queued(&payload).await? {
             let due = Timestamp::from_millis((minute + 1) * MINUTE_MS);
-            tx.insert_job(kind, None, &payload, due, now).await?;
+            tx.insert_job(JobKind::AuditDigest.name(), None, &payload, due, now).await?;
         }
         self.commit_and_wake(tx).await?;
         Ok(RevocationLine::Held)

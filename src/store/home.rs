@@ -35,12 +35,23 @@ impl Tx {
         Ok(n > 0)
     }
 
-    /// Whether a job of `kind` with exactly `payload` is queued (not yet
-    /// running): a redraw that has not started will draw the latest state.
-    pub async fn person_job_queued(&mut self, kind: &str, payload: &str) -> StoreResult<bool> {
+    /// Whether a redraw of the App Home tab named by `payload` is queued
+    /// (not yet running): it will draw the latest state. The kind is
+    /// spelled out so the partial index on these jobs serves the lookup.
+    pub async fn redraw_home_queued(&mut self, payload: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state = 'queued'")
-                .bind(kind)
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'redraw_home' AND payload = $1 AND state = 'queued'")
+                .bind(payload)
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// Whether the audit digest named by `payload` is queued.
+    pub async fn audit_digest_queued(&mut self, payload: &str) -> StoreResult<bool> {
+        let n: i64 = on_conn!(tx self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'audit_digest' AND payload = $1 AND state = 'queued'")
                 .bind(payload)
                 .fetch_one(c)
                 .await?

@@ -55,6 +55,20 @@ impl Service {
         Ok(true)
     }
 
+    /// Redraws `user`'s overview as soon as possible (they acted in it, and
+    /// the redrawn tab is the answer), through the same one-at-a-time job
+    /// as every other redraw, so it can never be overtaken by an older one.
+    pub async fn redraw_home_now(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<()> {
+        let payload = PersonPayload::json(user, None);
+        let mut tx = self.db.begin().await?;
+        tx.record_home_opened(user, now).await?;
+        if !tx.redraw_home_due(&payload, now).await? {
+            tx.insert_job(JobKind::RedrawHome.name(), None, &payload, now, now).await?;
+        }
+        self.commit_and_wake(tx).await?;
+        Ok(())
+    }
+
     /// Decides whether request `id`'s revocation line is posted now or held
     /// for the digest of the current minute (scheduling that digest). A
     /// retried notice gets the decision made the first time.

@@ -1,8 +1,8 @@
 //! The App Home tab: published when someone opens it (`app_home_opened`,
-//! which is also remembered) and after they act in it (both from a spawned
-//! task, so Slack's event is acknowledged at once), and by a `redraw_home`
-//! job a few seconds after one of their requests changed, so a tab left
-//! open follows along. Those jobs exist only for people who opened the tab,
+//! which is also remembered; from a spawned task, so Slack's event is
+//! acknowledged at once), and by a `redraw_home` job at once after they act
+//! in it and a few seconds after one of their requests changed, so a tab
+//! left open follows along. Those jobs exist only for people who opened the tab,
 //! one at a time per person, and draw the database as it is when they run:
 //! many changes cost one `views.publish`, and an older picture never lands
 //! after a newer one.
@@ -70,17 +70,6 @@ pub(crate) async fn publish(
         message: format!("could not publish the home tab: {e}"),
         retry_after: e.retry_after,
     })
-}
-
-/// Publishes `user`'s App Home tab in the background.
-pub(crate) fn publish_soon(state: &SlackState, user: SlackUser) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let now = state.clock.now();
-        if let Err(e) = publish(&state.api, &state.service, &state.config, now, &user).await {
-            tracing::warn!(error = %e, "home tab not refreshed");
-        }
-    });
 }
 
 /// `user` opened their App Home tab: remembers it (from now on changes to

@@ -48,6 +48,23 @@ impl Tx {
         Ok(n > 0)
     }
 
+    /// Makes the queued redraw named by `payload` due at `now` at the
+    /// latest; `false` when none is queued.
+    pub async fn redraw_home_due(&mut self, payload: &str, now: Timestamp) -> StoreResult<bool> {
+        let n = on_conn!(tx self, |c| {
+            sqlx::query(
+                "UPDATE jobs SET due_at = CASE WHEN due_at > $2 THEN $2 ELSE due_at END
+                 WHERE kind = 'redraw_home' AND payload = $1 AND state = 'queued'",
+            )
+            .bind(payload)
+            .bind(now.millis())
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
     /// Whether the audit digest named by `payload` is queued.
     pub async fn audit_digest_queued(&mut self, payload: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(tx self, |c| {

@@ -44,13 +44,15 @@ impl Service {
     /// draws when it runs, so it will show this change too). `true` when a
     /// redraw was scheduled.
     pub async fn schedule_home_redraw(&self, user: &SlackUser, now: Timestamp) -> ServiceResult<bool> {
-        let payload = PersonPayload::json(user, None);
-        let kind = JobKind::RedrawHome.name();
-        let mut tx = self.db.begin().await?;
-        if !tx.home_opened(user).await? || tx.redraw_home_queued(&payload).await? {
+        if !self.db.home_ever_opened(user).await? {
             return Ok(false);
         }
-        tx.insert_job(kind, None, &payload, now.plus(HOME_REDRAW_DELAY), now).await?;
+        let payload = PersonPayload::json(user, None);
+        let mut tx = self.db.begin().await?;
+        if tx.redraw_home_queued(&payload).await? {
+            return Ok(false);
+        }
+        tx.insert_job(JobKind::RedrawHome.name(), None, &payload, now.plus(HOME_REDRAW_DELAY), now).await?;
         self.commit_and_wake(tx).await?;
         Ok(true)
     }

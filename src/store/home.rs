@@ -23,18 +23,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Whether `user` ever opened their App Home tab.
-    pub async fn home_opened(&mut self, user: &SlackUser) -> StoreResult<bool> {
-        let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM home_tabs WHERE team_id = $1 AND user_id = $2")
-                .bind(user.team_id())
-                .bind(user.user_id())
-                .fetch_one(c)
-                .await?
-        });
-        Ok(n > 0)
-    }
-
     /// Whether a redraw of the App Home tab named by `payload` is queued
     /// (not yet running): it will draw the latest state. The kind is
     /// spelled out so the partial index on these jobs serves the lookup.
@@ -131,6 +119,19 @@ impl Tx {
 }
 
 impl Db {
+    /// Whether `user` ever opened their App Home tab (a read, so the many
+    /// people who never did cost no write transaction).
+    pub async fn home_ever_opened(&self, user: &SlackUser) -> StoreResult<bool> {
+        let n: i64 = on_conn!(db self, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM home_tabs WHERE team_id = $1 AND user_id = $2")
+                .bind(user.team_id())
+                .bind(user.user_id())
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
     /// Whether notice job `job_id` already sent `step`.
     pub async fn notice_step_done(&self, job_id: i64, step: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(db self, |c| {

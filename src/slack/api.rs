@@ -53,19 +53,19 @@ impl From<SlackApiError> for NotifyError {
     }
 }
 
-/// Describes a failed call; `true` when it was a 429.
+/// Describes a failed call; `true` when it was a 429 (whose `Retry-After`
+/// is always set, to Slack's or a default).
 fn describe(e: SlackClientError) -> (SlackApiError, bool) {
-    if let SlackClientError::RateLimitError(r) = &e {
-        let retry_after = Some(r.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
-        return (SlackApiError { message: "Slack rate limit (HTTP 429)".to_owned(), retry_after }, true);
+    let plain = |message: String| (SlackApiError::plain(message), false);
+    match e {
+        SlackClientError::RateLimitError(r) => {
+            let retry_after = Some(r.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
+            (SlackApiError { message: "Slack rate limit (HTTP 429)".to_owned(), retry_after }, true)
+        }
+        SlackClientError::ApiError(a) => plain(format!("Slack API error: {}", a.code)),
+        SlackClientError::HttpError(h) => plain(format!("Slack answered HTTP {}", h.status_code.as_u16())),
+        other => plain(format!("cannot reach Slack: {}", first_line(&other.to_string()))),
     }
-    let (message, retry_after) = match e {
-        SlackClientError::RateLimitError(_) => ("Slack rate limit (HTTP 429)".to_owned(), None),
-        SlackClientError::ApiError(a) => (format!("Slack API error: {}", a.code), None),
-        SlackClientError::HttpError(h) => (format!("Slack answered HTTP {}", h.status_code.as_u16()), None),
-        other => (format!("cannot reach Slack: {}", first_line(&other.to_string())), None),
-    };
-    (SlackApiError { message, retry_after }, false)
 }
 
 fn first_line(s: &str) -> String {

@@ -106,7 +106,9 @@ impl App {
             }
         }
         let slack_api = match &config.slack {
-            Some(slack) => Some(SlackApi::new(slack).context("cannot build the Slack client")?),
+            Some(slack) => Some(
+                SlackApi::new(slack, deps.clock.clone(), metrics.clone()).context("cannot build the Slack client")?,
+            ),
             None => None,
         };
         let notifier: Arc<dyn Notifier> = match (deps.notifier, &slack_api) {
@@ -332,7 +334,7 @@ async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
     let service = Service::new(db.clone(), config.clone(), wake.clone());
     let notifier: Arc<dyn Notifier> = match &config.slack {
         Some(slack) => Arc::new(SlackNotifier::new(
-            SlackApi::new(slack).context("cannot build the Slack client")?,
+            SlackApi::new(slack, clock.clone(), Default::default()).context("cannot build the Slack client")?,
             service.clone(),
             config.clone(),
             clock.clone(),

@@ -45,6 +45,14 @@ pub enum JobKind {
     /// channel, then schedule the next one (payload: a [`CheckpointPayload`]).
     /// One exists at a time across replicas.
     AuditCheckpoint,
+    /// Redraw one person's App Home tab from the database as it is when the
+    /// job runs (payload: a [`PersonPayload`]). At most one is queued per
+    /// person, so many changes in a few seconds cost one `views.publish`.
+    RedrawHome,
+    /// Post one audit-channel line for the revocations of one minute that
+    /// were held back because the minute already had its share of lines
+    /// (payload: a [`DigestPayload`]).
+    AuditDigest,
 }
 
 impl JobKind {
@@ -63,6 +71,8 @@ impl JobKind {
             Self::ExtendGrant => "extend_grant",
             Self::Announce => "announce",
             Self::AuditCheckpoint => "audit_checkpoint",
+            Self::RedrawHome => "redraw_home",
+            Self::AuditDigest => "audit_digest",
         }
     }
 
@@ -89,6 +99,8 @@ impl JobKind {
             "extend_grant" => Some(Self::ExtendGrant),
             "announce" => Some(Self::Announce),
             "audit_checkpoint" => Some(Self::AuditCheckpoint),
+            "redraw_home" => Some(Self::RedrawHome),
+            "audit_digest" => Some(Self::AuditDigest),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -148,6 +160,14 @@ pub struct CheckpointPayload {
     pub hash: String,
 }
 
+/// Payload of the audit digest job: the minute (epoch minutes) whose held
+/// revocation lines it posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DigestPayload {
+    /// Epoch milliseconds divided by 60,000.
+    pub minute: i64,
+}
+
 /// Payload of jobs about one person.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PersonPayload {
@@ -188,6 +208,8 @@ mod tests {
             JobKind::Notify(NoticeKind::Reminder),
             JobKind::WarnExpiry,
             JobKind::OverdueCheck,
+            JobKind::RedrawHome,
+            JobKind::AuditDigest,
         ] {
             assert_eq!(JobKind::from_stored(kind.name(), &kind.payload()), Some(kind));
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{AccessRequest, Approval, SlackUser};
+use crate::domain::{AccessRequest, Approval, SlackUser, Timestamp};
 
 /// Which change a notice reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,6 +101,11 @@ pub struct Notice {
     pub request: AccessRequest,
     /// Its decisions so far.
     pub approvals: Vec<Approval>,
+    /// The job delivering it, if any: a retried delivery skips the
+    /// messages an earlier attempt of the same job already sent.
+    pub job_id: Option<i64>,
+    /// Which attempt of that job this is (1 for the first).
+    pub attempt: i64,
 }
 
 /// Why a notice could not be delivered.
@@ -131,6 +136,25 @@ pub trait Notifier: Send + Sync + 'static {
     /// (the kill switch).
     async fn announce(&self, announcement: &Announcement) -> Result<(), NotifyError> {
         tracing::warn!(?announcement, "announcement");
+        Ok(())
+    }
+
+    /// Redraws `user`'s overview (Slack's App Home tab) from the state as it
+    /// is now; only called for people who opened it.
+    async fn redraw_home(&self, _user: &SlackUser) -> Result<(), NotifyError> {
+        Ok(())
+    }
+
+    /// Tells the audit channel, in one line, about `held`: revocations of
+    /// the minute starting at `minute` that were not posted one by one
+    /// because the minute already had its share of lines (`total` in all).
+    async fn revocation_digest(
+        &self,
+        minute: Timestamp,
+        held: &[AccessRequest],
+        total: i64,
+    ) -> Result<(), NotifyError> {
+        tracing::info!(minute = %minute, held = held.len(), total, "revocation digest");
         Ok(())
     }
 }

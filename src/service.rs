@@ -5,7 +5,7 @@
 //! approved request through), `revoke` (cancel, early revoke, group
 //! removal, retries), `outbox` (the jobs a transition writes), and
 //! `extension`, `kill_switch`, `identity_links`, `provisioning`, `sign_in`,
-//! `credentials`, `reconcile`, `job_reads`, `job_outcomes`, `cards`, `review`,
+//! `credentials`, `reconcile`, `job_reads`, `job_outcomes`, `cards`, `home_tabs`, `review`,
 //! `audit_seal` and `queries` (the read models the transports show).
 //!
 //! Each use case is one transaction that makes a conditional state change,
@@ -38,6 +38,7 @@ mod cards;
 mod credentials;
 mod decide;
 mod extension;
+mod home_tabs;
 mod identity;
 mod identity_links;
 mod job_outcomes;
@@ -61,13 +62,14 @@ pub use cards::PostedCard;
 pub use credentials::{CredentialsLink, IssuedLink, PasswordOutcome, UsableLink};
 use decide::{Approval, LetThrough, audit_extension};
 pub use extension::{ExtendCommand, ExtendOutcome};
+pub use home_tabs::{HOME_REDRAW_DELAY, REVOCATION_LINES_PER_MINUTE, RevocationLine};
 pub use identity_links::{LinkForRefresh, LinkRefresh, ScimPerson, UnlinkOutcome};
 pub use job_outcomes::{OverdueCheck, RevokeStart};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
 pub(crate) use outbox::{requester_of, schedule, schedule_dm};
 use outbox::{schedule_expiry, schedule_timeout};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
-pub use queries::{LinkSummary, ListedLink, RECENT_LIMIT};
+pub use queries::{AWAITING_LIMIT, LinkSummary, ListedLink, RECENT_LIMIT};
 pub use reconcile::ReconcileFinding;
 pub use refusal::Refusal;
 pub use review::REVIEW_NOTE_MIN;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
-use crate::job_kinds::{CheckpointPayload, ExpiryPayload, JobFence, JobKind, JobOutcome, PersonPayload};
+use crate::job_kinds::{CheckpointPayload, DigestPayload, ExpiryPayload, JobFence, JobKind, JobOutcome, PersonPayload};
 use crate::metrics::{Counter, Metrics};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use crate::providers::{ApprovedGrant, GrantTarget, Presence, Provider, ProviderError, ProviderReport, Providers};
@@ -89,6 +89,8 @@ impl JobHandlers {
             JobKind::Announce => return self.announce(job).await,
             JobKind::RefreshLink => return self.refresh_link(job).await,
             JobKind::AuditCheckpoint => return self.audit_checkpoint(job).await,
+            JobKind::RedrawHome => return self.redraw_home(job).await,
+            JobKind::AuditDigest => return self.audit_digest(job).await,
             _ => {}
         }
         let Some(request_id) = job.request_id.map(RequestId::new) else {
@@ -106,9 +108,12 @@ impl JobHandlers {
             JobKind::Remind => self.remind(job, request).await,
             JobKind::WarnExpiry => self.warn_expiry(job, request).await,
             JobKind::ExtendGrant => self.extend_grant(job, request).await,
-            JobKind::DirectMessage | JobKind::RefreshLink | JobKind::Announce | JobKind::AuditCheckpoint => {
-                self.fail(job, "not a request job").await
-            }
+            JobKind::DirectMessage
+            | JobKind::RefreshLink
+            | JobKind::Announce
+            | JobKind::AuditCheckpoint
+            | JobKind::RedrawHome
+            | JobKind::AuditDigest => self.fail(job, "not a request job").await,
         }
     }
 
@@ -121,6 +126,38 @@ impl JobHandlers {
         };
         let result = self.notifier.direct_message(&user, payload.text.as_deref().unwrap_or("")).await;
         self.finish_delivery(job, result).await
+    }
+
+    /// Redraws one person's App Home tab from the state as it is now
+    /// (redraws of one person run one at a time, in order).
+    async fn redraw_home(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(payload) = serde_json::from_str::<PersonPayload>(&job.payload) else {
+            return self.fail(job, "malformed redraw payload").await;
+        };
+        let Ok(user) = SlackUser::parse(&payload.team_id, &payload.user_id) else {
+            return self.fail(job, "malformed user in payload").await;
+        };
+        let result = self.notifier.redraw_home(&user).await;
+        self.finish_delivery(job, result).await
+    }
+
+    /// Posts one line for the revocations of a minute held for it.
+    async fn audit_digest(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        let Ok(payload) = serde_json::from_str::<DigestPayload>(&job.payload) else {
+            return self.fail(job, "malformed digest payload").await;
+        };
+        let (held, total) = self.service.held_revocations(payload.minute).await?;
+        if held.is_empty() {
+            return self.complete(job).await;
+        }
+        let minute = Timestamp::from_millis(payload.minute.saturating_mul(60_000));
+        match self.notifier.revocation_digest(minute, &held, total).await {
+            Ok(()) => {
+                let ids: Vec<RequestId> = held.iter().map(|r| r.id).collect();
+                Ok(self.service.record_digest_posted(fence(job), &ids, self.clock.now()).await?)
+            }
+            Err(e) => self.finish_delivery(job, Err(e)).await,
+        }
     }
 
     async fn announce(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
@@ -502,17 +539,19 @@ impl JobHandlers {
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {
         let approvals = self.service.job_approvals(request.id).await?;
-        let notice = Notice { kind, request, approvals };
+        let notice = Notice { kind, request, approvals, job_id: Some(job.id), attempt: job.attempt };
         let result = self.notifier.notify(&notice).await;
         self.finish_delivery(job, result).await
     }
 
     /// Completes a delivery job, or retries it (after the receiver's
-    /// `Retry-After` when it gave one) until its attempts run out.
+    /// `Retry-After` when it gave one) until its attempts run out. Being
+    /// told to wait (a 429, or Slack's pacing) is not a failed attempt: such
+    /// a notice is retried until it is delivered.
     async fn finish_delivery(&self, job: &JobRow, result: Result<(), NotifyError>) -> Result<JobOutcome, JobError> {
         match result {
             Ok(()) => self.complete(job).await,
-            Err(e) if job.attempt < NOTIFY_ATTEMPTS => {
+            Err(e) if job.attempt < NOTIFY_ATTEMPTS || e.retry_after.is_some() => {
                 let now = self.clock.now();
                 let delay = e.retry_after.unwrap_or_else(|| backoff(job.attempt, job.id));
                 tracing::warn!(job_id = job.id, error = %e, retry_in = ?delay, "notice not delivered; will retry");

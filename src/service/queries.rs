@@ -21,6 +21,10 @@ pub struct ListedLink {
 /// How many ended requests "recent" shows.
 pub const RECENT_LIMIT: i64 = 5;
 
+/// How many requests "waiting for your approval" reads at most: lists show
+/// the oldest few and say how many more there are, counted up to this.
+pub const AWAITING_LIMIT: i64 = 200;
+
 /// A person's link as `/jit whoami` shows it: who the IdP says they are and
 /// what it last said about them, however old. For showing, never deciding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,17 +128,31 @@ impl Service {
     }
 
     /// Pending requests `approver` may decide and has not decided yet,
-    /// oldest first (by their current, possibly stale, groups).
+    /// oldest first (by their current, possibly stale, groups), at most
+    /// [`AWAITING_LIMIT`]. The database filters by the roles they approve,
+    /// their own requests and their decisions (one indexed query, however
+    /// long the backlog); the policy then checks each of the few rows left
+    /// exactly as deciding would.
     pub async fn awaiting_decision(&self, approver: &Identity) -> ServiceResult<Vec<AccessRequest>> {
-        let mut out = Vec::new();
-        for r in self.db.requests_in_states(&[RequestState::Pending]).await? {
-            let may =
-                self.config.role_policy(&r.role).is_some_and(|p| p.check_approver(approver, &requester_of(&r)).is_ok());
-            if may && !self.db.approvals(r.id).await?.iter().any(|a| a.approver_id == approver.slack.user_id()) {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        let roles: Vec<&str> = self
+            .config
+            .roles
+            .keys()
+            .filter(|name| {
+                self.config.role_policy(name).is_some_and(|p| p.approvers.iter().any(|g| approver.groups.contains(g)))
+            })
+            .map(|name| name.as_str())
+            .collect();
+        let candidates = self
+            .db
+            .pending_for_approver(&roles, &approver.slack, &approver.issuer, &approver.subject, AWAITING_LIMIT)
+            .await?;
+        Ok(candidates
+            .into_iter()
+            .filter(|r| {
+                self.config.role_policy(&r.role).is_some_and(|p| p.check_approver(approver, &requester_of(r)).is_ok())
+            })
+            .collect())
     }
 
     /// The requests of `user` that ended most recently, newest first.

@@ -1,6 +1,7 @@
 //! The Slack Web API as jitbot uses it: post and update messages (through
 //! slack-morphism, against the configurable `api_url`) and answer on a
-//! `response_url` (only on Slack's hooks host).
+//! `response_url` (only on Slack's hooks host). Every Web API call is paced
+//! by Slack's documented tiers and counted per method (see [`super::pacer`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,20 @@ use serde_json::json;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use super::pacer::Pacer;
 use super::views::Message;
+use crate::clock::SharedClock;
 use crate::config::SlackConfig;
+use crate::metrics::{LabelledCounter, Metrics};
 use crate::notify::NotifyError;
+
+/// The longest a call sleeps for its paced slot. Longer, and the caller is
+/// told when to come back instead ([`SlackApiError::retry_after`]): a notice
+/// job then gives its worker back and is rescheduled.
+pub const MAX_PACED_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a 429 without a `Retry-After` blocks its method.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The connector: hyper with rustls (plain HTTP allowed only for a local fake).
 pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
@@ -24,8 +36,15 @@ pub type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 pub struct SlackApiError {
     /// What went wrong; never contains tokens.
     pub message: String,
-    /// How long Slack asked us to wait (HTTP 429).
+    /// How long Slack asked us to wait (HTTP 429), or how long the pacer
+    /// says the next slot is away.
     pub retry_after: Option<Duration>,
+}
+
+impl SlackApiError {
+    fn plain(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retry_after: None }
+    }
 }
 
 impl From<SlackApiError> for NotifyError {
@@ -34,14 +53,19 @@ impl From<SlackApiError> for NotifyError {
     }
 }
 
-fn describe(e: SlackClientError) -> SlackApiError {
-    let (message, retry_after) = match e {
-        SlackClientError::RateLimitError(r) => ("Slack rate limit (HTTP 429)".to_owned(), r.retry_after),
-        SlackClientError::ApiError(a) => (format!("Slack API error: {}", a.code), None),
-        SlackClientError::HttpError(h) => (format!("Slack answered HTTP {}", h.status_code.as_u16()), None),
-        other => (format!("cannot reach Slack: {}", first_line(&other.to_string())), None),
-    };
-    SlackApiError { message, retry_after }
+/// Describes a failed call; `true` when it was a 429 (whose `Retry-After`
+/// is always set, to Slack's or a default).
+fn describe(e: SlackClientError) -> (SlackApiError, bool) {
+    let plain = |message: String| (SlackApiError::plain(message), false);
+    match e {
+        SlackClientError::RateLimitError(r) => {
+            let retry_after = Some(r.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
+            (SlackApiError { message: "Slack rate limit (HTTP 429)".to_owned(), retry_after }, true)
+        }
+        SlackClientError::ApiError(a) => plain(format!("Slack API error: {}", a.code)),
+        SlackClientError::HttpError(h) => plain(format!("Slack answered HTTP {}", h.status_code.as_u16())),
+        other => plain(format!("cannot reach Slack: {}", first_line(&other.to_string()))),
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -64,12 +88,16 @@ pub struct SlackApi {
     token: SlackApiToken,
     response_host: String,
     http: reqwest::Client,
+    pacer: Arc<Pacer>,
+    metrics: Metrics,
 }
 
 impl SlackApi {
     /// Builds the client for `config.api_url`. Plain `http://` is allowed
-    /// only because tests point `api_url` at a local fake.
-    pub fn new(config: &SlackConfig) -> anyhow::Result<Self> {
+    /// only because tests point `api_url` at a local fake. `clock` keeps
+    /// Slack's `Retry-After` in the time jobs are rescheduled in; `metrics`
+    /// counts calls and 429s per method.
+    pub fn new(config: &SlackConfig, clock: SharedClock, metrics: Metrics) -> anyhow::Result<Self> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?;
         let https = if config.api_url.scheme() == "http" {
             builder.https_or_http().enable_http1().build()
@@ -86,6 +114,41 @@ impl SlackApi {
             token: SlackApiToken::new(SlackApiTokenValue(config.bot_token.expose().to_owned())),
             response_host: config.response_url_host(),
             http,
+            pacer: Arc::new(Pacer::new(clock)),
+            metrics,
+        })
+    }
+
+    /// Waits for a paced slot for one call of `method` (to `channel`), at
+    /// most [`MAX_PACED_WAIT`], and counts the call.
+    async fn pace(&self, method: &'static str, channel: Option<&str>) -> Result<(), SlackApiError> {
+        let wait = self.pacer.reserve(method, channel, MAX_PACED_WAIT).map_err(|retry| SlackApiError {
+            message: format!("{method} waits {} ms for Slack's rate limit", retry.as_millis()),
+            retry_after: Some(retry),
+        })?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.metrics.inc_labelled(LabelledCounter::SlackApiCalls, &[("method", method)]);
+        Ok(())
+    }
+
+    /// What a finished call of `method` (to `channel`) means: a 429 is
+    /// counted and blocks the method (or channel) until its `Retry-After`.
+    fn settle<T>(
+        &self,
+        method: &'static str,
+        channel: Option<&str>,
+        result: Result<T, SlackClientError>,
+    ) -> Result<T, SlackApiError> {
+        result.map_err(|e| {
+            let (e, rate_limited) = describe(e);
+            if rate_limited {
+                self.metrics.inc_labelled(LabelledCounter::SlackRateLimited, &[("method", method)]);
+                self.pacer.block(method, channel, e.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
+                tracing::warn!(method, retry_after = ?e.retry_after, "Slack answered 429");
+            }
+            e
         })
     }
 
@@ -93,7 +156,7 @@ impl SlackApi {
         let mut content = SlackMessageContent::new().with_text(msg.text.clone());
         if !msg.blocks.is_empty() {
             let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(msg.blocks.clone()))
-                .map_err(|e| SlackApiError { message: format!("cannot encode blocks: {e}"), retry_after: None })?;
+                .map_err(|e| SlackApiError::plain(format!("cannot encode blocks: {e}")))?;
             content = content.with_blocks(blocks);
         }
         Ok(content)
@@ -108,8 +171,9 @@ impl SlackApi {
     /// that user's DM with the app.
     pub async fn post_message(&self, channel: &str, msg: &Message) -> Result<String, SlackApiError> {
         let req = SlackApiChatPostMessageRequest::new(channel.into(), Self::content(msg)?);
+        self.pace("chat.postMessage", Some(channel)).await?;
         let session = self.client.open_session(&self.token);
-        let resp = session.chat_post_message(&req).await.map_err(describe)?;
+        let resp = self.settle("chat.postMessage", Some(channel), session.chat_post_message(&req).await)?;
         Ok(resp.ts.0)
     }
 
@@ -125,30 +189,32 @@ impl SlackApi {
         let mut req = SlackApiChatPostMessageRequest::new(channel.into(), Self::content(msg)?);
         req.thread_ts = Some(SlackTs(thread_ts.to_owned()));
         req.reply_broadcast = Some(broadcast);
+        self.pace("chat.postMessage", Some(channel)).await?;
         let session = self.client.open_session(&self.token);
-        let resp = session.chat_post_message(&req).await.map_err(describe)?;
+        let resp = self.settle("chat.postMessage", Some(channel), session.chat_post_message(&req).await)?;
         Ok(resp.ts.0)
     }
 
     /// Replaces a posted message.
     pub async fn update_message(&self, channel: &str, ts: &str, msg: &Message) -> Result<(), SlackApiError> {
         let req = SlackApiChatUpdateRequest::new(channel.into(), Self::content(msg)?, SlackTs(ts.to_owned()));
+        self.pace("chat.update", None).await?;
         let session = self.client.open_session(&self.token);
-        session.chat_update(&req).await.map_err(describe)?;
+        self.settle("chat.update", None, session.chat_update(&req).await)?;
         Ok(())
     }
 
     fn view(view: &serde_json::Value) -> Result<SlackView, SlackApiError> {
-        serde_json::from_value(view.clone())
-            .map_err(|e| SlackApiError { message: format!("cannot encode the view: {e}"), retry_after: None })
+        serde_json::from_value(view.clone()).map_err(|e| SlackApiError::plain(format!("cannot encode the view: {e}")))
     }
 
     /// Opens a modal in answer to an interaction. `trigger_id` is only
     /// good for 3 seconds after the interaction, so callers do this at once.
     pub async fn open_view(&self, trigger_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
         let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.to_owned()), Self::view(view)?);
+        self.pace("views.open", None).await?;
         let session = self.client.open_session(&self.token);
-        session.views_open(&req).await.map_err(describe)?;
+        self.settle("views.open", None, session.views_open(&req).await)?;
         Ok(())
     }
 
@@ -162,16 +228,18 @@ impl SlackApi {
         let mut req = SlackApiViewsUpdateRequest::new(Self::view(view)?);
         req.view_id = Some(SlackViewId(view_id.to_owned()));
         req.hash = hash.map(str::to_owned);
+        self.pace("views.update", None).await?;
         let session = self.client.open_session(&self.token);
-        session.views_update(&req).await.map_err(describe)?;
+        self.settle("views.update", None, session.views_update(&req).await)?;
         Ok(())
     }
 
     /// Publishes a user's App Home tab.
     pub async fn publish_home(&self, user_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
         let req = SlackApiViewsPublishRequest::new(SlackUserId(user_id.to_owned()), Self::view(view)?);
+        self.pace("views.publish", None).await?;
         let session = self.client.open_session(&self.token);
-        session.views_publish(&req).await.map_err(describe)?;
+        self.settle("views.publish", None, session.views_publish(&req).await)?;
         Ok(())
     }
 
@@ -179,8 +247,9 @@ impl SlackApi {
     /// the `users:read.email` scope).
     pub async fn user_profile(&self, user_id: &str) -> Result<SlackProfile, SlackApiError> {
         let req = SlackApiUsersInfoRequest::new(SlackUserId(user_id.to_owned()));
+        self.pace("users.info", None).await?;
         let session = self.client.open_session(&self.token);
-        let user = session.users_info(&req).await.map_err(describe)?.user;
+        let user = self.settle("users.info", None, session.users_info(&req).await)?.user;
         let (display, real, email) = match user.profile {
             Some(p) => (p.display_name, p.real_name, p.email.map(|e| e.0)),
             None => (None, None, None),
@@ -240,17 +309,21 @@ mod tests {
     use crate::config::{Secret, SlackMode};
 
     fn api(api_url: &str) -> SlackApi {
-        SlackApi::new(&SlackConfig {
-            mode: SlackMode::Http,
-            bot_token: Secret::from("xoxb-1"),
-            app_token: None,
-            signing_secret: Some(Secret::from("s")),
-            socket_connections: 1,
-            api_url: api_url.parse().unwrap(),
-            team_id: "T0WORK".into(),
-            approvals_channel: "C0APPROVALS".into(),
-            audit_channel: None,
-        })
+        SlackApi::new(
+            &SlackConfig {
+                mode: SlackMode::Http,
+                bot_token: Secret::from("xoxb-1"),
+                app_token: None,
+                signing_secret: Some(Secret::from("s")),
+                socket_connections: 1,
+                api_url: api_url.parse().unwrap(),
+                team_id: "T0WORK".into(),
+                approvals_channel: "C0APPROVALS".into(),
+                audit_channel: None,
+            },
+            std::sync::Arc::new(crate::clock::SystemClock),
+            Metrics::default(),
+        )
         .unwrap()
     }
 

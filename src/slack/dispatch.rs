@@ -232,8 +232,8 @@ fn event(state: &SlackState, envelope: EventEnvelope) -> Answer {
         && event.tab.as_deref() == Some("home")
         && let Some(user) = event.user.as_deref().and_then(|u| SlackUser::parse(team, u).ok())
     {
-        // Acknowledged now; the tab is drawn from a spawned task.
-        super::home::publish_soon(state, user);
+        // Acknowledged now; the tab is remembered and drawn from a spawned task.
+        super::home::opened(state, user);
     }
     Answer::Ack
 }

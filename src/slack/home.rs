@@ -1,16 +1,17 @@
-//! The App Home tab: published when someone opens it (`app_home_opened`),
-//! after they act in it (from a spawned task, so Slack's event is
-//! acknowledged at once), and by the notifier whenever one of their
-//! requests changes, so a tab left open follows along. A home view is a
-//! picture of the database, not a state change, so it is never a job of its
-//! own and a failed publish never fails a notice: the next change or
-//! opening makes it good.
+//! The App Home tab: published when someone opens it (`app_home_opened`,
+//! which is also remembered; from a spawned task, so Slack's event is
+//! acknowledged at once), and by a `redraw_home` job at once after they act
+//! in it and a few seconds after one of their requests changed, so a tab
+//! left open follows along. Those jobs exist only for people who opened the tab,
+//! one at a time per person, and draw the database as it is when they run:
+//! many changes cost one `views.publish`, and an older picture never lands
+//! after a newer one.
 
 use std::collections::HashMap;
 
-use super::api::SlackApi;
+use super::api::{SlackApi, SlackApiError};
 use super::routes::SlackState;
-use super::summaries::HomeView;
+use super::summaries::{HomeView, SECTION_LIMIT};
 use crate::config::Config;
 use crate::domain::{AccessDuration, RequestState, SlackUser, Timestamp};
 use crate::service::{Service, ServiceError};
@@ -42,8 +43,9 @@ async fn render(
     let identity = service.linked_identity(user).await?;
     let mut awaiting = Vec::new();
     if let Some(identity) = &identity {
-        for r in service.awaiting_decision(identity).await? {
-            let approvals = service.approvals(r.id).await?;
+        for (i, r) in service.awaiting_decision(identity).await?.into_iter().enumerate() {
+            // Only the first few are shown; the rest are counted.
+            let approvals = if i < SECTION_LIMIT { service.approvals(r.id).await? } else { Vec::new() };
             awaiting.push((r, approvals));
         }
     }
@@ -52,25 +54,35 @@ async fn render(
 }
 
 /// Draws and publishes `user`'s App Home tab now; the error says which
-/// step failed (for a warning in the log).
+/// step failed, with Slack's `Retry-After` (or the pacer's) when it is the
+/// publish that must wait.
 pub(crate) async fn publish(
     api: &SlackApi,
     service: &Service,
     config: &Config,
     now: Timestamp,
     user: &SlackUser,
-) -> Result<(), String> {
-    let view = render(service, config, now, user).await.map_err(|e| format!("could not build the home tab: {e}"))?;
-    api.publish_home(user.user_id(), &view).await.map_err(|e| format!("could not publish the home tab: {e}"))
+) -> Result<(), SlackApiError> {
+    let view = render(service, config, now, user)
+        .await
+        .map_err(|e| SlackApiError { message: format!("could not build the home tab: {e}"), retry_after: None })?;
+    api.publish_home(user.user_id(), &view).await.map_err(|e| SlackApiError {
+        message: format!("could not publish the home tab: {e}"),
+        retry_after: e.retry_after,
+    })
 }
 
-/// Publishes `user`'s App Home tab in the background.
-pub(crate) fn publish_soon(state: &SlackState, user: SlackUser) {
+/// `user` opened their App Home tab: remembers it (from now on changes to
+/// their requests redraw it) and draws it, in the background.
+pub(crate) fn opened(state: &SlackState, user: SlackUser) {
     let state = state.clone();
     tokio::spawn(async move {
         let now = state.clock.now();
+        if let Err(e) = state.service.home_opened(&user, now).await {
+            tracing::warn!(error = %e, "could not remember that the home tab was opened");
+        }
         if let Err(e) = publish(&state.api, &state.service, &state.config, now, &user).await {
-            tracing::warn!(error = %e, "home tab not refreshed");
+            tracing::warn!(error = %e, "home tab not drawn");
         }
     });
 }

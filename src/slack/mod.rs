@@ -23,7 +23,8 @@
 //! - `home.rs`: building and publishing the App Home tab.
 //! - `notifier.rs`: the [`crate::notify::Notifier`] that posts and updates
 //!   cards, DMs and audit lines from notify jobs.
-//! - `api.rs`: the Web API client.
+//! - `api.rs`: the Web API client; `pacer.rs`: its pacing by Slack's rate
+//!   limit tiers.
 
 use crate::config::Config;
 
@@ -33,6 +34,7 @@ pub mod forms;
 pub mod home;
 pub mod modals;
 pub mod notifier;
+pub mod pacer;
 pub mod payloads;
 pub mod routes;
 pub mod signature;

@@ -1,18 +1,37 @@
 //! The Slack [`Notifier`]: posts the approval card when a request is made,
-//! updates it in place on every later notice, DMs the requester and writes
-//! to the audit channel. Runs only inside notify jobs, so every failure is
-//! retried (after Slack's `Retry-After` on 429) and never undoes a transition.
+//! updates it in place when a later notice changes what it shows, DMs the
+//! requester and writes to the audit channel. Runs only inside notify jobs,
+//! so every failure is retried (after Slack's `Retry-After` on 429) and
+//! never undoes a transition.
+//!
+//! Calls are kept few: a card whose rendering did not change is not
+//! updated (a hash of the last drawn card is kept with it), the requester's
+//! App Home tab is redrawn by a coalesced `redraw_home` job and only if
+//! they ever opened it, and a burst of revocations reaches the audit
+//! channel as one digest line a minute (see [`crate::service::RevocationLine`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use super::api::SlackApi;
 use super::views;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::domain::{AccessRequest, SlackUser, Timestamp};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
-use crate::service::{PostedCard, Service, ServiceError};
+use crate::service::{PostedCard, RevocationLine, Service, ServiceError};
+
+/// A hash of a rendered message: equal hashes mean Slack would show the
+/// same thing, so the update can be skipped.
+fn rendered_hash(msg: &views::Message) -> String {
+    let mut h = Sha256::new();
+    h.update(msg.text.as_bytes());
+    h.update([0]);
+    h.update(serde_json::Value::Array(msg.blocks.clone()).to_string().as_bytes());
+    hex::encode(h.finalize())
+}
 
 /// Delivers notices to Slack.
 pub struct SlackNotifier {
@@ -45,18 +64,23 @@ impl SlackNotifier {
             break_glass: role.is_some_and(|c| c.break_glass),
         }
         .render();
+        let hash = rendered_hash(&msg);
         let existing = self.service.posted_card(r.id).await.map_err(service_err)?;
         match existing {
-            Some(card) => self.api.update_message(&card.channel, &card.ts, &msg).await?,
+            // Already shows this (say, the grant finished before the
+            // approval's notice drew the card): nothing to send.
+            Some(card) if card.rendered_hash.as_deref() == Some(hash.as_str()) => {}
+            Some(card) => {
+                self.api.update_message(&card.channel, &card.ts, &msg).await?;
+                self.service.remember_card_drawn(r.id, &hash).await.map_err(service_err)?;
+            }
             // The first notice of a request posts its card; an auto-approved
             // request's first notice is its approval.
             None if matches!(notice.kind, NoticeKind::RequestCreated | NoticeKind::AutoApproved) => {
                 let Some(channel) = self.channel_for(r.role.as_str()) else { return Ok(()) };
                 let ts = self.api.post_message(&channel, &msg).await?;
-                self.service
-                    .remember_card(r.id, &PostedCard { channel, ts }, self.clock.now())
-                    .await
-                    .map_err(service_err)?;
+                let card = PostedCard { channel, ts, rendered_hash: Some(hash) };
+                self.service.remember_card(r.id, &card, self.clock.now()).await.map_err(service_err)?;
             }
             // No card to update (it was never posted): the DM and audit line still go out.
             None => {}
@@ -94,6 +118,84 @@ impl SlackNotifier {
     }
 }
 
+impl SlackNotifier {
+    /// Delivers a notice: the card, the requester's DMs, the audit line.
+    /// The steps that post messages are pushed on `sent` as they succeed.
+    async fn deliver(&self, notice: &Notice, sent: &mut Vec<&'static str>) -> Result<(), NotifyError> {
+        let r = &notice.request;
+        // First, so a notice retried after a 429 still gets it: the
+        // requester's open tab is redrawn a few seconds from now, from the
+        // state as it is then (at most one redraw waits per person).
+        self.service.schedule_home_redraw(&r.requester, self.clock.now()).await.map_err(service_err)?;
+        // Idempotent: an unchanged card is not sent again.
+        self.card(notice).await?;
+        if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()
+        {
+            self.post_once(notice, "requester_dm", r.requester.user_id(), &dm, sent).await?;
+        }
+        if notice.kind == NoticeKind::Granted && !self.already_sent(notice, "credentials_dm").await? {
+            // A login jitbot created: the DM carries a one-time link, never the password.
+            let now = self.clock.now();
+            if let Some(link) = self
+                .service
+                .issue_credentials_link(r, self.config.server.public_base(), now)
+                .await
+                .map_err(service_err)?
+            {
+                let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
+                self.post_once(notice, "credentials_dm", r.requester.user_id(), &dm, sent).await?;
+            }
+        }
+        if let Some(slack) = &self.config.slack {
+            let alert_channel = slack.audit_channel.clone().or_else(|| {
+                // A failing revocation must reach people even without an audit channel.
+                matches!(notice.kind, NoticeKind::RevokeFailing | NoticeKind::RevokeOverdue)
+                    .then(|| self.channel_for(r.role.as_str()))
+                    .flatten()
+            });
+            let line = views::AuditLine { kind: notice.kind, request: r, approvals: &notice.approvals }.render();
+            if let (Some(channel), Some(line)) = (alert_channel, line) {
+                // Past a handful in one minute, revocations share a digest line.
+                let held = notice.kind == NoticeKind::Revoked
+                    && self.service.revocation_line(r.id, self.clock.now()).await.map_err(service_err)?
+                        == RevocationLine::Held;
+                if !held {
+                    self.post_once(notice, "audit_line", &channel, &line, sent).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an earlier attempt of this notice's job sent `step` (only
+    /// asked on retries: a first attempt has sent nothing).
+    async fn already_sent(&self, notice: &Notice, step: &str) -> Result<bool, NotifyError> {
+        match notice.job_id {
+            Some(job_id) if notice.attempt > 1 => {
+                self.service.notice_step_done(job_id, step).await.map_err(service_err)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Posts `msg` as `step` of the notice, unless an earlier attempt did.
+    async fn post_once(
+        &self,
+        notice: &Notice,
+        step: &'static str,
+        channel: &str,
+        msg: &views::Message,
+        sent: &mut Vec<&'static str>,
+    ) -> Result<(), NotifyError> {
+        if self.already_sent(notice, step).await? {
+            return Ok(());
+        }
+        self.api.post_message(channel, msg).await?;
+        sent.push(step);
+        Ok(())
+    }
+}
+
 /// A failed read or write of the bookkeeping; the job retries the notice.
 fn service_err(e: ServiceError) -> NotifyError {
     let message = match e {
@@ -106,48 +208,40 @@ fn service_err(e: ServiceError) -> NotifyError {
 #[async_trait]
 impl Notifier for SlackNotifier {
     async fn notify(&self, notice: &Notice) -> Result<(), NotifyError> {
-        let r = &notice.request;
         match notice.kind {
             NoticeKind::Reminder => return self.remind(notice).await,
             NoticeKind::ExpiryWarning => return self.warn(notice).await,
             _ => {}
         }
-        self.card(notice).await?;
-        if let Some(dm) = (views::RequesterDm { kind: notice.kind, request: r, approvals: &notice.approvals }).render()
-        {
-            self.api.post_message(r.requester.user_id(), &dm).await?;
-        }
-        if notice.kind == NoticeKind::Granted {
-            // A login jitbot created: the DM carries a one-time link, never the password.
-            let now = self.clock.now();
-            if let Some(link) = self
-                .service
-                .issue_credentials_link(r, self.config.server.public_base(), now)
-                .await
-                .map_err(service_err)?
-            {
-                let dm = views::CredentialsDm { request: r, login: &link.login, url: &link.url }.render();
-                self.api.post_message(r.requester.user_id(), &dm).await?;
+        let mut sent = Vec::new();
+        let result = self.deliver(notice, &mut sent).await;
+        // Some messages went out before one had to wait: remember them, so
+        // the retry sends only the rest.
+        if let (Err(_), Some(job_id)) = (&result, notice.job_id) {
+            for step in sent {
+                if let Err(e) = self.service.record_notice_step(job_id, step, self.clock.now()).await {
+                    tracing::warn!(job_id, step, error = %e, "could not remember a sent message; a retry may repeat it");
+                }
             }
         }
-        if let Some(slack) = &self.config.slack {
-            let alert_channel = slack.audit_channel.clone().or_else(|| {
-                // A failing revocation must reach people even without an audit channel.
-                matches!(notice.kind, NoticeKind::RevokeFailing | NoticeKind::RevokeOverdue)
-                    .then(|| self.channel_for(r.role.as_str()))
-                    .flatten()
-            });
-            let line = views::AuditLine { kind: notice.kind, request: r, approvals: &notice.approvals }.render();
-            if let (Some(channel), Some(line)) = (alert_channel, line) {
-                self.api.post_message(&channel, &line).await?;
-            }
-        }
-        // Last, and best effort: the requester's tab follows their request,
-        // and the notice counts as delivered either way.
+        result
+    }
+
+    async fn redraw_home(&self, user: &SlackUser) -> Result<(), NotifyError> {
         let now = self.clock.now();
-        if let Err(e) = super::home::publish(&self.api, &self.service, &self.config, now, &r.requester).await {
-            tracing::warn!(request_id = r.id.get(), error = %e, "home tab not refreshed");
-        }
+        super::home::publish(&self.api, &self.service, &self.config, now, user).await?;
+        Ok(())
+    }
+
+    async fn revocation_digest(
+        &self,
+        minute: Timestamp,
+        held: &[AccessRequest],
+        total: i64,
+    ) -> Result<(), NotifyError> {
+        let Some(channel) = self.config.slack.as_ref().and_then(|s| s.audit_channel.clone()) else { return Ok(()) };
+        let line = views::RevocationDigestLine { minute, held, total }.render();
+        self.api.post_message(&channel, &line).await?;
         Ok(())
     }
 

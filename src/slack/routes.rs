@@ -615,8 +615,11 @@ pub(crate) async fn handle_interaction(
         }
     }
     if in_home {
-        // Clicks in the home tab have nowhere to answer: the redrawn tab is the answer.
-        super::home::publish_soon(&state, user);
+        // Clicks in the home tab have nowhere to answer: the redrawn tab is
+        // the answer, drawn at once by the person's serial redraw job.
+        if let Err(e) = state.service.redraw_home_now(&user, state.clock.now()).await {
+            tracing::warn!(error = %e, "home tab redraw not scheduled");
+        }
     }
     Ok(Answer::Ack)
 }

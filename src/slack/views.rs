@@ -214,6 +214,45 @@ impl ApprovalCard<'_> {
     }
 }
 
+/// The audit channel's one line for a minute's revocations beyond the few
+/// posted one by one: a burst of expiries costs one message, not hundreds.
+pub struct RevocationDigestLine<'a> {
+    /// The start of the minute.
+    pub minute: Timestamp,
+    /// The revocations held for this line, oldest request first.
+    pub held: &'a [AccessRequest],
+    /// How many revocation lines the minute had in all (posted or held).
+    pub total: i64,
+}
+
+/// How many revocations a digest line names before it only counts.
+const DIGEST_NAMES: usize = 40;
+
+impl RevocationDigestLine<'_> {
+    /// Renders the line (plain text, kept under Slack's section limit).
+    pub fn render(&self) -> Message {
+        let posted = self.total - i64::try_from(self.held.len()).unwrap_or(0);
+        let names: Vec<String> = self
+            .held
+            .iter()
+            .take(DIGEST_NAMES)
+            .map(|r| format!("#{} {} `{}`", r.id.get(), mention(r.requester.user_id()), r.role))
+            .collect();
+        let more = self.held.len().saturating_sub(DIGEST_NAMES);
+        let mut text = format!(
+            ":lock: {} revocations in the minute from {} ({posted} posted one by one); the other {}: {}",
+            self.total,
+            slack_date(self.minute),
+            self.held.len(),
+            names.join(", ")
+        );
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        Message::plain(text)
+    }
+}
+
 /// A line in the audit channel about no single request (the kill switch).
 pub struct AnnouncementLine<'a> {
     /// What happened.

@@ -97,7 +97,9 @@ pub struct JobRow {
 /// - notices about one request are delivered in the order they were written
 ///   (a card must be posted before it can be updated);
 /// - group refreshes of one person run one at a time, so a rotating refresh
-///   token is never spent twice by two replicas.
+///   token is never spent twice by two replicas;
+/// - App Home redraws of one person run one at a time, so an older picture
+///   never lands after a newer one.
 ///
 /// Other kinds skip the subquery altogether (it would cost a scan per
 /// candidate: quadratic in a large queue).
@@ -107,6 +109,9 @@ const SERIAL: &str = "NOT (
               AND e.id < j.id AND e.state IN ('queued', 'running')))
         OR (j.kind = 'refresh_link' AND EXISTS (
             SELECT 1 FROM jobs e WHERE e.kind = 'refresh_link' AND e.payload = j.payload
+              AND e.id < j.id AND e.state IN ('queued', 'running')))
+        OR (j.kind = 'redraw_home' AND EXISTS (
+            SELECT 1 FROM jobs e WHERE e.kind = 'redraw_home' AND e.payload = j.payload
               AND e.id < j.id AND e.state IN ('queued', 'running'))))";
 
 impl Tx {

@@ -15,6 +15,7 @@
 
 mod audit_rows;
 mod credentials;
+mod home;
 mod jobs;
 mod kill_switch;
 mod leases;

@@ -534,3 +534,44 @@ impl Db {
         .collect()
     }
 }
+
+impl Db {
+    /// Pending requests of `roles` that `approver` has not decided yet and
+    /// did not make (by Slack user or IdP identity), oldest first, at most
+    /// `limit`: what waits for their decision, filtered in the database so
+    /// drawing it costs one indexed query however long the backlog.
+    pub async fn pending_for_approver(
+        &self,
+        roles: &[&str],
+        approver: &SlackUser,
+        issuer: &str,
+        subject: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<AccessRequest>> {
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT r.* FROM access_requests r
+             WHERE r.state = 'pending' AND r.role IN ({})
+               AND NOT (r.team_id = $1 AND r.requester_id = $2)
+               AND NOT (r.requester_issuer = $3 AND r.requester_subject = $4)
+               AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.request_id = r.id AND a.approver_id = $2)
+             ORDER BY r.id LIMIT $5",
+            placeholders(6, roles.len())
+        );
+        let rows = on_conn!(db self, |c| {
+            let mut q = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(approver.team_id())
+                .bind(approver.user_id())
+                .bind(issuer)
+                .bind(subject)
+                .bind(limit);
+            for role in roles {
+                q = q.bind(*role);
+            }
+            q.fetch_all(c).await?
+        });
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+}

@@ -30,6 +30,7 @@ mod scheduler;
 mod scim;
 mod slack_contract;
 mod slack_http;
+mod slack_pacing;
 mod slack_revocation;
 mod socket_mode;
 mod workflow;

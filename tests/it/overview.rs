@@ -120,9 +120,10 @@ async fn the_home_tab_shows_my_access_my_requests_and_my_approvals(transport: Tr
     env.command("U0ALICE", "request slow-db 30m slow query").await;
     env.clock.advance(Duration::from_secs(5 * 60));
 
-    assert_eq!(open_home(&env, "T0WORK", "U0ALICE", "home").await, 200);
-    // Notices drew the tab before (as the requests changed); opening it
+    // Alice never opened the tab, so the notices drew nothing; opening it
     // draws it at the current time.
+    assert!(env.slack.calls("views.publish").is_empty(), "no redraws for a tab never opened");
+    assert_eq!(open_home(&env, "T0WORK", "U0ALICE", "home").await, 200);
     let home =
         eventually("alice's home tab", async || env.slack.home("U0ALICE").filter(|h| texts(h).contains("(25m left)")))
             .await;
@@ -188,8 +189,11 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
     })
     .await;
 
-    // Bob approves on the channel card; Alice never leaves her tab.
+    // Bob approves on the channel card; Alice never leaves her tab, which
+    // is redrawn a few seconds after the change.
     env.click("U0BOB", "approve", RequestId::new(1)).await;
+    crate::workflow::until_state(&env, RequestId::new(1), "active").await;
+    crate::slack_pacing::run_queued_redraw(&env).await;
     let home = eventually("the tab redrawn with the access", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("`prod-db-readonly` (request #1): active until"))
     })
@@ -198,6 +202,8 @@ async fn an_open_home_tab_follows_my_request_without_reopening(transport: Transp
 
     // And when the access ends.
     env.clock.advance(Duration::from_secs(30 * 60 + 1));
+    crate::workflow::until_state(&env, RequestId::new(1), "revoked").await;
+    crate::slack_pacing::run_queued_redraw(&env).await;
     eventually("the tab redrawn without it", async || {
         env.slack.home("U0ALICE").filter(|h| texts(h).contains("No access right now."))
     })

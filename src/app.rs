@@ -17,7 +17,7 @@ use crate::domain::RequestState;
 use crate::http::{self, HttpState};
 use crate::idp::routes::IdpState;
 use crate::idp::{IdpRefresher, Oidc, TokenCipher};
-use crate::jobs::{JobHandlers, Scheduler, SchedulerOptions};
+use crate::jobs::{JobHandlers, QueueGauges, Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
 use crate::scim::ScimState;
@@ -157,6 +157,8 @@ impl App {
             &scheduler_options,
         );
         let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), wake, scheduler_options, Arc::new(handlers));
+        // Queue depth and the oldest due job per lane, read when scraped.
+        metrics.add_collector(Arc::new(QueueGauges::new(db.clone(), deps.clock.clone())));
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
@@ -280,7 +282,7 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
         None => Arc::new(LogNotifier),
     };
     let options = SchedulerOptions {
-        worker_id: format!("jitbot-cli-{}", std::process::id()),
+        worker_id: format!("jitbot-cli-{}", crate::jobs::process_token()),
         audit_checkpoint_interval: config.audit.checkpoint_interval,
         ..Default::default()
     };

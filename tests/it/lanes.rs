@@ -1,0 +1,213 @@
+//! Revocations first: the access lane has slots of its own, so a backlog of
+//! notices stuck on a slow Slack never delays a revocation; a process that
+//! dies mid-job costs seconds, not a lease; the queue shows on `/metrics`;
+//! an idle scheduler does not poll, however many jobs wait.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jitbot::app::App;
+use jitbot::domain::SlackUser;
+use jitbot::jobs::{JobKind, JobLane, SchedulerOptions};
+use jitbot::metrics::Metrics;
+use jitbot::notify::{Notice, Notifier, NotifyError};
+use tokio::task::JoinHandle;
+
+use crate::support::{Backend, TestApp, both_backends, eventually, eventually_within, insert_job, user};
+
+/// A Slack that never answers: every notice and DM hangs in its slot.
+#[derive(Default)]
+struct StuckSlack {
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Notifier for StuckSlack {
+    async fn notify(&self, _: &Notice) -> Result<(), NotifyError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+
+    async fn direct_message(&self, _: &SlackUser, _: &str) -> Result<(), NotifyError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// Runs `app`'s scheduler loop until the handle is aborted (a kill: the
+/// stuck notices never finish, so a graceful stop would wait forever).
+fn run_loop(app: &App) -> JoinHandle<()> {
+    tokio::spawn(app.scheduler().clone().run(std::future::pending::<()>()))
+}
+
+async fn a_due_revocation_is_applied_while_thousands_of_notices_hang(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(t.state(req.id).await, "active");
+    // 2,000 direct messages, all due before the expiry: in one queue ordered
+    // by due time every one of them comes before the revocation.
+    let now = t.now();
+    let mut tx = t.db().begin().await.unwrap();
+    for i in 0..2000 {
+        let payload = format!(r#"{{"team_id":"T0WORK","user_id":"U0BULK{i}","text":"hello"}}"#);
+        insert_job(&mut tx, JobKind::DirectMessage, None, &payload, now, now).await;
+    }
+    tx.commit().await.unwrap();
+    t.advance(Duration::from_secs(31 * 60));
+
+    let slack = Arc::new(StuckSlack::default());
+    let app = t
+        .replica_with_notifier(SchedulerOptions { worker_id: "lanes".into(), ..Default::default() }, slack.clone())
+        .await;
+    let notice_slots = app.scheduler().lane_concurrency(JobLane::Notice);
+    let running = run_loop(&app);
+    eventually_within("the revocation", Duration::from_secs(10), async || t.hook.count("revoke", req.id) == 1).await;
+    eventually("the request revoked", async || t.state(req.id).await == "revoked").await;
+    // The notice lane was full of hanging deliveries the whole time.
+    eventually("every notice slot hanging", async || slack.calls.load(Ordering::SeqCst) == notice_slots).await;
+    let revoke = t
+        .pairs(&format!("SELECT state, attempt FROM jobs WHERE kind = 'revoke' AND request_id = {}", req.id.get()))
+        .await;
+    assert_eq!(revoke, vec![("done".to_owned(), 1)], "revoked at the first attempt");
+    let waiting = t
+        .number(
+            "SELECT COUNT(*) FROM jobs WHERE kind = 'direct_message' AND state = 'queued' AND payload LIKE '%U0BULK%'",
+        )
+        .await;
+    assert_eq!(waiting, 2000 - i64::try_from(notice_slots).unwrap());
+    running.abort();
+    let _ = running.await;
+}
+
+async fn jobs_of_a_dead_process_are_taken_over_in_seconds_and_applied_once(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    // A scheduler of another process claims the grant with a full lease,
+    // announces itself once, and dies.
+    t.db().worker_heartbeat("dead-process", "another-process", t.now()).await.unwrap();
+    let stolen = t.db().claim_jobs("dead-process", t.now(), Duration::from_secs(60), 100).await.unwrap();
+    let grant = stolen.iter().find(|j| j.kind == "grant").cloned().unwrap();
+    assert_eq!(t.drain().await, 0, "its jobs are not free while its lease holds");
+
+    // The restarted process (SQLite: frees them at start-up) or a replica
+    // (PostgreSQL: once the dead worker's heartbeat is older than the
+    // timeout) takes them over long before the 60 s lease ends.
+    let options = SchedulerOptions {
+        worker_id: "successor".into(),
+        heartbeat_every: Duration::from_millis(300),
+        heartbeat_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let app = t.replica_with(options, None).await;
+    let running = run_loop(&app);
+    eventually_within("the grant taken over", Duration::from_secs(10), async || t.hook.count("grant", req.id) == 1)
+        .await;
+    eventually("the request active", async || t.state(req.id).await == "active").await;
+    running.abort();
+    let _ = running.await;
+
+    assert_eq!(t.hook.count("grant", req.id), 1, "granted once");
+    let job = format!("SELECT worker, attempt FROM jobs WHERE id = {}", grant.id);
+    assert_eq!(t.pairs(&job).await, vec![("successor".to_owned(), grant.attempt + 1)]);
+    // The dead attempt is fenced off.
+    let mut tx = t.db().begin().await.unwrap();
+    assert!(!tx.complete_job(grant.id, grant.attempt, t.now()).await.unwrap());
+    tx.rollback().await.unwrap();
+}
+
+async fn queue_depth_lateness_and_provider_calls_are_on_metrics(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let req = t.request("U0ALICE", "prod-db-readonly", None).await.unwrap();
+    t.service().approve(req.id, &user("U0BOB"), t.now()).await.unwrap();
+    let metrics = Metrics::default();
+    let options = SchedulerOptions { worker_id: "metrics".into(), metrics: metrics.clone(), ..Default::default() };
+    let app = t.replica_with(options, None).await;
+    // Nothing runs yet: the grant waits in the access lane.
+    let text = metrics.scrape().await;
+    assert!(text.contains("# TYPE jitbot_jobs_due gauge\n"), "{text}");
+    assert!(text.contains("jitbot_jobs_due{lane=\"access\"} 1\n"), "{text}");
+    assert!(text.contains("jitbot_oldest_due_job_seconds{lane=\"access\"} 0\n"), "{text}");
+    t.advance(Duration::from_secs(7));
+    let text = metrics.scrape().await;
+    assert!(text.contains("jitbot_oldest_due_job_seconds{lane=\"access\"} 7\n"), "{text}");
+
+    let port = app.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    eventually("the grant", async || t.hook.count("grant", req.id) == 1).await;
+    // Half a minute past the expiry (30 minutes from the approval, 7 s ago),
+    // before the overdue check comes due.
+    t.advance(Duration::from_secs(30 * 60 + 30 - 7));
+    eventually("the revocation", async || t.state(req.id).await == "revoked").await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let expected = [
+        "jitbot_jobs_due{lane=\"access\"} 0\n",
+        "jitbot_jobs_due{lane=\"notice\"} 0\n",
+        "jitbot_provider_call_seconds_count{provider=\"ops-hook\",op=\"grant\"} 1\n",
+        "jitbot_provider_call_seconds_count{provider=\"ops-hook\",op=\"revoke\"} 1\n",
+        "jitbot_revocation_lateness_seconds_count 1\n",
+        "jitbot_revocation_lateness_seconds_sum 30\n",
+        "jitbot_revocation_lateness_seconds_bucket{le=\"10\"} 0\n",
+        "jitbot_revocation_lateness_seconds_bucket{le=\"30\"} 1\n",
+    ];
+    let mut text = String::new();
+    let complete = eventually_within("the figures on /metrics", Duration::from_secs(10), async || {
+        text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        expected.iter().all(|line| text.contains(line))
+    });
+    if tokio::time::timeout(Duration::from_secs(9), complete).await.is_err() {
+        panic!("missing {:?} in\n{text}", expected.iter().filter(|l| !text.contains(*l)).collect::<Vec<_>>());
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
+}
+
+async fn an_idle_scheduler_with_ten_thousand_waiting_jobs_does_not_poll(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    // 10,000 revocations and 10,000 notices (each in a series of its own),
+    // all due in an hour.
+    let due = t.now().plus(Duration::from_secs(3600)).millis();
+    let now = t.now().millis();
+    t.exec(&format!(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 10000)
+         INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane, series)
+         SELECT 'revoke', n, '{{}}', 'queued', {due} + n, 0, {now}, 'access', NULL FROM g
+         UNION ALL
+         SELECT 'notify', n, '{{\"notice\":\"granted\"}}', 'queued', {due} + n, 0, {now}, 'notice', 'notify:' || n FROM g"
+    ))
+    .await;
+    let app = t.replica("idle").await;
+    let running = run_loop(&app);
+    // Start-up: one claim per lane and one read of the next wake-up.
+    eventually("the first wake-up read", async || app.scheduler().queue_reads() >= 3).await;
+    // (On PostgreSQL the listening connection wakes the loop once more when
+    // it is up, so the first second may see a second round.)
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let settled = app.scheduler().queue_reads();
+    assert!(settled <= 6, "{settled} queue reads at start-up");
+    // A loop that spun would read the queue hundreds of times a second; an
+    // idle one sleeps until the clock reaches the first due job.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.scheduler().queue_reads(), settled, "the idle scheduler read the queue again");
+    // Reaching the first due job wakes it: it runs that job, then sleeps again.
+    t.advance(Duration::from_secs(3601));
+    eventually("the first revocation claimed", async || {
+        t.number("SELECT COUNT(*) FROM jobs WHERE state <> 'queued'").await >= 1
+    })
+    .await;
+    running.abort();
+    let _ = running.await;
+}
+
+both_backends!(
+    a_due_revocation_is_applied_while_thousands_of_notices_hang,
+    jobs_of_a_dead_process_are_taken_over_in_seconds_and_applied_once,
+    queue_depth_lateness_and_provider_calls_are_on_metrics,
+    an_idle_scheduler_with_ten_thousand_waiting_jobs_does_not_poll,
+);

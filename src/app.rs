@@ -147,6 +147,8 @@ impl App {
         }
         let mut scheduler_options = deps.scheduler;
         scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
+        scheduler_options.concurrency = config.jobs.access_concurrency;
+        scheduler_options.notice_concurrency = config.jobs.notice_concurrency;
         let handlers = JobHandlers::new(
             service.clone(),
             db.clone(),
@@ -284,6 +286,8 @@ pub async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize>
     let options = SchedulerOptions {
         worker_id: format!("jitbot-cli-{}", crate::jobs::process_token()),
         audit_checkpoint_interval: config.audit.checkpoint_interval,
+        concurrency: config.jobs.access_concurrency,
+        notice_concurrency: config.jobs.notice_concurrency,
         ..Default::default()
     };
     let handlers = JobHandlers::new(service, db.clone(), clock.clone(), providers, notifier, None, &options);

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jitbot::app::App;
-use jitbot::domain::SlackUser;
+use jitbot::domain::{RequestId, SlackUser};
 use jitbot::jobs::{JobKind, JobLane, SchedulerOptions};
 use jitbot::metrics::Metrics;
-use jitbot::notify::{Notice, Notifier, NotifyError};
+use jitbot::notify::{Notice, NoticeKind, Notifier, NotifyError};
+use jitbot::store::Claim;
 use tokio::task::JoinHandle;
 
 use crate::support::{Backend, TestApp, both_backends, eventually, eventually_within, insert_job, user};
@@ -205,7 +206,38 @@ async fn an_idle_scheduler_with_ten_thousand_waiting_jobs_does_not_poll(backend:
     let _ = running.await;
 }
 
+async fn a_catch_up_claims_the_most_overdue_revocations_first_in_batches(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let now = t.now();
+    let mut tx = t.db().begin().await.unwrap();
+    let mut by_lateness = Vec::new();
+    for minutes in [5u64, 50, 20, 40, 10] {
+        let due = now.minus(Duration::from_secs(60 * minutes));
+        let id =
+            insert_job(&mut tx, JobKind::Revoke, Some(RequestId::new(i64::try_from(minutes).unwrap())), "{}", due, now)
+                .await;
+        by_lateness.push((minutes, id));
+    }
+    // Notices even more overdue do not count in the access lane.
+    let notice = JobKind::Notify(NoticeKind::Revoked);
+    insert_job(&mut tx, notice, Some(RequestId::new(99)), &notice.payload(), now.minus(Duration::from_secs(7200)), now)
+        .await;
+    tx.commit().await.unwrap();
+    by_lateness.sort_by_key(|(minutes, _)| std::cmp::Reverse(*minutes));
+    let expected: Vec<i64> = by_lateness.iter().map(|(_, id)| *id).collect();
+    let claim =
+        Claim { worker: "catch-up", lane: Some("access"), lease: Duration::from_secs(60), limit: 3, dead_after: None };
+    let first: Vec<i64> = t.db().claim(&claim, now).await.unwrap().into_iter().map(|j| j.id).collect();
+    let mut first_sorted = first.clone();
+    first_sorted.sort_by_key(|id| expected.iter().position(|e| e == id));
+    assert_eq!(first_sorted, expected[..3], "one statement, the three most overdue");
+    let rest: Vec<i64> = t.db().claim(&claim, now).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|id| expected[3..].contains(id)));
+}
+
 both_backends!(
+    a_catch_up_claims_the_most_overdue_revocations_first_in_batches,
     a_due_revocation_is_applied_while_thousands_of_notices_hang,
     jobs_of_a_dead_process_are_taken_over_in_seconds_and_applied_once,
     queue_depth_lateness_and_provider_calls_are_on_metrics,

@@ -243,3 +243,100 @@ both_backends!(
     queue_depth_lateness_and_provider_calls_are_on_metrics,
     an_idle_scheduler_with_ten_thousand_waiting_jobs_does_not_poll,
 );
+
+/// A Slack that takes `delay` per call (a slow, rate-limited one).
+struct SlowSlack {
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Notifier for SlowSlack {
+    async fn notify(&self, _: &Notice) -> Result<(), NotifyError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+
+    async fn direct_message(&self, _: &SlackUser, _: &str) -> Result<(), NotifyError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+}
+
+/// Catch-up after an outage: `n` grants expired while jitbot was down,
+/// each with a notice written earlier and still undelivered (so in one
+/// queue ordered by due time every notice would come first), Slack taking
+/// 200 ms per call. Prints when the first and the last revocation were
+/// applied after start.
+///
+/// ```sh
+/// JITBOT_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test JITBOT_BENCH_JOBS=10000 \
+///   cargo test --release --test it -- --ignored --nocapture benchmark_catch_up
+/// ```
+async fn benchmark_catch_up(backend: Backend) {
+    let n: i64 = std::env::var("JITBOT_BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let t = TestApp::spawn_on(backend).await;
+    let now = t.now().millis();
+    let expires = t.now().plus(Duration::from_secs(30 * 60));
+    t.exec(&format!(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {n})
+         INSERT INTO access_requests
+           (team_id, requester_id, requester_issuer, requester_subject, requester_email, role, provider,
+            duration_ms, reason, approvals_required, state, open_slot, created_at, decided_at, granted_at,
+            expires_at, updated_at)
+         SELECT 'T0WORK', 'U0BULK' || n, 'https://idp.example', 'bulk' || n, 'bulk' || n || '@example.com',
+                'prod-db-readonly', 'ops-hook', 1800000, 'bulk', 1, 'active',
+                'T0WORK/U0BULK' || n || '/prod-db-readonly', {now}, {now}, {now}, {exp} + n, {now}
+         FROM g",
+        exp = expires.millis()
+    ))
+    .await;
+    t.exec(
+        "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane, series)
+         SELECT 'revoke', id, '{}', 'queued', expires_at, 0, created_at, 'access', NULL
+         FROM access_requests WHERE reason = 'bulk'
+         UNION ALL
+         SELECT 'notify', id, '{\"notice\":\"granted\"}', 'queued', created_at, 0, created_at, 'notice', 'notify:' || id
+         FROM access_requests WHERE reason = 'bulk'",
+    )
+    .await;
+    // Down past every expiry.
+    t.clock.set(expires.plus(Duration::from_secs(3600)));
+    let started = std::time::Instant::now();
+    let slack = Arc::new(SlowSlack { delay: Duration::from_millis(200) });
+    let app =
+        t.replica_with_notifier(SchedulerOptions { worker_id: "bench".into(), ..Default::default() }, slack).await;
+    let slots = (app.scheduler().lane_concurrency(JobLane::Access), app.scheduler().lane_concurrency(JobLane::Notice));
+    let running = run_loop(&app);
+    let done = "SELECT COUNT(*) FROM jobs WHERE kind = 'revoke' AND state = 'done'";
+    eventually_within("the first revocation", Duration::from_secs(600), async || t.number(done).await >= 1).await;
+    let first = started.elapsed();
+    eventually_within("every revocation", Duration::from_secs(1800), async || t.number(done).await == n).await;
+    let all = started.elapsed();
+    let notices = t.number("SELECT COUNT(*) FROM jobs WHERE kind = 'notify' AND state = 'done'").await;
+    running.abort();
+    let _ = running.await;
+    println!(
+        "{backend:?}: {n} revocations overdue at start ({} access / {} notice slots, Slack 200 ms per call): \
+         first applied after {:.2} s, all after {:.2} s ({:.0}/s); {notices} notices delivered meanwhile",
+        slots.0,
+        slots.1,
+        first.as_secs_f64(),
+        all.as_secs_f64(),
+        n as f64 / all.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark; run it explicitly"]
+async fn benchmark_catch_up_sqlite() {
+    benchmark_catch_up(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark; run it explicitly"]
+async fn benchmark_catch_up_postgres() {
+    if crate::support::postgres_server().is_none() {
+        return;
+    }
+    benchmark_catch_up(Backend::Postgres).await;
+}

@@ -272,9 +272,12 @@ impl Notifier for SlowSlack {
 /// JITBOT_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test JITBOT_BENCH_JOBS=10000 \
 ///   cargo test --release --test it -- --ignored --nocapture benchmark_catch_up
 /// ```
+///
+/// (`JITBOT_BENCH_POOL` sets `database.max_connections`, default 10.)
 async fn benchmark_catch_up(backend: Backend) {
-    let n: i64 = std::env::var("JITBOT_BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let t = TestApp::spawn_on(backend).await;
+    let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (n, pool) = (i64::from(env("JITBOT_BENCH_JOBS", 2000)), env("JITBOT_BENCH_POOL", 10));
+    let t = TestApp::spawn_with_pool(backend, pool).await;
     let now = t.now().millis();
     let expires = t.now().plus(Duration::from_secs(30 * 60));
     t.exec(&format!(
@@ -316,7 +319,7 @@ async fn benchmark_catch_up(backend: Backend) {
     running.abort();
     let _ = running.await;
     println!(
-        "{backend:?}: {n} revocations overdue at start ({} access / {} notice slots, Slack 200 ms per call): \
+        "{backend:?}: {n} revocations overdue at start (pool {pool}: {} access / {} notice slots, Slack 200 ms per call): \
          first applied after {:.2} s, all after {:.2} s ({:.0}/s); {notices} notices delivered meanwhile",
         slots.0,
         slots.1,

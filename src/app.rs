@@ -17,7 +17,7 @@ use crate::domain::RequestState;
 use crate::http::{self, HttpState};
 use crate::idp::routes::IdpState;
 use crate::idp::{IdpRefresher, Oidc, TokenCipher};
-use crate::jobs::{JobHandlers, Scheduler, SchedulerOptions};
+use crate::jobs::{JobHandlers, QueueGauges, Scheduler, SchedulerOptions};
 use crate::notify::{LogNotifier, Notifier};
 use crate::providers::Providers;
 use crate::scim::ScimState;
@@ -146,9 +146,13 @@ impl App {
         }
         let mut scheduler_options = deps.scheduler;
         scheduler_options.audit_checkpoint_interval = config.audit.checkpoint_interval;
+        scheduler_options.concurrency = config.jobs.access_concurrency;
+        scheduler_options.notice_concurrency = config.jobs.notice_concurrency;
         let handlers =
             JobHandlers::new(service.clone(), deps.clock.clone(), providers, notifier, refresher, &scheduler_options);
         let scheduler = Scheduler::new(db.clone(), deps.clock.clone(), wake, scheduler_options, Arc::new(handlers));
+        // Queue depth and the oldest due job per lane, read when scraped.
+        metrics.add_collector(Arc::new(QueueGauges::new(db.clone(), deps.clock.clone())));
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
@@ -342,8 +346,10 @@ async fn run_due_jobs(config: Arc<Config>, db: &Db) -> anyhow::Result<usize> {
         None => Arc::new(LogNotifier),
     };
     let options = SchedulerOptions {
-        worker_id: format!("jitbot-cli-{}", std::process::id()),
+        worker_id: format!("jitbot-cli-{}", crate::jobs::process_token()),
         audit_checkpoint_interval: config.audit.checkpoint_interval,
+        concurrency: config.jobs.access_concurrency,
+        notice_concurrency: config.jobs.notice_concurrency,
         ..Default::default()
     };
     let handlers = JobHandlers::new(service, clock.clone(), providers, notifier, None, &options);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::domain::SlackUser;
+use crate::domain::{RequestId, SlackUser};
 use crate::notify::NoticeKind;
 
 /// How long after its expiry a revocation may still be unfinished before
@@ -105,6 +105,76 @@ impl JobKind {
                 let v: serde_json::Value = serde_json::from_str(payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
             }
+            _ => None,
+        }
+    }
+}
+
+/// Which queue a job waits in. Each lane is claimed on its own, with slots
+/// of its own, so a backlog in one never delays the other: revocations
+/// must not wait behind thousands of notices when Slack is slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobLane {
+    /// Jobs that change access or alarm about it: grants (one-shot actions
+    /// included), revocations, extensions at the target, overdue checks.
+    Access,
+    /// Everything people are told, and bookkeeping: notices, DMs,
+    /// reminders, redraws, announcements, refreshes, checkpoints.
+    Notice,
+}
+
+impl JobLane {
+    /// Every lane, most urgent first: the order the scheduler claims in.
+    pub const ALL: [JobLane; 2] = [JobLane::Access, JobLane::Notice];
+
+    /// The stored name (`jobs.lane`, and the `lane` label on `/metrics`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Notice => "notice",
+        }
+    }
+}
+
+impl std::fmt::Display for JobLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl JobKind {
+    /// The lane a job of this kind waits in, stored with it when written.
+    pub fn lane(self) -> JobLane {
+        match self {
+            Self::Grant | Self::Revoke | Self::ExtendGrant | Self::OverdueCheck => JobLane::Access,
+            Self::Notify(_)
+            | Self::DirectMessage
+            | Self::RefreshLink
+            | Self::TimeOut
+            | Self::Remind
+            | Self::WarnExpiry
+            | Self::Announce
+            | Self::AuditCheckpoint
+            | Self::RedrawHome
+            | Self::AuditDigest => JobLane::Notice,
+        }
+    }
+
+    /// The series a job belongs to, stored with it when written: jobs of
+    /// one series run one at a time, in the order they were written.
+    ///
+    /// - a request's notices (a card must be posted before it is updated);
+    /// - one person's group refreshes (a rotating refresh token must never
+    ///   be spent twice, even by two replicas; the payload names the person);
+    /// - one person's App Home redraws (an older picture must never land
+    ///   after a newer one).
+    ///
+    /// Other kinds run independently (`None`).
+    pub fn series(self, request: Option<RequestId>, payload: &str) -> Option<String> {
+        match self {
+            Self::Notify(_) => request.map(|r| format!("notify:{}", r.get())),
+            Self::RefreshLink => Some(format!("refresh_link:{payload}")),
+            Self::RedrawHome => Some(format!("redraw_home:{payload}")),
             _ => None,
         }
     }
@@ -213,5 +283,34 @@ mod tests {
         ] {
             assert_eq!(JobKind::from_stored(kind.name(), &kind.payload()), Some(kind));
         }
+    }
+
+    #[test]
+    fn access_changes_have_a_lane_of_their_own() {
+        for kind in [JobKind::Grant, JobKind::Revoke, JobKind::ExtendGrant, JobKind::OverdueCheck] {
+            assert_eq!(kind.lane(), JobLane::Access, "{kind}");
+        }
+        for kind in [
+            JobKind::Notify(NoticeKind::Revoked),
+            JobKind::DirectMessage,
+            JobKind::RefreshLink,
+            JobKind::TimeOut,
+            JobKind::Remind,
+            JobKind::WarnExpiry,
+            JobKind::Announce,
+            JobKind::AuditCheckpoint,
+        ] {
+            assert_eq!(kind.lane(), JobLane::Notice, "{kind}");
+        }
+    }
+
+    #[test]
+    fn notices_of_a_request_and_refreshes_of_a_person_form_series() {
+        let id = Some(RequestId::new(7));
+        let notice = JobKind::Notify(NoticeKind::Granted);
+        assert_eq!(notice.series(id, "{}").as_deref(), Some("notify:7"));
+        assert_eq!(JobKind::Notify(NoticeKind::Revoked).series(id, "{}"), notice.series(id, "{}"));
+        assert_eq!(JobKind::RefreshLink.series(None, "p").as_deref(), Some("refresh_link:p"));
+        assert_eq!(JobKind::Revoke.series(id, "{}"), None);
     }
 }

@@ -20,10 +20,12 @@
 //!   transaction per transition with its audit event and jobs. Touches
 //!   [`store`], [`domain`], [`job_kinds`], [`providers`] (grant specs),
 //!   [`audit`]; the only door to the store.
-//! - [`job_kinds`]: the kinds of jobs and their payloads, below both
-//!   [`service`] (which writes jobs) and [`jobs`] (which runs them). Pure data.
-//! - [`jobs`]: the durable scheduler (fenced leases, capped backoff; knows no
-//!   job kinds) and the handlers that grant, revoke and notify after commit.
+//! - [`job_kinds`]: the kinds of jobs, their payloads, and the lane and
+//!   series each kind is written in, below both [`service`] (which writes
+//!   jobs) and [`jobs`] (which runs them). Pure data.
+//! - [`jobs`]: the durable scheduler (lanes claimed apart, fenced leases,
+//!   heartbeats, capped backoff; knows no job kinds) and the handlers that
+//!   grant, revoke and notify after commit.
 //!   Touches [`service`] (to record outcomes), [`providers`], [`notify`];
 //!   [`service`] never uses it.
 //! - [`providers`]: adapters that apply and remove access: webhook,

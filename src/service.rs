@@ -66,7 +66,7 @@ pub use home_tabs::{HOME_REDRAW_DELAY, REVOCATION_LINES_PER_MINUTE, RevocationLi
 pub use identity_links::{LinkForRefresh, LinkRefresh, ScimPerson, UnlinkOutcome};
 pub use job_outcomes::{OverdueCheck, RevokeStart};
 pub use kill_switch::{REVOKE_ALL_REASON_MIN, RevokeAllOutcome};
-pub(crate) use outbox::{requester_of, schedule, schedule_dm};
+pub(crate) use outbox::{insert_job, requester_of, schedule, schedule_dm};
 use outbox::{schedule_expiry, schedule_timeout};
 pub use provisioning::{ScimLookup, ScimResource, ScimResourceWrite, ScimWriteOutcome};
 pub use queries::{AWAITING_LIMIT, LinkSummary, ListedLink, RECENT_LIMIT};

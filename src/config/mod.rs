@@ -8,12 +8,13 @@
 //! policy are parsed then and kept, and nothing here knows an adapter (it uses
 //! [`crate::domain`] only). One file per section, each with its own checks:
 //! [`server`], [`database`], [`policy`], [`slack`], [`idp`], [`scim`], [`urls`],
-//! [`audit`], [`providers`], [`roles`]. What lives elsewhere: the rules a
+//! [`audit`], [`jobs`], [`providers`], [`roles`]. What lives elsewhere: the rules a
 //! role's settings feed ([`crate::domain::policy`]).
 
 pub mod audit;
 pub mod database;
 pub mod idp;
+pub mod jobs;
 pub mod policy;
 pub mod providers;
 pub mod roles;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Deserializer};
 pub use audit::{AuditConfig, MIN_CHECKPOINT_INTERVAL};
 pub use database::DatabaseConfig;
 pub use idp::{EmailVerifiedRule, IdpConfig, decode_token_key};
+pub use jobs::JobsConfig;
 pub use policy::PolicyConfig;
 pub use providers::{
     CommandGrantConfig, CommandProviderConfig, PostgresGrantConfig, PostgresProviderConfig, ProviderConfig,
@@ -156,6 +158,9 @@ pub struct Config {
     /// often its head is anchored in the Slack audit channel.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[jobs]`: how many jobs a replica runs at once, per lane.
+    #[serde(default)]
+    pub jobs: JobsConfig,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -292,6 +297,7 @@ impl Config {
             scim.validate(&at)?;
         }
         self.audit.validate(&at)?;
+        self.jobs.validate(&at)?;
         if let Some(idp) = &self.idp {
             idp.validate(self.slack.is_some(), &at)?;
         }
@@ -480,6 +486,7 @@ max_duration = "4h"
             ("idp.rs", include_str!("idp.rs")),
             ("scim.rs", include_str!("scim.rs")),
             ("audit.rs", include_str!("audit.rs")),
+            ("jobs.rs", include_str!("jobs.rs")),
             ("providers.rs", include_str!("providers.rs")),
             ("roles.rs", include_str!("roles.rs")),
         ];

@@ -10,13 +10,13 @@ use std::time::Duration;
 use crate::clock::SharedClock;
 use crate::domain::{AccessRequest, RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::{CheckpointPayload, DigestPayload, ExpiryPayload, JobFence, JobKind, JobOutcome, PersonPayload};
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, Histogram, Metrics};
 use crate::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use crate::providers::{ApprovedGrant, GrantTarget, Presence, Provider, ProviderError, ProviderReport, Providers};
 use crate::service::{LeaseRelease, LeaseStart, OverdueCheck, RevokeStart, Service};
 
 use super::SchedulerOptions;
-use super::scheduler::{JobError, JobHandler, JobRow, backoff};
+use super::scheduler::{JobError, JobHandler, JobRow, backoff, record_with_retry};
 
 /// Grant attempts before a request is marked `grant_failed` (about 2.5
 /// minutes of retrying with the default backoff).
@@ -251,12 +251,14 @@ impl JobHandlers {
     }
 
     async fn complete(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
-        Ok(self.service.complete_job(fence(job), self.clock.now()).await?)
+        let now = self.clock.now();
+        Ok(record_with_retry(|| self.service.complete_job(fence(job), now)).await?)
     }
 
     async fn fail(&self, job: &JobRow, error: &str) -> Result<JobOutcome, JobError> {
         tracing::error!(job_id = job.id, kind = %job.kind, error, "job failed permanently");
-        Ok(self.service.fail_job(fence(job), error, self.clock.now()).await?)
+        let now = self.clock.now();
+        Ok(record_with_retry(|| self.service.fail_job(fence(job), error, now)).await?)
     }
 
     async fn grant(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
@@ -298,9 +300,10 @@ impl JobHandlers {
                     "waiting for the revocation of request {releasing}, which holds the same access, to finish"
                 ))),
                 (Some(LeaseStart::Held { preexisting }), Some(key)) => {
-                    self.grant_leased(provider.as_ref(), &key, preexisting, target, now).await?
+                    let call = self.grant_leased(provider.as_ref(), &key, preexisting, target, now);
+                    self.timed(&request.provider, "grant", call).await?
                 }
-                _ => provider.grant(&ApprovedGrant::new(target), now).await,
+                _ => self.timed(&request.provider, "grant", provider.grant(&ApprovedGrant::new(target), now)).await,
             },
         };
         let now = self.clock.now();
@@ -311,8 +314,10 @@ impl JobHandlers {
                 (job.attempt < GRANT_ATTEMPTS && e.retryable).then(|| now.plus(backoff(job.attempt, job.id)))
             }
         };
-        let outcome =
-            self.service.record_grant_result(fence(job), id, &request.provider, &result, retry_at, now).await?;
+        let outcome = record_with_retry(|| {
+            self.service.record_grant_result(fence(job), id, &request.provider, &result, retry_at, now)
+        })
+        .await?;
         if result.is_ok() && outcome == JobOutcome::Done {
             self.metrics.inc(Counter::GrantsApplied);
         }
@@ -375,12 +380,13 @@ impl JobHandlers {
                 }
                 (Ok(target), Some(provider)) => {
                     self.metrics.inc(Counter::ActionsRun);
-                    provider.grant(&ApprovedGrant::new(target), now).await
+                    self.timed(&request.provider, "action", provider.grant(&ApprovedGrant::new(target), now)).await
                 }
             }
         };
         let now = self.clock.now();
-        Ok(self.service.record_one_shot_result(fence(job), id, &request.provider, &result, now).await?)
+        Ok(record_with_retry(|| self.service.record_one_shot_result(fence(job), id, &request.provider, &result, now))
+            .await?)
     }
 
     async fn revoke(&self, job: &JobRow, request: AccessRequest) -> Result<JobOutcome, JobError> {
@@ -411,7 +417,7 @@ impl JobHandlers {
             Ok(None) => return self.fail(job, "request has no expiry; nothing was granted").await,
             Ok(Some(target)) => match (&release, provider) {
                 (Some(r), _) if !r.removes_access() => Ok(ProviderReport::note(describe_release(r))),
-                (_, Some(provider)) => provider.revoke(&target, now).await,
+                (_, Some(provider)) => self.timed(&request.provider, "revoke", provider.revoke(&target, now)).await,
                 (_, None) => Err(ProviderError::retryable(format!(
                     "provider {} is not configured: access may still exist",
                     request.provider
@@ -425,12 +431,16 @@ impl JobHandlers {
         // Never abandoned: a revocation that silently stops is the worst bug a JIT tool can have.
         let retry_at = now.plus(backoff(job.attempt, job.id));
         let alert = job.attempt == REVOKE_ALERT_AFTER;
-        let outcome = self
-            .service
-            .record_revoke_result(fence(job), &request, release.as_ref(), &result, retry_at, alert, now)
-            .await?;
+        let outcome = record_with_retry(|| {
+            self.service.record_revoke_result(fence(job), &request, release.as_ref(), &result, retry_at, alert, now)
+        })
+        .await?;
         if result.is_ok() && outcome == JobOutcome::Done {
             self.metrics.inc(Counter::RevocationsApplied);
+            // How late access ended: 0 for an early revocation.
+            let late = request.expires_at.map_or(0, |t| (now.millis() - t.millis()).max(0));
+            #[allow(clippy::cast_precision_loss)]
+            self.metrics.observe(Histogram::RevocationLateness, &[], late as f64 / 1000.0);
         }
         Ok(outcome)
     }
@@ -523,7 +533,7 @@ impl JobHandlers {
             _ => return self.fail(job, "the request has no grant to extend").await,
         };
         let result = match self.providers.get(&request.provider) {
-            Some(provider) => provider.extend(&target, self.clock.now()).await,
+            Some(provider) => self.timed(&request.provider, "extend", provider.extend(&target, self.clock.now())).await,
             None => Err(ProviderError::permanent(format!("provider {} is not configured", request.provider))),
         };
         let now = self.clock.now();
@@ -531,10 +541,30 @@ impl JobHandlers {
             Err(e) if job.attempt < GRANT_ATTEMPTS && e.retryable => Some(now.plus(backoff(job.attempt, job.id))),
             _ => None,
         };
-        Ok(self
-            .service
-            .record_extend_result(fence(job), id, &request.provider, target.expires_at, &result, retry_at, now)
-            .await?)
+        Ok(record_with_retry(|| {
+            self.service.record_extend_result(
+                fence(job),
+                id,
+                &request.provider,
+                target.expires_at,
+                &result,
+                retry_at,
+                now,
+            )
+        })
+        .await?)
+    }
+
+    /// Runs one provider call, timing it for `/metrics` by provider and `op`.
+    async fn timed<T>(&self, provider: &str, op: &'static str, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        self.metrics.observe_duration(
+            Histogram::ProviderCall,
+            &[("provider", provider), ("op", op)],
+            started.elapsed(),
+        );
+        out
     }
 
     async fn notify(&self, job: &JobRow, request: AccessRequest, kind: NoticeKind) -> Result<JobOutcome, JobError> {

@@ -20,39 +20,68 @@ pub mod handlers;
 pub mod scheduler;
 
 pub use crate::job_kinds::{
-    CheckpointPayload, ExpiryPayload, JobFence, JobKind, JobOutcome, PersonPayload, REVOKE_OVERDUE_AFTER,
+    CheckpointPayload, ExpiryPayload, JobFence, JobKind, JobLane, JobOutcome, PersonPayload, REVOKE_OVERDUE_AFTER,
 };
 pub use handlers::{GRANT_ATTEMPTS, JobHandlers, LinkRefresher, NOTIFY_ATTEMPTS, REVOKE_ALERT_AFTER, WAIT_FOR_GRANT};
 pub use scheduler::{
-    BACKOFF_BASE, BACKOFF_CAP, HOUSEKEEPING_EVERY, IDLE_RECHECK, JobError, JobHandler, JobRow, Scheduler, backoff,
+    BACKOFF_BASE, BACKOFF_CAP, HOUSEKEEPING_EVERY, IDLE_RECHECK, JobError, JobHandler, JobRow, QueueGauges, Scheduler,
+    backoff, record_with_retry,
 };
 
+/// How one replica runs jobs. Jobs run in two lanes (see
+/// [`crate::job_kinds::JobLane`]), each claimed on its own with slots of its
+/// own, so notices waiting on a slow Slack never hold up a revocation.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
-    /// Jobs run at once by this replica. Capped at half the database pool
-    /// (each running job holds at most one connection at a time), so a burst
-    /// of expiries never leaves Slack requests waiting for a connection.
+    /// Access-lane jobs (grants, revocations, extensions, overdue checks)
+    /// run at once by this replica.
     pub concurrency: usize,
+    /// Notice-lane jobs (notices, DMs, reminders, announcements) run at
+    /// once by this replica, beside the access lane's slots.
+    pub notice_concurrency: usize,
     /// How long a claim lasts without renewal. Longer than any provider
     /// timeout, so a healthy slow call is never taken over.
     pub lease: Duration,
     /// How often a running job's lease is renewed (real time).
     pub renew_every: Duration,
-    /// Names this replica in the `worker` column.
+    /// Names this scheduler in the `worker` column and the `workers` table:
+    /// unique per process start, so a restarted process is never mistaken
+    /// for the one that died.
     pub worker_id: String,
+    /// Names the process (see [`process_token`]): at start-up on SQLite,
+    /// running jobs of schedulers of other processes are reclaimed at once.
+    pub process: String,
+    /// How often this scheduler writes its heartbeat (PostgreSQL).
+    pub heartbeat_every: Duration,
+    /// After how long without a heartbeat another replica's running jobs
+    /// are taken over, before their lease ends (PostgreSQL). Well above
+    /// `heartbeat_every`, so one slow write does not look like a death.
+    pub heartbeat_timeout: Duration,
     /// Where the scheduler counts what operators alert on (served on `/metrics`).
     pub metrics: Metrics,
     /// How often the audit checkpoint job looks at the head (`audit.checkpoint_interval`).
     pub audit_checkpoint_interval: Duration,
 }
 
+/// A name for this process start, the same for every scheduler in it and
+/// different after a restart (the pid alone repeats: in a container it is
+/// always 1).
+pub fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
+
 impl Default for SchedulerOptions {
     fn default() -> Self {
         Self {
             concurrency: 16,
+            notice_concurrency: 4,
             lease: Duration::from_secs(60),
             renew_every: Duration::from_secs(15),
-            worker_id: format!("jitbot-{}", std::process::id()),
+            worker_id: format!("jitbot-{}-{:06x}", process_token(), rand::random::<u32>() & 0xff_ffff),
+            process: process_token().to_owned(),
+            heartbeat_every: Duration::from_secs(3),
+            heartbeat_timeout: Duration::from_secs(10),
             metrics: Metrics::default(),
             audit_checkpoint_interval: Duration::from_secs(3600),
         }
@@ -95,6 +124,8 @@ mod tests {
             JobKind::ExtendGrant,
             JobKind::Announce,
             JobKind::AuditCheckpoint,
+            JobKind::RedrawHome,
+            JobKind::AuditDigest,
         ];
         for kind in kinds {
             let stored = format!("\"{}\"", kind.name());

@@ -275,7 +275,7 @@ impl Service {
         // fire (they carry the expiry they were written for).
         schedule_expiry(tx, parent, to, policy.warn_before, now).await?;
         let payload = json!({"expires_at": to.millis()}).to_string();
-        tx.insert_job(JobKind::ExtendGrant.name(), Some(parent), &payload, now, now).await?;
+        insert_job(tx, JobKind::ExtendGrant, Some(parent), &payload, now, now).await?;
         schedule(tx, JobKind::Notify(kind), id, now, now).await?;
         schedule(tx, JobKind::Notify(NoticeKind::Extended), parent, now, now).await?;
         Ok(LetThrough::Done { expires_at: to, extended: Some((parent, from)) })

@@ -52,7 +52,8 @@ impl Service {
         if tx.redraw_home_queued(&payload).await? {
             return Ok(false);
         }
-        tx.insert_job(JobKind::RedrawHome.name(), None, &payload, now.plus(HOME_REDRAW_DELAY), now).await?;
+        super::outbox::insert_job(&mut tx, JobKind::RedrawHome, None, &payload, now.plus(HOME_REDRAW_DELAY), now)
+            .await?;
         self.commit_and_wake(tx).await?;
         Ok(true)
     }
@@ -65,7 +66,7 @@ impl Service {
         let mut tx = self.db.begin().await?;
         tx.record_home_opened(user, now).await?;
         if !tx.redraw_home_due(&payload, now).await? {
-            tx.insert_job(JobKind::RedrawHome.name(), None, &payload, now, now).await?;
+            super::outbox::insert_job(&mut tx, JobKind::RedrawHome, None, &payload, now, now).await?;
         }
         self.commit_and_wake(tx).await?;
         Ok(())
@@ -89,7 +90,7 @@ impl Service {
         let payload = serde_json::to_string(&DigestPayload { minute }).unwrap_or_default();
         if !tx.audit_digest_queued(&payload).await? {
             let due = Timestamp::from_millis((minute + 1) * MINUTE_MS);
-            tx.insert_job(JobKind::AuditDigest.name(), None, &payload, due, now).await?;
+            super::outbox::insert_job(&mut tx, JobKind::AuditDigest, None, &payload, due, now).await?;
         }
         self.commit_and_wake(tx).await?;
         Ok(RevocationLine::Held)

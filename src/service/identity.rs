@@ -56,7 +56,7 @@ impl Service {
         let payload = crate::job_kinds::PersonPayload::json(user, None);
         let mut tx = self.db.begin().await?;
         if !tx.person_job_pending(JobKind::RefreshLink.name(), &payload).await? {
-            tx.insert_job(JobKind::RefreshLink.name(), None, &payload, now, now).await?;
+            insert_job(&mut tx, JobKind::RefreshLink, None, &payload, now, now).await?;
         }
         self.commit_and_wake(tx).await?;
         Ok(())

@@ -5,7 +5,7 @@
 //! implies. The job handlers (in `jobs`) only load, call the provider and
 //! hand the result over.
 
-use super::{Service, schedule};
+use super::{Service, insert_job, schedule};
 use crate::audit::{self, Actor, CallError, CallOutput, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
 use crate::job_kinds::{CheckpointPayload, JobFence, JobKind, JobOutcome};
@@ -82,7 +82,16 @@ impl Service {
     pub async fn ensure_audit_checkpoints(&self, now: Timestamp) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let payload = serde_json::to_string(&CheckpointPayload::default()).unwrap_or_default();
-        let added = tx.insert_job_unless_pending(JobKind::AuditCheckpoint.name(), &payload, now, now).await?;
+        let kind = JobKind::AuditCheckpoint;
+        let job = crate::store::NewJob {
+            kind: kind.name(),
+            lane: kind.lane().as_str(),
+            series: None,
+            request_id: None,
+            payload: &payload,
+            due_at: now,
+        };
+        let added = tx.insert_job_unless_pending(&job, now).await?;
         tx.commit().await?;
         if added {
             self.wake.notify_one();
@@ -103,7 +112,7 @@ impl Service {
         let mut tx = self.db.begin().await?;
         let ok = tx.complete_job(job.id, job.attempt, now).await?;
         if ok {
-            tx.insert_job(JobKind::AuditCheckpoint.name(), None, &payload, due, now).await?;
+            insert_job(&mut tx, JobKind::AuditCheckpoint, None, &payload, due, now).await?;
         }
         tx.commit().await?;
         Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })

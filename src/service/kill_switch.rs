@@ -7,7 +7,9 @@
 //! Like an early revoke, this only moves requests to `revoking` and makes
 //! their revocation jobs due now; the jobs do the provider calls.
 
-use super::{AdminProof, Purpose, Refusal, Service, ServiceError, ServiceResult, cancel_pending_extension, schedule};
+use super::{
+    AdminProof, Purpose, Refusal, Service, ServiceError, ServiceResult, cancel_pending_extension, insert_job, schedule,
+};
 use crate::audit::{self, Actor, Event};
 use crate::domain::{RequestId, RequestState, SlackUser, Timestamp};
 use crate::job_kinds::JobKind;
@@ -146,7 +148,7 @@ impl Service {
             cancelled: out.cancelled.len(),
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
-        tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
+        insert_job(&mut tx, JobKind::Announce, None, &payload, now, now).await?;
         for (id, event) in events {
             audit::append(&mut tx, now, actor, Some(id), event).await?;
         }
@@ -202,7 +204,7 @@ impl Service {
             reason: reason.to_owned(),
         };
         let payload = serde_json::to_string(&announcement).unwrap_or_default();
-        tx.insert_job(JobKind::Announce.name(), None, &payload, now, now).await?;
+        insert_job(&mut tx, JobKind::Announce, None, &payload, now, now).await?;
         let event = Event::KillSwitchReleased {
             reason,
             engaged_by: &was.engaged_by,

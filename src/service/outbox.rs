@@ -3,11 +3,35 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::store::NewJob;
+
+/// Writes one job of `kind` into the transaction, in the lane and series
+/// its kind puts it in: every job the service writes goes through here, so
+/// a revocation can never end up queued behind notices.
+pub(crate) async fn insert_job(
+    tx: &mut Tx,
+    kind: JobKind,
+    request: Option<RequestId>,
+    payload: &str,
+    due: Timestamp,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let series = kind.series(request, payload);
+    let job = NewJob {
+        kind: kind.name(),
+        lane: kind.lane().as_str(),
+        series: series.as_deref(),
+        request_id: request,
+        payload,
+        due_at: due,
+    };
+    tx.insert_job(&job, now).await
+}
 
 /// Writes a direct message to one person into the transaction.
 pub(crate) async fn schedule_dm(tx: &mut Tx, user: &SlackUser, text: &str, now: Timestamp) -> Result<(), StoreError> {
     let payload = crate::job_kinds::PersonPayload::json(user, Some(text));
-    tx.insert_job(JobKind::DirectMessage.name(), None, &payload, now, now).await?;
+    insert_job(tx, JobKind::DirectMessage, None, &payload, now, now).await?;
     Ok(())
 }
 
@@ -56,13 +80,13 @@ pub(super) async fn schedule_expiry(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let payload = json!({"expires_at": expires_at.millis()}).to_string();
-    tx.insert_job(JobKind::Revoke.name(), Some(id), &payload, expires_at, now).await?;
+    insert_job(tx, JobKind::Revoke, Some(id), &payload, expires_at, now).await?;
     // People are alerted if access still exists a minute after it should have ended.
     let overdue_at = expires_at.plus(REVOKE_OVERDUE_AFTER);
-    tx.insert_job(JobKind::OverdueCheck.name(), Some(id), &payload, overdue_at, now).await?;
+    insert_job(tx, JobKind::OverdueCheck, Some(id), &payload, overdue_at, now).await?;
     let warn_at = expires_at.minus(warn_before);
     if !warn_before.is_zero() && warn_at > now {
-        tx.insert_job(JobKind::WarnExpiry.name(), Some(id), &payload, warn_at, now).await?;
+        insert_job(tx, JobKind::WarnExpiry, Some(id), &payload, warn_at, now).await?;
     }
     Ok(())
 }
@@ -75,6 +99,6 @@ pub(crate) async fn schedule(
     due: Timestamp,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    tx.insert_job(kind.name(), Some(id), &kind.payload(), due, now).await?;
+    insert_job(tx, kind, Some(id), &kind.payload(), due, now).await?;
     Ok(())
 }

@@ -37,7 +37,7 @@ use crate::domain::AuditKey;
 
 pub use audit_rows::{AuditHead, AuditRow};
 pub use credentials::CredentialTokenRow;
-pub use jobs::{JobRow, JobState, JobWake};
+pub use jobs::{Claim, JobRow, JobState, JobWake, LaneBacklog, NewJob};
 pub use kill_switch::KillSwitchRow;
 pub use leases::{LeaseRelease, LeaseRow, LeaseStart};
 pub use links::LinkRow;

@@ -18,6 +18,7 @@ mod housekeeping;
 mod http_limits;
 mod job_series;
 mod kill_switch;
+mod lanes;
 mod lifecycle;
 mod migrations;
 mod oidc;

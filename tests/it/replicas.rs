@@ -76,8 +76,9 @@ async fn seed_active_grants(t: &TestApp, n: i64) -> Timestamp {
     ))
     .await;
     t.exec(
-        "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at)
-         SELECT 'revoke', id, '{}', 'queued', expires_at, 0, created_at FROM access_requests WHERE reason = 'bulk'",
+        "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane)
+         SELECT 'revoke', id, '{}', 'queued', expires_at, 0, created_at, 'access' FROM access_requests
+         WHERE reason = 'bulk'",
     )
     .await;
     expires

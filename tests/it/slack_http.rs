@@ -351,7 +351,8 @@ async fn an_admin_retries_a_failing_revocation_from_slack(transport: Transport) 
     env.hook.fail_always(true);
     env.clock.advance(Duration::from_secs(31 * 60));
     // Each failed attempt is recorded before time moves on to the next one.
-    let failed = "SELECT COALESCE(MAX(attempt), 0) FROM jobs WHERE kind = 'revoke' AND last_error IS NOT NULL";
+    // Queued again with an error: the attempt is recorded, not merely claimed.
+    let failed = "SELECT COALESCE(MAX(attempt), 0) FROM jobs WHERE kind = 'revoke' AND state = 'queued' AND last_error IS NOT NULL";
     for attempt in 1..=3 {
         eventually("a failed revocation attempt", async || {
             (crate::support::number(&env.db, failed).await >= attempt).then_some(())

@@ -333,9 +333,9 @@ async fn redraws_of_one_person_never_run_at_once(backend: Backend) {
     let alice = r#"{"team_id":"T0WORK","user_id":"U0ALICE"}"#;
     let bob = r#"{"team_id":"T0WORK","user_id":"U0BOB"}"#;
     let mut tx = t.db().begin().await.unwrap();
-    let first = tx.insert_job("redraw_home", None, alice, now, now).await.unwrap();
-    let second = tx.insert_job("redraw_home", None, alice, now, now).await.unwrap();
-    let other = tx.insert_job("redraw_home", None, bob, now, now).await.unwrap();
+    let first = crate::support::insert_job(&mut tx, jitbot::jobs::JobKind::RedrawHome, None, alice, now, now).await;
+    let second = crate::support::insert_job(&mut tx, jitbot::jobs::JobKind::RedrawHome, None, alice, now, now).await;
+    let other = crate::support::insert_job(&mut tx, jitbot::jobs::JobKind::RedrawHome, None, bob, now, now).await;
     tx.commit().await.unwrap();
 
     let claimed = t.db().claim_jobs("replica-a", now, Duration::from_secs(60), 10).await.unwrap();

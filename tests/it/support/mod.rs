@@ -31,11 +31,11 @@ use jitbot::app::{App, Deps};
 use jitbot::clock::{Clock, ManualClock};
 use jitbot::config::Config;
 use jitbot::domain::{AccessDuration, Identity, RequestId, SlackUser, Timestamp};
-use jitbot::jobs::SchedulerOptions;
+use jitbot::jobs::{JobKind, SchedulerOptions};
 use jitbot::notify::{Notice, NoticeKind, Notifier, NotifyError};
 use jitbot::providers::Providers;
 use jitbot::service::{RequestCommand, Service};
-use jitbot::store::{Db, Pool};
+use jitbot::store::{Db, NewJob, Pool, Tx};
 use sha2::Sha256;
 use sqlx::Connection;
 
@@ -410,7 +410,7 @@ impl TestApp {
         let clock = ManualClock::new(start_time());
         let notifier = RecordingNotifier::default();
         let options = SchedulerOptions { worker_id: "test".into(), ..Default::default() };
-        let app = build(&db_url, max_connections, &hook, &clock, &notifier, options, None).await;
+        let app = build(&db_url, max_connections, &hook, &clock, Arc::new(notifier.clone()), options, None).await;
         let t = Self { backend, dir, db_url, max_connections, clock, hook, notifier, app, database };
         t.link("U0ALICE", "alice", &["engineering"]).await;
         t.link("U0BOB", "bob", &["sre-leads"]).await;
@@ -424,8 +424,8 @@ impl TestApp {
     /// jobs it had not run, a new one is built on the same database.
     pub async fn restart(&mut self) {
         let options = SchedulerOptions { worker_id: "test".into(), ..Default::default() };
-        let app =
-            build(&self.db_url, self.max_connections, &self.hook, &self.clock, &self.notifier, options, None).await;
+        let notifier = Arc::new(self.notifier.clone());
+        let app = build(&self.db_url, self.max_connections, &self.hook, &self.clock, notifier, options, None).await;
         let old = std::mem::replace(&mut self.app, app);
         drop(old);
     }
@@ -448,7 +448,13 @@ impl TestApp {
         providers: Option<Providers>,
         clock: &ManualClock,
     ) -> App {
-        build(&self.db_url, self.max_connections, &self.hook, clock, &self.notifier, options, providers).await
+        let notifier = Arc::new(self.notifier.clone());
+        build(&self.db_url, self.max_connections, &self.hook, clock, notifier, options, providers).await
+    }
+
+    /// A replica that tells people through `notifier` (a slow or stuck one).
+    pub async fn replica_with_notifier(&self, options: SchedulerOptions, notifier: Arc<dyn Notifier>) -> App {
+        build(&self.db_url, self.max_connections, &self.hook, &self.clock, notifier, options, None).await
     }
 
     /// The parsed test config (to build providers from).
@@ -563,6 +569,28 @@ pub async fn exec(db: &Db, sql: &str) {
     }
 }
 
+/// Writes a job of `kind` the way the service does: in the lane and the
+/// series its kind puts it in.
+pub async fn insert_job(
+    tx: &mut Tx,
+    kind: JobKind,
+    request: Option<RequestId>,
+    payload: &str,
+    due: Timestamp,
+    now: Timestamp,
+) -> i64 {
+    let series = kind.series(request, payload);
+    let job = NewJob {
+        kind: kind.name(),
+        lane: kind.lane().as_str(),
+        series: series.as_deref(),
+        request_id: request,
+        payload,
+        due_at: due,
+    };
+    tx.insert_job(&job, now).await.unwrap()
+}
+
 /// What a wait can end on: `true`, or `Some(value)`.
 pub trait Ready<T> {
     /// `Some` once the wait is over.
@@ -611,14 +639,13 @@ async fn build(
     max_connections: u32,
     hook: &WebhookReceiver,
     clock: &ManualClock,
-    notifier: &RecordingNotifier,
+    notifier: Arc<dyn Notifier>,
     scheduler: SchedulerOptions,
     providers: Option<Providers>,
 ) -> App {
     let config =
         Config::parse(std::path::Path::new("test.toml"), &config_text_with_pool(db_url, &hook.url, max_connections))
             .unwrap();
-    let deps =
-        Deps { clock: Arc::new(clock.clone()), notifier: Some(Arc::new(notifier.clone())), providers, scheduler };
+    let deps = Deps { clock: Arc::new(clock.clone()), notifier: Some(notifier), providers, scheduler };
     App::build(config, deps).await.unwrap()
 }

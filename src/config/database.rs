@@ -22,7 +22,7 @@ fn default_database_url() -> Secret {
 }
 
 fn default_max_connections() -> u32 {
-    10
+    20
 }
 
 impl Default for DatabaseConfig {

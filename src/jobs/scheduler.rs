@@ -495,15 +495,16 @@ where
 /// configured, together at most `cap` (half the database pool: each running
 /// job holds at most one connection at a time, and the other half stays
 /// free for Slack requests), and at least one slot per lane. When the cap
-/// bites, the notice lane keeps at most a third of it: access changes come
-/// first.
+/// bites, the notice lane keeps at most a third of it (but two slots once
+/// the cap is four or more: a notice waiting on Slack's pacing must not stop
+/// every other notice): access changes come first.
 fn lane_slots(access: usize, notice: usize, cap: usize) -> Vec<(JobLane, usize)> {
     let cap = cap.max(2);
     let (access, notice) = (access.max(1), notice.max(1));
     let (access, notice) = if access + notice <= cap {
         (access, notice)
     } else {
-        let notice = notice.min((cap / 3).max(1));
+        let notice = notice.min((cap / 3).max((cap / 2).min(2))).max(1);
         (access.min(cap - notice), notice)
     };
     vec![(JobLane::Access, access), (JobLane::Notice, notice)]
@@ -569,7 +570,9 @@ mod tests {
     fn lanes_share_half_the_pool_with_access_first() {
         let slots = |a, n, cap| lane_slots(a, n, cap).into_iter().map(|(_, s)| s).collect::<Vec<_>>();
         assert_eq!(slots(16, 4, 16), vec![12, 4]);
-        assert_eq!(slots(16, 4, 5), vec![4, 1], "the default pool of 10");
+        assert_eq!(slots(16, 4, 10), vec![7, 3], "the default pool of 20");
+        assert_eq!(slots(16, 4, 5), vec![3, 2], "a pool of 10: notices keep two slots");
+        assert_eq!(slots(16, 4, 3), vec![2, 1], "access keeps the larger share");
         assert_eq!(slots(16, 4, 50), vec![16, 4]);
         assert_eq!(slots(16, 4, 0), vec![1, 1], "each lane keeps a slot");
         assert_eq!(slots(2, 2, 10), vec![2, 2]);

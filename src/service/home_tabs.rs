@@ -75,12 +75,21 @@ impl Service {
     /// Decides whether request `id`'s revocation line is posted now or held
     /// for the digest of the current minute (scheduling that digest). A
     /// retried notice gets the decision made the first time.
-    pub async fn revocation_line(&self, id: RequestId, now: Timestamp) -> ServiceResult<RevocationLine> {
+    ///
+    /// The minute is the one the access ended in (`ended`), not the one the
+    /// notice happens to run in: a burst of revocations whose notices queue
+    /// behind each other is still one burst.
+    pub async fn revocation_line(
+        &self,
+        id: RequestId,
+        ended: Timestamp,
+        now: Timestamp,
+    ) -> ServiceResult<RevocationLine> {
         let mut tx = self.db.begin().await?;
         if let Some(held) = tx.revocation_line(id).await? {
             return Ok(if held { RevocationLine::Held } else { RevocationLine::Post });
         }
-        let minute = now.millis().div_euclid(MINUTE_MS);
+        let minute = ended.millis().div_euclid(MINUTE_MS);
         let held = tx.revocation_lines_in(minute).await? >= REVOCATION_LINES_PER_MINUTE;
         tx.insert_revocation_line(id, minute, held).await?;
         if !held {

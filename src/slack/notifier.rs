@@ -157,7 +157,11 @@ impl SlackNotifier {
             if let (Some(channel), Some(line)) = (alert_channel, line) {
                 // Past a handful in one minute, revocations share a digest line.
                 let held = notice.kind == NoticeKind::Revoked
-                    && self.service.revocation_line(r.id, self.clock.now()).await.map_err(service_err)?
+                    && self
+                        .service
+                        .revocation_line(r.id, r.ended_at.unwrap_or_else(|| self.clock.now()), self.clock.now())
+                        .await
+                        .map_err(service_err)?
                         == RevocationLine::Held;
                 if !held {
                     self.post_once(notice, "audit_line", &channel, &line, sent).await?;

@@ -273,10 +273,10 @@ impl Notifier for SlowSlack {
 ///   cargo test --release --test it -- --ignored --nocapture benchmark_catch_up
 /// ```
 ///
-/// (`JITBOT_BENCH_POOL` sets `database.max_connections`, default 10.)
+/// (`JITBOT_BENCH_POOL` sets `database.max_connections`, default 20.)
 async fn benchmark_catch_up(backend: Backend) {
     let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (n, pool) = (i64::from(env("JITBOT_BENCH_JOBS", 2000)), env("JITBOT_BENCH_POOL", 10));
+    let (n, pool) = (i64::from(env("JITBOT_BENCH_JOBS", 2000)), env("JITBOT_BENCH_POOL", 20));
     let t = TestApp::spawn_with_pool(backend, pool).await;
     let now = t.now().millis();
     let expires = t.now().plus(Duration::from_secs(30 * 60));

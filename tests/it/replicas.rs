@@ -392,7 +392,7 @@ async fn a_job_written_by_another_replica_wakes_an_idle_one_at_once() {
 /// ```
 ///
 /// `JITBOT_BENCH_JOBS` (default 1000) and `JITBOT_BENCH_POOL` (each replica's
-/// `database.max_connections`, default 10 as in production) vary the run.
+/// `database.max_connections`, default 20 as in production) vary the run.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark; run it explicitly"]
 async fn benchmark_two_replicas() {
@@ -400,7 +400,7 @@ async fn benchmark_two_replicas() {
         return;
     }
     let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (jobs, pool) = (env("JITBOT_BENCH_JOBS", 1000), env("JITBOT_BENCH_POOL", 10));
+    let (jobs, pool) = (env("JITBOT_BENCH_JOBS", 1000), env("JITBOT_BENCH_POOL", 20));
     let t = TestApp::spawn_with_pool(Backend::Postgres, pool).await;
     let f = two_replicas_revoke(&t, i64::from(jobs)).await;
     let secs = f.revocations.as_secs_f64();

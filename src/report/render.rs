@@ -1,0 +1,164 @@
+//! The report as text (for a terminal) and as a static HTML page of tables
+//! (for a browser or an email), both rendered from the one [`Report`], so
+//! they cannot show other numbers than the JSON.
+
+use std::fmt::Write;
+
+use super::recommend::human;
+use super::{Figures, Lateness, Report, Spread};
+
+/// A duration figure, or a dash when there was nothing to measure.
+fn dur(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), human)
+}
+
+fn spread(s: &Spread) -> String {
+    format!("p50 {}, p90 {} (n={})", dur(s.p50_ms), dur(s.p90_ms), s.count)
+}
+
+fn lateness(l: &Lateness) -> String {
+    format!("p50 {}, p99 {}, max {} (n={})", dur(l.p50_ms), dur(l.p99_ms), dur(l.max_ms), l.count)
+}
+
+fn title(f: &Figures) -> String {
+    match &f.role {
+        Some(role) => format!("Role {role}"),
+        None => "All roles".to_owned(),
+    }
+}
+
+/// The lines of one block of figures, label and value, shared by the text
+/// and the HTML forms.
+fn rows(f: &Figures) -> Vec<(&'static str, String)> {
+    let approvers = if f.approvers.is_empty() {
+        "-".to_owned()
+    } else {
+        f.approvers.iter().map(|a| format!("{} {}", a.approver, a.approvals)).collect::<Vec<_>>().join(", ")
+    };
+    let d = &f.durations;
+    let r = &f.revocations;
+    vec![
+        (
+            "requests",
+            format!(
+                "{}: approved {} (by people {}), denied {}, timed out {}, cancelled {}, pending {}",
+                f.requests, f.approved, f.approved_by_people, f.denied, f.timed_out, f.cancelled, f.pending
+            ),
+        ),
+        ("auto-approved", format!("{} ({}%)", f.auto_approved, f.auto_approved_percent)),
+        ("break-glass", format!("{} ({} unreviewed)", f.break_glass, f.break_glass_unreviewed)),
+        ("approval time", spread(&f.approval_time)),
+        ("approvers", approvers),
+        ("requested", spread(&d.requested)),
+        ("granted", spread(&d.granted)),
+        ("used", format!("{}; {} of {} ended early", spread(&d.used), d.ended_early, d.finished)),
+        ("extensions", format!("{} asked, {} applied", f.extensions.asked, f.extensions.applied)),
+        (
+            "revocations",
+            format!(
+                "{} revoked; lateness {}; {} retried ({} failed attempts), {} failing now",
+                r.revoked,
+                lateness(&r.lateness),
+                r.retried,
+                r.failed_attempts,
+                r.failing_now
+            ),
+        ),
+    ]
+}
+
+fn heading(report: &Report) -> String {
+    format!(
+        "Access report {} to {} ({}), {} working days",
+        report.since,
+        report.until,
+        report.role_filter.as_deref().map_or_else(|| "all roles".to_owned(), |r| format!("role {r}")),
+        report.working_days
+    )
+}
+
+/// The report for a terminal.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", heading(report));
+    for f in std::iter::once(&report.overall).chain(&report.roles) {
+        let _ = writeln!(out, "\n{}", title(f));
+        for (label, value) in rows(f) {
+            let _ = writeln!(out, "  {label:<14} {value}");
+        }
+    }
+    let _ = writeln!(out, "\nPeople (working days with a live grant)");
+    if report.people.is_empty() {
+        let _ = writeln!(out, "  -");
+    }
+    for h in &report.people {
+        let _ = writeln!(out, "  {} {}: {} of {} days ({}%)", h.person, h.role, h.days, h.working_days, h.percent);
+    }
+    let _ = writeln!(out, "\nRecommendations");
+    if report.recommendations.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for (i, r) in report.recommendations.iter().enumerate() {
+        let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let _ = writeln!(out, "  {}. [{kind}] {}", i + 1, r.advice);
+    }
+    out
+}
+
+/// Escapes text for HTML content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The report as one static HTML page of tables (no scripts, no charts).
+pub fn html(report: &Report) -> String {
+    let mut out = String::new();
+    let head = esc(&heading(report));
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>jitbot access report</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem}}\
+         table{{border-collapse:collapse;margin-bottom:1.5rem;width:100%}}\
+         th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}\
+         th{{background:#f3f3f3;width:12rem}}</style></head><body><h1>{head}</h1>"
+    );
+    for f in std::iter::once(&report.overall).chain(&report.roles) {
+        let _ = write!(out, "<h2>{}</h2><table>", esc(&title(f)));
+        for (label, value) in rows(f) {
+            let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(label), esc(&value));
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("<h2>People (working days with a live grant)</h2><table>");
+    out.push_str("<tr><th>person</th><th>role</th><th>days</th><th>share</th></tr>");
+    for h in &report.people {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{} of {}</td><td>{}%</td></tr>",
+            esc(&h.person),
+            esc(&h.role),
+            h.days,
+            h.working_days,
+            h.percent
+        );
+    }
+    out.push_str("</table><h2>Recommendations</h2><ol>");
+    for r in &report.recommendations {
+        let _ = write!(out, "<li>{}</li>", esc(&r.advice));
+    }
+    out.push_str("</ol></body></html>\n");
+    out
+}

@@ -1,0 +1,364 @@
+//! Access insights (`jitbot report`) on a seeded history whose answers are
+//! known: made through the service with a manual clock, on both backends,
+//! including ties, an empty period, pending requests, an extension, a
+//! break-glass left unreviewed and a revocation that failed twice before
+//! it succeeded.
+
+use std::time::Duration;
+
+use jitbot::domain::{AccessDuration, RequestId, Timestamp};
+use jitbot::report::{Report, render};
+use jitbot::service::{ExtendCommand, ExtendOutcome};
+use serde_json::{Value, json};
+
+use crate::support::providers::{ProviderApp, jitbot};
+use crate::support::{Backend, TestDatabase, both_backends, start_time, user};
+
+both_backends!(the_report_answers_a_known_history);
+
+/// Roles beside the base test config's `prod-db-readonly` (one approval,
+/// default 30m) and `prod-admin` (two approvals).
+const ROLES: &str = r#"
+[roles.emergency]
+description = "Production admin, break-glass allowed"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+approvals_required = 2
+default_duration = "1h"
+max_duration = "2h"
+break_glass = true
+
+[roles.oncall-db]
+description = "Read-write SQL for whoever is on call"
+provider = "ops-hook"
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "1h"
+max_duration = "4h"
+auto_approve = { groups = ["oncall"], max_duration = "1h" }
+"#;
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+async fn state_of(t: &ProviderApp, id: RequestId) -> String {
+    t.state(id).await
+}
+
+/// Builds the history; returns the break-glass request's number.
+async fn seed(t: &ProviderApp) -> RequestId {
+    let s = t.service();
+    let (alice, bob, carol, dave) = (user("U0ALICE"), user("U0BOB"), user("U0CAROL"), user("U0DAVE"));
+
+    // prod-db-readonly: five 2h grants approved after 5..25 minutes (bob
+    // three, carol two); four ended by "I'm done" after 10 minutes.
+    for i in 0..5u64 {
+        let r = t.request("U0ALICE", "prod-db-readonly", "2h").await.unwrap();
+        t.advance(minutes(5 * (i + 1)));
+        s.approve(r.id, if i % 2 == 0 { &bob } else { &carol }, t.now()).await.unwrap();
+        t.drain().await;
+        assert_eq!(state_of(t, r.id).await, "active");
+        if i < 4 {
+            t.advance(minutes(10));
+            s.revoke(r.id, &alice, t.now()).await.unwrap();
+            t.drain().await;
+            assert_eq!(state_of(t, r.id).await, "revoked");
+            continue;
+        }
+        // The last one is extended by 1h, runs out, and its revocation
+        // fails twice before it succeeds two minutes late.
+        t.advance(minutes(30));
+        let ask = ExtendCommand {
+            requester: alice.clone(),
+            request: r.id,
+            duration: Some(AccessDuration::parse("1h").unwrap()),
+            reason: None,
+            client_key: None,
+        };
+        let ExtendOutcome::Pending(ext) = s.extend(ask, t.now()).await.unwrap() else { panic!("needs approval") };
+        s.approve(ext.id, &bob, t.now()).await.unwrap();
+        t.drain().await;
+        t.advance(minutes(150));
+        t.hook.fail_next(2);
+        t.drain().await;
+        t.advance(minutes(1));
+        t.drain().await;
+        assert_eq!(state_of(t, r.id).await, "revoking", "failed twice so far");
+        t.advance(minutes(1));
+        t.drain().await;
+        assert_eq!(state_of(t, r.id).await, "revoked");
+    }
+    // ... and one denied.
+    let r = t.request("U0ALICE", "prod-db-readonly", "1h").await.unwrap();
+    t.advance(minutes(5));
+    s.deny(r.id, &bob, Some("use the replica"), t.now()).await.unwrap();
+
+    // oncall-db: auto-approved for dave (on call), runs out.
+    let r = t.request("U0DAVE", "oncall-db", "1h").await.unwrap();
+    t.drain().await;
+    assert_eq!(state_of(t, r.id).await, "active");
+    t.advance(minutes(60));
+    t.drain().await;
+    assert_eq!(state_of(t, r.id).await, "revoked");
+
+    // emergency: alice breaks the glass, is done after 15 minutes; nobody reviews it.
+    let glass = t.request("U0ALICE", "emergency", "1h").await.unwrap();
+    t.advance(minutes(2));
+    s.break_glass(glass.id, &alice, "database down, INC-4821, nobody answering", t.now()).await.unwrap();
+    t.drain().await;
+    t.advance(minutes(15));
+    s.revoke(glass.id, &alice, t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(state_of(t, glass.id).await, "revoked");
+
+    // prod-admin (two approvals): bob and carol approve both of dave's
+    // requests (a tie); alice withdraws one and leaves one pending. The
+    // second grant is still live when the report is made.
+    let r = t.request("U0DAVE", "prod-admin", "1h").await.unwrap();
+    t.advance(minutes(5));
+    s.approve(r.id, &bob, t.now()).await.unwrap();
+    t.advance(minutes(5));
+    s.approve(r.id, &carol, t.now()).await.unwrap();
+    t.drain().await;
+    t.advance(minutes(30));
+    s.revoke(r.id, &dave, t.now()).await.unwrap();
+    t.drain().await;
+    let withdrawn = t.request("U0ALICE", "prod-admin", "15m").await.unwrap();
+    s.cancel(withdrawn.id, &alice, t.now()).await.unwrap();
+    t.request("U0ALICE", "prod-admin", "15m").await.unwrap();
+    let live = t.request("U0DAVE", "prod-admin", "1h").await.unwrap();
+    t.advance(minutes(10));
+    s.approve(live.id, &carol, t.now()).await.unwrap();
+    s.approve(live.id, &bob, t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(state_of(t, live.id).await, "active");
+    glass.id
+}
+
+fn spread(count: u64, p50: Option<i64>, p90: Option<i64>) -> Value {
+    json!({"count": count, "p50_ms": p50, "p90_ms": p90})
+}
+
+fn lateness(count: u64, p50: i64, p99: i64, max: i64) -> Value {
+    json!({"count": count, "p50_ms": p50, "p99_ms": p99, "max_ms": max})
+}
+
+fn role<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["roles"].as_array().unwrap().iter().find(|r| r["role"] == name).unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// The text form shows the JSON's numbers: each block's lines are made
+/// from the figures here, independently of the renderer.
+fn assert_text_matches(text: &str, report: &Value) {
+    let blocks = std::iter::once(&report["overall"]).chain(report["roles"].as_array().unwrap());
+    for f in blocks {
+        let line = format!(
+            "requests       {}: approved {} (by people {}), denied {}, timed out {}, cancelled {}, pending {}",
+            f["requests"],
+            f["approved"],
+            f["approved_by_people"],
+            f["denied"],
+            f["timed_out"],
+            f["cancelled"],
+            f["pending"]
+        );
+        assert!(text.contains(&line), "{line:?} not in\n{text}");
+        let r = &f["revocations"];
+        let line = format!(
+            "{} revoked; lateness p50 {}, p99 {}, max {} (n={}); {} retried ({} failed attempts), {} failing now",
+            r["revoked"],
+            human(&r["lateness"]["p50_ms"]),
+            human(&r["lateness"]["p99_ms"]),
+            human(&r["lateness"]["max_ms"]),
+            r["lateness"]["count"],
+            r["retried"],
+            r["failed_attempts"],
+            r["failing_now"]
+        );
+        assert!(text.contains(&line), "{line:?} not in\n{text}");
+    }
+    for r in report["recommendations"].as_array().unwrap() {
+        assert!(text.contains(r["advice"].as_str().unwrap()), "{r} not in\n{text}");
+    }
+}
+
+/// Durations as the text writes them, for the few values this history has.
+fn human(ms: &Value) -> String {
+    match ms.as_i64() {
+        None => "-".into(),
+        Some(0) => "0s".into(),
+        Some(ms) => AccessDuration::from_millis(ms).to_string(),
+    }
+}
+
+async fn the_report_answers_a_known_history(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, url) = TestDatabase::create(backend, dir.path()).await;
+    let t = ProviderApp::spawn_on(ROLES, start_time(), Some(url)).await;
+    t.link("U0CAROL", "carol", &["sre-leads"]).await;
+    t.link("U0DAVE", "dave", &["engineering", "oncall"]).await;
+    let glass = seed(&t).await;
+
+    // The last 30 days, up to now: from Tuesday 2 December to Thursday 1 January.
+    let now = t.now();
+    let since = now.minus(Duration::from_secs(30 * 86_400));
+    let report = t.service().report(since, now, None).await.unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["working_days"], 23);
+
+    let all = &json["overall"];
+    let counts = [
+        "requests",
+        "approved",
+        "approved_by_people",
+        "denied",
+        "timed_out",
+        "cancelled",
+        "pending",
+        "auto_approved",
+        "auto_approved_percent",
+        "break_glass",
+        "break_glass_unreviewed",
+    ]
+    .map(|k| all[k].as_u64().unwrap());
+    assert_eq!(counts, [12, 9, 7, 1, 0, 1, 1, 1, 8, 1, 1], "{all:#}");
+    // Approval times 5, 10, 15, 20, 25 (prod-db-readonly) and 10, 10 (prod-admin).
+    assert_eq!(all["approval_time"], spread(7, Some(10 * MIN), Some(25 * MIN)));
+    assert_eq!(
+        all["approvers"],
+        json!([{"approver": "bob@example.com", "approvals": 5}, {"approver": "carol@example.com", "approvals": 4}])
+    );
+    assert_eq!(all["durations"]["requested"], spread(12, Some(HOUR), Some(2 * HOUR)));
+    assert_eq!(all["durations"]["granted"], spread(9, Some(2 * HOUR), Some(3 * HOUR)));
+    assert_eq!(all["durations"]["used"], spread(8, Some(10 * MIN), Some(3 * HOUR)));
+    assert_eq!((all["durations"]["finished"].as_u64(), all["durations"]["ended_early"].as_u64()), (Some(8), Some(6)));
+    assert_eq!(all["extensions"], json!({"asked": 1, "applied": 1}));
+    assert_eq!(
+        all["revocations"],
+        json!({"revoked": 8, "lateness": lateness(8, 0, 2 * MIN, 2 * MIN), "retried": 1, "failed_attempts": 2, "failing_now": 0})
+    );
+
+    let names: Vec<&str> = json["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(names, ["emergency", "oncall-db", "prod-admin", "prod-db-readonly"]);
+
+    let db = role(&json, "prod-db-readonly");
+    assert_eq!((db["requests"].as_u64(), db["approved"].as_u64(), db["denied"].as_u64()), (Some(6), Some(5), Some(1)));
+    assert_eq!(db["approval_time"], spread(5, Some(15 * MIN), Some(25 * MIN)));
+    assert_eq!(
+        db["approvers"],
+        json!([{"approver": "bob@example.com", "approvals": 3}, {"approver": "carol@example.com", "approvals": 2}])
+    );
+    // Requested: five times 2h and the denied 1h (the extension is not counted as asked).
+    assert_eq!(db["durations"]["requested"], spread(6, Some(2 * HOUR), Some(2 * HOUR)));
+    assert_eq!(db["durations"]["granted"], spread(5, Some(2 * HOUR), Some(3 * HOUR)));
+    assert_eq!(db["durations"]["used"], spread(5, Some(10 * MIN), Some(3 * HOUR)));
+    assert_eq!(db["extensions"], json!({"asked": 1, "applied": 1}));
+    assert_eq!(db["revocations"]["lateness"], lateness(5, 0, 2 * MIN, 2 * MIN));
+
+    // A tie: bob and carol approved both of prod-admin's grants; alphabetical.
+    let admin = role(&json, "prod-admin");
+    assert_eq!(
+        admin["approvers"],
+        json!([{"approver": "bob@example.com", "approvals": 2}, {"approver": "carol@example.com", "approvals": 2}])
+    );
+    assert_eq!(
+        [
+            admin["requests"].as_u64(),
+            admin["approved"].as_u64(),
+            admin["cancelled"].as_u64(),
+            admin["pending"].as_u64()
+        ],
+        [Some(4), Some(2), Some(1), Some(1)]
+    );
+    assert_eq!(admin["durations"]["used"], spread(1, Some(30 * MIN), Some(30 * MIN)), "the live grant is not finished");
+
+    let oncall = role(&json, "oncall-db");
+    assert_eq!((oncall["auto_approved"].as_u64(), oncall["auto_approved_percent"].as_u64()), (Some(1), Some(100)));
+    assert_eq!(oncall["approval_time"], spread(0, None, None));
+    let emergency = role(&json, "emergency");
+    assert_eq!((emergency["break_glass"].as_u64(), emergency["break_glass_unreviewed"].as_u64()), (Some(1), Some(1)));
+
+    assert_eq!(
+        json["people"],
+        json!([
+            {"person": "alice@example.com", "role": "emergency", "days": 1, "working_days": 23, "percent": 4},
+            {"person": "alice@example.com", "role": "prod-db-readonly", "days": 1, "working_days": 23, "percent": 4},
+            {"person": "dave@example.com", "role": "oncall-db", "days": 1, "working_days": 23, "percent": 4},
+            {"person": "dave@example.com", "role": "prod-admin", "days": 1, "working_days": 23, "percent": 4},
+        ])
+    );
+
+    let recs: Vec<(&str, &str)> = json["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        recs,
+        [
+            ("unreviewed_break_glass", "emergency"),
+            ("revocation_retries", "prod-db-readonly"),
+            ("shorter_default", "prod-db-readonly"),
+        ]
+    );
+    let rec = &json["recommendations"];
+    assert_eq!(rec[0]["numbers"], json!({"unreviewed": 1, "oldest_request": glass.get()}));
+    assert_eq!(rec[1]["numbers"], json!({"retried": 1, "failed_attempts": 2, "max_lateness_ms": 2 * MIN}));
+    assert_eq!(
+        rec[2]["advice"],
+        "`prod-db-readonly`: 4 of 5 grants ended early; median use 10m of 2h granted → default_duration 15m (now 30m)"
+    );
+    assert_eq!(
+        rec[2]["numbers"],
+        json!({"finished": 5, "ended_early": 4, "median_used_ms": 10 * MIN, "median_granted_ms": 2 * HOUR, "suggested_default_ms": 15 * MIN})
+    );
+
+    // The JSON reads back as the same report, and the text shows its numbers.
+    let back: Report = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, report);
+    assert_text_matches(&render::text(&report), &json);
+
+    // One role only.
+    let only = t.service().report(since, now, Some("prod-admin")).await.unwrap();
+    assert_eq!((only.overall.requests, only.roles.len(), only.role_filter.as_deref()), (4, 1, Some("prod-admin")));
+    assert_eq!(only.people.len(), 1);
+
+    // An empty period: November 2025, before anything happened.
+    let nov = (
+        Timestamp::parse_rfc3339("2025-11-01T00:00:00Z").unwrap(),
+        Timestamp::parse_rfc3339("2025-12-01T00:00:00Z").unwrap(),
+    );
+    let empty = t.service().report(nov.0, nov.1, None).await.unwrap();
+    let ej = serde_json::to_value(&empty).unwrap();
+    assert_eq!((ej["working_days"].as_u64(), ej["overall"]["requests"].as_u64()), (Some(20), Some(0)));
+    assert_eq!((ej["roles"].as_array().unwrap().len(), ej["recommendations"].as_array().unwrap().len()), (0, 0));
+    assert_eq!(ej["overall"]["approval_time"], spread(0, None, None));
+
+    // The binary: JSON and text of the same period agree, and a file is written.
+    let cfg = t.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let out = jitbot(&["report", "--config", cfg, "--since", "2025-12-01T00:00:00Z", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["overall"]["requests"], 12);
+    assert_eq!(cli["overall"]["revocations"]["failed_attempts"], 2);
+    let file = t.dir.path().join("report.txt");
+    let out =
+        jitbot(&["report", "--config", cfg, "--since", "2025-12-01T00:00:00Z", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Up to the wall clock, the live grant has run out by now: compare
+    // with the JSON of the same call, not with the report above.
+    assert_text_matches(&std::fs::read_to_string(&file).unwrap(), &cli);
+    let out = jitbot(&["report", "--config", cfg, "--since", "2025-12-01T00:00:00Z", "--format", "html"]);
+    let html = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && html.contains("<table>") && html.contains("default_duration 15m"), "{html}");
+    let out = jitbot(&["report", "--config", cfg, "--since", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}

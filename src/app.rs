@@ -83,21 +83,28 @@ impl App {
         let metrics = deps.scheduler.metrics.clone();
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
+        // Who is at the browser: an IdP sign-in session with [idp]; without
+        // one nobody can be, and the pages that need to know refuse.
+        let browser: Arc<dyn crate::credentials::BrowserIdentity> = match &config.idp {
+            Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
+                service: service.clone(),
+                clock: deps.clock.clone(),
+                public_url: config.server.public_url.clone(),
+            }),
+            None => Arc::new(crate::credentials::SignInNotWired),
+        };
         let credentials = crate::credentials::CredentialsPage {
             service: service.clone(),
             clock: deps.clock.clone(),
             providers: providers.clone(),
-            // Who is at the browser: an IdP sign-in session with [idp];
-            // without one nobody can be, and the page refuses.
-            identity: match &config.idp {
-                Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
-                    service: service.clone(),
-                    clock: deps.clock.clone(),
-                    public_url: config.server.public_url.clone(),
-                }),
-                None => Arc::new(crate::credentials::SignInNotWired),
-            },
+            identity: browser.clone(),
             public_url: config.server.public_url.clone(),
+        };
+        let insights = crate::insights::InsightsState {
+            service: service.clone(),
+            clock: deps.clock.clone(),
+            identity: browser,
+            token: config.report.token.as_ref().map(|t| secrecy::SecretString::from(t.expose().to_owned())),
         };
         match audit::head_seal_valid(&db).await.context("cannot read the audit head")? {
             Some(false) => tracing::error!(
@@ -185,7 +192,8 @@ impl App {
         let small_forms = axum::extract::DefaultBodyLimit::max(http::SMALL_FORM_LIMIT);
         let mut router = http::router(HttpState { db: db.clone() }, slack_routes)
             .merge(crate::credentials::router(credentials).layer(small_forms))
-            .merge(crate::metrics::router(metrics));
+            .merge(crate::metrics::router(metrics))
+            .merge(crate::insights::router(insights));
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }

@@ -542,15 +542,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 async fn report(args: ReportArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config.config)?;
     let now = SystemClock.now();
-    let since = match humantime::parse_duration(args.since.trim()) {
-        Ok(back) => now.minus(back),
-        Err(_) => Timestamp::parse_rfc3339(args.since.trim()).map_err(|_| {
-            anyhow::anyhow!("--since: {:?} is neither a duration (30d, 12h) nor an RFC 3339 time", args.since)
-        })?,
-    };
-    if since >= now {
-        anyhow::bail!("--since: {} is not in the past", args.since);
-    }
+    let since = crate::report::parse_since(&args.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
     let db = open(&config).await?;
     let report = service(db, config).report(since, now, args.role.as_deref()).await?;
     let body = match args.format {

@@ -48,6 +48,9 @@
 //!   that deprovisions. Touches [`service`], never [`store`].
 //! - [`credentials`]: the one-time page that sets and shows a password for
 //!   a login jitbot created. Touches [`service`], never [`store`].
+//! - [`insights`]: the access report over HTTP (`/report.json`,
+//!   `/report.csv`) for signed-in auditors and administrators or a bearer
+//!   token. Touches [`service`], never [`store`].
 //! - [`reconcile`]: compares what the database says is granted with what
 //!   targets report. Touches [`service`] and [`providers`].
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
@@ -71,6 +74,7 @@ pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod idp;
+pub mod insights;
 pub mod job_kinds;
 pub mod jobs;
 pub mod metrics;

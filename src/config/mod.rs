@@ -16,6 +16,7 @@ pub mod database;
 pub mod idp;
 pub mod policy;
 pub mod providers;
+pub mod report;
 pub mod roles;
 pub mod scim;
 pub mod server;
@@ -37,6 +38,7 @@ pub use providers::{
     CommandGrantConfig, CommandProviderConfig, PostgresGrantConfig, PostgresProviderConfig, ProviderConfig,
     WebhookProviderConfig,
 };
+pub use report::ReportConfig;
 pub use roles::{AutoApproveConfig, RoleConfig};
 pub use scim::ScimConfig;
 pub use server::ServerConfig;
@@ -154,6 +156,9 @@ pub struct Config {
     /// often its head is anchored in the Slack audit channel.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[report]`: access insights over HTTP.
+    #[serde(default)]
+    pub report: ReportConfig,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -288,6 +293,7 @@ impl Config {
             scim.validate(&at)?;
         }
         self.audit.validate(&at)?;
+        self.report.validate(&at)?;
         if let Some(idp) = &self.idp {
             idp.validate(self.slack.is_some(), &at)?;
         }

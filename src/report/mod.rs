@@ -14,7 +14,8 @@
 //! # How the figures are counted
 //!
 //! - A request belongs to the period when it was *created* in
-//!   `[since, until)`; extensions are counted apart (under `extensions`),
+//!   `[since, until]` (`until` included, so a request made the moment a
+//!   report up to now is asked for is in it); extensions are counted apart (under `extensions`),
 //!   never as requests.
 //! - `approved` counts every request that was let through: by its
 //!   approvers, by auto-approval or by break-glass. "Decided by people"
@@ -137,7 +138,7 @@ pub struct ReportFacts {
 pub struct Period {
     /// The first instant of the period.
     pub since: Timestamp,
-    /// The end of the period (exclusive): "now" for a report up to date.
+    /// The end of the period (included): "now" for a report up to date.
     pub until: Timestamp,
     /// Only this role, if given.
     pub role: Option<String>,
@@ -148,7 +149,7 @@ pub struct Period {
 pub struct Report {
     /// The period's first instant, RFC 3339.
     pub since: String,
-    /// The period's end (exclusive), RFC 3339.
+    /// The period's end (included), RFC 3339.
     pub until: String,
     /// The role filter, if any.
     pub role_filter: Option<String>,
@@ -266,6 +267,22 @@ pub struct Holding {
     pub percent: u64,
 }
 
+/// The start of a period ending `now`, as people write it: a duration
+/// back from now (`30d`, `12h`) or an RFC 3339 instant. Shared by the
+/// command line and the HTTP endpoints so both read `since` alike.
+pub fn parse_since(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let s = s.trim();
+    let since = match humantime::parse_duration(s) {
+        Ok(back) => now.minus(back),
+        Err(_) => Timestamp::parse_rfc3339(s)
+            .map_err(|_| format!("{s:?} is neither a duration (30d, 12h) nor an RFC 3339 time"))?,
+    };
+    if since >= now {
+        return Err(format!("{s:?} is not in the past"));
+    }
+    Ok(since)
+}
+
 /// `part` as a whole percentage of `whole`, rounded half up; 0 of nothing.
 pub fn percent(part: u64, whole: u64) -> u64 {
     if whole == 0 { 0 } else { (part * 200 + whole) / (2 * whole) }
@@ -326,7 +343,7 @@ impl<'a> Index<'a> {
     }
 
     fn in_period(&self, r: &RequestFact) -> bool {
-        r.created_at >= self.period.since.millis() && r.created_at < self.period.until.millis()
+        r.created_at >= self.period.since.millis() && r.created_at <= self.period.until.millis()
     }
 
     /// When the grant's use ended, if it has by `until`.

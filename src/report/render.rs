@@ -162,3 +162,57 @@ pub fn html(report: &Report) -> String {
     out.push_str("</ol></body></html>\n");
     out
 }
+
+/// One CSV field: quoted when it holds a separator, a quote or a line
+/// break; a leading `=`, `+`, `-` or `@` is prefixed with `'` so that a
+/// spreadsheet shows it instead of running it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+/// The requests behind a report as CSV (RFC 4180, a header line first),
+/// one row per request or extension, for spreadsheets. Instants are RFC
+/// 3339 UTC; the duration is the approved one, extensions included.
+pub fn requests_csv(requests: &[super::RequestFact]) -> String {
+    let at = |t: Option<i64>| t.map(|t| crate::domain::Timestamp::from_millis(t).to_string()).unwrap_or_default();
+    let mut out = String::from(
+        "id,role,requester,state,created_at,decided_at,granted_at,expires_at,ended_at,duration_minutes,\
+         auto_approved,break_glass,review_pending,extends\r\n",
+    );
+    for r in requests {
+        let fields = [
+            r.id.to_string(),
+            csv_field(&r.role),
+            csv_field(&r.requester),
+            r.state.as_str().to_owned(),
+            at(Some(r.created_at)),
+            at(r.decided_at),
+            at(r.granted_at),
+            at(r.expires_at),
+            at(r.ended_at),
+            (r.duration_ms / 60_000).to_string(),
+            r.auto_approved.to_string(),
+            r.break_glass.to_string(),
+            r.review_required.to_string(),
+            r.extends.map(|e| e.to_string()).unwrap_or_default(),
+        ];
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("alice@example.com"), "alice@example.com");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+    }
+}

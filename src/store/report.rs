@@ -9,10 +9,10 @@ use crate::report::{ApprovalFact, EventFact, ReportFacts, RequestFact, TrailEven
 
 use super::{Db, StoreError, StoreResult, on_conn};
 
-/// Which requests a report reads: created before `$2` and either created
+/// Which requests a report reads: created at or before `$2` and either created
 /// at or after `$1` or not ended before it (so grants live during the
 /// period count towards who held what); of role `$3` when given.
-const IN_PERIOD: &str = "r.created_at < $2 AND (r.created_at >= $1 OR r.ended_at IS NULL OR r.ended_at >= $1)
+const IN_PERIOD: &str = "r.created_at <= $2 AND (r.created_at >= $1 OR r.ended_at IS NULL OR r.ended_at >= $1)
      AND ($3 IS NULL OR r.role = $3)";
 
 #[derive(sqlx::FromRow)]
@@ -48,7 +48,7 @@ struct EventRow {
 }
 
 impl Db {
-    /// The facts of the period `[since_ms, until_ms)`, of `role` only when given.
+    /// The facts of the period `[since_ms, until_ms]`, of `role` only when given.
     pub async fn report_facts(&self, since_ms: i64, until_ms: i64, role: Option<&str>) -> StoreResult<ReportFacts> {
         let requests_sql = format!(
             "SELECT r.id, r.role, r.requester_email, r.state, r.created_at, r.decided_at, r.granted_at,

@@ -4,17 +4,21 @@
 //! break-glass left unreviewed and a revocation that failed twice before
 //! it succeeded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use jitbot::config::Config;
+use jitbot::credentials::{BrowserIdentity, BrowserUser, SignInRequired};
 use jitbot::domain::{AccessDuration, RequestId, Timestamp};
+use jitbot::insights::{self, InsightsState};
 use jitbot::report::{Report, render};
-use jitbot::service::{ExtendCommand, ExtendOutcome};
+use jitbot::service::{ExtendCommand, ExtendOutcome, Service};
 use serde_json::{Value, json};
 
 use crate::support::providers::{ProviderApp, jitbot};
 use crate::support::{Backend, TestDatabase, both_backends, start_time, user};
 
-both_backends!(the_report_answers_a_known_history);
+both_backends!(the_report_answers_a_known_history, report_json_and_csv_need_a_token_or_a_signed_in_auditor);
 
 /// Roles beside the base test config's `prod-db-readonly` (one approval,
 /// default 30m) and `prod-admin` (two approvals).
@@ -361,4 +365,116 @@ async fn the_report_answers_a_known_history(backend: Backend) {
     let out = jitbot(&["report", "--config", cfg, "--since", "soon"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}
+
+/// Vouches for one signed-in user (as the IdP session check does), or for nobody.
+struct Vouch(Option<&'static str>);
+
+#[async_trait::async_trait]
+impl BrowserIdentity for Vouch {
+    async fn signed_in(&self, _headers: &axum::http::HeaderMap) -> Result<BrowserUser, SignInRequired> {
+        match self.0 {
+            Some(subject) => Ok(BrowserUser { issuer: "https://idp.example".into(), subject: subject.into() }),
+            None => Err(SignInRequired("Sign in with your company account first.".into())),
+        }
+    }
+}
+
+const REPORT_TOKEN: &str = "bi-tool-report-token-0123456789abcdef";
+
+/// Serves the insights endpoints over `service`, with `who` at the browser.
+async fn serve(t: &ProviderApp, service: &Service, who: Option<&'static str>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = InsightsState {
+        service: service.clone(),
+        clock: Arc::new(t.clock.clone()),
+        identity: Arc::new(Vouch(who)),
+        token: Some(REPORT_TOKEN.to_owned().into()),
+    };
+    tokio::spawn(async move { axum::serve(listener, insights::router(state)).await.unwrap() });
+    base
+}
+
+async fn report_json_and_csv_need_a_token_or_a_signed_in_auditor(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, url) = TestDatabase::create(backend, dir.path()).await;
+    let t = ProviderApp::spawn_on(ROLES, start_time(), Some(url)).await;
+    t.link("U0AUDIT", "audrey", &["auditors"]).await;
+    let r = t.request("U0ALICE", "prod-db-readonly", "1h").await.unwrap();
+    t.advance(minutes(5));
+    t.service().approve(r.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    t.advance(minutes(20));
+    t.service().revoke(r.id, &user("U0ALICE"), t.now()).await.unwrap();
+    t.drain().await;
+    t.request("U0DAVE", "prod-admin", "15m").await.unwrap();
+
+    let text = format!(
+        "{}\n[report]\ntoken = \"{REPORT_TOKEN}\"\n",
+        t.config_text().replace(
+            "admin_groups = [\"jit-admins\"]",
+            "admin_groups = [\"jit-admins\"]\nauditor_groups = [\"auditors\"]"
+        )
+    );
+    let config = Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    assert_eq!(config.report.token.as_ref().map(|s| s.expose()), Some(REPORT_TOKEN));
+    let service = Service::new(t.app.db().clone(), Arc::new(config), Arc::new(tokio::sync::Notify::new()));
+    let http = reqwest::Client::new();
+    let get = async |base: &str, path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap()
+    };
+
+    let nobody = serve(&t, &service, None).await;
+    let refused = get(&nobody, "/report.json", None).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    assert_eq!(get(&nobody, "/report.json", Some("a-wrong-token-0123456789abcdef0123")).await.status(), 401);
+    assert_eq!(get(&nobody, "/report.csv", None).await.status(), 401);
+
+    // The token reads exactly what the service computes for the last 30 days.
+    let ok = get(&nobody, "/report.json", Some(REPORT_TOKEN)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["cache-control"], "no-store");
+    let body: Value = ok.json().await.unwrap();
+    let expected = service.report(t.now().minus(Duration::from_secs(30 * 86_400)), t.now(), None).await.unwrap();
+    assert_eq!(body, serde_json::to_value(&expected).unwrap());
+    assert_eq!((body["overall"]["requests"].as_u64(), body["overall"]["pending"].as_u64()), (Some(2), Some(1)));
+    let one: Value = get(&nobody, "/report.json?role=prod-admin&since=2025-12-31T00:00:00Z", Some(REPORT_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((one["overall"]["requests"].as_u64(), one["since"].as_str()), (Some(1), Some("2025-12-31T00:00:00Z")));
+    let bad = get(&nobody, "/report.json?since=soon", Some(REPORT_TOKEN)).await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("since"));
+
+    // Signed in: auditors and administrators read it, others do not.
+    for (who, status) in [("alice", 403), ("audrey", 200), ("admin", 200)] {
+        let base = serve(&t, &service, Some(who)).await;
+        assert_eq!(get(&base, "/report.json", None).await.status(), status, "{who}");
+        assert_eq!(get(&base, "/report.csv", None).await.status(), status, "{who}");
+    }
+
+    let csv = get(&nobody, "/report.csv", Some(REPORT_TOKEN)).await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("id,role,requester,state,created_at,"), "{csv}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "{},prod-db-readonly,alice@example.com,revoked,2026-01-01T00:00:00Z,2026-01-01T00:05:00Z,\
+             2026-01-01T00:05:00Z,2026-01-01T01:05:00Z,2026-01-01T00:25:00Z,60,false,false,false,",
+            r.id.get()
+        )
+    );
+    assert!(lines[2].contains(",prod-admin,dave@example.com,pending,"), "{csv}");
 }

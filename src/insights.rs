@@ -93,7 +93,7 @@ fn same_token(given: &str, expected: &str) -> bool {
 }
 
 /// Lets a reader through, or says why not.
-async fn authorize(state: &InsightsState, headers: &HeaderMap) -> Result<(), Refused> {
+async fn authorize(state: &InsightsState, headers: &HeaderMap, path: &str) -> Result<(), Refused> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let given = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         return match (given, &state.token) {
@@ -102,7 +102,7 @@ async fn authorize(state: &InsightsState, headers: &HeaderMap) -> Result<(), Ref
         };
     }
     let user = state.identity.signed_in(headers).await.map_err(|e| {
-        let hint = state.identity.sign_in_url("/report.json").map(|u| format!(" Sign in at {u}")).unwrap_or_default();
+        let hint = state.identity.sign_in_url(path).map(|u| format!(" Sign in at {u}")).unwrap_or_default();
         Refused::Unauthenticated(format!("{e}{hint}"))
     })?;
     match state.service.may_read_report(&user.issuer, &user.subject).await {
@@ -128,7 +128,7 @@ async fn report_json(
     headers: HeaderMap,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Refused> {
-    authorize(&state, &headers).await?;
+    authorize(&state, &headers, "/report.json").await?;
     let (since, until) = period(&state, &q)?;
     let report = state.service.report(since, until, q.role.as_deref()).await.map_err(|_| Refused::Unavailable)?;
     let mut response = axum::Json(report).into_response();
@@ -141,7 +141,7 @@ async fn report_csv(
     headers: HeaderMap,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, Refused> {
-    authorize(&state, &headers).await?;
+    authorize(&state, &headers, "/report.csv").await?;
     let (since, until) = period(&state, &q)?;
     let rows =
         state.service.report_requests(since, until, q.role.as_deref()).await.map_err(|_| Refused::Unavailable)?;

@@ -592,3 +592,42 @@ async fn a_report_over_100k_requests_on_postgres_takes_under_two_seconds() {
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
 }
+
+/// With `[idp]`, an auditor signs in at the real test IdP and comes back to
+/// the report; someone signed in without the group gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_signs_in_at_the_idp_and_reads_the_report() {
+    use crate::support::idp::{Browser, OidcEnv, OidcOptions, idp_available};
+    if !idp_available() {
+        return;
+    }
+    let o = OidcEnv::start(OidcOptions {
+        edit: |text| text.replacen("[policy]\n", "[policy]\nauditor_groups = [\"sre-leads\"]\n", 1),
+        ..Default::default()
+    })
+    .await;
+    o.linked("U0CAROL", "carol").await;
+    o.linked("U0MALLORY", "mallory").await;
+    let url = format!("{}/report.json", o.public_url);
+    let sign_in_url = |body: &str| body.split("Sign in at ").nth(1).unwrap().trim().to_owned();
+
+    let carol = Browser::new();
+    let page = carol.get(&url).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    let href = sign_in_url(&page.body);
+    assert!(href.ends_with("/oidc/signin?return_to=%2Freport.json"), "{href}");
+    let page = carol.sign_in(&href, "carol", &|_| false).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.ends_with("/report.json"), "{}", page.url);
+    let report: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(report["overall"]["requests"], 0);
+    assert_eq!(carol.get(&format!("{}/report.csv", o.public_url)).await.status, 200);
+
+    let mallory = Browser::new();
+    let page = mallory.get(&format!("{}/report.csv", o.public_url)).await;
+    assert_eq!(page.status, 401);
+    let page = mallory.sign_in(&sign_in_url(&page.body), "mallory", &|_| false).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("policy.auditor_groups"), "{}", page.body);
+    o.env.stop().await;
+}

@@ -167,6 +167,9 @@ impl App {
         if checkpoints_wanted(&config) {
             service.ensure_audit_checkpoints(deps.clock.now()).await.context("cannot schedule audit checkpoints")?;
         }
+        if config.report.digest.is_some() {
+            service.ensure_report_digest(deps.clock.now()).await.context("cannot schedule the report digest")?;
+        }
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),

@@ -45,6 +45,10 @@ pub enum JobKind {
     /// channel, then schedule the next one (payload: a [`CheckpointPayload`]).
     /// One exists at a time across replicas.
     AuditCheckpoint,
+    /// Post the weekly access report digest to the audit channel, then
+    /// schedule the next one (`report.digest`). One exists at a time
+    /// across replicas.
+    ReportDigest,
 }
 
 impl JobKind {
@@ -63,6 +67,7 @@ impl JobKind {
             Self::ExtendGrant => "extend_grant",
             Self::Announce => "announce",
             Self::AuditCheckpoint => "audit_checkpoint",
+            Self::ReportDigest => "report_digest",
         }
     }
 
@@ -89,6 +94,7 @@ impl JobKind {
             "extend_grant" => Some(Self::ExtendGrant),
             "announce" => Some(Self::Announce),
             "audit_checkpoint" => Some(Self::AuditCheckpoint),
+            "report_digest" => Some(Self::ReportDigest),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)

@@ -50,7 +50,8 @@
 //!   a login jitbot created. Touches [`service`], never [`store`].
 //! - [`insights`]: the access report over HTTP (`/report.json`,
 //!   `/report.csv`) for signed-in auditors and administrators or a bearer
-//!   token. Touches [`service`], never [`store`].
+//!   token. Touches [`service`], never [`store`]. (The weekly digest is a
+//!   job: `report_digest` in [`jobs`].)
 //! - [`reconcile`]: compares what the database says is granted with what
 //!   targets report. Touches [`service`] and [`providers`].
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed

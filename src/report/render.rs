@@ -105,6 +105,35 @@ pub fn text(report: &Report) -> String {
     out
 }
 
+/// The weekly digest's figure lines and its top three recommendations.
+pub fn digest(report: &Report) -> (Vec<String>, Vec<String>) {
+    let f = &report.overall;
+    let r = &f.revocations;
+    let lines = vec![
+        format!(
+            "{} requests: {} approved ({} auto-approved, {} break-glass, {} unreviewed), {} denied, {} timed out, {} pending",
+            f.requests,
+            f.approved,
+            f.auto_approved,
+            f.break_glass,
+            f.break_glass_unreviewed,
+            f.denied,
+            f.timed_out,
+            f.pending
+        ),
+        format!("approval time p50 {}, p90 {}", dur(f.approval_time.p50_ms), dur(f.approval_time.p90_ms)),
+        format!(
+            "revocations: {} revoked, lateness p99 {}, {} needed retries, {} failing now",
+            r.revoked,
+            dur(r.lateness.p99_ms),
+            r.retried,
+            r.failing_now
+        ),
+    ];
+    let recommendations = report.recommendations.iter().take(3).map(|r| r.advice.clone()).collect();
+    (lines, recommendations)
+}
+
 /// Escapes text for HTML content and attribute values.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Service, ServiceResult};
 use crate::domain::Timestamp;
+use crate::job_kinds::{JobFence, JobKind, JobOutcome};
 use crate::report::{self, Period, Report, RequestFact};
+use crate::store::StoreError;
 
 impl Service {
     /// The access report of `[since, until]`, of `role` only when given.
@@ -51,5 +53,38 @@ impl Service {
             }
         }
         Ok(false)
+    }
+
+    /// Makes sure the weekly digest job exists when `report.digest` is set
+    /// (at start-up), due at the next scheduled time. A unique index keeps
+    /// it single across replicas and restarts; the job schedules its
+    /// successor when it completes, so no week is skipped.
+    pub async fn ensure_report_digest(&self, now: Timestamp) -> Result<bool, StoreError> {
+        let Some(schedule) = self.config.report.digest_schedule() else { return Ok(false) };
+        let mut tx = self.db.begin().await?;
+        let added =
+            tx.insert_job_unless_pending(JobKind::ReportDigest.name(), "{}", schedule.next_after(now), now).await?;
+        tx.commit().await?;
+        if added {
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// Completes this digest job and schedules the next at `due`, in one
+    /// transaction (fenced: a run whose lease was taken over writes nothing).
+    pub async fn next_report_digest(
+        &self,
+        job: JobFence,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> Result<JobOutcome, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let ok = tx.complete_job(job.id, job.attempt, now).await?;
+        if ok {
+            tx.insert_job(JobKind::ReportDigest.name(), None, "{}", due, now).await?;
+        }
+        tx.commit().await?;
+        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
     }
 }

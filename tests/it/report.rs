@@ -18,7 +18,11 @@ use serde_json::{Value, json};
 use crate::support::providers::{ProviderApp, jitbot};
 use crate::support::{Backend, TestDatabase, both_backends, start_time, user};
 
-both_backends!(the_report_answers_a_known_history, report_json_and_csv_need_a_token_or_a_signed_in_auditor);
+both_backends!(
+    the_report_answers_a_known_history,
+    report_json_and_csv_need_a_token_or_a_signed_in_auditor,
+    the_weekly_digest_is_posted_once_a_week_across_restarts
+);
 
 /// Roles beside the base test config's `prod-db-readonly` (one approval,
 /// default 30m) and `prod-admin` (two approvals).
@@ -630,4 +634,59 @@ async fn an_auditor_signs_in_at_the_idp_and_reads_the_report() {
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("policy.auditor_groups"), "{}", page.body);
     o.env.stop().await;
+}
+
+/// `report.digest = "thu 09:00"` (UTC): the clock starts on Thursday
+/// 1 January at midnight, so the first digest is due at 09:00 and the
+/// next a week later; one job at a time, whoever starts.
+async fn the_weekly_digest_is_posted_once_a_week_across_restarts(backend: Backend) {
+    use crate::support::slack::{AUDIT, SlackEnv, SlackEnvOptions, eventually};
+    use jitbot::clock::Clock;
+    let env = SlackEnv::start_with(SlackEnvOptions {
+        backend,
+        extra_toml: "\n[report]\ndigest = \"thu 09:00\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let digests = || -> Vec<String> {
+        env.slack
+            .posts_to(AUDIT)
+            .iter()
+            .map(|p| p["text"].as_str().unwrap_or_default().to_owned())
+            .filter(|t| t.contains("Access report, last 7 days"))
+            .collect()
+    };
+    let jobs = async |state: &str| -> Vec<i64> {
+        let sql = format!("SELECT due_at FROM jobs WHERE kind = 'report_digest' AND state = '{state}' ORDER BY id");
+        match env.db.pool() {
+            jitbot::store::Pool::Sqlite(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.unwrap(),
+            jitbot::store::Pool::Postgres(p) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.unwrap()
+            }
+        }
+    };
+    let at = |t: &str| Timestamp::parse_rfc3339(t).unwrap().millis();
+    assert_eq!(jobs("queued").await, [at("2026-01-01T09:00:00Z")]);
+    // Another start (a restart, a second replica) adds none.
+    assert!(!env.service.ensure_report_digest(env.clock.now()).await.unwrap());
+    assert_eq!(jobs("queued").await.len(), 1);
+
+    // A week with one request, denied.
+    let answer = env.command("U0ALICE", "request prod-db-readonly 1h checking the digest").await;
+    assert!(answer.starts_with("Request #1"), "{answer}");
+    env.service.deny(RequestId::new(1), &user("U0BOB"), None, env.clock.now()).await.unwrap();
+
+    env.clock.advance(Duration::from_secs(9 * 3600));
+    let first = eventually("the first digest", async || digests().first().cloned()).await;
+    assert!(first.contains("1 requests: 0 approved") && first.contains("1 denied"), "{first}");
+    assert!(first.contains("No recommendations this week") && first.contains("/report.json"), "{first}");
+    eventually("the next digest scheduled", async || jobs("queued").await == [at("2026-01-08T09:00:00Z")]).await;
+    assert_eq!(digests().len(), 1);
+
+    env.clock.advance(Duration::from_secs(7 * 86_400));
+    eventually("the second digest", async || digests().len() == 2).await;
+    assert!(digests()[1].contains("0 requests"), "{:?}", digests());
+    eventually("the third scheduled", async || jobs("queued").await == [at("2026-01-15T09:00:00Z")]).await;
+    assert_eq!(jobs("done").await.len(), 2);
+    env.stop().await;
 }

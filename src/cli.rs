@@ -113,7 +113,7 @@ pub struct ReportArgs {
     #[arg(long)]
     role: Option<String>,
     /// text for a terminal, json (the source of every other format), or
-    /// html (a static page of tables).
+    /// html (a static page with charts and tables, no scripts).
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
     /// Write to this file instead of standard output.

@@ -1,6 +1,8 @@
-//! Access insights over HTTP: `GET /report.json` (the report, as
-//! `jitbot report --format json` writes it) and `GET /report.csv` (the
-//! requests behind it, for spreadsheets), both with `?since=30d&role=R`.
+//! Access insights over HTTP: `GET /report` (a page with charts drawn
+//! server-side as SVG and a filter form; no scripts), `GET /report.json`
+//! (the report, as `jitbot report --format json` writes it) and
+//! `GET /report.csv` (the requests behind it, for spreadsheets), all with
+//! `?since=30d&role=R`.
 //!
 //! Who may read them: a BI tool with `Authorization: Bearer` and the
 //! configured `report.token`, or a person signed in at the IdP (the same
@@ -41,7 +43,11 @@ pub struct InsightsState {
 
 /// The endpoints.
 pub fn router(state: InsightsState) -> Router {
-    Router::new().route("/report.json", get(report_json)).route("/report.csv", get(report_csv)).with_state(state)
+    Router::new()
+        .route("/report", get(report_page))
+        .route("/report.json", get(report_json))
+        .route("/report.csv", get(report_csv))
+        .with_state(state)
 }
 
 /// `?since=30d&role=R`.
@@ -130,10 +136,66 @@ async fn report_json(
 ) -> Result<Response, Refused> {
     authorize(&state, &headers, "/report.json").await?;
     let (since, until) = period(&state, &q)?;
-    let report = state.service.report(since, until, q.role.as_deref()).await.map_err(|_| Refused::Unavailable)?;
+    let report = state.service.report(since, until, role_filter(&q)).await.map_err(|_| Refused::Unavailable)?;
     let mut response = axum::Json(report).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The role asked for; the form's "all roles" sends an empty one.
+fn role_filter(q: &ReportQuery) -> Option<&str> {
+    q.role.as_deref().map(str::trim).filter(|r| !r.is_empty())
+}
+
+/// The page: the refusals as pages too (with the sign-in link), since a
+/// person is reading.
+async fn report_page(State(state): State<InsightsState>, headers: HeaderMap, Query(q): Query<ReportQuery>) -> Response {
+    let page = |status: StatusCode, body: String| {
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>jitbot access report</title>\
+             </head><body style=\"font-family:system-ui,sans-serif;margin:2rem\">{body}</body></html>"
+        );
+        crate::http::html_page(status, html, crate::http::FormTargets::Own)
+    };
+    if let Err(refused) = authorize(&state, &headers, "/report").await {
+        return match refused {
+            Refused::Unauthenticated(_) => {
+                let link = state
+                    .identity
+                    .sign_in_url("/report")
+                    .map(|u| format!("<p><a id=\"sign-in\" href=\"{}\">Sign in</a></p>", crate::http::html_escape(&u)))
+                    .unwrap_or_else(|| "<p>Signing in is not available on this jitbot (it has no [idp]).</p>".into());
+                page(StatusCode::UNAUTHORIZED, format!("<h1>Sign in to see the access report</h1>{link}"))
+            }
+            Refused::Forbidden => page(
+                StatusCode::FORBIDDEN,
+                "<h1>Not for you</h1><p>Only members of policy.auditor_groups or policy.admin_groups may read the \
+                 access report.</p>"
+                    .into(),
+            ),
+            other => other.into_response(),
+        };
+    }
+    let since_text = q.since.clone().unwrap_or_else(|| "30d".to_owned());
+    let (since, until) = match period(&state, &q) {
+        Ok(p) => p,
+        Err(Refused::BadQuery(m)) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                format!("<h1>Bad period</h1><p>{}</p>", crate::http::html_escape(&m)),
+            );
+        }
+        Err(other) => return other.into_response(),
+    };
+    match state.service.report(since, until, role_filter(&q)).await {
+        Ok(report) => {
+            let roles: Vec<String> = state.service.config().roles.keys().map(|r| r.as_str().to_owned()).collect();
+            let html = crate::report::render::page(&report, Some((&since_text, &roles)));
+            crate::http::html_page(StatusCode::OK, html, crate::http::FormTargets::Own)
+        }
+        Err(_) => Refused::Unavailable.into_response(),
+    }
 }
 
 async fn report_csv(
@@ -143,8 +205,7 @@ async fn report_csv(
 ) -> Result<Response, Refused> {
     authorize(&state, &headers, "/report.csv").await?;
     let (since, until) = period(&state, &q)?;
-    let rows =
-        state.service.report_requests(since, until, q.role.as_deref()).await.map_err(|_| Refused::Unavailable)?;
+    let rows = state.service.report_requests(since, until, role_filter(&q)).await.map_err(|_| Refused::Unavailable)?;
     let body = crate::report::render::requests_csv(&rows);
     Ok((
         [

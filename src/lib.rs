@@ -48,9 +48,9 @@
 //!   that deprovisions. Touches [`service`], never [`store`].
 //! - [`credentials`]: the one-time page that sets and shows a password for
 //!   a login jitbot created. Touches [`service`], never [`store`].
-//! - [`insights`]: the access report over HTTP (`/report.json`,
-//!   `/report.csv`) for signed-in auditors and administrators or a bearer
-//!   token. Touches [`service`], never [`store`]. (The weekly digest is a
+//! - [`insights`]: the access report over HTTP (the `/report` page with
+//!   SVG charts, `/report.json`, `/report.csv`) for signed-in auditors and
+//!   administrators or a bearer token. Touches [`service`], never [`store`]. (The weekly digest is a
 //!   job: `report_digest` in [`jobs`].)
 //! - [`reconcile`]: compares what the database says is granted with what
 //!   targets report. Touches [`service`] and [`providers`].

@@ -54,7 +54,7 @@ pub const SESSION_TTL: Duration = Duration::from_secs(600);
 /// pages that need it (no open redirect).
 fn allowed_return(path: &str) -> bool {
     // The access report (`crate::insights`), for auditors.
-    if matches!(path, "/report.json" | "/report.csv") {
+    if matches!(path, "/report" | "/report.json" | "/report.csv") {
         return true;
     }
     path.strip_prefix("/credentials/").is_some_and(|t| {

@@ -163,6 +163,69 @@ pub struct Report {
     pub people: Vec<Holding>,
     /// What to change, most urgent first.
     pub recommendations: Vec<Recommendation>,
+    /// The series the page draws.
+    pub charts: Charts,
+}
+
+/// The series behind the page's charts (all roles of the report together).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charts {
+    /// Requests per UTC day of the period (every day, oldest first), by how they ended.
+    pub per_day: Vec<DayOutcomes>,
+    /// Approval times (approved by people), counted per [`APPROVAL_BUCKETS`].
+    pub approval_time: Vec<Bucket>,
+    /// Revocation lateness, counted per [`LATENESS_BUCKETS`].
+    pub lateness: Vec<Bucket>,
+}
+
+/// The requests made on one day, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayOutcomes {
+    /// The UTC date, `2026-01-01`.
+    pub day: String,
+    /// Let through.
+    pub approved: u64,
+    /// Denied.
+    pub denied: u64,
+    /// Timed out.
+    pub timed_out: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Still pending.
+    pub pending: u64,
+}
+
+/// How many values fell at or below `upto_ms` (and above the previous
+/// bucket); the last bucket has no bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Shown under the bar: `≤ 5m`, `> 4h`.
+    pub label: String,
+    /// The values in it.
+    pub count: u64,
+}
+
+/// Upper bounds of the approval-time buckets (and one open bucket above).
+pub const APPROVAL_BUCKETS: [i64; 4] = [5 * 60_000, 15 * 60_000, 3_600_000, 4 * 3_600_000];
+/// Upper bounds of the revocation-lateness buckets (and one open bucket above).
+pub const LATENESS_BUCKETS: [i64; 4] = [60_000, 5 * 60_000, 15 * 60_000, 3_600_000];
+
+fn buckets(bounds: &[i64], values: &[i64]) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = bounds
+        .iter()
+        .map(|b| Bucket { label: format!("≤ {}", recommend::human(*b)), count: 0 })
+        .chain(std::iter::once(Bucket {
+            label: format!("> {}", bounds.last().map_or_else(String::new, |b| recommend::human(*b))),
+            count: 0,
+        }))
+        .collect();
+    for v in values {
+        let i = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
+        if let Some(b) = out.get_mut(i) {
+            b.count += 1;
+        }
+    }
+    out
 }
 
 /// The figures of one role, or of all roles together (`role` is `None`).
@@ -401,6 +464,58 @@ pub fn compute(facts: &ReportFacts, period: &Period, defaults: &BTreeMap<String,
         roles: per_role,
         people,
         recommendations,
+        charts: charts(&requests, period, &index),
+    }
+}
+
+/// A request approved by people: the ones whose approval time means something.
+fn by_people(r: &RequestFact) -> bool {
+    was_let_through(r.state) && !r.auto_approved && !r.break_glass
+}
+
+/// How late the revocation of `r` was, when it was revoked and the due
+/// moment is known.
+fn lateness_of(r: &RequestFact, index: &Index<'_>) -> Option<i64> {
+    if r.state != RequestState::Revoked || r.granted_at.is_none() {
+        return None;
+    }
+    let requested = index.trail.get(&r.id).and_then(|t| t.requested_at);
+    let due = [r.expires_at, requested].into_iter().flatten().min()?;
+    let ended = r.ended_at?;
+    (ended >= due).then_some(ended - due)
+}
+
+fn charts(requests: &[&RequestFact], period: &Period, index: &Index<'_>) -> Charts {
+    const DAY_MS: i64 = 86_400_000;
+    let first = period.since.millis().div_euclid(DAY_MS);
+    let last = period.until.millis().div_euclid(DAY_MS);
+    let mut per_day: Vec<DayOutcomes> = (first..=last)
+        .map(|d| DayOutcomes {
+            day: Timestamp::from_millis(d * DAY_MS).to_string().chars().take(10).collect(),
+            ..Default::default()
+        })
+        .collect();
+    for r in requests {
+        let Some(day) = usize::try_from(r.created_at.div_euclid(DAY_MS) - first).ok().and_then(|i| per_day.get_mut(i))
+        else {
+            continue;
+        };
+        match r.state {
+            RequestState::Pending => day.pending += 1,
+            RequestState::Denied => day.denied += 1,
+            RequestState::TimedOut => day.timed_out += 1,
+            RequestState::Cancelled => day.cancelled += 1,
+            s if was_let_through(s) => day.approved += 1,
+            _ => {}
+        }
+    }
+    let approval: Vec<i64> =
+        requests.iter().filter(|r| by_people(r)).filter_map(|r| Some(r.decided_at? - r.created_at)).collect();
+    let late: Vec<i64> = requests.iter().filter_map(|r| lateness_of(r, index)).collect();
+    Charts {
+        per_day,
+        approval_time: buckets(&APPROVAL_BUCKETS, &approval),
+        lateness: buckets(&LATENESS_BUCKETS, &late),
     }
 }
 
@@ -414,7 +529,6 @@ fn figures(
     let count = |f: &dyn Fn(&RequestFact) -> bool| requests.iter().filter(|r| f(r)).count() as u64;
     let approved = count(&|r| was_let_through(r.state));
     let auto_approved = count(&|r| r.auto_approved && was_let_through(r.state));
-    let by_people = |r: &RequestFact| was_let_through(r.state) && !r.auto_approved && !r.break_glass;
 
     let approval_times: Vec<i64> =
         requests.iter().filter(|r| by_people(r)).filter_map(|r| Some(r.decided_at? - r.created_at)).collect();

@@ -21,7 +21,8 @@ use crate::support::{Backend, TestDatabase, both_backends, start_time, user};
 both_backends!(
     the_report_answers_a_known_history,
     report_json_and_csv_need_a_token_or_a_signed_in_auditor,
-    the_weekly_digest_is_posted_once_a_week_across_restarts
+    the_weekly_digest_is_posted_once_a_week_across_restarts,
+    the_page_draws_its_charts_legibly_in_chromium_at_laptop_and_phone_width
 );
 
 /// Roles beside the base test config's `prod-db-readonly` (one approval,
@@ -689,4 +690,88 @@ async fn the_weekly_digest_is_posted_once_a_week_across_restarts(backend: Backen
     eventually("the third scheduled", async || jobs("queued").await == [at("2026-01-15T09:00:00Z")]).await;
     assert_eq!(jobs("done").await.len(), 2);
     env.stop().await;
+}
+
+/// Whether headless Chromium is installed (in CI it must be).
+fn chromium_available() -> bool {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if std::path::Path::new(&path).exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but Chromium is not installed at {path} (see .ci/run)");
+    }
+    eprintln!("NOTICE: skipping the browser test: install Debian's chromium");
+    false
+}
+
+/// The page on the seeded history, in a real headless Chromium without
+/// JavaScript: four charts with marks, no sideways scrolling and no text
+/// under 9 px at 1280 and 390 px wide, the filter form; screenshots are
+/// kept in `target/report-page/` for a person to look at. Someone without
+/// the group gets 403, nobody signed in gets the sign-in page.
+async fn the_page_draws_its_charts_legibly_in_chromium_at_laptop_and_phone_width(backend: Backend) {
+    use crate::support::idp::idp_available;
+    if !idp_available() || !chromium_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, url) = TestDatabase::create(backend, dir.path()).await;
+    let t = ProviderApp::spawn_on(ROLES, start_time(), Some(url)).await;
+    t.link("U0CAROL", "carol", &["sre-leads"]).await;
+    t.link("U0DAVE", "dave", &["engineering", "oncall"]).await;
+    seed(&t).await;
+    let service = t.service().clone();
+
+    let base = serve(&t, &service, None).await;
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/report")).send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    assert!(page.text().await.unwrap().contains("Sign in to see the access report"));
+    let alice = serve(&t, &service, Some("alice")).await;
+    assert_eq!(http.get(format!("{alice}/report")).send().await.unwrap().status(), 403);
+    let admin = serve(&t, &service, Some("admin")).await;
+    let html = http.get(format!("{admin}/report?since=7d&role=prod-db-readonly")).send().await.unwrap();
+    assert_eq!(html.status(), 200);
+    let csp = html.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "no scripts may run: {csp}");
+    let html = html.text().await.unwrap();
+    assert!(html.contains("<option selected>prod-db-readonly</option>") && html.contains("value=\"7d\""), "{html}");
+    assert!(!html.contains("<script"), "no scripts");
+    // The page shows the JSON's figures.
+    let report = service
+        .report(t.now().minus(Duration::from_secs(7 * 86_400)), t.now(), Some("prod-db-readonly"))
+        .await
+        .unwrap();
+    assert!(html.contains(&render::text(&report).lines().nth(3).unwrap()[17..]), "{html}");
+
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/report-page/{backend:?}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/report_page.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("{base}/report"))
+        .arg(REPORT_TOKEN)
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    let shown: Value = serde_json::from_str(stdout.trim()).unwrap();
+    for at in shown.as_array().unwrap() {
+        let width = at["width"].as_f64().unwrap();
+        assert_eq!(at["status"], 200, "{at}");
+        assert_eq!(at["sideways"], false, "the page does not scroll sideways at {width}px: {at}");
+        assert_eq!(at["form"], true, "{at}");
+        let charts = at["charts"].as_array().unwrap();
+        let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["chart-requests", "chart-approval", "chart-lateness", "chart-durations"], "{at}");
+        for c in charts {
+            assert!(c["marks"].as_u64().unwrap() > 0, "a chart with nothing drawn: {c}");
+            assert!(c["width"].as_f64().unwrap() >= 300.0 && c["width"].as_f64().unwrap() <= width, "{c}");
+            assert!(c["smallest_font_px"].as_f64().unwrap() >= 9.0, "illegible at {width}px: {c}");
+        }
+        assert!(std::fs::metadata(at["screenshot"].as_str().unwrap()).unwrap().len() > 10_000, "{at}");
+    }
 }

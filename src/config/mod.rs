@@ -450,9 +450,22 @@ max_duration = "4h"
             ("audit.rs", include_str!("audit.rs")),
             ("providers.rs", include_str!("providers.rs")),
             ("roles.rs", include_str!("roles.rs")),
+            ("report.rs", include_str!("report.rs")),
         ];
         for (file, text) in files {
-            for adapter in ["idp", "providers", "slack", "service", "store", "jobs", "scim", "credentials", "app"] {
+            for adapter in [
+                "idp",
+                "providers",
+                "slack",
+                "service",
+                "store",
+                "jobs",
+                "scim",
+                "credentials",
+                "app",
+                "insights",
+                "report",
+            ] {
                 let path = format!("crate::{adapter}");
                 assert!(
                     !text.contains(&format!("{path}::")) && !text.contains(&format!("{path};")),

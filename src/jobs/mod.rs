@@ -95,6 +95,7 @@ mod tests {
             JobKind::ExtendGrant,
             JobKind::Announce,
             JobKind::AuditCheckpoint,
+            JobKind::ReportDigest,
         ];
         for kind in kinds {
             let stored = format!("\"{}\"", kind.name());

@@ -258,3 +258,22 @@ fn percentages_round_half_up() {
     assert_eq!(recommend::round_up_to_step(1), 15 * MIN);
     assert_eq!(recommend::round_up_to_step(30 * MIN), 30 * MIN);
 }
+
+/// The report is a pure computation (no database, no clock, no runtime),
+/// and its HTTP transport asks the service, never the store.
+#[test]
+fn the_report_is_pure_and_its_transport_never_names_the_store() {
+    let files = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("stats.rs", include_str!("stats.rs")),
+        ("recommend.rs", include_str!("recommend.rs")),
+        ("render.rs", include_str!("render.rs")),
+    ];
+    for (file, text) in files {
+        for word in ["crate::store", "crate::service", "crate::clock", "sqlx", "tokio", "std::fs", "SystemTime"] {
+            assert!(!text.contains(word), "report/{file} names {word}");
+        }
+    }
+    let transport = include_str!("../insights.rs");
+    assert!(!transport.contains("crate::store"), "insights.rs names the store");
+}

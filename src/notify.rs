@@ -97,7 +97,7 @@ pub enum Announcement {
         lines: Vec<String>,
         /// The top recommendations (at most three), most urgent first.
         recommendations: Vec<String>,
-        /// Where the full report is (`/report.json`).
+        /// Where the full report is (the `/report` page).
         link: String,
     },
 }

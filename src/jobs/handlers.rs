@@ -205,7 +205,7 @@ impl JobHandlers {
         let failed = match self.service.report(now.minus(week), now, None).await {
             Ok(report) => {
                 let (lines, recommendations) = crate::report::render::digest(&report);
-                let link = format!("{}/report.json", self.service.config().server.public_url.trim_end_matches('/'));
+                let link = format!("{}/report", self.service.config().server.public_url.trim_end_matches('/'));
                 let announcement = crate::notify::Announcement::ReportDigest { lines, recommendations, link };
                 match self.notifier.announce(&announcement).await {
                     Ok(()) => {

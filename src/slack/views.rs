@@ -257,7 +257,7 @@ impl AnnouncementLine<'_> {
                         text.push_str(&format!("\n{}. {}", i + 1, escape(&truncate(r, 500))));
                     }
                 }
-                text.push_str(&format!("\nThe full report: <{link}|report.json> (or `jitbot report`)"));
+                text.push_str(&format!("\nThe full report: <{link}|the report page> (or `jitbot report`)"));
                 Message::plain(text)
             }
         }

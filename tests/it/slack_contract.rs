@@ -171,7 +171,7 @@ fn views_list(many: &[AccessRequest], now: Timestamp) -> Vec<Value> {
     let digest = jitbot::notify::Announcement::ReportDigest {
         lines: vec![long.clone(); 3],
         recommendations: vec![long.clone(); 3],
-        link: "https://jitbot.example.com/report.json".into(),
+        link: "https://jitbot.example.com/report".into(),
     };
     let digest = views::AnnouncementLine { announcement: &digest }.render();
     [

@@ -79,21 +79,28 @@ impl App {
         let metrics = deps.scheduler.metrics.clone();
         let wake = Arc::new(Notify::new());
         let service = Service::new(db.clone(), config.clone(), wake.clone());
+        // Who is at the browser: an IdP sign-in session with [idp]; without
+        // one nobody can be, and the pages that need to know refuse.
+        let browser: Arc<dyn crate::credentials::BrowserIdentity> = match &config.idp {
+            Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
+                service: service.clone(),
+                clock: deps.clock.clone(),
+                public_url: config.server.public_url.clone(),
+            }),
+            None => Arc::new(crate::credentials::SignInNotWired),
+        };
         let credentials = crate::credentials::CredentialsPage {
             service: service.clone(),
             clock: deps.clock.clone(),
             providers: providers.clone(),
-            // Who is at the browser: an IdP sign-in session with [idp];
-            // without one nobody can be, and the page refuses.
-            identity: match &config.idp {
-                Some(_) => Arc::new(crate::idp::OidcBrowserIdentity {
-                    service: service.clone(),
-                    clock: deps.clock.clone(),
-                    public_url: config.server.public_url.clone(),
-                }),
-                None => Arc::new(crate::credentials::SignInNotWired),
-            },
+            identity: browser.clone(),
             public_url: config.server.public_url.clone(),
+        };
+        let insights = crate::insights::InsightsState {
+            service: service.clone(),
+            clock: deps.clock.clone(),
+            identity: browser,
+            token: config.report.token.as_ref().map(|t| secrecy::SecretString::from(t.expose().to_owned())),
         };
         match audit::head_seal_valid(&db).await.context("cannot read the audit head")? {
             Some(false) => tracing::error!(
@@ -159,6 +166,9 @@ impl App {
         // A Slack delivery holds at most one connection at a time: more in
         // flight than the pool has would only queue for connections.
         let admission = Arc::new(tokio::sync::Semaphore::new(config.database.max_connections.max(1) as usize));
+        if config.report.digest.is_some() {
+            service.ensure_report_digest(deps.clock.now()).await.context("cannot schedule the report digest")?;
+        }
         let slack_state = slack_api.map(|api| SlackState {
             service: service.clone(),
             clock: deps.clock.clone(),
@@ -186,7 +196,8 @@ impl App {
         let small_forms = axum::extract::DefaultBodyLimit::max(http::SMALL_FORM_LIMIT);
         let mut router = http::router(HttpState { db: db.clone() }, slack_routes)
             .merge(crate::credentials::router(credentials).layer(small_forms))
-            .merge(crate::metrics::router(metrics));
+            .merge(crate::metrics::router(metrics))
+            .merge(crate::insights::router(insights));
         if let Some(idp_state) = idp_state {
             router = router.merge(crate::idp::routes::router(idp_state));
         }

@@ -1,5 +1,5 @@
 //! The `jitbot` command line: `serve`, `migrate`, `check-config`, `audit`,
-//! `link`, `reconcile` and `retry-revoke`. Each subcommand is a thin call into the library; errors are
+//! `link`, `reconcile`, `retry-revoke` and `report`. Each subcommand is a thin call into the library; errors are
 //! printed for an operator and turned into a non-zero exit.
 
 use std::collections::BTreeSet;
@@ -94,6 +94,41 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Access insights: requests, decisions, durations, revocations and
+    /// who holds what over a period, with recommendations (read-only).
+    Report(ReportArgs),
+}
+
+/// `jitbot report ...`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The period: how far back from now (30d, 12h) or an RFC 3339 start
+    /// (2026-01-01T00:00:00Z); it ends now.
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// Only this role.
+    #[arg(long)]
+    role: Option<String>,
+    /// text for a terminal, json (the source of every other format), or
+    /// html (a static page with charts and tables, no scripts).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+/// The forms `jitbot report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Plain text.
+    Text,
+    /// JSON.
+    Json,
+    /// A static HTML page.
+    Html,
 }
 
 /// `jitbot review ...`.
@@ -362,6 +397,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Report(args) => report(args).await?,
         Command::Link(LinkCommand::List(c)) => {
             let links = Backend::open(Config::load(&c.config)?).await?.service().all_links().await?;
             if links.is_empty() {
@@ -467,6 +503,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jitbot report`: reads the period's history through the service and
+/// writes it in the chosen form.
+async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config.config)?;
+    let now = SystemClock.now();
+    let since = crate::report::parse_since(&args.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let backend = Backend::open(config).await?;
+    let report = backend.service().report(since, now, args.role.as_deref()).await;
+    backend.close().await;
+    let report = report?;
+    let body = match args.format {
+        ReportFormat::Text => crate::report::render::text(&report),
+        ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Html => crate::report::render::html(&report),
+    };
+    match args.output {
+        Some(path) => std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(body.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// Validates the file; then, if the database it names already exists,

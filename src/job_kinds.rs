@@ -53,6 +53,10 @@ pub enum JobKind {
     /// were held back because the minute already had its share of lines
     /// (payload: a [`DigestPayload`]).
     AuditDigest,
+    /// Post the weekly access report digest to the audit channel, then
+    /// schedule the next one (`report.digest`). One exists at a time
+    /// across replicas.
+    ReportDigest,
 }
 
 impl JobKind {
@@ -73,6 +77,7 @@ impl JobKind {
             Self::AuditCheckpoint => "audit_checkpoint",
             Self::RedrawHome => "redraw_home",
             Self::AuditDigest => "audit_digest",
+            Self::ReportDigest => "report_digest",
         }
     }
 
@@ -101,6 +106,7 @@ impl JobKind {
             "audit_checkpoint" => Some(Self::AuditCheckpoint),
             "redraw_home" => Some(Self::RedrawHome),
             "audit_digest" => Some(Self::AuditDigest),
+            "report_digest" => Some(Self::ReportDigest),
             "notify" => {
                 let v: serde_json::Value = serde_json::from_str(payload).ok()?;
                 serde_json::from_value(v.get("notice")?.clone()).ok().map(Self::Notify)
@@ -156,7 +162,8 @@ impl JobKind {
             | Self::Announce
             | Self::AuditCheckpoint
             | Self::RedrawHome
-            | Self::AuditDigest => JobLane::Notice,
+            | Self::AuditDigest
+            | Self::ReportDigest => JobLane::Notice,
         }
     }
 

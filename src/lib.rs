@@ -13,13 +13,19 @@
 //!   file per section; templates, durations, URLs and each role's policy parsed
 //!   once, at load. Touches [`domain`] only.
 //! - [`store`]: sqlx on SQLite (default) and PostgreSQL; one SQL text for
-//!   both. Touches [`domain`]; only [`service`] (and the wiring) uses it.
+//!   both. Touches [`domain`] (and fills [`report`]'s facts); only
+//!   [`service`] (and the wiring) uses it.
 //! - [`service`]: the use cases and read models: request, approve, deny,
 //!   break-glass, cancel, revoke, extend, the kill switch, links, sign-in,
-//!   SCIM provisioning, the credentials page, reconcile, job outcomes. One
-//!   transaction per transition with its audit event and jobs. Touches
-//!   [`store`], [`domain`], [`job_kinds`], [`providers`] (grant specs),
-//!   [`audit`]; the only door to the store.
+//!   SCIM provisioning, the credentials page, reconcile, job outcomes, the
+//!   access report. One transaction per transition with its audit event
+//!   and jobs. Touches [`store`], [`domain`], [`job_kinds`], [`providers`]
+//!   (grant specs), [`audit`], [`report`]; the only door to the store.
+//! - [`report`]: access insights as a pure computation: the facts
+//!   [`store`] reads for a period, the figures, percentiles and
+//!   recommendations computed from them, and their text and HTML forms (the
+//!   JSON is the [`report::Report`] itself). Touches [`domain`] only: no
+//!   I/O, no clock; [`store`] fills its facts, [`service`] computes it.
 //! - [`job_kinds`]: the kinds of jobs, their payloads, and the lane and
 //!   series each kind is written in, below both [`service`] (which writes
 //!   jobs) and [`jobs`] (which runs them). Pure data.
@@ -44,6 +50,10 @@
 //!   that deprovisions. Touches [`service`], never [`store`].
 //! - [`credentials`]: the one-time page that sets and shows a password for
 //!   a login jitbot created. Touches [`service`], never [`store`].
+//! - [`insights`]: the access report over HTTP (the `/report` page with
+//!   SVG charts, `/report.json`, `/report.csv`) for signed-in auditors and
+//!   administrators or a bearer token. Touches [`service`], never [`store`]. (The weekly digest is a
+//!   job: `report_digest` in [`jobs`].)
 //! - [`reconcile`]: compares what the database says is granted with what
 //!   targets report. Touches [`service`] and [`providers`].
 //! - [`audit`]: the hash-chained audit trail (keyed with `audit.key`), signed
@@ -68,12 +78,14 @@ pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod idp;
+pub mod insights;
 pub mod job_kinds;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod providers;
 pub mod reconcile;
+pub mod report;
 pub mod scim;
 pub mod service;
 pub mod slack;

@@ -90,6 +90,16 @@ pub enum Announcement {
         /// restored from an older copy): the post then says so loudly.
         rewound_from: Option<i64>,
     },
+    /// The weekly access report digest: a few figures of the last week
+    /// and its most urgent recommendations.
+    ReportDigest {
+        /// The figures, one short line each.
+        lines: Vec<String>,
+        /// The top recommendations (at most three), most urgent first.
+        recommendations: Vec<String>,
+        /// Where the full report is (the `/report` page).
+        link: String,
+    },
 }
 
 /// One notice, with the request as it is now.

@@ -6,7 +6,8 @@
 //! removal, retries), `outbox` (the jobs a transition writes), and
 //! `extension`, `kill_switch`, `identity_links`, `provisioning`, `sign_in`,
 //! `credentials`, `reconcile`, `job_reads`, `job_outcomes`, `cards`, `home_tabs`, `review`,
-//! `audit_seal` and `queries` (the read models the transports show).
+//! `audit_seal`, `queries` (the read models the transports show) and
+//! `report` (the access report over a period).
 //!
 //! Each use case is one transaction that makes a conditional state change,
 //! schedules the jobs that change implies (grant, revocation at expiry,
@@ -49,6 +50,7 @@ mod provisioning;
 mod queries;
 mod reconcile;
 mod refusal;
+mod report;
 mod request;
 mod review;
 mod revoke;

@@ -17,6 +17,7 @@ pub mod idp;
 pub mod jobs;
 pub mod policy;
 pub mod providers;
+pub mod report;
 pub mod roles;
 pub mod scim;
 pub mod server;
@@ -40,6 +41,7 @@ pub use providers::{
     CommandGrantConfig, CommandProviderConfig, PostgresGrantConfig, PostgresProviderConfig, ProviderConfig,
     WebhookProviderConfig,
 };
+pub use report::ReportConfig;
 pub use roles::{AutoApproveConfig, RoleConfig};
 pub use scim::ScimConfig;
 pub use server::ServerConfig;
@@ -161,6 +163,9 @@ pub struct Config {
     /// `[jobs]`: how many jobs a replica runs at once, per lane.
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// `[report]`: access insights over HTTP.
+    #[serde(default)]
+    pub report: ReportConfig,
     /// `[providers.NAME]`: the systems access is granted in.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -298,6 +303,7 @@ impl Config {
         }
         self.audit.validate(&at)?;
         self.jobs.validate(&at)?;
+        self.report.validate(&at)?;
         if let Some(idp) = &self.idp {
             idp.validate(self.slack.is_some(), &at)?;
         }
@@ -489,9 +495,22 @@ max_duration = "4h"
             ("jobs.rs", include_str!("jobs.rs")),
             ("providers.rs", include_str!("providers.rs")),
             ("roles.rs", include_str!("roles.rs")),
+            ("report.rs", include_str!("report.rs")),
         ];
         for (file, text) in files {
-            for adapter in ["idp", "providers", "slack", "service", "store", "jobs", "scim", "credentials", "app"] {
+            for adapter in [
+                "idp",
+                "providers",
+                "slack",
+                "service",
+                "store",
+                "jobs",
+                "scim",
+                "credentials",
+                "app",
+                "insights",
+                "report",
+            ] {
                 let path = format!("crate::{adapter}");
                 assert!(
                     !text.contains(&format!("{path}::")) && !text.contains(&format!("{path};")),

@@ -11,4 +11,8 @@ pub struct PolicyConfig {
     /// IdP groups whose members may revoke anyone's grant.
     #[serde(default)]
     pub admin_groups: BTreeSet<String>,
+    /// IdP groups whose members may read the access report
+    /// (`/report.json`, `/report.csv`) after signing in; administrators may too.
+    #[serde(default)]
+    pub auditor_groups: BTreeSet<String>,
 }

@@ -53,6 +53,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(600);
 /// Where a plain sign-in may send the browser back to: only jitbot's own
 /// pages that need it (no open redirect).
 fn allowed_return(path: &str) -> bool {
+    // The access report (`crate::insights`), for auditors.
+    if matches!(path, "/report" | "/report.json" | "/report.csv") {
+        return true;
+    }
     path.strip_prefix("/credentials/").is_some_and(|t| {
         !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     })

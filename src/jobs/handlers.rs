@@ -91,6 +91,7 @@ impl JobHandlers {
             JobKind::AuditCheckpoint => return self.audit_checkpoint(job).await,
             JobKind::RedrawHome => return self.redraw_home(job).await,
             JobKind::AuditDigest => return self.audit_digest(job).await,
+            JobKind::ReportDigest => return self.report_digest(job).await,
             _ => {}
         }
         let Some(request_id) = job.request_id.map(RequestId::new) else {
@@ -113,7 +114,8 @@ impl JobHandlers {
             | JobKind::Announce
             | JobKind::AuditCheckpoint
             | JobKind::RedrawHome
-            | JobKind::AuditDigest => self.fail(job, "not a request job").await,
+            | JobKind::AuditDigest
+            | JobKind::ReportDigest => self.fail(job, "not a request job").await,
         }
     }
 
@@ -214,6 +216,38 @@ impl JobHandlers {
                 Ok(self.service.retry_job(fence(job), now.plus(delay), &e.message).await?)
             }
         }
+    }
+
+    /// Posts the weekly access report digest (the last seven days) to the
+    /// audit channel, then schedules the next one. Like the checkpoints it
+    /// never gives up: a failed post (or a database that cannot answer) is
+    /// retried with backoff, at most an hour later. Without `report.digest`
+    /// any more, the series ends.
+    async fn report_digest(&self, job: &JobRow) -> Result<JobOutcome, JobError> {
+        const RETRY_CAP: Duration = Duration::from_secs(3600);
+        let now = self.clock.now();
+        let Some(schedule) = self.service.config().report.digest_schedule() else {
+            tracing::info!("no report.digest any more: the weekly digest stops");
+            return self.complete(job).await;
+        };
+        let week = Duration::from_secs(7 * 86_400);
+        let failed = match self.service.report(now.minus(week), now, None).await {
+            Ok(report) => {
+                let (lines, recommendations) = crate::report::render::digest(&report);
+                let link = format!("{}/report", self.service.config().server.public_base());
+                let announcement = crate::notify::Announcement::ReportDigest { lines, recommendations, link };
+                match self.notifier.announce(&announcement).await {
+                    Ok(()) => {
+                        return Ok(self.service.next_report_digest(fence(job), schedule.next_after(now), now).await?);
+                    }
+                    Err(e) => (e.message, e.retry_after),
+                }
+            }
+            Err(e) => (e.to_string(), None),
+        };
+        let delay = failed.1.unwrap_or_else(|| backoff(job.attempt, job.id)).min(RETRY_CAP);
+        tracing::warn!(job_id = job.id, error = %failed.0, retry_in = ?delay, "report digest not posted; will retry");
+        Ok(self.service.retry_job(fence(job), now.plus(delay), &failed.0).await?)
     }
 
     /// Completes this checkpoint job and schedules the next, remembering

@@ -126,6 +126,7 @@ mod tests {
             JobKind::AuditCheckpoint,
             JobKind::RedrawHome,
             JobKind::AuditDigest,
+            JobKind::ReportDigest,
         ];
         for kind in kinds {
             let stored = format!("\"{}\"", kind.name());

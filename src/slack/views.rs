@@ -286,6 +286,19 @@ impl AnnouncementLine<'_> {
                  rows were deleted or rewritten, or the database was restored from an older copy. \
                  Check with `jitbot audit verify --checkpoint-file` and the checkpoints in this channel.\n{line}"
             )),
+            crate::notify::Announcement::ReportDigest { lines, recommendations, link } => {
+                let mut text = format!(":bar_chart: *Access report, last 7 days*\n{}", escape(&lines.join("\n")));
+                if recommendations.is_empty() {
+                    text.push_str("\nNo recommendations this week.");
+                } else {
+                    text.push_str("\n*Recommendations*");
+                    for (i, r) in recommendations.iter().enumerate() {
+                        text.push_str(&format!("\n{}. {}", i + 1, escape(&truncate(r, 500))));
+                    }
+                }
+                text.push_str(&format!("\nThe full report: <{link}|the report page> (or `jitbot report`)"));
+                Message::plain(text)
+            }
         }
     }
 }

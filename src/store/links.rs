@@ -236,6 +236,20 @@ impl Db {
         }))
     }
 
+    /// The links of one IdP identity (one person may link several Slack
+    /// accounts), ordered by workspace and user.
+    pub async fn links_of_identity(&self, issuer: &str, subject: &str) -> StoreResult<Vec<LinkRow>> {
+        Ok(on_conn!(db self, |c| {
+            sqlx::query_as::<_, LinkRow>(
+                "SELECT * FROM identity_links WHERE issuer = $1 AND subject = $2 ORDER BY team_id, user_id",
+            )
+            .bind(issuer)
+            .bind(subject)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
     /// Every link, ordered by workspace and user.
     pub async fn links(&self) -> StoreResult<Vec<LinkRow>> {
         Ok(on_conn!(db self, |c| {

@@ -21,6 +21,7 @@ mod kill_switch;
 mod leases;
 mod links;
 mod oidc;
+mod report;
 mod requests;
 mod scim;
 mod single_use;

@@ -27,6 +27,7 @@ mod postgres;
 mod providers_command;
 mod providers_pg;
 mod replicas;
+mod report;
 mod scheduler;
 mod scim;
 mod slack_contract;

@@ -168,10 +168,23 @@ fn views_list(many: &[AccessRequest], now: Timestamp) -> Vec<Value> {
         cancelled: 2,
     };
     let announced = views::AnnouncementLine { announcement: &announcement }.render();
-    [("list", mine), ("pending", pending), ("pending/none", none), ("revoke-all", confirm), ("announce", announced)]
-        .into_iter()
-        .map(|(name, m)| json!({"name": name, "text": m.text, "blocks": m.blocks}))
-        .collect()
+    let digest = jitbot::notify::Announcement::ReportDigest {
+        lines: vec![long.clone(); 3],
+        recommendations: vec![long.clone(); 3],
+        link: "https://jitbot.example.com/report".into(),
+    };
+    let digest = views::AnnouncementLine { announcement: &digest }.render();
+    [
+        ("list", mine),
+        ("pending", pending),
+        ("pending/none", none),
+        ("revoke-all", confirm),
+        ("announce", announced),
+        ("digest", digest),
+    ]
+    .into_iter()
+    .map(|(name, m)| json!({"name": name, "text": m.text, "blocks": m.blocks}))
+    .collect()
 }
 
 /// Every modal, at its largest: many roles with long names and

@@ -26,7 +26,7 @@ pub struct ProviderApp {
     pub notifier: RecordingNotifier,
     pub metrics: Metrics,
     pub extra: String,
-    hook: WebhookReceiver,
+    pub hook: WebhookReceiver,
     pub app: App,
 }
 

@@ -18,6 +18,11 @@ use crate::process::{
 };
 use crate::stats::{self, ms, percentile, secs, sorted, spread};
 
+/// How long the bench waits for the next revocation, once every grant has
+/// expired, before it stops waiting: a jitbot whose revocations queue behind
+/// thousands of notices goes minutes without one.
+const REVOKE_STALL: Duration = Duration::from_secs(600);
+
 /// One line of the table.
 struct Row {
     scenario: &'static str,
@@ -516,7 +521,7 @@ impl Bench {
         let granted_ids: Vec<Issued> =
             setup.issued.iter().copied().filter(|i| self.hook.arrivals(i.id).grant_ms.is_some()).collect();
         let cap = Instant::now() + until_open + Duration::from_secs(60 + 1800);
-        let (done, last) = self.wait_revokes(&granted_ids, Duration::from_secs(120), cap).await;
+        let (done, last) = self.wait_revokes(&granted_ids, REVOKE_STALL, cap).await;
         let lateness: Vec<f64> = granted_ids
             .iter()
             .filter_map(|i| {
@@ -537,7 +542,10 @@ impl Bench {
         self.row(
             "expiry",
             "last revocation after the window opened",
-            format!("{} ({done} of {} revoked)", ms((last - opens) as f64), granted_ids.len()),
+            match done {
+                0 => format!("none of {} revoked", granted_ids.len()),
+                _ => format!("{} ({done} of {} revoked)", ms((last - opens) as f64), granted_ids.len()),
+            },
         );
         let limited = self.slack.rate_limited("chat.postMessage");
         if limited > 0 {
@@ -588,17 +596,21 @@ impl Bench {
         let started_ms = now_ms() - j.started.elapsed().as_millis() as i64;
         run.jitbot = Some(j);
         let cap = Instant::now() + Duration::from_secs(1800);
-        let (done, last) = self.wait_revokes(&granted_ids, Duration::from_secs(120), cap).await;
+        let (done, last) = self.wait_revokes(&granted_ids, REVOKE_STALL, cap).await;
         let first = granted_ids.iter().filter_map(|i| self.hook.arrivals(i.id).revoke_ms).min().unwrap_or(0);
         self.row(
             "catchup",
             format!("{} revocations overdue at start: first / all applied after start", granted_ids.len()),
-            format!(
-                "{} / {} ({done} revoked, {:.0} per second)",
-                ms((first - started_ms) as f64),
-                ms((last - started_ms) as f64),
-                done as f64 / ((last - started_ms).max(1) as f64 / 1000.0)
-            ),
+            match done {
+                0 => "none revoked".to_owned(),
+                _ => format!(
+                    "{} / {} ({done} of {} revoked, {:.0} per second)",
+                    ms((first - started_ms) as f64),
+                    ms((last - started_ms) as f64),
+                    granted_ids.len(),
+                    done as f64 / ((last - started_ms).max(1) as f64 / 1000.0)
+                ),
+            },
         );
         if revoked_before > 0 {
             self.note(format!("catchup: {revoked_before} revocations arrived before the stop (not counted)"));
@@ -751,7 +763,7 @@ impl Bench {
             run.jitbot = Some(j);
         }
         let cap = Instant::now() + Duration::from_secs(1800);
-        let (done, _) = self.wait_revokes(&granted_ids, Duration::from_secs(120), cap).await;
+        let (done, _) = self.wait_revokes(&granted_ids, REVOKE_STALL, cap).await;
         let excess: Vec<f64> = granted_ids
             .iter()
             .filter_map(|i| {

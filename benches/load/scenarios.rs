@@ -384,10 +384,17 @@ impl Bench {
                     stats::opt_ms(percentile(&latencies, 99.0))
                 ),
             );
+            // A 503 or a "busy" answer comes fast and changes nothing: the
+            // latencies above include it, so say how many there were.
+            let refused = count - accepted;
             self.row(
                 "ack",
-                format!("{rate}/s: unanswered after 3 s"),
-                format!("{:.1} % ({late} of {count})", 100.0 * late as f64 / count as f64),
+                format!("{rate}/s: unanswered after 3 s / answered without a request (503, busy)"),
+                format!(
+                    "{:.1} % ({late} of {count}) / {:.1} % ({refused})",
+                    100.0 * late as f64 / count as f64,
+                    100.0 * refused as f64 / count as f64
+                ),
             );
             // Let the grants and notices of this rate drain before the next:
             // what they cost is part of what a request costs.

@@ -128,7 +128,10 @@ pub(crate) async fn dispatch(state: &SlackState, delivery: Delivery) -> Answer {
         let answer = handle(state, delivery).await;
         let took = arrived.elapsed();
         state.metrics.observe_duration(Histogram::SlackAck, &[("transport", transport.label())], took);
-        tracing::debug!(ack_ms = took.as_millis(), "Slack delivery acknowledged");
+        // One line per delivery, at info like an access log: with the
+        // span's fields it says who asked what, about which request, and
+        // how fast it was answered.
+        tracing::info!(ack_ms = took.as_millis(), "Slack delivery acknowledged");
         answer
     }
     .instrument(span)

@@ -287,17 +287,30 @@ impl AnnouncementLine<'_> {
                  Check with `jitbot audit verify --checkpoint-file` and the checkpoints in this channel.\n{line}"
             )),
             crate::notify::Announcement::ReportDigest { lines, recommendations, link } => {
-                let mut text = format!(":bar_chart: *Access report, last 7 days*\n{}", escape(&lines.join("\n")));
-                if recommendations.is_empty() {
-                    text.push_str("\nNo recommendations this week.");
+                let figures = truncate(&escape(&lines.join("\n")), 2900);
+                let advice = if recommendations.is_empty() {
+                    "No recommendations this week.".to_owned()
                 } else {
-                    text.push_str("\n*Recommendations*");
-                    for (i, r) in recommendations.iter().enumerate() {
-                        text.push_str(&format!("\n{}. {}", i + 1, escape(&truncate(r, 500))));
-                    }
+                    let items: Vec<String> = recommendations
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| format!("{}. {}", i + 1, escape(&truncate(r, 500))))
+                        .collect();
+                    truncate(&format!("*Recommendations*\n{}", items.join("\n")), 2900)
+                };
+                let more = format!("The full report: <{link}|the report page> (or `jitbot report`)");
+                // The fallback text carries everything for notifications and
+                // clients that do not draw blocks.
+                let text = format!(":bar_chart: *Access report, last 7 days*\n{figures}\n{advice}\n{more}");
+                Message {
+                    text,
+                    blocks: vec![
+                        json!({"type": "header", "text": {"type": "plain_text", "text": "Access report, last 7 days", "emoji": true}}),
+                        json!({"type": "section", "text": {"type": "mrkdwn", "text": figures}}),
+                        json!({"type": "section", "text": {"type": "mrkdwn", "text": advice}}),
+                        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]}),
+                    ],
                 }
-                text.push_str(&format!("\nThe full report: <{link}|the report page> (or `jitbot report`)"));
-                Message::plain(text)
             }
         }
     }

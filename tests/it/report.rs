@@ -681,6 +681,10 @@ async fn the_weekly_digest_is_posted_once_a_week_across_restarts(backend: Backen
     let first = eventually("the first digest", async || digests().first().cloned()).await;
     assert!(first.contains("1 requests: 0 approved") && first.contains("1 denied"), "{first}");
     assert!(first.contains("No recommendations this week") && first.contains("/report|the report page"), "{first}");
+    let post = env.slack.posts_to(AUDIT).into_iter().find(|p| p["text"].as_str() == Some(first.as_str())).unwrap();
+    let blocks = post["blocks"].as_array().expect("the digest is drawn in Block Kit");
+    assert_eq!(blocks[0]["type"], "header", "{post}");
+    assert!(blocks.iter().any(|b| b["text"]["text"].as_str().is_some_and(|t| t.contains("1 denied"))), "{post}");
     eventually("the next digest scheduled", async || jobs("queued").await == [at("2026-01-08T09:00:00Z")]).await;
     assert_eq!(digests().len(), 1);
 

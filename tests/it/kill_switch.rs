@@ -192,10 +192,13 @@ async fn the_kill_switch_misses_no_approval_made_while_it_runs(backend: Backend)
             ["revoked", "cancelled", "pending"].contains(&state.as_str()),
             "request {id} is {state} after revoke-all (refused approvals: {refused}, {done:?})"
         );
-        assert_eq!(
-            t.hook.count("grant", id),
-            t.hook.count("revoke", id),
-            "request {id}: every grant that reached the target is revoked"
+        // A grant the kill switch overtook never reaches the target, but its
+        // revocation is still sent (harmless, and safe when a grant call's
+        // fate is unknown): what must hold is that no grant outlives it.
+        let (granted, revoked) = (t.hook.count("grant", id), t.hook.count("revoke", id));
+        assert!(
+            granted <= revoked && revoked <= 1,
+            "request {id}: every grant that reached the target is revoked (grants {granted}, revocations {revoked})"
         );
     }
 

@@ -5,7 +5,7 @@
 //! implies. The job handlers (in `jobs`) only load, call the provider and
 //! hand the result over.
 
-use super::{Service, insert_job, schedule};
+use super::{Service, schedule};
 use crate::audit::{self, Actor, CallError, CallOutput, Event};
 use crate::domain::{AccessRequest, RequestId, RequestState, Timestamp};
 use crate::job_kinds::{CheckpointPayload, JobFence, JobKind, JobOutcome};
@@ -80,23 +80,8 @@ impl Service {
     /// last posted, and a unique index keeps it single across replicas.
     /// The first run is due at once, anchoring the head as it is at start.
     pub async fn ensure_audit_checkpoints(&self, now: Timestamp) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
         let payload = serde_json::to_string(&CheckpointPayload::default()).unwrap_or_default();
-        let kind = JobKind::AuditCheckpoint;
-        let job = crate::store::NewJob {
-            kind: kind.name(),
-            lane: kind.lane().as_str(),
-            series: None,
-            request_id: None,
-            payload: &payload,
-            due_at: now,
-        };
-        let added = tx.insert_job_unless_pending(&job, now).await?;
-        tx.commit().await?;
-        if added {
-            self.wake.notify_one();
-        }
-        Ok(added)
+        self.ensure_recurring_job(JobKind::AuditCheckpoint, &payload, now, now).await
     }
 
     /// Completes this checkpoint job and schedules the next at `due`,
@@ -109,13 +94,7 @@ impl Service {
         now: Timestamp,
     ) -> Result<JobOutcome, StoreError> {
         let payload = serde_json::to_string(posted).unwrap_or_default();
-        let mut tx = self.db.begin().await?;
-        let ok = tx.complete_job(job.id, job.attempt, now).await?;
-        if ok {
-            insert_job(&mut tx, JobKind::AuditCheckpoint, None, &payload, due, now).await?;
-        }
-        tx.commit().await?;
-        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
+        self.complete_recurring_job(job, JobKind::AuditCheckpoint, &payload, due, now).await
     }
 
     /// Ends the grant job of a request whose access expired before it could

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::job_kinds::{JobFence, JobOutcome};
 use crate::store::NewJob;
 
 /// Writes one job of `kind` into the transaction, in the lane and series
@@ -26,6 +27,57 @@ pub(crate) async fn insert_job(
         due_at: due,
     };
     tx.insert_job(&job, now).await
+}
+
+impl Service {
+    /// Makes sure the one job of a recurring `kind` exists (at start-up),
+    /// due at `due`; `false` when one is already queued or running. A unique
+    /// index keeps it single across replicas and restarts.
+    pub(crate) async fn ensure_recurring_job(
+        &self,
+        kind: JobKind,
+        payload: &str,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let series = kind.series(None, payload);
+        let job = NewJob {
+            kind: kind.name(),
+            lane: kind.lane().as_str(),
+            series: series.as_deref(),
+            request_id: None,
+            payload,
+            due_at: due,
+        };
+        let added = tx.insert_job_unless_pending(&job, now).await?;
+        tx.commit().await?;
+        if added {
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// Completes a run of a recurring job and schedules its successor at
+    /// `due` with `payload`, in one transaction fenced by the run's claim: a
+    /// run whose lease was taken over writes nothing, and no period is
+    /// skipped or doubled.
+    pub(crate) async fn complete_recurring_job(
+        &self,
+        job: JobFence,
+        kind: JobKind,
+        payload: &str,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> Result<JobOutcome, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let ok = tx.complete_job(job.id, job.attempt, now).await?;
+        if ok {
+            insert_job(&mut tx, kind, None, payload, due, now).await?;
+        }
+        tx.commit().await?;
+        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
+    }
 }
 
 /// Writes a direct message to one person into the transaction.

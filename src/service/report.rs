@@ -61,22 +61,7 @@ impl Service {
     /// successor when it completes, so no week is skipped.
     pub async fn ensure_report_digest(&self, now: Timestamp) -> Result<bool, StoreError> {
         let Some(schedule) = self.config.report.digest_schedule() else { return Ok(false) };
-        let mut tx = self.db.begin().await?;
-        let kind = JobKind::ReportDigest;
-        let job = crate::store::NewJob {
-            kind: kind.name(),
-            lane: kind.lane().as_str(),
-            series: None,
-            request_id: None,
-            payload: "{}",
-            due_at: schedule.next_after(now),
-        };
-        let added = tx.insert_job_unless_pending(&job, now).await?;
-        tx.commit().await?;
-        if added {
-            self.wake.notify_one();
-        }
-        Ok(added)
+        self.ensure_recurring_job(JobKind::ReportDigest, "{}", schedule.next_after(now), now).await
     }
 
     /// Completes this digest job and schedules the next at `due`, in one
@@ -87,12 +72,6 @@ impl Service {
         due: Timestamp,
         now: Timestamp,
     ) -> Result<JobOutcome, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let ok = tx.complete_job(job.id, job.attempt, now).await?;
-        if ok {
-            super::outbox::insert_job(&mut tx, JobKind::ReportDigest, None, "{}", due, now).await?;
-        }
-        tx.commit().await?;
-        Ok(if ok { JobOutcome::Done } else { JobOutcome::LostLease })
+        self.complete_recurring_job(job, JobKind::ReportDigest, "{}", due, now).await
     }
 }

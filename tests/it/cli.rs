@@ -214,20 +214,19 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-async fn serve_starts_answers_health_and_stops_on_sigterm(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
-    let cfg = dir.path().join("jitbot.toml");
-    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_jitbot"))
-            .args(["serve", "--config", cfg.to_str().unwrap()])
-            .env("JITBOT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+/// Starts `jitbot serve --config cfg` (with `JITBOT_LOG_FORMAT=format`
+/// when given) and hands back its stderr, line by line.
+fn serve(cfg: &Path, format: Option<&str>) -> (Running, std::sync::mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jitbot"));
+    command
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("JITBOT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(format) = format {
+        command.env("JITBOT_LOG_FORMAT", format);
+    }
+    let mut child = Running(command.spawn().unwrap());
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -236,6 +235,15 @@ async fn serve_starts_answers_health_and_stops_on_sigterm(backend: Backend) {
             let _ = tx.send(line);
         }
     });
+    (child, rx)
+}
+
+async fn serve_starts_answers_health_and_stops_on_sigterm(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, db) = TestDatabase::create(backend, dir.path()).await;
+    let cfg = dir.path().join("jitbot.toml");
+    std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
+    let (mut child, rx) = serve(&cfg, None);
     let mut addr = None;
     let mut seen = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
@@ -335,24 +343,7 @@ async fn serve_logs_one_json_object_per_line_when_asked() {
     let (_database, db) = TestDatabase::create(Backend::Sqlite, dir.path()).await;
     let cfg = dir.path().join("jitbot.toml");
     std::fs::write(&cfg, config_text(&db, "http://127.0.0.1:9/hook")).unwrap();
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_jitbot"))
-            .args(["serve", "--config", cfg.to_str().unwrap()])
-            .env("JITBOT_LOG", "info")
-            .env("JITBOT_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = serve(&cfg, Some("json"));
     let mut listening = None;
     let mut seen = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {

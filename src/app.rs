@@ -78,7 +78,7 @@ impl App {
         let config = Arc::new(config);
         let metrics = deps.scheduler.metrics.clone();
         let wake = Arc::new(Notify::new());
-        let service = Service::new(db.clone(), config.clone(), wake.clone());
+        let service = Service::new(db.clone(), config.clone(), wake.clone()).with_providers(providers.clone());
         // Who is at the browser: an IdP sign-in session with [idp]; without
         // one nobody can be, and the pages that need to know refuse.
         let browser: Arc<dyn crate::credentials::BrowserIdentity> = match &config.idp {

@@ -30,7 +30,7 @@ use crate::domain::{
 };
 use crate::job_kinds::{JobKind, REVOKE_OVERDUE_AFTER};
 use crate::notify::NoticeKind;
-use crate::providers::GrantSpec;
+use crate::providers::{GrantSpec, GrantUser, Providers};
 use crate::store::{Db, NewRequest, StoreError, TransitionFields, Tx};
 
 mod audit_seal;
@@ -238,6 +238,10 @@ pub struct Service {
     db: Db,
     config: Arc<Config>,
     wake: Wake,
+    /// The providers, for the checks a request makes in its target before
+    /// it is written (see [`crate::providers::Provider::check_requester`]);
+    /// `None` for the CLI, which makes no requests.
+    providers: Option<Providers>,
 }
 
 /// Wakes schedulers after a commit that wrote jobs: this process's at once,
@@ -276,7 +280,13 @@ impl Service {
     /// scheduled jobs, so the scheduler does not wait for its next timer.
     pub fn new(db: Db, config: Arc<Config>, wake: Arc<Notify>) -> Self {
         let wake = Wake { local: wake, db: db.clone() };
-        Self { db, config, wake }
+        Self { db, config, wake, providers: None }
+    }
+
+    /// The service with the providers requests are checked against.
+    pub fn with_providers(mut self, providers: Providers) -> Self {
+        self.providers = Some(providers);
+        self
     }
 
     /// The config.

@@ -196,6 +196,16 @@ pub trait Provider: Send + Sync + 'static {
         Ok(Presence::Unknown)
     }
 
+    /// Looks the requester up in the target before their request is made.
+    /// Providers that hand access to an account the target already knows
+    /// (an Identity Center user, a directory entry) refuse someone it does
+    /// not know here, at `/jit request`, rather than when the grant runs
+    /// after approval. Called outside any database transaction; a failure's
+    /// message is shown to the requester as the reason.
+    async fn check_requester(&self, _user: &GrantUser) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Sets the password of a login this provider created for `target`,
     /// given as a SCRAM-SHA-256 verifier so the plain password never reaches
     /// the target. Only providers that create logins support it.

@@ -49,6 +49,7 @@ impl Service {
             (None, Some(t)) => Some(now.plus(t)),
             _ => None,
         };
+        self.check_requester_in_target(&role, &provider, &requester).await?;
         let mut tx = self.db.begin().await?;
         let new = NewRequest {
             requester: &requester,
@@ -120,6 +121,39 @@ impl Service {
             audit::append(&mut tx, now, &Actor::System, Some(id), event).await?;
         }
         self.commit_wake_and_load(tx, id).await
+    }
+
+    /// Asks the role's provider whether the target knows `requester` (an
+    /// Identity Center user, a directory entry), before anything is
+    /// written: someone it does not know is refused now, with the target's
+    /// reason, instead of after approvers said yes.
+    async fn check_requester_in_target(
+        &self,
+        role: &RoleName,
+        provider: &str,
+        requester: &Identity,
+    ) -> ServiceResult<()> {
+        let Some(p) = self.providers.as_ref().and_then(|all| all.get(provider)) else { return Ok(()) };
+        let user = GrantUser {
+            email: requester.email.clone(),
+            subject: requester.subject.clone(),
+            slack_id: requester.slack.user_id().to_owned(),
+        };
+        match p.check_requester(&user).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(role = %role, provider, reason = %e.message, "request refused by its target");
+                let why = if e.retryable {
+                    format!(
+                        "{provider} could not be asked whether it knows you ({}); nothing was changed, try again in a moment",
+                        e.message
+                    )
+                } else {
+                    e.message
+                };
+                Err(ServiceError::NotAllowed(Refusal::CannotBeGranted { role: role.clone(), why }))
+            }
+        }
     }
 
     /// Whether `requester` gets `duration` of `policy`'s role without

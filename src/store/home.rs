@@ -146,7 +146,7 @@ impl Db {
 
     /// Remembers that notice job `job_id` sent `step`.
     pub async fn record_notice_step(&self, job_id: i64, step: &str, now: Timestamp) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO notice_steps (job_id, step, done_at) VALUES ($1, $2, $3)
                  ON CONFLICT (job_id, step) DO NOTHING",

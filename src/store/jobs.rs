@@ -411,7 +411,7 @@ impl Db {
         );
         // NULL turns the heartbeat rule off (SQLite, or no timeout given).
         let dead_after = claim.dead_after.filter(|_| postgres).map(lease_ms);
-        Ok(on_conn!(db self, |c| {
+        Ok(on_conn!(write self, |c| {
             sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
                 .bind(lease_ms(claim.lease))
                 .bind(claim.worker)
@@ -431,7 +431,7 @@ impl Db {
             "UPDATE jobs SET lease_until = {} + $4 WHERE id = $1 AND attempt = $2 AND state = 'running'",
             lease_clock(self.is_postgres(), "$3")
         );
-        let n = on_conn!(db self, |c| {
+        let n = on_conn!(write self, |c| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .bind(attempt)
@@ -527,7 +527,7 @@ impl Db {
              ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
             now_sql = lease_clock(self.is_postgres(), "$3"),
         );
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(process).bind(now.millis()).execute(c).await?;
         });
         Ok(())
@@ -540,7 +540,7 @@ impl Db {
     /// that takes the job over bumps its attempt, so the dead run's writes
     /// stay fenced off. Returns how many jobs were freed.
     pub async fn reclaim_jobs_of_dead_processes(&self, process: &str, now: Timestamp) -> StoreResult<u64> {
-        Ok(on_conn!(db self, |c| {
+        Ok(on_conn!(write self, |c| {
             sqlx::query(
                 "UPDATE jobs SET lease_until = $2
                  WHERE state = 'running' AND (lease_until IS NULL OR lease_until > $2)
@@ -558,7 +558,7 @@ impl Db {
     /// keeping the table small across restarts.
     pub async fn purge_workers(&self, age: Duration, now: Timestamp) -> StoreResult<u64> {
         let sql = format!("DELETE FROM workers WHERE seen_at < {} - $1", lease_clock(self.is_postgres(), "$2"));
-        Ok(on_conn!(db self, |c| {
+        Ok(on_conn!(write self, |c| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lease_ms(age))
                 .bind(now.millis())

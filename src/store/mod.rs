@@ -140,7 +140,18 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Db {
     pool: Pool,
     audit_key: Option<AuditKey>,
+    /// SQLite only: the one writer at a time, queued here in arrival order.
+    /// SQLite lets one connection write; without this, every other writer
+    /// waits in SQLite's busy handler, which polls with sleeps that grow to
+    /// 100 ms, so under load the lock sits idle while the waiters sleep and
+    /// a revocation's record can lose the race again and again. Queued on a
+    /// fair async lock instead, the next writer starts the moment the last
+    /// one commits. (Another process, the CLI, still meets `busy_timeout`.)
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// A held turn at writing (SQLite; nothing on PostgreSQL).
+pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// A connection pool on one of the two backends.
 #[derive(Debug, Clone)]
@@ -156,6 +167,9 @@ pub enum Pool {
 pub struct Tx {
     conn: TxConn,
     audit_key: Option<AuditKey>,
+    /// Released after the commit or rollback (fields drop after `conn` is
+    /// consumed), so the next writer never meets this one's lock.
+    _turn: WriteTurn,
 }
 
 /// The backend half of a [`Tx`].
@@ -181,6 +195,10 @@ macro_rules! on_conn {
             }
         }
     };
+    (write $db:expr, |$c:ident| $body:expr) => {{
+        let _turn = $db.write_turn().await?;
+        $crate::store::on_conn!(db $db, |$c| $body)
+    }};
     (db $db:expr, |$c:ident| $body:expr) => {
         match &$db.pool {
             $crate::store::Pool::Sqlite(p) => {
@@ -295,7 +313,8 @@ impl Db {
                 .acquire_timeout(DB_WAIT)
                 .connect_with(opts)
                 .await?;
-            Ok(Db { pool: Pool::Sqlite(pool), audit_key: None })
+            let write_gate = Some(std::sync::Arc::new(tokio::sync::Mutex::new(())));
+            Ok(Db { pool: Pool::Sqlite(pool), audit_key: None, write_gate })
         } else {
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Internal)?;
             first_connection(&opts).await?;
@@ -305,7 +324,7 @@ impl Db {
                 .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(opts)
                 .await?;
-            Ok(Db { pool: Pool::Postgres(pool), audit_key: None })
+            Ok(Db { pool: Pool::Postgres(pool), audit_key: None, write_gate: None })
         }
     }
 
@@ -322,6 +341,7 @@ impl Db {
     /// PostgreSQL's `lock_timeout` for this transaction), after which the
     /// caller gets [`StoreError::Unavailable`] and can say "try again".
     pub async fn begin(&self) -> StoreResult<Tx> {
+        let turn = self.write_turn().await?;
         let conn = match &self.pool {
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => {
@@ -330,7 +350,18 @@ impl Db {
                 TxConn::Postgres(p.begin_with(sqlx::AssertSqlSafe(begin)).await?)
             }
         };
-        Ok(Tx { conn, audit_key: self.audit_key.clone() })
+        Ok(Tx { conn, audit_key: self.audit_key.clone(), _turn: turn })
+    }
+
+    /// Waits for this process's turn to write (SQLite), at most [`DB_WAIT`]
+    /// like any other wait for the database: past it the caller answers
+    /// "busy, try again" with nothing written. See [`Db::write_gate`].
+    pub(crate) async fn write_turn(&self) -> StoreResult<WriteTurn> {
+        let Some(gate) = &self.write_gate else { return Ok(None) };
+        match tokio::time::timeout(DB_WAIT, gate.clone().lock_owned()).await {
+            Ok(turn) => Ok(Some(turn)),
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// This handle with `key` as the audit chain's key (see [`Db`]): every

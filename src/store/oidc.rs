@@ -57,7 +57,7 @@ impl Db {
     /// than a day ago, so unused sign-in rows do not pile up.
     pub async fn purge_expired_sign_ins(&self, now: Timestamp) -> StoreResult<()> {
         let cutoff = now.millis() - 86_400_000;
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query("DELETE FROM link_tokens WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
             sqlx::query("DELETE FROM oidc_logins WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
             sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1").bind(cutoff).execute(&mut *c.acquire().await?).await?;
@@ -74,7 +74,7 @@ impl Db {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO link_tokens (token_hash, team_id, user_id, max_age_ms, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -113,7 +113,7 @@ impl Db {
         max_per_token: i64,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let n = on_conn!(db self, |c| {
+        let n = on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO oidc_logins (state_hash, token_hash, browser_hash, nonce, pkce_verifier, created_at, expires_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7
@@ -137,7 +137,7 @@ impl Db {
     /// Marks a login's state used and returns it, exactly once: a second
     /// callback with the same state gets `None`.
     pub async fn take_login(&self, state_hash: &str, now: Timestamp) -> StoreResult<Option<LoginRow>> {
-        Ok(on_conn!(db self, |c| {
+        Ok(on_conn!(write self, |c| {
             sqlx::query_as::<_, LoginRow>(
                 "UPDATE oidc_logins SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL
                  RETURNING token_hash, browser_hash, nonce, pkce_verifier, expires_at, used_at",
@@ -160,7 +160,7 @@ impl Db {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO browser_sessions (session_hash, issuer, subject, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5)",

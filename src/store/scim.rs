@@ -39,7 +39,7 @@ pub struct ScimWrite<'a> {
 impl Db {
     /// Inserts a resource; `Err(Conflict)` when the name is taken.
     pub async fn scim_insert(&self, w: &ScimWrite<'_>, now: Timestamp) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO scim_resources (id, kind, name_key, external_id, body, version, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
@@ -58,7 +58,7 @@ impl Db {
 
     /// Replaces a resource's body; `false` when it does not exist.
     pub async fn scim_update(&self, w: &ScimWrite<'_>, now: Timestamp) -> StoreResult<bool> {
-        let n = on_conn!(db self, |c| {
+        let n = on_conn!(write self, |c| {
             sqlx::query(
                 "UPDATE scim_resources SET name_key = $3, external_id = $4, body = $5, version = version + 1,
                    updated_at = $6 WHERE id = $1 AND kind = $2",
@@ -134,7 +134,7 @@ impl Db {
 
     /// Deletes a resource; `false` when it did not exist.
     pub async fn scim_delete(&self, kind: &str, id: &str) -> StoreResult<bool> {
-        let n = on_conn!(db self, |c| {
+        let n = on_conn!(write self, |c| {
             sqlx::query("DELETE FROM scim_resources WHERE kind = $1 AND id = $2")
                 .bind(kind)
                 .bind(id)

@@ -29,7 +29,7 @@ impl Db {
 
     /// Remembers a posted card (the first one wins).
     pub async fn save_card(&self, id: RequestId, card: &CardRow, now: Timestamp) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query(
                 "INSERT INTO slack_cards (request_id, channel, ts, created_at, rendered_hash) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (request_id) DO NOTHING",
@@ -47,7 +47,7 @@ impl Db {
 
     /// Remembers what the card of request `id` shows now.
     pub async fn set_card_hash(&self, id: RequestId, hash: &str) -> StoreResult<()> {
-        on_conn!(db self, |c| {
+        on_conn!(write self, |c| {
             sqlx::query("UPDATE slack_cards SET rendered_hash = $2 WHERE request_id = $1")
                 .bind(id.get())
                 .bind(hash)

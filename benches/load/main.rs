@@ -74,8 +74,8 @@ pub struct Args {
     /// for every method) or `off`.
     #[arg(long, default_value = "half", value_parser = ["half", "tiers", "off"])]
     pub slack_limits: String,
-    /// `database.max_connections` in jitbot's config.
-    #[arg(long, default_value_t = 10)]
+    /// `database.max_connections` in jitbot's config (jitbot's default).
+    #[arg(long, default_value_t = 20)]
     pub max_connections: u32,
     /// Keep the temp directory (configs, jitbot logs, SQLite files).
     #[arg(long)]

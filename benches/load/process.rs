@@ -146,6 +146,28 @@ impl Databases {
         Some((commits, pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect()))
     }
 
+    /// Marks every queued notice (cards, DMs, App Home redraws, digests) as
+    /// delivered, for the `idle` window only: at Slack's documented pace
+    /// (one message a second per channel, a few hundred a minute in all)
+    /// N grants' notices take hours, and what `idle` measures is jitbot
+    /// with nothing due. Recurring jobs (checkpoints, the weekly digest)
+    /// stay. Returns how many were cleared.
+    pub async fn clear_notice_backlog(&self, url: &str) -> anyhow::Result<u64> {
+        const SQL: &str = "UPDATE jobs SET state = 'done', worker = NULL, lease_until = NULL \
+                           WHERE lane = 'notice' AND state IN ('queued', 'running') \
+                           AND kind IN ('notify', 'redraw_home', 'audit_digest', 'direct_message')";
+        Ok(match self.kind {
+            DbKind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(url).await?;
+                sqlx::query(SQL).execute(&mut c).await?.rows_affected()
+            }
+            DbKind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(url).await?;
+                sqlx::query(SQL).execute(&mut c).await?.rows_affected()
+            }
+        })
+    }
+
     /// Drops what was created on PostgreSQL.
     pub async fn cleanup(&mut self) {
         for name in std::mem::take(&mut self.created).into_iter().rev() {

@@ -635,21 +635,26 @@ impl Bench {
         self.note_refusals("idle", &setup);
         let cap = Instant::now() + Duration::from_secs(1800);
         let (granted, granted_at) = self.wait_grants(setup.issued.len() as u64, Duration::from_secs(120), cap).await;
-        let quiet = self.wait_slack_quiet(Duration::from_secs(10), cap).await;
+        // At Slack's pace the grants' notices take hours: stop jitbot, mark
+        // them delivered, start it again (a restart with N grants waiting is
+        // part of what idle means), and measure once it has settled.
+        let calls_during_setup = self.slack.total_calls();
+        run.kill().await?;
+        let cleared = self.dbs.clear_notice_backlog(&run.db_url).await?;
+        let j = Jitbot::start(&self.bin, &run.config, self.port, &run.log).await?;
+        run.jitbot = Some(j);
         self.row(
             "idle",
             format!("setup: {n} grants"),
             format!(
-                "acknowledged at {:.0}/s; {granted} applied in {} ({:.0}/s); notices done after {}",
+                "acknowledged at {:.0}/s; {granted} applied in {} ({:.0}/s); {calls_during_setup} Slack calls meanwhile, \
+                 {cleared} notices still queued at Slack's pace were cleared before the window",
                 rate(setup.issued.len() as u64, setup.elapsed),
                 secs(granted_at - t0),
                 rate(granted, granted_at - t0),
-                secs(t0.elapsed())
             ),
         );
-        if !quiet {
-            self.note("idle: Slack calls had not stopped within 30 minutes; measured anyway".into());
-        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let window = Duration::from_secs(30);
         let j = run.jitbot()?;
         let cpu0 = j.cpu_ticks();

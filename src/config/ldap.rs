@@ -274,6 +274,97 @@ impl LdapGroupProviderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProviderConfig;
+    use crate::config::tests::{GOOD, parse};
+
+    const LDAP: &str = r#"
+[providers.dir]
+kind = "ldap_group"
+url = "ldaps://ldap.example.com"
+bind_dn = "cn=jitbot,ou=services,dc=example,dc=com"
+bind_password = "hunter2hunter2"
+user_base = "ou=people,dc=example,dc=com"
+user_filter_attribute = "mail"
+
+[roles.prod-readers]
+description = "Dashboards"
+provider = "dir"
+grant = { group = "cn=prod-readers,ou=groups,dc=example,dc=com" }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+"#;
+
+    fn with(from: &str, to: &str) -> String {
+        format!("{GOOD}{}", LDAP.replacen(from, to, 1))
+    }
+
+    #[test]
+    fn an_ldap_group_provider_parses_with_defaults_and_hides_its_password() {
+        let c = parse(&with("", "")).unwrap();
+        let Some(ProviderConfig::LdapGroup(p)) = c.providers.get("dir") else { panic!("not ldap_group") };
+        assert_eq!(p.user_filter_attribute, LdapUserAttribute::Mail);
+        assert_eq!((p.user_value, p.member_attribute), (LdapUserValue::Email, LdapMemberAttribute::Member));
+        assert_eq!(p.timeout, Duration::from_secs(10));
+        assert!(!p.uses_starttls(), "ldaps:// is TLS from the start");
+        assert!(!format!("{c:?}").contains("hunter2"), "the bind password is a secret");
+        let c = parse(&with("ldaps://ldap.example.com", "ldap://ldap.example.com:389")).unwrap();
+        let Some(ProviderConfig::LdapGroup(p)) = c.providers.get("dir") else { panic!("not ldap_group") };
+        assert!(p.uses_starttls(), "ldap:// upgrades with StartTLS by default");
+    }
+
+    #[test]
+    fn clear_text_needs_both_starttls_false_and_allow_plaintext() {
+        let plain = with("ldaps://ldap.example.com\"", "ldap://ldap.example.com\"\nstarttls = false");
+        let e = parse(&plain).unwrap_err().to_string();
+        assert!(e.contains("providers.dir.starttls = false would send the bind password"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let allowed = plain.replace("starttls = false", "starttls = false\nallow_plaintext = true");
+        parse(&allowed).unwrap();
+        let e = parse(&with("ldaps://ldap.example.com\"", "ldaps://ldap.example.com\"\nstarttls = true"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("providers.dir.starttls = true is for ldap:// URLs"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_and_group_dns_are_named() {
+        let cases = [
+            ("ldaps://ldap.example.com", "https://ldap.example.com", "ldaps:// or ldap:// URL"),
+            ("ldaps://ldap.example.com", "ldaps://ldap.example.com/dc=x??sub", "just ldap(s)://host[:port]"),
+            ("\"mail\"", "\"cn\"", "unknown variant `cn`, expected one of `mail`, `uid`"),
+            ("cn=jitbot,ou=services", "jitbot", "providers.dir.bind_dn \"jitbot,dc=example,dc=com\" is not a valid DN"),
+            ("user_base = \"ou=people,", "user_base = \"ou=people,,", "providers.dir.user_base"),
+            ("\"cn=prod-readers,ou=groups", "\"prod-readers;ou=groups", "roles.prod-readers.grant.group"),
+            ("grant = { group", "grant = { groupe", "roles.prod-readers.grant: unknown field `groupe`"),
+            (
+                "user_filter_attribute = \"mail\"",
+                "user_filter_attribute = \"mail\"\nuser_value = \"{email_local}\"",
+                "providers.dir.user_value",
+            ),
+            (
+                "user_filter_attribute = \"mail\"",
+                "user_filter_attribute = \"mail\"\nca_file = \"/nonexistent/ca.pem\"",
+                "providers.dir.ca_file cannot be read",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let e = parse(&with(from, to)).unwrap_err().to_string();
+            assert!(e.contains(want), "{to}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = parse(&format!(
+            "{GOOD}{}",
+            LDAP.replace("grant = { group = \"cn=prod-readers,ou=groups,dc=example,dc=com\" }\n", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("roles.prod-readers.grant is required"), "{e}");
+        let local =
+            "user_filter_attribute = \"uid\"\nuser_value = \"{email_local}\"\nemail_domains = [\"example.com\"]";
+        parse(&with("user_filter_attribute = \"mail\"", local)).unwrap();
+    }
 
     #[test]
     fn dns_are_checked_for_syntax() {

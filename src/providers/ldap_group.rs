@@ -378,7 +378,10 @@ fn spec_of(target: &GrantTarget) -> Result<&LdapGroupGrantSpec, ProviderError> {
 }
 
 fn no_such_group(spec: &LdapGroupGrantSpec) -> ProviderError {
-    ProviderError::permanent(format!("the group {} does not exist in the directory", spec.group))
+    ProviderError::permanent(format!(
+        "the group {} does not exist in the directory, or the bind DN may not see it",
+        spec.group
+    ))
 }
 
 /// The result code's name and the server's diagnostic text.

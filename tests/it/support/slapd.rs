@@ -7,8 +7,9 @@
 //! is dropped, even if the test panicked.
 //!
 //! The directory ACL is the least-privilege one the README recommends:
-//! jitbot's bind DN may write `member`/`uniqueMember` of the listed groups
-//! only, and read people; `cn=admins` is not listed.
+//! jitbot's bind DN may write `member` of the listed groups only and read
+//! the lookup attributes of people; every signed-in DN may read groups;
+//! `cn=db-admins` is not listed.
 //!
 //! Without `/usr/sbin/slapd` (or `openssl`) the tests print a notice and
 //! pass, except with `CI=true`, where that is a failure.
@@ -131,7 +132,7 @@ fn slapd_conf(dir: &Path) -> String {
         .filter(|g| **g != "db-admins")
         .map(|g| {
             format!(
-                "access to dn.exact=\"{}\" attrs=member,uniqueMember\n  by dn.exact=\"{BIND_DN}\" write\n  by users read\n  by * none\n",
+                "access to dn.exact=\"{}\" attrs=member\n  by dn.exact=\"{BIND_DN}\" write\n  by users read\n  by * none\n",
                 group(g)
             )
         })
@@ -155,14 +156,16 @@ rootdn "{ADMIN_DN}"
 rootpw {ADMIN_PASSWORD}
 directory {d}/db
 
-{writable}access to attrs=userPassword
+{writable}access to dn.subtree="ou=groups,{SUFFIX}"
+  by users read
+  by * none
+access to dn.subtree="{PEOPLE}" attrs=entry,mail,uid
+  by dn.exact="{BIND_DN}" read
+  by * break
+access to attrs=userPassword
   by anonymous auth
   by * none
-access to dn.subtree="{PEOPLE}"
-  by users read
-  by * none
 access to *
-  by users read
   by * none
 "#
     )

@@ -43,7 +43,29 @@ bind_password = "{password}"
 user_base = "{PEOPLE}"
 user_filter_attribute = "mail"
 timeout = "5s"
+
+[providers.dir-unique]
+kind = "ldap_group"
+url = "{url}"
+{tls}
+bind_dn = "{BIND_DN}"
+bind_password = "{password}"
+user_base = "{PEOPLE}"
+user_filter_attribute = "uid"
+user_value = "{{email_local}}"
+email_domains = ["example.com"]
+member_attribute = "uniqueMember"
+
+[roles.auditors]
+description = "Membership of a groupOfUniqueNames"
+provider = "dir-unique"
+grant = {{ group = "{}" }}
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
 {}{}{}{}{}"#,
+        group("auditors"),
         role("readers", "prod-readers", "30m"),
         role("readers-long", "prod-readers", "2h"),
         role("writers", "prod-writers", "30m"),
@@ -333,4 +355,20 @@ async fn groups_the_bind_dn_may_not_change_and_the_last_member_fail_clearly() {
     t.drain().await;
     assert_eq!(t.state(id).await, "revoked");
     assert_eq!(s.members("solo").await, vec![PLACEHOLDER.to_owned()]);
+}
+
+#[tokio::test]
+async fn group_of_unique_names_members_are_found_by_uid_and_kept_in_unique_member() {
+    let Some((s, t)) = setup().await else { return };
+    let id = t.grant("U0ALICE", "auditors", "30m").await;
+    assert_eq!(t.state(id).await, "active");
+    assert_eq!(s.members("auditors").await, vec![PLACEHOLDER.to_owned(), person("alice")]);
+    // {email_local} is only unambiguous within the configured domains.
+    t.link_as("U0VENDOR", "vendor-alice", "alice@vendor.example", &["engineering"]).await;
+    let e = t.request("U0VENDOR", "auditors", "30m").await.unwrap_err().to_string();
+    assert!(e.contains("only for people from example.com"), "{e}");
+    t.advance(Duration::from_secs(30 * 60));
+    t.drain().await;
+    assert_eq!(t.state(id).await, "revoked");
+    assert_eq!(s.members("auditors").await, vec![PLACEHOLDER.to_owned()]);
 }

@@ -30,8 +30,10 @@ pub const PEOPLE: &str = "ou=people,dc=example,dc=com";
 /// The value the filter-injection entry has in `uid` and `mail`.
 pub const EVIL: &str = "*)(uid=*";
 
-/// The groups jitbot may change (the ACL lists them), and one it may not.
-pub const GROUPS: [&str; 4] = ["prod-readers", "prod-writers", "solo", "db-admins"];
+/// The groups jitbot may change (the ACL lists them) and their member
+/// attribute; `cn=db-admins` is not listed.
+const WRITABLE: [(&str, &str); 4] =
+    [("prod-readers", "member"), ("prod-writers", "member"), ("solo", "member"), ("auditors", "uniqueMember")];
 pub const PLACEHOLDER: &str = "cn=placeholder,ou=groups,dc=example,dc=com";
 
 fn in_ci() -> bool {
@@ -127,12 +129,11 @@ fn make_certs(dir: &Path) {
 
 fn slapd_conf(dir: &Path) -> String {
     let d = dir.display();
-    let writable = GROUPS
+    let writable = WRITABLE
         .iter()
-        .filter(|g| **g != "db-admins")
-        .map(|g| {
+        .map(|(g, attr)| {
             format!(
-                "access to dn.exact=\"{}\" attrs=member\n  by dn.exact=\"{BIND_DN}\" write\n  by users read\n  by * none\n",
+                "access to dn.exact=\"{}\" attrs={attr}\n  by dn.exact=\"{BIND_DN}\" write\n  by users read\n  by * none\n",
                 group(g)
             )
         })
@@ -192,6 +193,10 @@ fn seed_ldif() -> String {
     for g in ["prod-readers", "prod-writers", "db-admins"] {
         out.push_str(&format!("dn: {}\nobjectClass: groupOfNames\ncn: {g}\nmember: {PLACEHOLDER}\n\n", group(g)));
     }
+    out.push_str(&format!(
+        "dn: {}\nobjectClass: groupOfUniqueNames\ncn: auditors\nuniqueMember: {PLACEHOLDER}\n\n",
+        group("auditors")
+    ));
     // A group whose only member is carol: no placeholder.
     out.push_str(&format!(
         "dn: {}\nobjectClass: groupOfNames\ncn: solo\nmember: {}\n\n",

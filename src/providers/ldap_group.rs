@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Mod, Scope, SearchEntry, ldap_escape};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Mod, ResultEntry, Scope, ldap_escape};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,9 @@ impl LdapGroupProvider {
         if res.rc != rc::SUCCESS {
             return Err(result_error("searching for the requester", &res));
         }
-        let mut dns: Vec<String> = entries.into_iter().map(|e| SearchEntry::construct(e).dn).collect();
+        let mut dns = entries.into_iter().map(entry_dn).collect::<Option<Vec<String>>>().ok_or_else(|| {
+            ProviderError::retryable("searching for the requester: the directory sent a malformed entry")
+        })?;
         match dns.len() {
             0 => Ok(None),
             1 => Ok(dns.pop()),
@@ -365,6 +367,13 @@ impl LdapGroupProvider {
             },
         }
     }
+}
+
+/// The DN of a search result entry. (`SearchEntry::construct` would panic
+/// on a malformed response; a directory's reply must not crash a job.)
+fn entry_dn(entry: ResultEntry) -> Option<String> {
+    let first = entry.0.match_id(4)?.expect_constructed()?.into_iter().next()?;
+    String::from_utf8(first.expect_primitive()?).ok()
 }
 
 fn spec_of(target: &GrantTarget) -> Result<&LdapGroupGrantSpec, ProviderError> {

@@ -372,3 +372,29 @@ async fn group_of_unique_names_members_are_found_by_uid_and_kept_in_unique_membe
     assert_eq!(t.state(id).await, "revoked");
     assert_eq!(s.members("auditors").await, vec![PLACEHOLDER.to_owned()]);
 }
+
+#[tokio::test]
+async fn an_unreachable_directory_refuses_the_request_and_a_failing_grant_is_retried() {
+    // Needs no server: nothing listens on port 1.
+    let t = ProviderApp::spawn(&extra_with("ldap://127.0.0.1:1", "", BIND_PASSWORD), start_time()).await;
+    let e = t.request("U0ALICE", "readers", "30m").await.unwrap_err().to_string();
+    assert!(e.contains("dir could not be asked whether it knows you"), "{e}");
+    assert!(e.contains("connecting to the directory: cannot reach the directory"), "{e}");
+    assert!(e.contains("nothing was changed, try again in a moment"), "{e}");
+    assert!(t.app.db().requests_in_states(&RequestState::ALL).await.unwrap().is_empty());
+
+    // The directory goes away between the request and the grant: the grant
+    // is retried, then fails, and nothing is left to revoke.
+    let Some(s) = Slapd::start().await else { return };
+    let mut t = ProviderApp::spawn(&extra(&s), start_time()).await;
+    let r = t.request("U0ALICE", "readers", "30m").await.unwrap();
+    t.restart_with(&extra_with("ldap://127.0.0.1:1", "", BIND_PASSWORD)).await;
+    t.service().approve(r.id, &user("U0BOB"), t.now()).await.unwrap();
+    t.run_for(Duration::from_secs(600), Duration::from_secs(30)).await;
+    let attempts = t.audit(r.id).await.into_iter().filter(|(a, _)| a == "grant.attempt_failed").count();
+    assert!(attempts >= 2, "connection failures are retried ({attempts} attempts)");
+    let failed = t.audit_detail(r.id, "grant.failed").await;
+    assert!(failed["error"].as_str().unwrap().contains("cannot reach the directory"), "{failed}");
+    assert!(t.notices(r.id).contains(&NoticeKind::GrantFailed));
+    assert!(!s.is_member("prod-readers", "alice").await);
+}

@@ -225,35 +225,45 @@ impl Slapd {
         let ldif = dir.path().join("seed.ldif");
         std::fs::write(&ldif, seed_ldif()).unwrap();
         run(Command::new("/usr/sbin/slapadd").arg("-f").arg(&conf).arg("-l").arg(&ldif));
-        let (port, ldaps_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("slapd.log")).unwrap();
-        // `-d 0`: stay in the foreground, so the child is the server.
-        let child = Command::new(SLAPD)
-            .arg("-f")
-            .arg(&conf)
-            .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"))
-            .args(["-d", "0"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut s = Self { dir, child, port, ldaps_port };
-        for _ in 0..100 {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("slapd exited ({status}): {}", s.log());
+        // A port picked free may be taken before slapd binds it: then slapd
+        // exits and is started again on other ports.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let (port, ldaps_port) = (free_port(), free_port());
+            let log = std::fs::File::create(dir.path().join("slapd.log")).unwrap();
+            // `-d 0`: stay in the foreground, so the child is the server.
+            let mut child = Command::new(SLAPD)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-h")
+                .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"))
+                .args(["-d", "0"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let url = format!("ldap://127.0.0.1:{port}");
+            let mut listening = false;
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if LdapConnAsync::new(&url).await.is_ok() {
+                    listening = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if LdapConnAsync::new(&s.url()).await.is_ok() {
-                return Some(s);
+            last_log = std::fs::read_to_string(dir.path().join("slapd.log")).unwrap_or_default();
+            // Listening, and still our process (not someone else's server on a reused port).
+            if listening && matches!(child.try_wait(), Ok(None)) {
+                return Some(Self { dir, child, port, ldaps_port });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        panic!("slapd did not start listening: {}", s.log());
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+        panic!("slapd did not start: {last_log}");
     }
 
     pub fn url(&self) -> String {

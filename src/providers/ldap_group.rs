@@ -474,7 +474,10 @@ impl Provider for LdapGroupProvider {
     }
 
     fn access_key(&self, target: &GrantTarget) -> Option<String> {
-        // DNs and these attribute values compare case-insensitively.
+        // The member is named by its lookup (`mail=alice@example.com`), which
+        // finds exactly one entry: this is called without a connection, so
+        // the entry's DN is not at hand. DNs and these attribute values
+        // compare case-insensitively.
         match &target.spec {
             Some(GrantSpec::LdapGroup(s)) => Some(format!(
                 "ldap_group/{}/{}/{}/{}={}",

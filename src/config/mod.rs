@@ -15,6 +15,7 @@ pub mod audit;
 pub mod database;
 pub mod idp;
 pub mod jobs;
+pub mod ldap;
 pub mod policy;
 pub mod providers;
 pub mod report;
@@ -36,6 +37,7 @@ pub use audit::{AuditConfig, MIN_CHECKPOINT_INTERVAL};
 pub use database::DatabaseConfig;
 pub use idp::{EmailVerifiedRule, IdpConfig, decode_token_key};
 pub use jobs::JobsConfig;
+pub use ldap::{LdapGroupGrantConfig, LdapGroupProviderConfig, LdapMemberAttribute, LdapUserAttribute, LdapUserValue};
 pub use policy::PolicyConfig;
 pub use providers::{
     CommandGrantConfig, CommandProviderConfig, PostgresGrantConfig, PostgresProviderConfig, ProviderConfig,

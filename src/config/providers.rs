@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ldap::LdapGroupProviderConfig;
 use super::urls::{self, Url};
 use super::{At, Secret, default_true, std_duration};
 use crate::domain::LoginTemplate;
@@ -19,6 +20,9 @@ pub enum ProviderConfig {
     Postgres(PostgresProviderConfig),
     /// Runs a configured program for each grant and revocation.
     Command(CommandProviderConfig),
+    /// Adds people to and removes them from directory groups over LDAP.
+    #[serde(rename = "ldap_group")]
+    LdapGroup(LdapGroupProviderConfig),
 }
 
 impl ProviderConfig {
@@ -28,6 +32,7 @@ impl ProviderConfig {
             Self::Webhook(_) => "webhook",
             Self::Postgres(_) => "postgres",
             Self::Command(_) => "command",
+            Self::LdapGroup(_) => "ldap_group",
         }
     }
 }
@@ -215,6 +220,7 @@ impl ProviderConfig {
                     }
                 }
             }
+            ProviderConfig::LdapGroup(l) => l.validate(table, at)?,
             ProviderConfig::Webhook(w) => {
                 if w.secret.expose().len() < 16 {
                     return Err(format!(

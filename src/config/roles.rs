@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ldap::LdapGroupGrantConfig;
 use super::providers::{CommandGrantConfig, PostgresGrantConfig, ProviderConfig};
 use super::{At, access_duration, default_true, opt_access_duration, opt_std_duration, std_duration, ticket_pattern};
 use crate::domain::{
@@ -93,6 +94,14 @@ impl RoleConfig {
             .grant
             .clone()
             .ok_or("grant is required: grant = { pg_role = \"...\" } names the database role to hand out")?;
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
+    }
+
+    /// The role's `grant` table read as an ldap_group grant.
+    pub fn ldap_group_grant(&self) -> Result<LdapGroupGrantConfig, String> {
+        let table = self.grant.clone().ok_or(
+            "grant is required: grant = { group = \"cn=...,ou=groups,dc=example,dc=com\" } names the directory group",
+        )?;
         toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
     }
 
@@ -293,6 +302,10 @@ impl RoleConfig {
                     ));
                 }
                 return Ok((!grant.ephemeral_login).then_some(template));
+            }
+            ProviderConfig::LdapGroup(_) => {
+                let grant = self.ldap_group_grant()?;
+                super::ldap::check_dn(&grant.group).map_err(|e| format!("grant.group {e}"))?;
             }
             ProviderConfig::Command(c) => {
                 self.command_grant()?;

@@ -16,6 +16,7 @@
 //! as leases (see [`crate::store::LeaseStart`]).
 
 pub mod command;
+pub mod ldap_group;
 pub mod postgres;
 pub mod spec;
 pub mod webhook;
@@ -30,6 +31,7 @@ use crate::config::{Config, ProviderConfig};
 use crate::domain::{AccessRequest, RequestId, RoleName, Timestamp};
 
 pub use command::CommandProvider;
+pub use ldap_group::LdapGroupProvider;
 pub use postgres::PostgresRoleProvider;
 pub use spec::GrantSpec;
 pub use webhook::WebhookProvider;
@@ -230,6 +232,7 @@ impl Providers {
                 ProviderConfig::Webhook(w) => Arc::new(WebhookProvider::new(w)?),
                 ProviderConfig::Postgres(c) => Arc::new(PostgresRoleProvider::new(name, c)?),
                 ProviderConfig::Command(c) => Arc::new(CommandProvider::new(c)),
+                ProviderConfig::LdapGroup(c) => Arc::new(LdapGroupProvider::new(name, c)?),
             };
             by_name.insert(name.clone(), provider);
         }

@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ldap_group::Dn;
 use super::postgres::{LoginName, LoginTemplate, PgRoleName};
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, LdapMemberAttribute, LdapUserAttribute, LdapUserValue, ProviderConfig};
 use crate::domain::{Identity, RequestId, RoleName};
 
 /// A request's access in its target's terms.
@@ -20,6 +21,8 @@ pub enum GrantSpec {
     Postgres(PostgresGrantSpec),
     /// A program run.
     Command(CommandGrantSpec),
+    /// A directory group membership.
+    LdapGroup(LdapGroupGrantSpec),
 }
 
 /// `grant = { pg_role = ..., ephemeral_login = ... }` resolved for one requester.
@@ -35,6 +38,22 @@ pub struct PostgresGrantSpec {
     pub ephemeral: bool,
     /// Whether the login's sessions are ended on revocation.
     pub terminate_sessions: bool,
+}
+
+/// `grant = { group = ... }` resolved for one requester: the group, and how
+/// their entry is found (the entry's DN is looked up at each call, so a
+/// renamed entry is still found).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapGroupGrantSpec {
+    /// The group whose membership is granted.
+    pub group: Dn,
+    /// The group attribute the member DN is written to.
+    pub member_attribute: LdapMemberAttribute,
+    /// The attribute the requester's entry is found by.
+    pub user_attribute: LdapUserAttribute,
+    /// Its value (from the linked identity; escaped when put in a filter).
+    pub user_value: String,
 }
 
 /// A command role resolved for one request.
@@ -106,6 +125,34 @@ impl GrantSpec {
                     login,
                     ephemeral: grant.ephemeral_login,
                     terminate_sessions: p.terminate_sessions,
+                })))
+            }
+            ProviderConfig::LdapGroup(p) => {
+                let grant = role_config.ldap_group_grant()?;
+                let group = Dn::parse(&grant.group)?;
+                let user_value = match p.user_value {
+                    LdapUserValue::Email => requester.email.clone(),
+                    LdapUserValue::EmailLocal => {
+                        let (local, domain) = requester.email.rsplit_once('@').unwrap_or((&requester.email, ""));
+                        let domain = domain.to_ascii_lowercase();
+                        if !p.email_domains.contains(&domain) {
+                            return Err(format!(
+                                "its directory entries are found by the email local part, and only for people from {} (your email is {})",
+                                p.email_domains.join(", "),
+                                requester.email
+                            ));
+                        }
+                        local.to_owned()
+                    }
+                };
+                if user_value.is_empty() {
+                    return Err("your linked identity has no email to find your directory entry by".to_owned());
+                }
+                Ok(Some(GrantSpec::LdapGroup(LdapGroupGrantSpec {
+                    group,
+                    member_attribute: p.member_attribute,
+                    user_attribute: p.user_filter_attribute,
+                    user_value,
                 })))
             }
             ProviderConfig::Command(_) => Ok(Some(GrantSpec::Command(CommandGrantSpec {

@@ -25,6 +25,7 @@ mod oidc;
 mod overview;
 mod postgres;
 mod providers_command;
+mod providers_ldap;
 mod providers_pg;
 mod replicas;
 mod report;

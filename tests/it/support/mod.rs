@@ -18,6 +18,7 @@ pub mod idp;
 pub mod pg;
 pub mod providers;
 pub mod slack;
+pub mod slapd;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -15,6 +15,7 @@
 //! [`Provider::access_key`], to keep overlapping grants of the same access
 //! as leases (see [`crate::store::LeaseStart`]).
 
+pub mod aws_identity_center;
 pub mod command;
 pub mod postgres;
 pub mod spec;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use crate::config::{Config, ProviderConfig};
 use crate::domain::{AccessRequest, RequestId, RoleName, Timestamp};
 
+pub use aws_identity_center::AwsIdentityCenterProvider;
 pub use command::CommandProvider;
 pub use postgres::PostgresRoleProvider;
 pub use spec::GrantSpec;
@@ -230,6 +232,7 @@ impl Providers {
                 ProviderConfig::Webhook(w) => Arc::new(WebhookProvider::new(w)?),
                 ProviderConfig::Postgres(c) => Arc::new(PostgresRoleProvider::new(name, c)?),
                 ProviderConfig::Command(c) => Arc::new(CommandProvider::new(c)),
+                ProviderConfig::AwsIdentityCenter(c) => Arc::new(AwsIdentityCenterProvider::new(name, c)),
             };
             by_name.insert(name.clone(), provider);
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::postgres::{LoginName, LoginTemplate, PgRoleName};
 use crate::config::{Config, ProviderConfig};
+use crate::domain::aws::{AwsAccountId, LookupValue, PermissionSetRef, UserLookup};
 use crate::domain::{Identity, RequestId, RoleName};
 
 /// A request's access in its target's terms.
@@ -20,6 +21,24 @@ pub enum GrantSpec {
     Postgres(PostgresGrantSpec),
     /// A program run.
     Command(CommandGrantSpec),
+    /// An IAM Identity Center account assignment.
+    AwsIdentityCenter(AwsIdentityCenterGrantSpec),
+}
+
+/// `grant = { account = ..., permission_set = ... }` resolved for one
+/// requester: the assignment's account and permission set as written, and
+/// how the requester's Identity Center user is found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIdentityCenterGrantSpec {
+    /// The AWS account.
+    pub account: AwsAccountId,
+    /// The permission set, by ARN or by name, as the role wrote it.
+    pub permission_set: PermissionSetRef,
+    /// The Identity Store attribute the user is found by.
+    pub user_lookup: UserLookup,
+    /// Its value: the requester's email when the request was made.
+    pub user: LookupValue,
 }
 
 /// `grant = { pg_role = ..., ephemeral_login = ... }` resolved for one requester.
@@ -106,6 +125,15 @@ impl GrantSpec {
                     login,
                     ephemeral: grant.ephemeral_login,
                     terminate_sessions: p.terminate_sessions,
+                })))
+            }
+            ProviderConfig::AwsIdentityCenter(p) => {
+                let grant = role_config.aws_identity_center_grant()?;
+                Ok(Some(GrantSpec::AwsIdentityCenter(AwsIdentityCenterGrantSpec {
+                    account: AwsAccountId::parse(&grant.account)?,
+                    permission_set: PermissionSetRef::parse(&grant.permission_set)?,
+                    user_lookup: p.user_lookup,
+                    user: LookupValue::parse(&requester.email)?,
                 })))
             }
             ProviderConfig::Command(_) => Ok(Some(GrantSpec::Command(CommandGrantSpec {

@@ -64,18 +64,33 @@ impl Moto {
     pub async fn start() -> Option<Self> {
         set_credentials_env();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                unavailable(&format!("cannot start moto_server: {e}"));
-                return None;
+        let port_arg = port.to_string();
+        // `moto_server` is the package's entry point; where pip put no
+        // script on PATH, the module runs the same server.
+        let candidates: [(&str, Vec<&str>); 2] = [
+            ("moto_server", vec!["-H", "127.0.0.1", "-p", &port_arg]),
+            ("python3", vec!["-m", "moto.server", "-H", "127.0.0.1", "-p", &port_arg]),
+        ];
+        let mut child = None;
+        for (program, args) in &candidates {
+            match Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => {
+                    child = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("cannot start {program}: {e}"),
             }
+        }
+        let Some(child) = child else {
+            unavailable("moto_server is not installed");
+            return None;
         };
         let url = format!("http://127.0.0.1:{port}");
         let mut moto = Self {
@@ -97,7 +112,9 @@ impl Moto {
                 return Some(moto);
             }
             if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited early: {status}");
+                // `python3 -m moto.server` without moto installed ends here.
+                unavailable(&format!("the AWS API emulator exited at once ({status}): is moto[server] installed?"));
+                return None;
             }
             assert!(Instant::now() < deadline, "moto_server did not answer within 60s");
             tokio::time::sleep(Duration::from_millis(100)).await;

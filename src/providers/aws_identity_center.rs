@@ -35,7 +35,6 @@ use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType};
 use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
 use aws_smithy_types::Document;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::OnceCell;
 
 use super::spec::{AwsIdentityCenterGrantSpec, GrantSpec};
@@ -414,7 +413,7 @@ fn spec_of(target: &GrantTarget) -> Result<&AwsIdentityCenterGrantSpec, Provider
 fn aws_error<E, R>(what: &str, e: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + HttpStatus,
+    R: std::fmt::Debug + HttpStatus + 'static,
 {
     match &e {
         SdkError::ServiceError(se) => {
@@ -434,15 +433,31 @@ where
             // Dispatch and construction failures: connection errors, and
             // missing credentials. The SDK's text names the cause and never
             // carries key material.
-            let mut detail = DisplayErrorContext(&e).to_string();
-            if detail.len() > 400 {
-                let cut = (0..=400).rev().find(|&i| detail.is_char_boundary(i)).unwrap_or(0);
-                detail.truncate(cut);
-                detail.push('…');
-            }
+            let detail = error_chain(&e);
             ProviderError::retryable(format!("{what}: cannot call AWS: {detail}"))
         }
     }
+}
+
+/// `e` and its sources, each said once ("dispatch failure: io error: ...
+/// Connection refused"), cut to a length fit for a Slack message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    if text.len() > 400 {
+        let cut = (0..=400).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// The HTTP status of a raw response, for [`aws_error`].
@@ -591,6 +606,30 @@ assignment_wait = "{wait}"
             .unwrap_err();
         assert!(e.retryable);
         assert!(e.message.contains("still in progress at AWS after 1s (request req-1)"), "{}", e.message);
+    }
+
+    fn refusal(status: u16, code: &str) -> ProviderError {
+        use aws_sdk_ssoadmin::config::http::HttpResponse;
+        use aws_sdk_ssoadmin::error::ErrorMetadata;
+        use aws_sdk_ssoadmin::operation::create_account_assignment::CreateAccountAssignmentError;
+        let err =
+            CreateAccountAssignmentError::generic(ErrorMetadata::builder().code(code).message("what AWS said").build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), aws_smithy_types::body::SdkBody::empty());
+        aws_error("CreateAccountAssignment", SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn aws_refusals_are_retried_only_when_waiting_can_help() {
+        let e = refusal(400, "ThrottlingException");
+        assert!(e.retryable);
+        assert_eq!(e.message, "CreateAccountAssignment: AWS refused: ThrottlingException: what AWS said (HTTP 400)");
+        assert!(refusal(409, "ConflictException").retryable, "another operation on the assignment is running");
+        assert!(refusal(500, "InternalServerException").retryable);
+        assert!(refusal(503, "SomethingNew").retryable);
+        assert!(!refusal(400, "AccessDeniedException").retryable);
+        assert!(!refusal(400, "ValidationException").retryable);
+        assert!(!refusal(404, "ResourceNotFoundException").retryable);
+        assert!(!refusal(402, "ServiceQuotaExceededException").retryable);
     }
 
     #[test]

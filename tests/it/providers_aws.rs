@@ -316,3 +316,63 @@ max_duration = "4h"
         assert!(text.contains(want), "{to}: {text}");
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_aws_refuses_the_request_for_now_and_writes_nothing() {
+    // Needs no emulator: nothing listens on port 1.
+    let extra = r#"
+[providers.aws]
+kind = "aws_identity_center"
+instance_arn = "arn:aws:sso:::instance/ssoins-0123456789abcdef"
+identity_store_id = "d-0123456789"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:1"
+timeout = "2s"
+
+[roles.aws-ro]
+description = "Read-only"
+provider = "aws"
+grant = { account = "123456789012", permission_set = "ReadOnly" }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+"#;
+    crate::support::moto::set_credentials_env();
+    let t = ProviderApp::spawn(extra, start_time()).await;
+    let e = t.request("U0ALICE", "aws-ro", "30m").await.unwrap_err().to_string();
+    assert!(e.contains("aws could not be asked whether it knows you"), "{e}");
+    assert!(e.contains("GetUserId") && e.contains("cannot call AWS"), "{e}");
+    assert!(e.contains("try again in a moment"), "{e}");
+    assert!(!e.contains("testing"), "no credentials in messages: {e}");
+    assert!(t.app.db().requests_in_states(&RequestState::ALL).await.unwrap().is_empty(), "no request was made");
+}
+
+#[tokio::test]
+async fn a_failing_revocation_is_retried_and_alerted_and_finishes_after_the_fix() {
+    let Some(aws) = Aws::start().await else { return };
+    let mut t = aws.spawn(start_time(), None).await;
+    let id = t.grant("U0ALICE", "aws-ro", "30m").await;
+    assert!(aws.moto.is_assigned(&aws.read_only, &aws.alice).await);
+    // AWS becomes unreachable for jitbot (a wrong endpoint after a config change).
+    let good = t.extra.clone();
+    t.restart_with(&good.replace(&aws.moto.url, "http://127.0.0.1:1")).await;
+    t.advance(Duration::from_secs(30 * 60));
+    for step in [0, 6, 11] {
+        t.advance(Duration::from_secs(step));
+        t.drain().await;
+    }
+    assert_eq!(t.state(id).await, "revoke_failed");
+    let alert = t.audit_line(id, NoticeKind::RevokeFailing).await;
+    for needle in ["`aws-ro`", "<@U0ALICE>", "alice@example.com", "GetUserId", "cannot call AWS", "Connection refused"]
+    {
+        assert!(alert.contains(needle), "the alert lacks {needle:?}: {alert}");
+    }
+    assert!(aws.moto.is_assigned(&aws.read_only, &aws.alice).await, "(the access really is still there)");
+
+    t.restart_with(&good).await;
+    t.service().retry_revoke_as(id, &user("U0ADMIN"), t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(t.state(id).await, "revoked");
+    assert!(!aws.moto.is_assigned(&aws.read_only, &aws.alice).await);
+}

@@ -37,7 +37,7 @@ fn unavailable(what: &str) {
 /// jitbot takes credentials from the standard chain only: the environment
 /// is the first link. Every test sets the same values, once per process
 /// (the `jitbot` command-line runs inherit them).
-fn set_credentials_env() {
+pub fn set_credentials_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: the same constant values every time, written once before

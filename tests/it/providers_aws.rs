@@ -376,3 +376,44 @@ async fn a_failing_revocation_is_retried_and_alerted_and_finishes_after_the_fix(
     assert_eq!(t.state(id).await, "revoked");
     assert!(!aws.moto.is_assigned(&aws.read_only, &aws.alice).await);
 }
+
+#[tokio::test]
+async fn an_extension_keeps_the_one_assignment_until_the_new_expiry() {
+    let Some(aws) = Aws::start().await else { return };
+    let t = aws.spawn(start_time(), None).await;
+    let id = t.grant("U0ALICE", "aws-ro", "30m").await;
+    let ext = match t
+        .service()
+        .extend(
+            jitbot::service::ExtendCommand {
+                requester: user("U0ALICE"),
+                request: id,
+                duration: Some(jitbot::domain::AccessDuration::parse("1h").unwrap()),
+                reason: None,
+                client_key: None,
+            },
+            t.now(),
+        )
+        .await
+        .unwrap()
+    {
+        jitbot::service::ExtendOutcome::Pending(r) => r.id,
+        other => panic!("aws-ro extensions need approval: {other:?}"),
+    };
+    t.service().approve(ext, &user("U0BOB"), t.now()).await.unwrap();
+    t.drain().await;
+    assert_eq!(
+        notes(&t.audit_detail(id, "grant.extended").await),
+        format!("permission set ReadOnly in account {ACCOUNT} for userName alice@example.com was already assigned")
+    );
+    assert_eq!(aws.moto.assignments(&aws.read_only, &aws.alice).await, 1, "applying it again adds nothing");
+
+    t.advance(Duration::from_secs(31 * 60));
+    t.drain().await;
+    assert_eq!(t.state(id).await, "active", "the extension moved the expiry");
+    assert!(aws.moto.is_assigned(&aws.read_only, &aws.alice).await);
+    t.advance(Duration::from_secs(60 * 60));
+    t.drain().await;
+    assert_eq!(t.state(id).await, "revoked");
+    assert!(!aws.moto.is_assigned(&aws.read_only, &aws.alice).await);
+}

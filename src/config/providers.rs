@@ -525,7 +525,7 @@ max_duration = "1h"
     fn roles_on_one_aws_provider_name_permission_sets_one_way() {
         let arn = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef";
         let e = parse(&AWS.replace("\"AdministratorAccess\"", &format!("\"{arn}\""))).unwrap_err().to_string();
-        assert!(e.contains("roles.aws-ro.grant.permission_set: roles on providers.aws name permission sets by name here but role aws-admin names its by ARN"), "{e}");
+        assert!(e.contains("roles.aws-ro.grant.permission_set: this role names its permission set by name but role aws-admin (also on providers.aws) names its by ARN"), "{e}");
         let both = AWS
             .replace("\"AdministratorAccess\"", &format!("\"{arn}\""))
             .replace("\"ReadOnly\"", &format!("\"{arn}\""));

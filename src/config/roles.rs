@@ -365,12 +365,12 @@ pub(super) fn check_permission_set_spelling(
             Some((is_arn, other)) if *is_arn != ps.is_arn() => {
                 let table = format!("roles.{name}");
                 return Err(format!(
-                    "{}{table}.grant.permission_set: roles on providers.{} name permission sets {} but role {other} \
-                     names its by {}; use one way for all of them, so that two roles handing out the same \
-                     assignment share it",
+                    "{}{table}.grant.permission_set: this role names its permission set by {} but role {other} \
+                     (also on providers.{}) names its by {}; name them one way on a provider, so that two roles \
+                     handing out the same assignment share it",
                     at(&table, Some("grant")),
+                    if ps.is_arn() { "ARN" } else { "name" },
                     role.provider,
-                    if ps.is_arn() { "by ARN here" } else { "by name here" },
                     if *is_arn { "ARN" } else { "name" },
                 ));
             }

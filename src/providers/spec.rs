@@ -161,4 +161,20 @@ mod tests {
         let tampered = json.replace("\"alice\"", "\"x\\\"; DROP ROLE postgres; --\"");
         assert!(GrantSpec::from_json(&tampered).unwrap_err().contains("not a safe database login"));
     }
+
+    #[test]
+    fn stored_aws_specs_are_rechecked_when_read() {
+        let spec = GrantSpec::AwsIdentityCenter(AwsIdentityCenterGrantSpec {
+            account: AwsAccountId::parse("012345678901").unwrap(),
+            permission_set: PermissionSetRef::parse("ReadOnly").unwrap(),
+            user_lookup: UserLookup::Email,
+            user: LookupValue::parse("alice@example.com").unwrap(),
+        });
+        let json = spec.to_json();
+        assert!(json.contains("\"kind\":\"aws_identity_center\""), "{json}");
+        assert!(json.contains("\"account\":\"012345678901\""), "{json}");
+        assert_eq!(GrantSpec::from_json(&json).unwrap(), spec);
+        assert!(GrantSpec::from_json(&json.replace("012345678901", "99")).unwrap_err().contains("12-digit"));
+        assert!(GrantSpec::from_json(&json.replace("\"ReadOnly\"", "\"arn:aws:iam::1:role/x\"")).is_err());
+    }
 }

@@ -2,6 +2,22 @@
 //! (`moto_server`, one per test): jitbot's assignments are read back
 //! through the emulator's `ListAccountAssignments`, as an administrator
 //! would see them in the AWS console.
+//!
+//! Where the emulator differs from AWS (moto 5.2):
+//! - assignment creation and deletion report `SUCCEEDED` at once, so the
+//!   `IN_PROGRESS` polling, `FAILED` and the wait running out are covered by
+//!   the provider's unit tests;
+//! - its permission set ARNs are `arn:aws:sso:::instance/ssoins-.../ps-...`
+//!   rather than the documented `arn:aws:sso:::permissionSet/ssoins-.../ps-...`
+//!   that jitbot's config accepts, so these roles name permission sets by
+//!   name (ARN parsing is unit tested);
+//! - `CreateAccountAssignment` adds a duplicate when the assignment exists
+//!   (AWS does not), which lets the tests show that jitbot never creates one
+//!   twice;
+//! - `CreatePermissionSet` without a session duration answers with a number
+//!   where AWS sends an ISO 8601 string, so the fixture always gives one;
+//! - IAM policies are not enforced, so an `AccessDenied` refusal is only
+//!   unit tested.
 
 use std::time::Duration;
 

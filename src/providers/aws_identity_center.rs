@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
 use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
@@ -42,6 +43,10 @@ use super::{ApprovedGrant, GrantTarget, GrantUser, Presence, Provider, ProviderE
 use crate::config::AwsIdentityCenterProviderConfig;
 use crate::domain::Timestamp;
 use crate::domain::aws::{PermissionSetRef, UserLookup};
+
+/// How long the lookup at `/jit request` may take: the requester is waiting
+/// in Slack, which gives up after 3 seconds.
+const REQUEST_LOOKUP_LIMIT: Duration = Duration::from_secs(2);
 
 /// The longest pause between two status polls.
 const MAX_POLL_DELAY: Duration = Duration::from_secs(5);
@@ -150,20 +155,31 @@ impl AwsIdentityCenterProvider {
         }
     }
 
-    /// The Identity Center user id of `value` (by `lookup`), `None` if there is none.
-    async fn user_id(&self, c: &Clients, lookup: UserLookup, value: &str) -> Result<Option<String>, ProviderError> {
+    /// The Identity Center user id of `value` (by `lookup`), `None` if there
+    /// is none. `once`: a single attempt, no SDK retries (someone is waiting).
+    async fn user_id(
+        &self,
+        c: &Clients,
+        lookup: UserLookup,
+        value: &str,
+        once: bool,
+    ) -> Result<Option<String>, ProviderError> {
         let attribute = UniqueAttribute::builder()
             .attribute_path(lookup.attribute_path())
             .attribute_value(Document::String(value.to_owned()))
             .build()
             .map_err(|e| ProviderError::permanent(format!("looking up the user: {e}")))?;
-        let result = c
+        let call = c
             .store
             .get_user_id()
             .identity_store_id(&self.identity_store_id)
-            .alternate_identifier(AlternateIdentifier::UniqueAttribute(attribute))
-            .send()
-            .await;
+            .alternate_identifier(AlternateIdentifier::UniqueAttribute(attribute));
+        let result = if once {
+            let single = aws_sdk_identitystore::config::Builder::default().retry_config(RetryConfig::disabled());
+            call.customize().config_override(single).send().await
+        } else {
+            call.send().await
+        };
         match result {
             Ok(out) => Ok(Some(out.user_id().to_owned())),
             Err(SdkError::ServiceError(e)) if e.err().is_resource_not_found_exception() => Ok(None),
@@ -229,7 +245,7 @@ impl AwsIdentityCenterProvider {
         c: &Clients,
         spec: &'a AwsIdentityCenterGrantSpec,
     ) -> Result<Result<Assignment<'a>, String>, ProviderError> {
-        let Some(user_id) = self.user_id(c, spec.user_lookup, spec.user.as_str()).await? else {
+        let Some(user_id) = self.user_id(c, spec.user_lookup, spec.user.as_str(), false).await? else {
             return Ok(Err(no_user(spec.user_lookup, spec.user.as_str())));
         };
         let Some(permission_set_arn) = self.permission_set_arn(c, &spec.permission_set).await? else {
@@ -518,14 +534,17 @@ impl Provider for AwsIdentityCenterProvider {
     }
 
     async fn check_requester(&self, user: &GrantUser) -> Result<(), ProviderError> {
-        self.bounded("looking the user up", async {
+        let lookup = async {
             let c = self.clients().await;
-            match self.user_id(c, self.user_lookup, &user.email).await? {
+            match self.user_id(c, self.user_lookup, &user.email, true).await? {
                 Some(_) => Ok(()),
                 None => Err(ProviderError::permanent(no_user(self.user_lookup, &user.email))),
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(REQUEST_LOOKUP_LIMIT.min(self.timeout), lookup).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::retryable("the Identity Store did not answer in time")),
+        }
     }
 }
 

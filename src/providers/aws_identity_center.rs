@@ -92,7 +92,7 @@ struct Assignment<'a> {
     account: &'a str,
     permission_set_arn: String,
     user_id: String,
-    /// For messages: "ReadOnly in account 123456789012 for userName alice@example.com".
+    /// For messages: "permission set ReadOnly in account 123456789012 for userName alice@example.com".
     label: String,
 }
 

@@ -35,7 +35,8 @@
 //!   Touches [`service`] (to record outcomes), [`providers`], [`notify`];
 //!   [`service`] never uses it.
 //! - [`providers`]: adapters that apply and remove access: webhook,
-//!   PostgreSQL roles, commands (and one-shot actions). Touches [`domain`],
+//!   PostgreSQL roles, commands (and one-shot actions), AWS IAM Identity
+//!   Center account assignments. Touches [`domain`],
 //!   [`config`] and the target systems.
 //! - [`notify`]: what people are told, behind a trait the transports
 //!   implement. Touches [`domain`].

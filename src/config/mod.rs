@@ -40,8 +40,8 @@ pub use jobs::JobsConfig;
 pub use ldap::{LdapGroupGrantConfig, LdapGroupProviderConfig, LdapMemberAttribute, LdapUserAttribute, LdapUserValue};
 pub use policy::PolicyConfig;
 pub use providers::{
-    CommandGrantConfig, CommandProviderConfig, PostgresGrantConfig, PostgresProviderConfig, ProviderConfig,
-    WebhookProviderConfig,
+    AwsIdentityCenterGrantConfig, AwsIdentityCenterProviderConfig, CommandGrantConfig, CommandProviderConfig,
+    PostgresGrantConfig, PostgresProviderConfig, ProviderConfig, WebhookProviderConfig,
 };
 pub use report::ReportConfig;
 pub use roles::{AutoApproveConfig, RoleConfig};
@@ -320,6 +320,7 @@ impl Config {
             RoleName::parse(name.as_str()).map_err(|e| format!("{}[{table}]: {e}", at(&table, None)))?;
             role.validate(name.as_str(), &table, &self.providers, has_idp, &at)?;
         }
+        roles::check_permission_set_spelling(&self.roles, &self.providers, &at)?;
         Ok(())
     }
 

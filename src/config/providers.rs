@@ -9,6 +9,7 @@ use super::ldap::LdapGroupProviderConfig;
 use super::urls::{self, Url};
 use super::{At, Secret, default_true, std_duration};
 use crate::domain::LoginTemplate;
+use crate::domain::aws::{self as aws_ids, UserLookup};
 
 /// `[providers.NAME]`: one target system, chosen by `kind`.
 #[derive(Debug, Deserialize)]
@@ -23,6 +24,9 @@ pub enum ProviderConfig {
     /// Adds people to and removes them from directory groups over LDAP.
     #[serde(rename = "ldap_group")]
     LdapGroup(LdapGroupProviderConfig),
+    /// Creates and deletes AWS IAM Identity Center account assignments.
+    #[serde(rename = "aws_identity_center")]
+    AwsIdentityCenter(AwsIdentityCenterProviderConfig),
 }
 
 impl ProviderConfig {
@@ -33,6 +37,7 @@ impl ProviderConfig {
             Self::Postgres(_) => "postgres",
             Self::Command(_) => "command",
             Self::LdapGroup(_) => "ldap_group",
+            Self::AwsIdentityCenter(_) => "aws_identity_center",
         }
     }
 }
@@ -70,6 +75,47 @@ pub struct PostgresProviderConfig {
     /// How long one statement (and one connection attempt) may take.
     #[serde(default = "default_webhook_timeout", deserialize_with = "std_duration")]
     pub timeout: Duration,
+}
+
+/// `kind = "aws_identity_center"`. Credentials come from the standard AWS
+/// chain only (environment, profile, web identity, container or instance
+/// role): never from this file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIdentityCenterProviderConfig {
+    /// `arn:aws:sso:::instance/ssoins-...`.
+    pub instance_arn: String,
+    /// The instance's identity store (`d-...`), where requesters are looked up.
+    pub identity_store_id: String,
+    /// The region the instance lives in.
+    pub region: String,
+    /// Which Identity Store attribute the linked identity's email is matched
+    /// against: `"user_name"` (default) or `"email"`.
+    #[serde(default)]
+    pub user_lookup: UserLookup,
+    /// Another endpoint for both APIs (an emulator in tests, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// How long one API call may take.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "std_duration")]
+    pub timeout: Duration,
+    /// How long a grant or revocation waits for AWS to finish creating or
+    /// deleting the assignment before it counts as failed (and is retried).
+    #[serde(default = "default_assignment_wait", deserialize_with = "std_duration")]
+    pub assignment_wait: Duration,
+}
+
+fn default_assignment_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// An aws_identity_center role's `grant = { account = "...", permission_set = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIdentityCenterGrantConfig {
+    /// The 12-digit AWS account the assignment is in.
+    pub account: String,
+    /// The permission set: its ARN, or its name (resolved once).
+    pub permission_set: String,
 }
 
 fn default_login_template() -> String {
@@ -221,6 +267,26 @@ impl ProviderConfig {
                 }
             }
             ProviderConfig::LdapGroup(l) => l.validate(table, at)?,
+            ProviderConfig::AwsIdentityCenter(a) => {
+                let key_err = |key: &str, e: String| format!("{}{table}.{key}: {e}", at(table, Some(key)));
+                aws_ids::check_instance_arn(&a.instance_arn).map_err(|e| key_err("instance_arn", e))?;
+                aws_ids::check_identity_store_id(&a.identity_store_id).map_err(|e| key_err("identity_store_id", e))?;
+                aws_ids::check_region(&a.region).map_err(|e| key_err("region", e))?;
+                if let Some(url) = &a.endpoint_url
+                    && !Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                {
+                    return Err(key_err("endpoint_url", format!("{url:?} is not an http(s) URL")));
+                }
+                if a.timeout.is_zero() {
+                    return Err(format!("{}{table}.timeout must be more than zero", at(table, Some("timeout"))));
+                }
+                if a.assignment_wait < Duration::from_secs(1) || a.assignment_wait > Duration::from_secs(900) {
+                    return Err(format!(
+                        "{}{table}.assignment_wait must be between 1s and 15m",
+                        at(table, Some("assignment_wait"))
+                    ));
+                }
+            }
             ProviderConfig::Webhook(w) => {
                 if w.secret.expose().len() < 16 {
                     return Err(format!(
@@ -374,6 +440,102 @@ max_duration = "1h"
         .to_string();
         assert!(e.contains("providers.prod-db.url must be a postgres:// URL"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    const AWS: &str = r#"
+[providers.aws]
+kind = "aws_identity_center"
+instance_arn = "arn:aws:sso:::instance/ssoins-0123456789abcdef"
+identity_store_id = "d-0123456789"
+region = "eu-west-1"
+
+[roles.aws-ro]
+description = "Read-only in production"
+provider = "aws"
+grant = { account = "012345678901", permission_set = "ReadOnly" }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "4h"
+
+[roles.aws-admin]
+description = "Admin in production"
+provider = "aws"
+grant = { account = "012345678901", permission_set = "AdministratorAccess" }
+requesters = ["engineering"]
+approvers = ["sre-leads"]
+default_duration = "30m"
+max_duration = "1h"
+"#;
+
+    #[test]
+    fn aws_identity_center_providers_parse_with_checked_shapes() {
+        let c = parse(AWS).unwrap();
+        let Some(ProviderConfig::AwsIdentityCenter(p)) = c.providers.get("aws") else { panic!("not aws") };
+        assert_eq!(p.user_lookup, UserLookup::UserName);
+        assert_eq!((p.timeout, p.assignment_wait), (Duration::from_secs(10), Duration::from_secs(60)));
+        assert!(p.endpoint_url.is_none());
+        let g = c.roles.get("aws-ro").unwrap().aws_identity_center_grant().unwrap();
+        assert_eq!((g.account.as_str(), g.permission_set.as_str()), ("012345678901", "ReadOnly"));
+        let c =
+            parse(&AWS.replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nuser_lookup = \"email\"")).unwrap();
+        let Some(ProviderConfig::AwsIdentityCenter(p)) = c.providers.get("aws") else { panic!("not aws") };
+        assert_eq!(p.user_lookup, UserLookup::Email);
+
+        let cases = [
+            (
+                "\"012345678901\", permission_set = \"ReadOnly\"",
+                "\"0123\", permission_set = \"ReadOnly\"",
+                "roles.aws-ro.grant.account: \"0123\" is not a 12-digit AWS account id",
+            ),
+            (
+                "permission_set = \"ReadOnly\"",
+                "permission_set = \"arn:aws:sso:::permissionSet/x\"",
+                "roles.aws-ro.grant.permission_set: \"arn:aws:sso:::permissionSet/x\" is not a permission set ARN",
+            ),
+            (
+                "permission_set = \"ReadOnly\" }",
+                "permission_set = \"ReadOnly\", ps = 1 }",
+                "roles.aws-ro.grant: unknown field `ps`",
+            ),
+            (
+                "ssoins-0123456789abcdef\"",
+                "ssoins-01\"",
+                "providers.aws.instance_arn: \"arn:aws:sso:::instance/ssoins-01\" is not an IAM Identity Center instance ARN",
+            ),
+            ("\"d-0123456789\"", "\"0123456789\"", "providers.aws.identity_store_id"),
+            ("\"eu-west-1\"", "\"eu-west-1\"\nendpoint_url = \"localhost:4566\"", "providers.aws.endpoint_url"),
+            (
+                "\"eu-west-1\"",
+                "\"eu-west-1\"\nassignment_wait = \"1h\"",
+                "providers.aws.assignment_wait must be between 1s and 15m",
+            ),
+            (
+                "\"eu-west-1\"",
+                "\"eu-west-1\"\nuser_lookup = \"upn\"",
+                "unknown variant `upn`, expected `user_name` or `email`",
+            ),
+            ("\"eu-west-1\"", "\"eu-west-1\"\naccess_key_id = \"AKIA\"", "unknown field `access_key_id`"),
+        ];
+        for (from, to, want) in cases {
+            let e = parse(&AWS.replacen(from, to, 1)).unwrap_err().to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+        let e = parse(&AWS.replace("grant = { account = \"012345678901\", permission_set = \"ReadOnly\" }\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("roles.aws-ro.grant is required"), "{e}");
+    }
+
+    #[test]
+    fn roles_on_one_aws_provider_name_permission_sets_one_way() {
+        let arn = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef";
+        let e = parse(&AWS.replace("\"AdministratorAccess\"", &format!("\"{arn}\""))).unwrap_err().to_string();
+        assert!(e.contains("roles.aws-ro.grant.permission_set: this role names its permission set by name but role aws-admin (also on providers.aws) names its by ARN"), "{e}");
+        let both = AWS
+            .replace("\"AdministratorAccess\"", &format!("\"{arn}\""))
+            .replace("\"ReadOnly\"", &format!("\"{arn}\""));
+        parse(&both).unwrap();
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ldap::LdapGroupGrantConfig;
-use super::providers::{CommandGrantConfig, PostgresGrantConfig, ProviderConfig};
+use super::providers::{AwsIdentityCenterGrantConfig, CommandGrantConfig, PostgresGrantConfig, ProviderConfig};
 use super::{At, access_duration, default_true, opt_access_duration, opt_std_duration, std_duration, ticket_pattern};
+use crate::domain::aws::{AwsAccountId, PermissionSetRef};
 use crate::domain::{
     AccessDuration, AutoApproveRule, LoginTemplate, RoleName, RolePolicy, TicketPattern, login::check_role_name,
 };
@@ -101,6 +102,14 @@ impl RoleConfig {
     pub fn ldap_group_grant(&self) -> Result<LdapGroupGrantConfig, String> {
         let table = self.grant.clone().ok_or(
             "grant is required: grant = { group = \"cn=...,ou=groups,dc=example,dc=com\" } names the directory group",
+        )?;
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
+    }
+
+    /// The role's `grant` table read as an Identity Center account assignment.
+    pub fn aws_identity_center_grant(&self) -> Result<AwsIdentityCenterGrantConfig, String> {
+        let table = self.grant.clone().ok_or(
+            "grant is required: grant = { account = \"123456789012\", permission_set = \"...\" } names the account assignment to hand out",
         )?;
         toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| format!("grant: {}", e.message()))
     }
@@ -307,6 +316,11 @@ impl RoleConfig {
                 let grant = self.ldap_group_grant()?;
                 super::ldap::check_dn(&grant.group).map_err(|e| format!("grant.group {e}"))?;
             }
+            ProviderConfig::AwsIdentityCenter(_) => {
+                let grant = self.aws_identity_center_grant()?;
+                AwsAccountId::parse(&grant.account).map_err(|e| format!("grant.account: {e}"))?;
+                PermissionSetRef::parse(&grant.permission_set).map_err(|e| format!("grant.permission_set: {e}"))?;
+            }
             ProviderConfig::Command(c) => {
                 self.command_grant()?;
                 if !self.one_shot && c.revoke_command.is_none() {
@@ -341,6 +355,45 @@ impl RoleConfig {
             max_total_duration: self.max_total_duration,
         }
     }
+}
+
+/// Roles on one `aws_identity_center` provider must all name permission
+/// sets the same way (all by ARN or all by name). Two roles handing out the
+/// same assignment share it as a lease keyed by the permission set as
+/// written; one spelled by name and one by ARN would not, and the first to
+/// end would remove the other's access.
+pub(super) fn check_permission_set_spelling(
+    roles: &BTreeMap<RoleName, RoleConfig>,
+    providers: &BTreeMap<String, ProviderConfig>,
+    at: &At,
+) -> Result<(), String> {
+    let mut seen: BTreeMap<&str, (bool, &str)> = BTreeMap::new();
+    for (name, role) in roles {
+        if !matches!(providers.get(&role.provider), Some(ProviderConfig::AwsIdentityCenter(_))) {
+            continue;
+        }
+        let Ok(grant) = role.aws_identity_center_grant() else { continue };
+        let Ok(ps) = PermissionSetRef::parse(&grant.permission_set) else { continue };
+        match seen.get(role.provider.as_str()) {
+            Some((is_arn, other)) if *is_arn != ps.is_arn() => {
+                let table = format!("roles.{name}");
+                return Err(format!(
+                    "{}{table}.grant.permission_set: this role names its permission set by {} but role {other} \
+                     (also on providers.{}) names its by {}; name them one way on a provider, so that two roles \
+                     handing out the same assignment share it",
+                    at(&table, Some("grant")),
+                    if ps.is_arn() { "ARN" } else { "name" },
+                    role.provider,
+                    if *is_arn { "ARN" } else { "name" },
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(role.provider.as_str(), (ps.is_arn(), name.as_str()));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! passing instants rather than by sleeping.
 
 pub mod audit_key;
+pub mod aws;
 pub mod command;
 pub mod ids;
 pub mod login;

@@ -15,6 +15,7 @@
 //! [`Provider::access_key`], to keep overlapping grants of the same access
 //! as leases (see [`crate::store::LeaseStart`]).
 
+pub mod aws_identity_center;
 pub mod command;
 pub mod ldap_group;
 pub mod postgres;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::config::{Config, ProviderConfig};
 use crate::domain::{AccessRequest, RequestId, RoleName, Timestamp};
 
+pub use aws_identity_center::AwsIdentityCenterProvider;
 pub use command::CommandProvider;
 pub use ldap_group::LdapGroupProvider;
 pub use postgres::PostgresRoleProvider;
@@ -233,6 +235,7 @@ impl Providers {
                 ProviderConfig::Postgres(c) => Arc::new(PostgresRoleProvider::new(name, c)?),
                 ProviderConfig::Command(c) => Arc::new(CommandProvider::new(c)),
                 ProviderConfig::LdapGroup(c) => Arc::new(LdapGroupProvider::new(name, c)?),
+                ProviderConfig::AwsIdentityCenter(c) => Arc::new(AwsIdentityCenterProvider::new(name, c)),
             };
             by_name.insert(name.clone(), provider);
         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::ldap_group::Dn;
 use super::postgres::{LoginName, LoginTemplate, PgRoleName};
 use crate::config::{Config, LdapMemberAttribute, LdapUserAttribute, LdapUserValue, ProviderConfig};
+use crate::domain::aws::{AwsAccountId, LookupValue, PermissionSetRef, UserLookup};
 use crate::domain::{Identity, RequestId, RoleName};
 
 /// A request's access in its target's terms.
@@ -23,6 +24,24 @@ pub enum GrantSpec {
     Command(CommandGrantSpec),
     /// A directory group membership.
     LdapGroup(LdapGroupGrantSpec),
+    /// An IAM Identity Center account assignment.
+    AwsIdentityCenter(AwsIdentityCenterGrantSpec),
+}
+
+/// `grant = { account = ..., permission_set = ... }` resolved for one
+/// requester: the assignment's account and permission set as written, and
+/// how the requester's Identity Center user is found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIdentityCenterGrantSpec {
+    /// The AWS account.
+    pub account: AwsAccountId,
+    /// The permission set, by ARN or by name, as the role wrote it.
+    pub permission_set: PermissionSetRef,
+    /// The Identity Store attribute the user is found by.
+    pub user_lookup: UserLookup,
+    /// Its value: the requester's email when the request was made.
+    pub user: LookupValue,
 }
 
 /// `grant = { pg_role = ..., ephemeral_login = ... }` resolved for one requester.
@@ -155,6 +174,15 @@ impl GrantSpec {
                     user_value,
                 })))
             }
+            ProviderConfig::AwsIdentityCenter(p) => {
+                let grant = role_config.aws_identity_center_grant()?;
+                Ok(Some(GrantSpec::AwsIdentityCenter(AwsIdentityCenterGrantSpec {
+                    account: AwsAccountId::parse(&grant.account)?,
+                    permission_set: PermissionSetRef::parse(&grant.permission_set)?,
+                    user_lookup: p.user_lookup,
+                    user: LookupValue::parse(&requester.email)?,
+                })))
+            }
             ProviderConfig::Command(_) => Ok(Some(GrantSpec::Command(CommandGrantSpec {
                 args: role_config.command_grant()?.args,
                 one_shot: role_config.one_shot,
@@ -179,5 +207,21 @@ mod tests {
         assert_eq!(GrantSpec::from_json(&json).unwrap(), spec);
         let tampered = json.replace("\"alice\"", "\"x\\\"; DROP ROLE postgres; --\"");
         assert!(GrantSpec::from_json(&tampered).unwrap_err().contains("not a safe database login"));
+    }
+
+    #[test]
+    fn stored_aws_specs_are_rechecked_when_read() {
+        let spec = GrantSpec::AwsIdentityCenter(AwsIdentityCenterGrantSpec {
+            account: AwsAccountId::parse("012345678901").unwrap(),
+            permission_set: PermissionSetRef::parse("ReadOnly").unwrap(),
+            user_lookup: UserLookup::Email,
+            user: LookupValue::parse("alice@example.com").unwrap(),
+        });
+        let json = spec.to_json();
+        assert!(json.contains("\"kind\":\"aws_identity_center\""), "{json}");
+        assert!(json.contains("\"account\":\"012345678901\""), "{json}");
+        assert_eq!(GrantSpec::from_json(&json).unwrap(), spec);
+        assert!(GrantSpec::from_json(&json.replace("012345678901", "99")).unwrap_err().contains("12-digit"));
+        assert!(GrantSpec::from_json(&json.replace("\"ReadOnly\"", "\"arn:aws:iam::1:role/x\"")).is_err());
     }
 }

@@ -24,6 +24,7 @@ mod migrations;
 mod oidc;
 mod overview;
 mod postgres;
+mod providers_aws;
 mod providers_command;
 mod providers_ldap;
 mod providers_pg;

@@ -15,6 +15,7 @@
 
 pub mod fake_slack;
 pub mod idp;
+pub mod moto;
 pub mod pg;
 pub mod providers;
 pub mod slack;

@@ -64,6 +64,9 @@ struct State {
     buckets: HashMap<String, Bucket>,
     /// Keys blocked by a 429, until when (application clock).
     blocked: HashMap<String, Timestamp>,
+    /// Per bucket, when the next refused caller is told to come back (see
+    /// [`Pacer::defer`]).
+    deferred: HashMap<String, Instant>,
 }
 
 /// The buckets and blocks of one Slack client.
@@ -124,23 +127,44 @@ impl Pacer {
         }
         let keys = keys(method, channel);
         let mut wait = Duration::ZERO;
+        let mut binding = None;
         let mut refilled = Vec::with_capacity(keys.len());
         for (key, tier) in &keys {
             let rate = tier.per_minute / 60.0;
             let b = state.buckets.get(key).copied().unwrap_or(Bucket { tokens: tier.burst, at: now });
             let tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(tier.burst);
             if tokens < 1.0 {
-                wait = wait.max(Duration::from_secs_f64((1.0 - tokens) / rate));
+                let this = Duration::from_secs_f64((1.0 - tokens) / rate);
+                if this > wait {
+                    wait = this;
+                    binding = Some((key, *tier));
+                }
             }
             refilled.push((key.clone(), tokens));
         }
         if wait > max_wait {
-            return Err(wait);
+            return Err(match binding {
+                Some((key, tier)) => Self::defer(&mut state, now, key, tier, wait),
+                None => wait,
+            });
         }
         for (key, tokens) in refilled {
             state.buckets.insert(key, Bucket { tokens: tokens - 1.0, at: now });
         }
         Ok(wait)
+    }
+
+    /// How long a refused caller stays away. Refused callers are spread one
+    /// slot of the slowest bucket apart, in the order they were refused:
+    /// told the same "come back in 2 s", a backlog of notices would all
+    /// return at once, be refused again and again, and spend the database
+    /// on rescheduling instead of on revocations. Spread out, each comes
+    /// back about when a slot is free for it.
+    fn defer(state: &mut State, now: Instant, key: &str, tier: Tier, wait: Duration) -> Duration {
+        let earliest = now + wait;
+        let at = state.deferred.get(key).copied().filter(|t| *t > earliest).unwrap_or(earliest);
+        state.deferred.insert(key.to_owned(), at + Duration::from_secs_f64(60.0 / tier.per_minute));
+        at.saturating_duration_since(now)
     }
 
     /// Slack answered 429: nothing more for this method (or channel) until
@@ -185,6 +209,24 @@ mod tests {
         assert!(refused > Duration::from_millis(500), "{refused:?}");
         let later = t0 + Duration::from_secs(10);
         assert_eq!(p.reserve_at(later, "chat.postMessage", Some("C1"), max), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn refused_callers_are_told_to_come_back_one_slot_apart() {
+        let (p, _) = pacer();
+        let t0 = Instant::now();
+        let max = Duration::from_secs(2);
+        // Fill chat.update's burst and two seconds of slots (Tier 3: 1.2 s each).
+        while p.reserve_at(t0, "chat.update", None, max).is_ok() {}
+        let backs: Vec<Duration> = (0..5).map(|_| p.reserve_at(t0, "chat.update", None, max).unwrap_err()).collect();
+        for pair in backs.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap > Duration::from_millis(1150) && gap < Duration::from_millis(1250), "{backs:?}");
+        }
+        assert!(backs[0] > max, "{backs:?}");
+        // Once the spread has passed, a refusal starts from the bucket again.
+        let later = t0 + Duration::from_secs(600);
+        assert_eq!(p.reserve_at(later, "chat.update", None, max), Ok(Duration::ZERO));
     }
 
     #[test]

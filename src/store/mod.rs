@@ -4,7 +4,9 @@
 //! SQLite too); the [`on_conn!`] macro expands a query body once per backend,
 //! so nothing is copy-pasted and the `Any` driver's type gaps are avoided.
 //! Write transactions on SQLite start with `BEGIN IMMEDIATE` so a writer
-//! waits for the lock (bounded by `busy_timeout`) instead of failing midway;
+//! waits for the lock instead of failing midway; within one process the
+//! writers queue for it in arrival order (see `Db::write_gate`), and another
+//! process waits in `busy_timeout`;
 //! on PostgreSQL they set `lock_timeout` to the same bound. Where the two
 //! backends must differ (row locking on claims, the clock that measures job
 //! leases) only that fragment of the statement differs, see `jobs`.
@@ -50,10 +52,6 @@ pub use slack_cards::CardRow;
 /// How long a request-path caller waits for a connection or a write lock
 /// before answering "try again": well under Slack's 3-second deadline.
 pub const DB_WAIT: Duration = Duration::from_millis(2000);
-
-/// How much of a SQLite file is read through a memory map (256 MiB; the
-/// file's pages share the OS page cache, so this costs no memory of its own).
-const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The PostgreSQL channel replicas announce new or rescheduled jobs on.
 pub const JOBS_CHANNEL: &str = "jitbot_jobs";
@@ -310,13 +308,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(DB_WAIT)
-                .foreign_keys(true)
-                // Every connection's page cache is dropped whenever another
-                // one wrote, so under load each transaction reads its pages
-                // again; mapped, those reads are memory reads instead of
-                // copies out of the kernel (a profile of 10,000 revocations
-                // showed a fifth of the time in them).
-                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
+                .foreign_keys(true);
             first_connection(&opts).await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)

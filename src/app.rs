@@ -210,6 +210,7 @@ impl App {
             http::Bounds {
                 request_timeout: config.server.request_timeout,
                 max_concurrent_requests: config.server.max_concurrent_requests,
+                overload_answer: Some(crate::slack::routes::overload_answer),
             },
         );
         let head_timeout = config.server.idle_timeout;

@@ -130,7 +130,15 @@ pub struct Bounds {
     pub request_timeout: Duration,
     /// Requests served at once.
     pub max_concurrent_requests: usize,
+    /// What a route answers instead of a bare 503 when the in-flight limit
+    /// is reached, for clients that show a 503 as a cryptic failure (Slack
+    /// shows a slash command's 503 as "dispatch_failed"). `None`: 503.
+    pub overload_answer: Option<OverloadAnswer>,
 }
+
+/// The answer a path gets when jitbot is over its in-flight limit, if it
+/// has one of its own (see [`Bounds::overload_answer`]).
+pub type OverloadAnswer = fn(path: &str) -> Option<Response>;
 
 /// Wraps `router` in the [`Bounds`]: beyond the in-flight limit a request
 /// gets 503 with `Retry-After` at once (never a queue), and a request that
@@ -140,19 +148,30 @@ pub struct Bounds {
 pub fn bounded(router: Router, bounds: Bounds) -> Router {
     let permits = Arc::new(Semaphore::new(bounds.max_concurrent_requests));
     let timeout = bounds.request_timeout;
+    let overload = bounds.overload_answer;
     router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
         let permits = permits.clone();
-        async move { limit(permits, timeout, req, next).await }
+        async move { limit(permits, timeout, overload, req, next).await }
     }))
 }
 
-async fn limit(permits: Arc<Semaphore>, timeout: Duration, req: Request, next: Next) -> Response {
+async fn limit(
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    overload: Option<OverloadAnswer>,
+    req: Request,
+    next: Next,
+) -> Response {
     let permit = if req.uri().path() == "/healthz" {
         None
     } else {
         match permits.try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
+                if let Some(answer) = overload.and_then(|answer| answer(req.uri().path())) {
+                    tracing::warn!("too many requests in flight; answering busy");
+                    return answer;
+                }
                 tracing::warn!("too many requests in flight; answering 503");
                 return unavailable("jitbot is busy; please try again\n");
             }

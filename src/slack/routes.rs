@@ -104,6 +104,20 @@ impl IntoResponse for Refusal {
 }
 
 /// Mounts the three endpoints.
+/// What a slash command gets while jitbot is over its in-flight limit
+/// (see [`crate::http::Bounds::overload_answer`]): the same ephemeral
+/// "busy, nothing was changed" a delivery gets when the database is busy,
+/// instead of a 503 that Slack shows as "dispatch_failed". It is sent
+/// before the signature is checked, so it says nothing but that.
+/// Interactions and events keep the 503: Slack shows nothing for either
+/// body, and retries events by itself.
+pub fn overload_answer(path: &str) -> Option<Response> {
+    (path == "/slack/commands").then(|| {
+        Json(json!({ "response_type": "ephemeral", "text": format!(":hourglass_flowing_sand: {BUSY}") }))
+            .into_response()
+    })
+}
+
 pub fn router(state: SlackState) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))

@@ -106,6 +106,40 @@ async fn slow_requests_are_cut_off_and_a_flood_gets_503_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_over_the_limit_is_told_jitbot_is_busy_not_given_a_503() {
+    let env = env().await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let _first = slow_post(&env.base, "/oidc/start").await;
+    let _second = slow_post(&env.base, "/oidc/start").await;
+    let commands = format!("{}/slack/commands", env.base);
+    let (elapsed, body) = loop {
+        let asked = Instant::now();
+        let resp = http
+            .post(&commands)
+            .form(&[("command", "/jit"), ("text", "request prod-db-readonly 1h x")])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        if body.contains("busy") {
+            assert_eq!(status, 200, "{body}");
+            break (asked.elapsed(), body);
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "the slow requests never took the slots: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(elapsed < Duration::from_secs(1), "answered at once: {elapsed:?}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert!(answer["text"].as_str().unwrap().contains("nothing was changed"), "{answer}");
+    // Other routes keep the plain 503.
+    assert_eq!(http.get(format!("{}/readyz", env.base)).send().await.unwrap().status(), 503);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_trickles_its_headers_is_cut_off() {
     let env = env_with_short_idle_timeout().await;
     let started = Instant::now();

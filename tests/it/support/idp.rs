@@ -85,20 +85,44 @@ impl TestIdp {
             {"client_id": OTHER_CLIENT_ID, "client_secret": OTHER_CLIENT_SECRET, "redirect_uris": [OTHER_REDIRECT],
              "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]},
         ]);
-        let mut child = Command::new("node")
-            .arg(idp_dir().join("server.mjs"))
-            .env("IDP_ACCOUNTS", &accounts)
-            .env("IDP_CLIENTS", clients.to_string())
-            .env("IDP_GROUPS_IN_ID_TOKEN", if groups_in_id_token { "1" } else { "0" })
-            .env("IDP_ID_TOKEN_TTL", id_token_ttl_secs.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("ready ").unwrap_or_else(|| panic!("the IdP did not start: {line:?}"));
+        // Node has been seen, on a loaded machine, to start without ever
+        // printing its port: such a start is abandoned and made again.
+        let (child, port) = (1..=3)
+            .find_map(|attempt| {
+                let mut child = Command::new("node")
+                    .arg(idp_dir().join("server.mjs"))
+                    .env("IDP_ACCOUNTS", &accounts)
+                    .env("IDP_CLIENTS", clients.to_string())
+                    .env("IDP_GROUPS_IN_ID_TOKEN", if groups_in_id_token { "1" } else { "0" })
+                    .env("IDP_ID_TOKEN_TTL", id_token_ttl_secs.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let stdout = child.stdout.take().unwrap();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stdout);
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let _ = tx.send(line);
+                    // Keep reading, so that later output never meets a closed pipe.
+                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                });
+                match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                    Ok(line) => {
+                        let port = line.trim().strip_prefix("ready ").unwrap_or_else(|| panic!("the IdP did not start: {line:?}"));
+                        Some((child, port.to_owned()))
+                    }
+                    Err(_) => {
+                        eprintln!("NOTICE: the test IdP did not report its port within 30 s (attempt {attempt}); starting it again");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        None
+                    }
+                }
+            })
+            .expect("the test IdP did not start in three attempts");
         Self { child, issuer: format!("http://127.0.0.1:{port}"), accounts, _dir: dir, http: reqwest::Client::new() }
     }
 

@@ -154,7 +154,7 @@ impl Databases {
     /// stay. Returns how many were cleared.
     pub async fn clear_notice_backlog(&self, url: &str) -> anyhow::Result<u64> {
         const SQL: &str = "UPDATE jobs SET state = 'done', worker = NULL, lease_until = NULL \
-                           WHERE lane = 'notice' AND state IN ('queued', 'running') \
+                           WHERE lane = 'notice' AND state IN ('queued', 'running', 'waiting') \
                            AND kind IN ('notify', 'redraw_home', 'audit_digest', 'direct_message')";
         Ok(match self.kind {
             DbKind::Sqlite => {

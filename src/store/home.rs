@@ -28,7 +28,9 @@ impl Tx {
     /// spelled out so the partial index on these jobs serves the lookup.
     pub async fn redraw_home_queued(&mut self, payload: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'redraw_home' AND payload = $1 AND state = 'queued'")
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'redraw_home' AND payload = $1 AND state IN ('queued', 'waiting')",
+            )
                 .bind(payload)
                 .fetch_one(c)
                 .await?
@@ -42,7 +44,7 @@ impl Tx {
         let n = on_conn!(tx self, |c| {
             sqlx::query(
                 "UPDATE jobs SET due_at = CASE WHEN due_at > $2 THEN $2 ELSE due_at END
-                 WHERE kind = 'redraw_home' AND payload = $1 AND state = 'queued'",
+                 WHERE kind = 'redraw_home' AND payload = $1 AND state IN ('queued', 'waiting')",
             )
             .bind(payload)
             .bind(now.millis())

@@ -54,6 +54,8 @@ pub struct JobWake {
 pub enum JobState {
     /// Waiting for `due_at`.
     Queued,
+    /// Behind an earlier live job of its series; queued when that one ends.
+    Waiting,
     /// Claimed by a worker until `lease_until`.
     Running,
     /// Finished successfully (or found nothing to do).
@@ -67,6 +69,7 @@ impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
+            Self::Waiting => "waiting",
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
@@ -96,8 +99,18 @@ pub struct JobRow {
 /// notices, one person's refreshes; see `JobKind::series`) run one at a
 /// time, in order. Jobs without a series skip it; for the others it is one
 /// probe of `jobs_live_series` (series, id), not a scan of the queue.
+///
+/// Jobs written behind a live job of their series wait apart (`waiting`,
+/// see [`Tx::insert_job`]), so this probe rarely refuses a candidate; it
+/// stays as the rule that holds when two jobs of a series were queued
+/// before either could see the other.
 const SERIES_FREE: &str = "(j.series IS NULL OR NOT EXISTS (
-        SELECT 1 FROM jobs e WHERE e.series = j.series AND e.id < j.id AND e.state IN ('queued', 'running')))";
+        SELECT 1 FROM jobs e WHERE e.series = j.series AND e.id < j.id AND e.state IN ('queued', 'running', 'waiting')))";
+
+/// The states in which a job of a series holds its place: the text of
+/// `jobs_live_series`' predicate, spelled exactly so that SQLite uses the
+/// partial index.
+const LIVE: &str = "('queued', 'running', 'waiting')";
 
 /// A job to write: its kind, and where it queues (both decided by the
 /// caller from the job's kind: see `JobKind::lane` and `JobKind::series`).
@@ -148,13 +161,32 @@ pub struct LaneBacklog {
 }
 
 impl Tx {
-    /// Schedules a job; it becomes claimable at `due_at`.
+    /// Schedules a job; it becomes claimable at `due_at`, or, in a series
+    /// with a live job already, once the jobs before it have ended (it
+    /// waits as `waiting` until then, out of the claimable queue).
+    ///
+    /// PostgreSQL: the series' earliest live job is locked `FOR SHARE`
+    /// first. A job ending at the same moment holds that row's lock, so
+    /// this waits for its commit and then sees the series as it left it:
+    /// no new job can wait behind a job that ended without queueing it.
     pub async fn insert_job(&mut self, job: &NewJob<'_>, now: Timestamp) -> StoreResult<i64> {
+        if let (Some(series), true) = (job.series, self.is_postgres()) {
+            let sql =
+                format!("SELECT id FROM jobs WHERE series = $1 AND state IN {LIVE} ORDER BY id LIMIT 1 FOR SHARE");
+            on_conn!(tx self, |c| {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(series).fetch_optional(c).await?;
+            });
+        }
+        let sql = format!(
+            "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane, series)
+             VALUES ($1, $2, $3,
+                     CASE WHEN $7 IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM jobs e WHERE e.series = $7 AND e.state IN {LIVE})
+                          THEN 'waiting' ELSE 'queued' END,
+                     $4, 0, $5, $6, $7) RETURNING id"
+        );
         Ok(on_conn!(tx self, |c| {
-            sqlx::query_scalar(
-                "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane, series)
-                 VALUES ($1, $2, $3, 'queued', $4, 0, $5, $6, $7) RETURNING id",
-            )
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(job.kind)
             .bind(job.request_id.map(RequestId::get))
             .bind(job.payload)
@@ -196,37 +228,52 @@ impl Tx {
 
     /// Marks a claimed job done, if this attempt still holds it.
     pub async fn complete_job(&mut self, id: i64, attempt: i64, now: Timestamp) -> StoreResult<bool> {
-        let n = on_conn!(tx self, |c| {
-            sqlx::query(
+        let ended: Option<Option<String>> = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
                 "UPDATE jobs SET state = 'done', finished_at = $3, lease_until = NULL
-                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                 WHERE id = $1 AND attempt = $2 AND state = 'running' RETURNING series",
             )
             .bind(id)
             .bind(attempt)
             .bind(now.millis())
-            .execute(c)
+            .fetch_optional(c)
             .await?
-            .rows_affected()
         });
-        Ok(n == 1)
+        self.job_ended(ended).await
     }
 
     /// Marks a claimed job failed for good, if this attempt still holds it.
     pub async fn fail_job(&mut self, id: i64, attempt: i64, error: &str, now: Timestamp) -> StoreResult<bool> {
-        let n = on_conn!(tx self, |c| {
-            sqlx::query(
+        let ended: Option<Option<String>> = on_conn!(tx self, |c| {
+            sqlx::query_scalar(
                 "UPDATE jobs SET state = 'failed', finished_at = $3, lease_until = NULL, last_error = $4
-                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                 WHERE id = $1 AND attempt = $2 AND state = 'running' RETURNING series",
             )
             .bind(id)
             .bind(attempt)
             .bind(now.millis())
             .bind(error)
-            .execute(c)
+            .fetch_optional(c)
             .await?
-            .rows_affected()
         });
-        Ok(n == 1)
+        self.job_ended(ended).await
+    }
+
+    /// After a job ended (`Some(its series)`; `None` when this attempt no
+    /// longer held it): the earliest live job of its series, if it is
+    /// waiting, is queued. Returns whether the job ended here.
+    async fn job_ended(&mut self, ended: Option<Option<String>>) -> StoreResult<bool> {
+        let Some(series) = ended else { return Ok(false) };
+        let Some(series) = series else { return Ok(true) };
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued'
+             WHERE id = (SELECT w.id FROM jobs w WHERE w.series = $1 AND w.state IN {LIVE} ORDER BY w.id LIMIT 1)
+               AND state = 'waiting'"
+        );
+        on_conn!(tx self, |c| {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&series).execute(c).await?;
+        });
+        Ok(true)
     }
 
     /// Puts a claimed job back in the queue for `due_at`, if this attempt still holds it.
@@ -252,7 +299,7 @@ impl Tx {
     pub async fn person_job_pending(&mut self, kind: &str, payload: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(tx self, |c| {
             sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state IN ('queued', 'running')",
+                "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state IN ('queued', 'running', 'waiting')",
             )
             .bind(kind)
             .bind(payload)

@@ -77,3 +77,89 @@ async fn notices_of_one_request_run_in_order_in_their_own_lane(backend: Backend)
 }
 
 both_backends!(notices_of_one_request_run_in_order_in_their_own_lane);
+
+/// The refreshes of one person, claimed from the notice lane by `worker`.
+async fn claim_notices(t: &TestApp, worker: &'static str) -> Vec<jitbot::store::JobRow> {
+    let claim = Claim {
+        worker,
+        lane: Some(JobLane::Notice.as_str()),
+        lease: Duration::from_secs(60),
+        limit: 10,
+        dead_after: None,
+    };
+    t.db().claim(&claim, t.now()).await.unwrap()
+}
+
+async fn a_job_behind_its_series_runs_after_the_one_before_fails_or_retries(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let now = t.now();
+    let alice = r#"{"team_id":"T0WORK","user_id":"U0ALICE"}"#;
+    let mut tx = t.db().begin().await.unwrap();
+    let first = insert_job(&mut tx, JobKind::RefreshLink, None, alice, now, now).await;
+    let second = insert_job(&mut tx, JobKind::RefreshLink, None, alice, now, now).await;
+    let third = insert_job(&mut tx, JobKind::RefreshLink, None, alice, now, now).await;
+    tx.commit().await.unwrap();
+
+    let head = claim_notices(&t, "replica-a").await;
+    assert_eq!(head.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    // Put back for later: the ones behind it keep waiting, even though due.
+    let mut tx = t.db().begin().await.unwrap();
+    assert!(tx.retry_job(first, head[0].attempt, now.plus(Duration::from_secs(30)), "later").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(claim_notices(&t, "replica-a").await.is_empty(), "the second waits for the first's retry");
+
+    t.advance(Duration::from_secs(31));
+    let head = claim_notices(&t, "replica-a").await;
+    assert_eq!(head.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    let mut tx = t.db().begin().await.unwrap();
+    assert!(tx.fail_job(first, head[0].attempt, "gave up", t.now()).await.unwrap());
+    tx.commit().await.unwrap();
+    let next = claim_notices(&t, "replica-b").await;
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second], "a failed job lets the next run");
+    let mut tx = t.db().begin().await.unwrap();
+    assert!(tx.complete_job(second, next[0].attempt, t.now()).await.unwrap());
+    tx.commit().await.unwrap();
+    let last = claim_notices(&t, "replica-a").await;
+    assert_eq!(last.iter().map(|j| j.id).collect::<Vec<_>>(), vec![third]);
+}
+
+both_backends!(a_job_behind_its_series_runs_after_the_one_before_fails_or_retries);
+
+/// A job written into a series at the moment the job before it ends is
+/// never stranded behind a job that is gone: on PostgreSQL the two
+/// transactions meet on the earlier job's row lock.
+async fn a_job_written_while_the_one_before_ends_is_never_stranded(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
+    let now = t.now();
+    for round in 0..40 {
+        let person = format!(r#"{{"team_id":"T0WORK","user_id":"U0RACE{round}"}}"#);
+        let mut tx = t.db().begin().await.unwrap();
+        let head = insert_job(&mut tx, JobKind::RefreshLink, None, &person, now, now).await;
+        tx.commit().await.unwrap();
+        let claimed = claim_notices(&t, "replica-a").await;
+        assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![head]);
+        let attempt = claimed[0].attempt;
+        let (db1, db2) = (t.db().clone(), t.db().clone());
+        let end = tokio::spawn(async move {
+            let mut tx = db1.begin().await.unwrap();
+            assert!(tx.complete_job(head, attempt, now).await.unwrap());
+            tx.commit().await.unwrap();
+        });
+        let person2 = person.clone();
+        let write = tokio::spawn(async move {
+            let mut tx = db2.begin().await.unwrap();
+            let id = insert_job(&mut tx, JobKind::RefreshLink, None, &person2, now, now).await;
+            tx.commit().await.unwrap();
+            id
+        });
+        end.await.unwrap();
+        let follower = write.await.unwrap();
+        let next = claim_notices(&t, "replica-b").await;
+        assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![follower], "round {round}");
+        let mut tx = t.db().begin().await.unwrap();
+        assert!(tx.complete_job(follower, next[0].attempt, now).await.unwrap());
+        tx.commit().await.unwrap();
+    }
+}
+
+both_backends!(a_job_written_while_the_one_before_ends_is_never_stranded);

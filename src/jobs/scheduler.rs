@@ -176,7 +176,16 @@ impl Scheduler {
             limit: i64::try_from(limit).unwrap_or(1),
             dead_after: Some(options.heartbeat_timeout),
         };
-        self.inner.db.claim(&claim, now).await
+        let started = std::time::Instant::now();
+        let claimed = self.inner.db.claim(&claim, now).await;
+        tracing::debug!(
+            lane = lane.as_str(),
+            limit,
+            claimed = claimed.as_ref().map_or(0, Vec::len),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "claim"
+        );
+        claimed
     }
 
     /// Announces this scheduler in `workers` and, on SQLite, frees the jobs

@@ -107,6 +107,10 @@ pub struct JobRow {
 const SERIES_FREE: &str = "(j.series IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs e WHERE e.series = j.series AND e.id < j.id AND e.state IN ('queued', 'running', 'waiting')))";
 
+/// The first key of the PostgreSQL advisory locks on job series (see
+/// `Tx::lock_series`); the second is the series' hash.
+const SERIES_LOCK_SPACE: i32 = 0x6a69_7431;
+
 /// The states in which a job of a series holds its place: the text of
 /// `jobs_live_series`' predicate, spelled exactly so that SQLite uses the
 /// partial index.
@@ -165,17 +169,11 @@ impl Tx {
     /// with a live job already, once the jobs before it have ended (it
     /// waits as `waiting` until then, out of the claimable queue).
     ///
-    /// PostgreSQL: the series' earliest live job is locked `FOR SHARE`
-    /// first. A job ending at the same moment holds that row's lock, so
-    /// this waits for its commit and then sees the series as it left it:
-    /// no new job can wait behind a job that ended without queueing it.
+    /// PostgreSQL: see [`Tx::lock_series`]; no new job can wait behind a
+    /// job that ended without queueing it.
     pub async fn insert_job(&mut self, job: &NewJob<'_>, now: Timestamp) -> StoreResult<i64> {
-        if let (Some(series), true) = (job.series, self.is_postgres()) {
-            let sql =
-                format!("SELECT id FROM jobs WHERE series = $1 AND state IN {LIVE} ORDER BY id LIMIT 1 FOR SHARE");
-            on_conn!(tx self, |c| {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(series).fetch_optional(c).await?;
-            });
+        if let Some(series) = job.series {
+            self.lock_series(series).await?;
         }
         let sql = format!(
             "INSERT INTO jobs (kind, request_id, payload, state, due_at, attempt, created_at, lane, series)
@@ -265,6 +263,7 @@ impl Tx {
     async fn job_ended(&mut self, ended: Option<Option<String>>) -> StoreResult<bool> {
         let Some(series) = ended else { return Ok(false) };
         let Some(series) = series else { return Ok(true) };
+        self.lock_series(&series).await?;
         let sql = format!(
             "UPDATE jobs SET state = 'queued'
              WHERE id = (SELECT w.id FROM jobs w WHERE w.series = $1 AND w.state IN {LIVE} ORDER BY w.id LIMIT 1)
@@ -274,6 +273,26 @@ impl Tx {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&series).execute(c).await?;
         });
         Ok(true)
+    }
+
+    /// PostgreSQL: takes the transaction's lock on `series` (an advisory
+    /// lock, no row is written), before writing a job into it or queueing
+    /// its next job. Without it, a job written while the one before it ends
+    /// could read that one as still live and wait, while the ending one read
+    /// no waiter to queue: stranded. With it, whichever comes second runs
+    /// after the first committed and sees its write. SQLite writes one
+    /// transaction at a time and needs nothing.
+    async fn lock_series(&mut self, series: &str) -> StoreResult<()> {
+        if self.is_postgres() {
+            on_conn!(tx self, |c| {
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind(SERIES_LOCK_SPACE)
+                    .bind(series)
+                    .execute(c)
+                    .await?;
+            });
+        }
+        Ok(())
     }
 
     /// Puts a claimed job back in the queue for `due_at`, if this attempt still holds it.

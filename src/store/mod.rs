@@ -274,9 +274,6 @@ where
     }
 }
 
-/// The name of the setting [`outside_any_transaction`] probes with.
-const RELEASE_PROBE: &str = "jitbot.release_probe";
-
 /// Whether a PostgreSQL connection that is going back to the pool is
 /// outside any transaction; the pool closes it otherwise (which rolls the
 /// transaction back on the server).
@@ -287,33 +284,41 @@ const RELEASE_PROBE: &str = "jitbot.release_probe";
 /// would then be reported done but never committed, and its locks held.
 ///
 /// How: sqlx does not expose the server's transaction status, and
-/// counting on its own transaction depth is exactly what failed. A
-/// transaction-local setting tells for certain: set with `is_local`, it
-/// lasts to the end of the current transaction, which for a statement
-/// outside a transaction block is that statement itself. So if it is still
-/// there on the next statement, a transaction block is open. A failed
-/// transaction refuses the first statement (SQLSTATE 25P02): also inside.
-/// Two short round trips, run when a connection is released (off the
-/// request path), with no notices and no errors in the server's log on a
-/// clean session; the probe's value is gone once the statement ends.
+/// counting on its own transaction depth is exactly what failed. The
+/// server's clocks tell for certain, in one round trip: a statement outside
+/// a transaction block is its own transaction, so it starts when its
+/// transaction does (`statement_timestamp() = transaction_timestamp()`, as
+/// PostgreSQL documents for the first command of a transaction); inside a
+/// block the transaction began with an earlier `BEGIN`, a round trip ago.
+/// A failed transaction refuses the statement (SQLSTATE 25P02): also
+/// inside. Run when a connection is released (off the request path), with
+/// no notices and no errors in the server's log on a clean session.
 async fn outside_any_transaction(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
-    let set = sqlx::query("SELECT set_config($1, 'open', true)").bind(RELEASE_PROBE).execute(&mut *conn).await;
-    match set {
-        Ok(_) => {}
+    // The simple query protocol: one message, one statement start. (Over
+    // the extended protocol the statement's start moves on with each of
+    // its messages, and the two clocks differ even outside a block.)
+    let probe = sqlx::raw_sql("SELECT statement_timestamp() = transaction_timestamp()").fetch_one(&mut *conn).await;
+    let outside = match probe {
+        Ok(row) => sqlx::Row::try_get::<bool, _>(&row, 0)?,
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("25P02") => {
             tracing::warn!("a pooled connection was left inside a failed transaction; closing it");
             return Ok(false);
         }
         Err(e) => return Err(e),
-    }
-    let left: Option<String> =
-        sqlx::query_scalar("SELECT current_setting($1, true)").bind(RELEASE_PROBE).fetch_one(&mut *conn).await?;
-    let outside = left.as_deref() != Some("open");
+    };
     if !outside {
         tracing::warn!("a pooled connection was left inside a transaction (a cancelled request); closing it");
     }
     Ok(outside)
 }
+
+/// A pooled PostgreSQL connection idle for longer than this is pinged
+/// before it is handed out: the server may have restarted or dropped it
+/// meanwhile. One used more recently is handed out as it is: sqlx's own
+/// test pinged before every use, a round trip per statement outside a
+/// transaction. A connection that fails anyway fails its caller once
+/// ("try again") and is closed when released.
+const PING_IF_IDLE: Duration = Duration::from_secs(5);
 
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`). A SQLite file
@@ -328,9 +333,12 @@ impl Db {
                 .busy_timeout(DB_WAIT)
                 .foreign_keys(true);
             first_connection(&opts).await?;
+            // A file connection cannot hang up: no ping before each use
+            // (sqlx's default, a round trip to the connection's thread).
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)
+                .test_before_acquire(false)
                 .connect_with(opts.clone())
                 .await?;
             // Larger than the default 2 MiB: the writer is the one
@@ -338,6 +346,7 @@ impl Db {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(DB_WAIT)
+                .test_before_acquire(false)
                 .connect_with(opts.pragma("cache_size", format!("-{}", WRITER_CACHE_KIB)))
                 .await?;
             let write_gate = Some(std::sync::Arc::new(tokio::sync::Mutex::new(())));
@@ -348,6 +357,15 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > PING_IF_IDLE {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(opts)
                 .await?;

@@ -119,3 +119,36 @@ async fn use_cases_cancelled_midway_leave_whole_state_and_the_next_requests_work
     assert_eq!(requests, 60);
     assert_eq!(created, requests, "every request has its audit event, and no event lacks its request");
 }
+
+/// The release check itself: a pooled connection handed back inside a
+/// transaction block that sqlx does not know of (sent as raw SQL) is
+/// closed, not given to the next caller; one handed back clean is kept.
+#[tokio::test]
+async fn a_connection_returned_inside_a_transaction_block_is_closed_and_a_clean_one_kept() {
+    use sqlx::Connection;
+    if postgres_server().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_database, url) = TestDatabase::create(Backend::Postgres, dir.path()).await;
+    let db = Db::connect(&url, 1).await.unwrap();
+    let Pool::Postgres(pool) = db.pool() else { unreachable!() };
+    sqlx::query("CREATE TABLE written (n BIGINT PRIMARY KEY)").execute(pool).await.unwrap();
+    let pid = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool).await.unwrap() }
+    };
+    let clean = pid(pool).await;
+    assert_eq!(pid(pool).await, clean, "a clean connection is kept");
+
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    let after = pid(pool).await;
+    assert_ne!(after, clean, "the connection left inside a transaction block was closed");
+    sqlx::query("INSERT INTO written (n) VALUES (1)").execute(pool).await.unwrap();
+    let mut outside = sqlx::PgConnection::connect(&url).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM written").fetch_one(&mut outside).await.unwrap();
+    assert_eq!(seen, 1, "the next write was committed, not held in a stranger's transaction");
+    db.close().await;
+}

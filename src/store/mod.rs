@@ -312,14 +312,6 @@ async fn outside_any_transaction(conn: &mut sqlx::PgConnection) -> Result<bool, 
     Ok(outside)
 }
 
-/// A pooled PostgreSQL connection idle for longer than this is pinged
-/// before it is handed out: the server may have restarted or dropped it
-/// meanwhile. One used more recently is handed out as it is: sqlx's own
-/// test pinged before every use, a round trip per statement outside a
-/// transaction. A connection that fails anyway fails its caller once
-/// ("try again") and is closed when released.
-const PING_IF_IDLE: Duration = Duration::from_secs(5);
-
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`). A SQLite file
     /// is created if missing and put in WAL mode.
@@ -357,15 +349,9 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(DB_WAIT)
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for > PING_IF_IDLE {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
+                // sqlx pings each connection before handing it out: after a
+                // server restart or failover, a connection the server cut
+                // is replaced then, instead of failing its next caller.
                 .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(opts)
                 .await?;

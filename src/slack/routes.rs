@@ -103,7 +103,6 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Mounts the three endpoints.
 /// What a slash command gets while jitbot is over its in-flight limit
 /// (see [`crate::http::Bounds::overload_answer`]): the same ephemeral
 /// "busy, nothing was changed" a delivery gets when the database is busy,
@@ -118,6 +117,7 @@ pub fn overload_answer(path: &str) -> Option<Response> {
     })
 }
 
+/// Mounts the three endpoints.
 pub fn router(state: SlackState) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))

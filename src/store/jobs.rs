@@ -94,8 +94,18 @@ pub struct JobRow {
     pub due_at: i64,
 }
 
+/// The states in which a job of a series holds its place: the text of
+/// `jobs_live_series`' predicate, spelled exactly so that SQLite uses the
+/// partial index. A macro so that `concat!` can build statements from it.
+macro_rules! live {
+    () => {
+        "('queued', 'running', 'waiting')"
+    };
+}
+const LIVE: &str = live!();
+
 /// The condition (on a queued job aliased `j`) that no earlier job of its
-/// series is still queued or running: jobs of one series (a request's
+/// series is still live (queued, running or waiting): jobs of one series (a request's
 /// notices, one person's refreshes; see `JobKind::series`) run one at a
 /// time, in order. Jobs without a series skip it; for the others it is one
 /// probe of `jobs_live_series` (series, id), not a scan of the queue.
@@ -104,17 +114,15 @@ pub struct JobRow {
 /// see [`Tx::insert_job`]), so this probe rarely refuses a candidate; it
 /// stays as the rule that holds when two jobs of a series were queued
 /// before either could see the other.
-const SERIES_FREE: &str = "(j.series IS NULL OR NOT EXISTS (
-        SELECT 1 FROM jobs e WHERE e.series = j.series AND e.id < j.id AND e.state IN ('queued', 'running', 'waiting')))";
+const SERIES_FREE: &str = concat!(
+    "(j.series IS NULL OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.series = j.series AND e.id < j.id AND e.state IN ",
+    live!(),
+    "))"
+);
 
 /// The first key of the PostgreSQL advisory locks on job series (see
 /// `Tx::lock_series`); the second is the series' hash.
 const SERIES_LOCK_SPACE: i32 = 0x6a69_7431;
-
-/// The states in which a job of a series holds its place: the text of
-/// `jobs_live_series`' predicate, spelled exactly so that SQLite uses the
-/// partial index.
-const LIVE: &str = "('queued', 'running', 'waiting')";
 
 /// A job to write: its kind, and where it queues (both decided by the
 /// caller from the job's kind: see `JobKind::lane` and `JobKind::series`).
@@ -317,9 +325,7 @@ impl Tx {
     /// (one refresh per person at a time).
     pub async fn person_job_pending(&mut self, kind: &str, payload: &str) -> StoreResult<bool> {
         let n: i64 = on_conn!(tx self, |c| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state IN ('queued', 'running', 'waiting')",
-            )
+            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND payload = $2 AND state IN ", live!()))
             .bind(kind)
             .bind(payload)
             .fetch_one(c)

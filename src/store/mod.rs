@@ -5,7 +5,7 @@
 //! so nothing is copy-pasted and the `Any` driver's type gaps are avoided.
 //! Write transactions on SQLite start with `BEGIN IMMEDIATE` so a writer
 //! waits for the lock instead of failing midway; within one process the
-//! writers queue for it in arrival order (see `Db::write_gate`), and another
+//! writers queue for it in arrival order (see `SqliteWriter`), and another
 //! process waits in `busy_timeout`;
 //! on PostgreSQL they set `lock_timeout` to the same bound. Where the two
 //! backends must differ (row locking on claims, the clock that measures job
@@ -53,7 +53,7 @@ pub use slack_cards::CardRow;
 /// before answering "try again": well under Slack's 3-second deadline.
 pub const DB_WAIT: Duration = Duration::from_millis(2000);
 
-/// The page cache of SQLite's writing connection, in KiB (see `Db::writer`).
+/// The page cache of SQLite's writing connection, in KiB (see `SqliteWriter`).
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// The PostgreSQL channel replicas announce new or rescheduled jobs on.
@@ -145,23 +145,29 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Db {
     pool: Pool,
     audit_key: Option<AuditKey>,
-    /// SQLite only: the one writer at a time, queued here in arrival order.
-    /// SQLite lets one connection write; without this, every other writer
-    /// waits in SQLite's busy handler, which polls with sleeps that grow to
-    /// 100 ms, so under load the lock sits idle while the waiters sleep and
-    /// a revocation's record can lose the race again and again. Queued on a
+    /// SQLite only: how this process writes (see [`SqliteWriter`]).
+    writer: Option<SqliteWriter>,
+}
+
+/// SQLite's writing side: one writer at a time, on one connection.
+#[derive(Debug, Clone)]
+struct SqliteWriter {
+    /// The one writer at a time, queued here in arrival order. SQLite lets
+    /// one connection write; without this, every other writer waits in
+    /// SQLite's busy handler, which polls with sleeps that grow to 100 ms,
+    /// so under load the lock sits idle while the waiters sleep and a
+    /// revocation's record can lose the race again and again. Queued on a
     /// fair async lock instead, the next writer starts the moment the last
     /// one commits. (Another process, the CLI, still meets `busy_timeout`.)
-    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
-    /// SQLite only: the one connection every write goes through, taken
-    /// while holding [`Db::write_gate`] (so never waited for). A connection
-    /// keeps its page cache across transactions only while no *other*
-    /// connection wrote the file; with writes spread over the pool, each
-    /// write transaction began on a connection whose cache the previous
-    /// writer had just invalidated and read its pages again from the file
-    /// (a fifth of the CPU time of a revocation catch-up, in `pread`).
-    /// One writer keeps the pages it writes hot.
-    writer: Option<SqlitePool>,
+    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The one connection every write goes through, taken while holding
+    /// `gate` (so never waited for). A connection keeps its page cache
+    /// across transactions only while no *other* connection wrote the file;
+    /// with writes spread over the pool, each write transaction began on a
+    /// connection whose cache the previous writer had just invalidated and
+    /// read its pages again from the file (a fifth of the CPU time of a
+    /// revocation catch-up, in `pread`). One writer keeps its pages hot.
+    pool: SqlitePool,
 }
 
 /// A held turn at writing (SQLite; nothing on PostgreSQL).
@@ -212,8 +218,8 @@ macro_rules! on_conn {
     (write $db:expr, |$c:ident| $body:expr) => {{
         let _turn = $db.write_turn().await?;
         match &$db.writer {
-            Some(p) => {
-                let $c = p;
+            Some(w) => {
+                let $c = &w.pool;
                 $body
             }
             None => $crate::store::on_conn!(db $db, |$c| $body),
@@ -341,8 +347,8 @@ impl Db {
                 .test_before_acquire(false)
                 .connect_with(opts.pragma("cache_size", format!("-{}", WRITER_CACHE_KIB)))
                 .await?;
-            let write_gate = Some(std::sync::Arc::new(tokio::sync::Mutex::new(())));
-            Ok(Db { pool: Pool::Sqlite(pool), audit_key: None, write_gate, writer: Some(writer) })
+            let writer = SqliteWriter { gate: std::sync::Arc::new(tokio::sync::Mutex::new(())), pool: writer };
+            Ok(Db { pool: Pool::Sqlite(pool), audit_key: None, writer: Some(writer) })
         } else {
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Internal)?;
             first_connection(&opts).await?;
@@ -355,7 +361,7 @@ impl Db {
                 .after_release(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(opts)
                 .await?;
-            Ok(Db { pool: Pool::Postgres(pool), audit_key: None, write_gate: None, writer: None })
+            Ok(Db { pool: Pool::Postgres(pool), audit_key: None, writer: None })
         }
     }
 
@@ -374,7 +380,7 @@ impl Db {
     pub async fn begin(&self) -> StoreResult<Tx> {
         let turn = self.write_turn().await?;
         let conn = match (&self.writer, &self.pool) {
-            (Some(w), _) => TxConn::Sqlite(w.begin_with("BEGIN IMMEDIATE").await?),
+            (Some(w), _) => TxConn::Sqlite(w.pool.begin_with("BEGIN IMMEDIATE").await?),
             (None, Pool::Sqlite(p)) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             (None, Pool::Postgres(p)) => {
                 // One round trip: both statements go as one simple query.
@@ -387,9 +393,9 @@ impl Db {
 
     /// Waits for this process's turn to write (SQLite), at most [`DB_WAIT`]
     /// like any other wait for the database: past it the caller answers
-    /// "busy, try again" with nothing written. See [`Db::write_gate`].
+    /// "busy, try again" with nothing written. See [`SqliteWriter::gate`].
     pub(crate) async fn write_turn(&self) -> StoreResult<WriteTurn> {
-        let Some(gate) = &self.write_gate else { return Ok(None) };
+        let Some(SqliteWriter { gate, .. }) = &self.writer else { return Ok(None) };
         match tokio::time::timeout(DB_WAIT, gate.clone().lock_owned()).await {
             Ok(turn) => Ok(Some(turn)),
             Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
@@ -424,7 +430,7 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         if let Some(w) = &self.writer {
-            w.close().await;
+            w.pool.close().await;
         }
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
